@@ -1,0 +1,77 @@
+"""The errors raised by the crypto package: one base class, one subclass per failure."""
+
+
+class Error(Exception):
+    """Base class of every error raised by this package."""
+
+
+class InvalidIdentifier(Error):
+    """An email address or phone number that cannot be accepted."""
+
+
+class InvalidEmail(InvalidIdentifier):
+    """An email address that is malformed, too long or has nothing left after normalisation."""
+
+
+class InvalidPhone(InvalidIdentifier):
+    """A phone number that cannot be parsed or is not a valid number."""
+
+
+class KeyUnwrapError(Error):
+    """A wrapped key that does not open with this master key and origin."""
+
+
+class ReceiptFormatError(Error):
+    """A receipt code that is not 16 bytes of base32."""
+
+
+class DetailsTooLarge(Error):
+    """Optional details whose canonical JSON does not fit the padded block."""
+
+
+class DetailsDecryptionError(Error):
+    """A details ciphertext that does not open with this key and context."""
+
+
+class VerificationError(Error):
+    """A log, proof, note or bundle that does not verify. The message says which check failed."""
+
+
+class InclusionProofError(VerificationError):
+    """A Merkle inclusion proof that does not lead from the leaf to the claimed root."""
+
+
+class ConsistencyProofError(VerificationError):
+    """A Merkle consistency proof that does not show the old tree is a prefix of the new one."""
+
+
+class LeafFormatError(VerificationError):
+    """A log leaf that is not 81 bytes, lacks the v1 prefix or has a kind this verifier refuses."""
+
+
+class KeyFormatError(VerificationError):
+    """A signed-note verifier or signer key string that cannot be parsed."""
+
+
+class NoteFormatError(VerificationError):
+    """A signed note that is not well formed (encoding, layout, signature lines)."""
+
+
+class NoteSignatureError(VerificationError):
+    """A signed note without a valid signature from the expected key."""
+
+
+class CheckpointFormatError(VerificationError):
+    """A checkpoint body that is not exactly origin, size and root hash, or a mismatched origin."""
+
+
+class ProofFormatError(VerificationError):
+    """A tlog-proof (receipt proof) file that is not well formed."""
+
+
+class BundleError(VerificationError):
+    """An export bundle that fails one named check; ``check`` names it for callers and tests."""
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(f"{check}: {message}")
+        self.check = check

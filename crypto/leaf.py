@@ -1,0 +1,76 @@
+"""Samleng log leaves (DESIGN §4, normative): ``"samleng-leaf/v1\\n" || kind || c || d``, 81 bytes.
+
+Leaf 0 is the header (``c = H(petition.json)``, ``d`` zero); every other leaf is a signature
+with its receipt commitment ``c`` and details ciphertext hash ``d``.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from enum import IntEnum
+
+from crypto.errors import LeafFormatError
+
+LEAF_PREFIX = b"samleng-leaf/v1\n"
+HASH_SIZE = 32
+LEAF_SIZE = len(LEAF_PREFIX) + 1 + 2 * HASH_SIZE  # 81
+ZERO_HASH = bytes(HASH_SIZE)
+
+
+class LeafKind(IntEnum):
+    """The kind byte of a leaf."""
+
+    HEADER = 0
+    SIGNATURE = 1
+    VERIFIED_SIGNATURE = 2
+    WITHDRAWAL = 3  # reserved by DESIGN §4; no v1 verifier accepts it (see decode_leaf)
+
+
+# Kinds this v1 verifier accepts. WITHDRAWAL is reserved but has no defined meaning yet: a
+# verifier that counted past it could report a wrong count, so it fails closed instead.
+ACCEPTED_KINDS = frozenset({LeafKind.HEADER, LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE})
+SIGNATURE_KINDS = frozenset({LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Leaf:
+    """A decoded leaf."""
+
+    kind: LeafKind
+    c: bytes
+    d: bytes
+
+
+def is_signature(kind: int) -> bool:
+    """Return whether leaves of ``kind`` count as signatures (kinds 0x01 and 0x02)."""
+    return kind in SIGNATURE_KINDS
+
+
+def encode_leaf(kind: LeafKind, c: bytes, d: bytes) -> bytes:
+    """Return the 81-byte leaf; ValueError for a reserved kind or wrong hash lengths."""
+    if kind not in ACCEPTED_KINDS:
+        raise ValueError(f"leaf kind {kind!r} is not defined in v1")
+    if len(c) != HASH_SIZE or len(d) != HASH_SIZE:
+        raise ValueError("c and d must be 32 bytes each")
+    return LEAF_PREFIX + bytes([kind]) + c + d
+
+
+def decode_leaf(leaf: bytes) -> Leaf:
+    """Parse a leaf, raising LeafFormatError for a wrong size, prefix or kind.
+
+    Kind 0x03 (withdrawal) is reserved and is rejected here like any unknown kind: DESIGN §4
+    says verifiers reject unknown kinds, and this v1 verifier does not know what it means.
+    """
+    if len(leaf) != LEAF_SIZE:
+        raise LeafFormatError(f"leaf is {len(leaf)} bytes, not {LEAF_SIZE}")
+    if not leaf.startswith(LEAF_PREFIX):
+        raise LeafFormatError("leaf does not start with the samleng-leaf/v1 prefix")
+    kind = leaf[len(LEAF_PREFIX)]
+    if kind not in ACCEPTED_KINDS:
+        raise LeafFormatError(f"leaf kind 0x{kind:02x} is not accepted by this v1 verifier")
+    start = len(LEAF_PREFIX) + 1
+    return Leaf(kind=LeafKind(kind), c=leaf[start : start + HASH_SIZE], d=leaf[start + HASH_SIZE :])
+
+
+def header_leaf(petition_json: bytes) -> bytes:
+    """Return leaf 0 of a petition's log: kind header, ``c = H(petition.json)``, ``d`` zero."""
+    return encode_leaf(LeafKind.HEADER, hashlib.sha256(petition_json).digest(), ZERO_HASH)

@@ -1,0 +1,93 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, render_template, request
+from flask_babel import lazy_gettext
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+from service import db, i18n, security
+from service.config import Config, load_config
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+STYLESHEET = TEMPLATES / "style.css"
+
+ERROR_MESSAGES = {
+    400: lazy_gettext("The request could not be understood. Please go back and try again."),
+    404: lazy_gettext("There is no page at this address."),
+    405: lazy_gettext("This page cannot be used that way."),
+    409: lazy_gettext("This petition is not accepting signatures."),
+    413: lazy_gettext("What you sent is too large. Please shorten your comment and try again."),
+    429: lazy_gettext("Too many requests. Please wait a moment and try again."),
+    500: lazy_gettext("Something went wrong on our side. Nothing you sent was kept."),
+    503: lazy_gettext("The service is busy. Please try again in a minute."),
+}
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the Flask app for ``config`` (read from ``SAMLENG_*`` variables when None)."""
+    config = config or load_config()
+    app = Flask(
+        __name__,
+        instance_path=str(config.instance_path),
+        template_folder=str(TEMPLATES),
+        static_folder=None,
+    )
+    app.config.update(
+        TESTING=config.testing,
+        MAX_CONTENT_LENGTH=config.max_request_bytes,
+        # Werkzeug refuses form bodies beyond these before parsing them.
+        MAX_FORM_MEMORY_SIZE=config.max_request_bytes,
+        MAX_FORM_PARTS=32,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["samleng.config"] = config
+
+    from service.keys import derive_key
+
+    app.extensions["samleng.form_key"] = derive_key(config.master_key, "form-token")
+
+    # Requests are never logged by the app; Werkzeug's own access log is silenced because it
+    # writes the client address and the time of every request.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    db.init_app(app, config.database_url)
+    i18n.init_app(app, config.default_lang)
+    stylesheet = STYLESHEET.read_text(encoding="utf-8")
+    app.jinja_env.globals["stylesheet"] = Markup(stylesheet)
+    security.init_app(app, stylesheet, config.onion_address)
+
+    from service import cli, public
+
+    app.register_blueprint(public.root)
+    app.register_blueprint(public.bp)
+    cli.register(app)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Any:
+        g.lang = i18n.current_lang(config.default_lang)
+        code = error.code or 500
+        message = ERROR_MESSAGES.get(code, ERROR_MESSAGES[400])
+        response = render_template("public/error.html", code=code, message=message), code
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Any:
+        # Logged with its traceback for the operator; the request body is never logged, and
+        # SQL parameters are hidden by the engine. The visitor sees a plain page.
+        app.logger.error(
+            "unhandled %s on %s %s",
+            type(error).__name__,
+            request.method,
+            request.url_rule,
+            exc_info=error,
+        )
+        g.lang = i18n.current_lang(config.default_lang)
+        return render_template("public/error.html", code=500, message=ERROR_MESSAGES[500]), 500
+
+    return app

@@ -1,0 +1,188 @@
+"""The ``samleng`` command line: a Flask CLI group with the operator's commands."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup, FlaskGroup
+
+from service import demo as demo_module
+from service.config import Config
+from service.db import get_session
+from service.errors import ConfigError, Error, PetitionNotFound
+from service.petitions import (
+    close_petition,
+    create_petition,
+    forget_petition,
+    get_petition,
+    open_petition,
+)
+
+
+def _config() -> Config:
+    cfg: Config = current_app.extensions["samleng.config"]
+    return cfg
+
+
+def read_details_public_key(path: Path) -> bytes:
+    """Read an organiser's details public key: one line of base64 of the raw 32-byte key."""
+    text = path.read_text(encoding="ascii").strip()
+    try:
+        key = base64.b64decode(text.split()[-1], validate=True)
+    except (binascii.Error, IndexError):
+        raise click.BadParameter(f"{path} does not hold a base64 public key") from None
+    if len(key) != 32:
+        raise click.BadParameter(f"{path} does not hold a 32-byte X25519 public key")
+    return key
+
+
+petition_group = AppGroup("petition", help="Create petitions and move them through their life.")
+
+
+@petition_group.command("create")
+@click.argument("slug")
+@click.option(
+    "--texts",
+    "texts_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help='JSON file: {"km": {"title", "target", "summary", "body"}, "en": {...}}',
+)
+@click.option("--goal", type=click.IntRange(min=1), required=True)
+@click.option("--identifier", type=click.Choice(["email", "phone", "none"]), required=True)
+@click.option(
+    "--details-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The organisers' details public key (base64 of the raw X25519 key).",
+)
+@click.option("--verification", type=click.Choice(["none", "email"]), default="none")
+@click.option("--region", default="KH", show_default=True, help="Default region for phones.")
+@click.option("--closes", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
+def petition_create(
+    slug: str,
+    texts_file: Path,
+    goal: int,
+    identifier: str,
+    details_key: Path,
+    verification: str,
+    region: str,
+    closes: dt.datetime | None,
+) -> None:
+    """Create a draft petition SLUG."""
+    cfg = _config()
+    try:
+        texts = json.loads(texts_file.read_text(encoding="utf-8"))
+        petition = create_petition(
+            get_session(),
+            master_key=cfg.master_key,
+            origin=cfg.origin,
+            slug=slug,
+            texts=texts,
+            goal=goal,
+            identifier_mode=identifier,
+            verification_mode=verification,
+            region=region.upper(),
+            details_public_key=read_details_public_key(details_key),
+            argon2=cfg.argon2,
+            closes_on=closes.date() if closes else None,
+        )
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    get_session().commit()
+    click.echo(f"created draft petition {petition.slug} ({petition.origin})")
+
+
+def _lifecycle(slug: str, action: Any, done: str) -> None:
+    session = get_session()
+    try:
+        petition = get_petition(session, slug)
+        result = action(session, petition)
+    except PetitionNotFound:
+        raise click.ClickException(f"no petition with slug {slug!r}") from None
+    except Error as exc:
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    click.echo(done.format(slug=slug, result=result))
+
+
+@petition_group.command("open")
+@click.argument("slug")
+def petition_open(slug: str) -> None:
+    """Open petition SLUG for signing (its texts are frozen)."""
+    _lifecycle(slug, open_petition, "petition {slug} is open")
+
+
+@petition_group.command("close")
+@click.argument("slug")
+def petition_close(slug: str) -> None:
+    """Stop accepting signatures for SLUG."""
+    _lifecycle(slug, close_petition, "petition {slug} is closed")
+
+
+@petition_group.command("forget")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Do not ask for the slug to be typed again.")
+def petition_forget(slug: str, yes: bool) -> None:
+    """Destroy the dedup key and tokens of closed petition SLUG. Cannot be undone."""
+    if not yes:
+        typed = click.prompt(f"Type the slug ({slug}) to destroy its dedup key and tokens")
+        if typed != slug:
+            raise click.ClickException("the slug did not match; nothing was changed")
+    _lifecycle(slug, forget_petition, "petition {slug} is forgotten ({result} tokens destroyed)")
+
+
+keys_group = click.Group("keys", help="The instance's secrets.")
+
+
+@keys_group.command("generate")
+def keys_generate() -> None:
+    """Create the master key file in the instance folder (never overwrites one)."""
+    from service.keys import ensure_master_key
+
+    instance = Path(os.environ.get("SAMLENG_INSTANCE", "instance")).resolve()
+    if ensure_master_key(instance):
+        click.echo(f"created {instance / 'master.key'} (mode 0600); back it up offline")
+    else:
+        click.echo(f"{instance / 'master.key'} exists; left unchanged")
+
+
+def register(app: Flask) -> None:
+    """Add the commands that need the app to its CLI."""
+    app.cli.add_command(petition_group)
+
+
+def _create_app() -> Flask:
+    from service.app import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        click.echo(f"samleng: {exc}", err=True)
+        sys.exit(2)
+
+
+cli = FlaskGroup(
+    name="samleng",
+    create_app=_create_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+    help="Samleng: anonymous petitions with verifiable counts.",
+)
+cli.add_command(keys_group)
+cli.add_command(demo_module.demo_command)
+
+
+def main() -> None:
+    """Entry point of the ``samleng`` console script."""
+    cli.main(prog_name="samleng")

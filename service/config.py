@@ -1,0 +1,111 @@
+"""Configuration: one frozen object built from ``SAMLENG_*`` variables.
+
+Secrets have no default: outside demo mode the app refuses to start without them and says
+which one is missing. The demo generates its secrets into its own instance folder.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import flask
+
+from crypto.tokens import DEFAULT_ARGON2, Argon2Params
+from service.errors import ConfigError
+
+LANGUAGES = ("km", "en")
+MASTER_KEY_FILE = "master.key"
+DEMO_ORIGIN = "demo.samleng.invalid"
+# An origin is a host name with an optional port and path: no scheme, no spaces, no "+"
+# (it becomes the key name of signed notes, where "+" and spaces are not allowed).
+_ORIGIN = re.compile(r"^[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything the app needs to run. Build it with :func:`load_config` or directly in tests."""
+
+    instance_path: Path
+    database_url: str
+    origin: str
+    master_key: bytes = field(repr=False)
+    default_lang: str = "km"
+    ratelimit_storage_uri: str = "memory://"
+    onion_address: str | None = None
+    smtp_url: str | None = None
+    argon2: Argon2Params = DEFAULT_ARGON2
+    seal_interval: int = 30
+    form_min_seconds: int = 3
+    form_max_age: int = 24 * 3600
+    max_request_bytes: int = 16 * 1024
+    demo: bool = False
+    testing: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.master_key) != 32:
+            raise ConfigError("the master key must be exactly 32 bytes")
+        if not _ORIGIN.match(self.origin):
+            raise ConfigError(
+                f"SAMLENG_ORIGIN {self.origin!r} must be a host name with an optional port and "
+                "path, without scheme, spaces or '+', e.g. petitions.example.org"
+            )
+        if self.default_lang not in LANGUAGES:
+            raise ConfigError(f"SAMLENG_DEFAULT_LANG must be one of {', '.join(LANGUAGES)}")
+
+
+def default_database_url(instance_path: Path) -> str:
+    """The embedded default: an SQLite file inside the instance folder."""
+    return f"sqlite:///{instance_path / 'samleng.sqlite3'}"
+
+
+def read_master_key(instance_path: Path) -> bytes:
+    """Read the master key file, refusing a missing, short, or world-readable one."""
+    path = instance_path / MASTER_KEY_FILE
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"missing secret: the master key file {path} does not exist "
+            "(create it with `samleng keys generate`)"
+        ) from None
+    if st.st_mode & 0o077:
+        raise ConfigError(f"the master key file {path} must be readable by its owner only (0600)")
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise ConfigError(f"the master key file {path} must hold exactly 32 bytes")
+    return key
+
+
+def load_config(*, demo: bool = False) -> Config:
+    """Build the configuration from ``SAMLENG_*`` variables (Flask's prefixed-env rules)."""
+    raw = flask.Config(str(Path.cwd()))
+    raw.from_prefixed_env("SAMLENG")
+    demo = demo or bool(raw.get("DEMO", False))
+    instance_path = Path(str(raw.get("INSTANCE", "instance"))).resolve()
+    origin = str(raw.get("ORIGIN", DEMO_ORIGIN if demo else ""))
+    if not origin:
+        raise ConfigError(
+            "missing setting: SAMLENG_ORIGIN (the public host name, e.g. petitions.example.org)"
+        )
+    argon2 = Argon2Params(
+        time_cost=int(raw.get("ARGON2_TIME_COST", DEFAULT_ARGON2.time_cost)),
+        memory_kib=int(raw.get("ARGON2_MEMORY_KIB", DEFAULT_ARGON2.memory_kib)),
+        parallelism=int(raw.get("ARGON2_PARALLELISM", DEFAULT_ARGON2.parallelism)),
+    )
+    onion = raw.get("ONION_ADDRESS") or None
+    smtp = raw.get("SMTP_URL") or None
+    return Config(
+        instance_path=instance_path,
+        database_url=str(raw.get("DATABASE_URL", default_database_url(instance_path))),
+        origin=origin,
+        master_key=read_master_key(instance_path),
+        default_lang=str(raw.get("DEFAULT_LANG", "km")),
+        ratelimit_storage_uri=str(raw.get("RATELIMIT_STORAGE_URI", "memory://")),
+        onion_address=None if onion is None else str(onion),
+        smtp_url=None if smtp is None else str(smtp),
+        argon2=argon2,
+        seal_interval=int(raw.get("SEAL_INTERVAL", 30)),
+        demo=demo,
+    )

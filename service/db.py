@@ -1,0 +1,86 @@
+"""The database connection: one engine per app, one session per request or CLI command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from flask import Flask, current_app, g
+from flask.cli import with_appcontext
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for ``postgresql://`` URLs (SQLAlchemy's default driver is psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets foreign keys, a busy timeout and WAL journaling."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        # hide_parameters: a failed statement must never print a token or ciphertext to a log.
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # Deleted rows (forgotten tokens) are overwritten, not left in free pages.
+            cursor.execute("PRAGMA secure_delete=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+def get_session() -> Session:
+    """The session of the current request or command, opened on first use."""
+    if "db_session" not in g:
+        factory: sessionmaker[Session] = current_app.extensions["samleng.sessionmaker"]
+        g.db_session = factory()
+    session: Session = g.db_session
+    return session
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    """Close the session at the end of the request; uncommitted work is rolled back."""
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+@click.command("init")
+@with_appcontext
+def init_command() -> None:
+    """Create or upgrade the database schema."""
+    upgrade(current_app.extensions["samleng.engine"])
+    click.echo("database is at the newest schema")
+
+
+def init_app(app: Flask, url: str) -> None:
+    """Attach the engine and session factory to ``app`` and register the teardown and command."""
+    engine = make_engine(url)
+    app.extensions["samleng.engine"] = engine
+    app.extensions["samleng.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.teardown_appcontext(close_session)
+    app.cli.add_command(init_command)

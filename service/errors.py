@@ -1,0 +1,25 @@
+"""Errors raised by the service layer. Views turn them into translated pages."""
+
+
+class Error(Exception):
+    """Base class of the service's own errors."""
+
+
+class ConfigError(Error):
+    """The configuration is incomplete or inconsistent; the message names what is missing."""
+
+
+class PetitionNotFound(Error):
+    """No petition has this slug."""
+
+
+class PetitionStateError(Error):
+    """The petition is not in a state that allows this action (e.g. signing a closed petition)."""
+
+
+class SignatureRefused(Error):
+    """A submission that cannot be accepted; ``field`` names the form field, if one is at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

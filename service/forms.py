@@ -1,0 +1,116 @@
+"""Parsing the sign form: every field checked, every refusal a translated message.
+
+Nothing here stores anything: the result is a :class:`service.signing.Submission` or a map
+from field name to the message shown next to that field.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from flask_babel import LazyString, lazy_gettext
+from werkzeug.datastructures import FileStorage, MultiDict
+
+from crypto.details import DETAILS_FIELDS
+from crypto.errors import InvalidIdentifier
+from crypto.identifiers import normalize_email
+from service.signing import Submission
+
+# Character limits per field: generous for a name, short enough that the padded details
+# (1024 bytes, Khmer takes 3 bytes a character) usually fit; the byte limit is checked too.
+MAX_CHARS = {
+    "identifier": 320,
+    "name": 100,
+    "locality": 100,
+    "comment": 500,
+    "contact": 254,
+    "form_token": 64,
+    "website": 200,
+    "consent": 8,
+}
+MULTILINE = frozenset({"comment"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignForm:
+    """The parsed form: field values to show again on error, and the error per field."""
+
+    values: Mapping[str, str]
+    errors: Mapping[str, LazyString] = field(default_factory=dict)
+    form_token: str = ""
+
+    def submission(self) -> Submission:
+        """The validated submission (call only when there are no errors)."""
+        details = {k: self.values[k] for k in DETAILS_FIELDS if self.values.get(k)}
+        return Submission(identifier=self.values.get("identifier") or None, details=details)
+
+
+def _bad_characters(value: str, multiline: bool) -> bool:
+    """True for text that did not decode as UTF-8 or holds control characters."""
+    if "\ufffd" in value:
+        return True
+    for ch in value:
+        if ch in "\n\r\t" and multiline:
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cs", "Co"):
+            return True
+    return False
+
+
+def parse_sign_form(
+    form: MultiDict[str, str], files: MultiDict[str, FileStorage], identifier_mode: str
+) -> SignForm:
+    """Check the sign form against DESIGN §5 and return values and errors."""
+    errors: dict[str, LazyString] = {}
+    values: dict[str, str] = {}
+    if files:
+        errors["form"] = lazy_gettext("This form does not accept files.")
+    for name in MAX_CHARS:
+        given = form.getlist(name)
+        if len(given) > 1:
+            errors[name if name in DETAILS_FIELDS else "form"] = lazy_gettext(
+                "A field was sent more than once. Please reload the page and try again."
+            )
+            values[name] = ""
+            continue
+        value = given[0].strip() if given else ""
+        if len(value) > MAX_CHARS[name]:
+            errors[name] = lazy_gettext(
+                "This is too long: at most %(count)d characters.", count=MAX_CHARS[name]
+            )
+            value = value[: MAX_CHARS[name]]
+        elif _bad_characters(value, name in MULTILINE):
+            errors[name] = lazy_gettext(
+                "This contains characters we cannot read. Please type it again."
+            )
+            value = ""
+        values[name] = value
+
+    if identifier_mode != "none" and "identifier" not in errors:
+        if not values["identifier"]:
+            errors["identifier"] = (
+                lazy_gettext("Please enter your email address.")
+                if identifier_mode == "email"
+                else lazy_gettext("Please enter your phone number.")
+            )
+    if identifier_mode == "none":
+        values.pop("identifier", None)
+    if values.get("contact") and "contact" not in errors:
+        try:
+            normalize_email(values["contact"])
+        except InvalidIdentifier:
+            errors["contact"] = lazy_gettext(
+                "This email address does not look right. Check it or leave the field empty."
+            )
+    if values.get("consent") != "yes" and "consent" not in errors:
+        errors["consent"] = lazy_gettext("Please tick the box to confirm that you want to sign.")
+    if values.get("website"):
+        # The honeypot: invisible to people, filled in by naive bots.
+        errors["form"] = lazy_gettext(
+            "This form could not be accepted. Please reload the page and try again."
+        )
+    token = values.pop("form_token", "")
+    values.pop("website", None)
+    return SignForm(values=values, errors=errors, form_token=token)

@@ -1,0 +1,43 @@
+"""The instance's secrets: the master key file and the keys derived from it.
+
+One 32-byte master key (a file in the instance folder, mode 0600) wraps every petition's
+dedup key; the service's other keys are derived from it with HKDF, one label per purpose, so
+that there is a single secret to back up, rotate, or destroy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from crypto.keywrap import new_master_key
+from service.config import MASTER_KEY_FILE
+
+_LABEL = b"samleng-service/v1\n"
+
+
+def derive_key(master_key: bytes, purpose: str) -> bytes:
+    """A 32-byte key for one named purpose (e.g. ``form-token``), derived from the master key."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=_LABEL + purpose.encode()
+    ).derive(master_key)
+
+
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 holding ``data``; never overwrite an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def ensure_master_key(instance_path: Path) -> bool:
+    """Create the master key file if it does not exist. Returns True when it was created."""
+    path = instance_path / MASTER_KEY_FILE
+    if path.exists():
+        return False
+    write_secret_file(path, new_master_key())
+    return True

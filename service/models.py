@@ -1,0 +1,107 @@
+"""Database models (SQLAlchemy 2.x typed ORM).
+
+What is deliberately absent matters as much as what is here: no row that belongs to a
+signer has an id that orders it, a timestamp, or any link between a dedup token and a
+signature. Schema changes go through Alembic migrations in ``service/migrations``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crypto.tokens import Argon2Params
+
+STATUSES = ("draft", "open", "closed", "forgotten")
+IDENTIFIER_MODES = ("email", "phone", "none")
+VERIFICATION_MODES = ("none", "email")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Samleng table."""
+
+
+class Petition(Base):
+    """A petition: its texts, its rules, and its per-petition secrets (wrapped)."""
+
+    __tablename__ = "petition"
+    __table_args__ = (
+        CheckConstraint(f"status IN {STATUSES}", name="petition_status"),
+        CheckConstraint(f"identifier_mode IN {IDENTIFIER_MODES}", name="petition_identifier_mode"),
+        CheckConstraint(
+            f"verification_mode IN {VERIFICATION_MODES}", name="petition_verification_mode"
+        ),
+        CheckConstraint("goal > 0", name="petition_goal_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    origin: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    # {lang: {"title": ..., "target": ..., "summary": ..., "body": ...}}
+    texts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    goal: Mapped[int] = mapped_column(Integer)
+    opens_on: Mapped[dt.date | None]
+    closes_on: Mapped[dt.date | None]
+    identifier_mode: Mapped[str] = mapped_column(String(8))
+    verification_mode: Mapped[str] = mapped_column(String(8), default="none")
+    region: Mapped[str] = mapped_column(String(2), default="KH")
+    salt: Mapped[bytes] = mapped_column(LargeBinary(16))
+    # None once the petition is forgotten: the tokens can then never be recomputed.
+    wrapped_dedup_key: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    argon2_time_cost: Mapped[int] = mapped_column(Integer)
+    argon2_memory_kib: Mapped[int] = mapped_column(Integer)
+    argon2_parallelism: Mapped[int] = mapped_column(Integer)
+    details_public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_on: Mapped[dt.date] = mapped_column(default=dt.date.today)
+
+    @property
+    def argon2(self) -> Argon2Params:
+        """The Argon2id parameters fixed for this petition at creation."""
+        return Argon2Params(
+            time_cost=self.argon2_time_cost,
+            memory_kib=self.argon2_memory_kib,
+            parallelism=self.argon2_parallelism,
+        )
+
+    def text(self, lang: str, fallback: str = "en") -> dict[str, str]:
+        """The texts in ``lang``, or in ``fallback`` (then any language) when missing."""
+        for candidate in (lang, fallback, *self.texts):
+            if candidate in self.texts:
+                return dict(self.texts[candidate])
+        return {}
+
+
+class DedupToken(Base):
+    """One per counted identifier: the Argon2id token and its petition, nothing else."""
+
+    __tablename__ = "dedup_token"
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+
+
+class PendingSignature(Base):
+    """A signature waiting for the next sealed batch. Keyed by its random commitment."""
+
+    __tablename__ = "pending_signature"
+
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[int] = mapped_column(SmallInteger)
+    details_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,163 @@
+"""The petition lifecycle: create (draft) → open → closed → forgotten.
+
+Functions take the database session and keys as arguments and never commit on behalf of a
+caller that passed ``commit=False``; the CLI and (later) the admin views call them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from crypto.keywrap import new_dedup_key, new_salt, wrap_key
+from crypto.tokens import Argon2Params
+from service.config import LANGUAGES
+from service.errors import PetitionNotFound, PetitionStateError
+from service.models import (
+    IDENTIFIER_MODES,
+    VERIFICATION_MODES,
+    DedupToken,
+    PendingSignature,
+    Petition,
+)
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+TEXT_FIELDS = ("title", "target", "summary", "body")
+
+
+def petition_origin(origin: str, slug: str) -> str:
+    """The petition's origin line: ``<SAMLENG_ORIGIN>/p/<slug>``."""
+    return f"{origin}/p/{slug}"
+
+
+def validate_texts(texts: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """Check texts per language: known languages and fields, a title and body in each."""
+    if not texts:
+        raise ValueError("a petition needs its texts in at least one language")
+    clean: dict[str, dict[str, str]] = {}
+    for lang, fields in texts.items():
+        if lang not in LANGUAGES:
+            raise ValueError(f"unknown language {lang!r}; use one of {', '.join(LANGUAGES)}")
+        unknown = set(fields) - set(TEXT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown text fields for {lang}: {', '.join(sorted(unknown))}")
+        if not fields.get("title") or not fields.get("body"):
+            raise ValueError(f"the {lang} text needs a title and a body")
+        clean[lang] = {k: str(v) for k, v in fields.items()}
+    return clean
+
+
+def create_petition(
+    session: Session,
+    *,
+    master_key: bytes,
+    origin: str,
+    slug: str,
+    texts: Mapping[str, Mapping[str, str]],
+    goal: int,
+    identifier_mode: str,
+    details_public_key: bytes,
+    argon2: Argon2Params,
+    verification_mode: str = "none",
+    region: str = "KH",
+    closes_on: dt.date | None = None,
+) -> Petition:
+    """Create a draft petition with fresh per-petition secrets (dedup key wrapped, salt)."""
+    if not SLUG.match(slug):
+        raise ValueError("a slug is 1-64 lower-case letters, digits and inner hyphens")
+    if identifier_mode not in IDENTIFIER_MODES:
+        raise ValueError(f"identifier mode must be one of {', '.join(IDENTIFIER_MODES)}")
+    if verification_mode not in VERIFICATION_MODES:
+        raise ValueError(f"verification mode must be one of {', '.join(VERIFICATION_MODES)}")
+    if verification_mode == "email" and identifier_mode != "email":
+        raise ValueError("email verification needs identifier mode email")
+    if goal <= 0:
+        raise ValueError("the goal must be a positive number of signatures")
+    if len(details_public_key) != 32:
+        raise ValueError("the details public key must be a raw 32-byte X25519 key")
+    if session.scalar(select(Petition.id).where(Petition.slug == slug)) is not None:
+        raise ValueError(f"a petition with slug {slug!r} already exists")
+    full_origin = petition_origin(origin, slug)
+    petition = Petition(
+        slug=slug,
+        origin=full_origin,
+        status="draft",
+        texts=validate_texts(texts),
+        goal=goal,
+        closes_on=closes_on,
+        identifier_mode=identifier_mode,
+        verification_mode=verification_mode,
+        region=region,
+        salt=new_salt(),
+        wrapped_dedup_key=wrap_key(master_key, new_dedup_key(), full_origin),
+        argon2_time_cost=argon2.time_cost,
+        argon2_memory_kib=argon2.memory_kib,
+        argon2_parallelism=argon2.parallelism,
+        details_public_key=details_public_key,
+    )
+    session.add(petition)
+    session.flush()
+    return petition
+
+
+def get_petition(session: Session, slug: str) -> Petition:
+    """The petition with this slug, or PetitionNotFound."""
+    petition = session.scalar(select(Petition).where(Petition.slug == slug))
+    if petition is None:
+        raise PetitionNotFound(slug)
+    return petition
+
+
+def open_petitions(session: Session) -> Sequence[Petition]:
+    """Petitions that accept signatures, newest first."""
+    return session.scalars(
+        select(Petition).where(Petition.status == "open").order_by(Petition.id.desc())
+    ).all()
+
+
+def _transition(petition: Petition, allowed_from: str, to: str) -> None:
+    if petition.status != allowed_from:
+        raise PetitionStateError(
+            f"petition {petition.slug!r} is {petition.status}; it must be {allowed_from} "
+            f"to become {to}"
+        )
+    petition.status = to
+
+
+def open_petition(session: Session, petition: Petition) -> None:
+    """Open a draft for signing. Its texts are frozen from here on."""
+    _transition(petition, "draft", "open")
+    if petition.opens_on is None:
+        petition.opens_on = dt.date.today()
+    session.flush()
+
+
+def close_petition(session: Session, petition: Petition) -> None:
+    """Stop accepting signatures."""
+    _transition(petition, "open", "closed")
+    session.flush()
+
+
+def forget_petition(session: Session, petition: Petition) -> int:
+    """Destroy the dedup key and every token of a closed petition. Returns tokens deleted."""
+    _transition(petition, "closed", "forgotten")
+    petition.wrapped_dedup_key = None
+    result = session.execute(delete(DedupToken).where(DedupToken.petition_id == petition.id))
+    session.flush()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def signature_count(session: Session, petition: Petition) -> int:
+    """Signatures received so far."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(PendingSignature)
+            .where(PendingSignature.petition_id == petition.id)
+        )
+        or 0
+    )

@@ -1,0 +1,103 @@
+"""The quick start: ``samleng demo`` serves a petition that can be signed over HTTP.
+
+Runs the real console script and gunicorn in a subprocess, signs with plain HTTP like curl
+would, then checks that the instance folder and the server's output hold nothing identifying.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.service.test_privacy import needles_in
+
+SAMLENG = Path(sys.executable).parent / "samleng"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_demo(instance: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAMLENG_")}
+    env.update(
+        SAMLENG_INSTANCE=str(instance),
+        SAMLENG_PORT=str(port),
+        SAMLENG_ARGON2_MEMORY_KIB="1024",
+        SAMLENG_ARGON2_TIME_COST="1",
+    )
+    with log.open("ab") as out:
+        proc = subprocess.Popen([str(SAMLENG), "demo"], env=env, stdout=out, stderr=out)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the demo did not start:\n" + log.read_text())
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[Path, int, Path]]:
+    instance, port, log = tmp_path / "instance", free_port(), tmp_path / "demo.log"
+    proc = start_demo(instance, port, log)
+    try:
+        yield instance, port, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def sign_over_http(port: int, phone: str, name: str) -> str:
+    base = f"http://127.0.0.1:{port}"
+    page = urllib.request.urlopen(f"{base}/km/p/demo").read().decode()
+    token = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert token, page
+    time.sleep(3)  # the demo keeps the real minimum fill time
+    body = urllib.parse.urlencode(
+        {"form_token": token.group(1), "identifier": phone, "name": name, "consent": "yes"}
+    ).encode()
+    answer = urllib.request.urlopen(f"{base}/km/p/demo/sign", data=body)
+    assert "Set-Cookie" not in answer.headers
+    html = answer.read().decode()
+    receipt = re.search(r'<p class="receipt">([A-Z2-7-]+)</p>', html)
+    assert receipt, html
+    return receipt.group(1)
+
+
+def test_demo_serves_signs_and_keeps_nothing(tmp_path: Path, demo: tuple[Path, int, Path]) -> None:
+    instance, port, log = demo
+    for name in ("master.key", "demo-details.key"):
+        assert stat.S_IMODE((instance / name).stat().st_mode) == 0o600
+    sign_over_http(port, "+855 12 345 678", "Sok Dara")
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/en/p/demo").read().decode()
+    assert "End impunity" in page
+    for path in [p for p in tmp_path.rglob("*") if p.is_file() and p != log]:
+        assert needles_in(path.read_bytes()) == [], path
+    assert needles_in(log.read_bytes()) == []
+
+
+def test_demo_is_idempotent(tmp_path: Path) -> None:
+    instance, log = tmp_path / "instance", tmp_path / "demo.log"
+    for _ in range(2):
+        proc = start_demo(instance, free_port(), log)
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert log.read_text().count("Samleng demo: http://127.0.0.1:") == 2
+    assert "Traceback" not in log.read_text()
