@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from service import db, i18n, security
 from service.config import Config, load_config
+from service.scheduler import SealScheduler
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STYLESHEET = TEMPLATES / "style.css"
@@ -62,11 +63,19 @@ def create_app(config: Config | None = None) -> Flask:
     app.jinja_env.globals["stylesheet"] = Markup(stylesheet)
     security.init_app(app, stylesheet, config.onion_address)
 
-    from service import cli, public
+    from service import cli, public, transparency
 
     app.register_blueprint(public.root)
     app.register_blueprint(public.bp)
+    app.register_blueprint(transparency.bp)
     cli.register(app)
+
+    if config.seal_interval > 0 and not config.testing:
+        scheduler = SealScheduler(
+            app.extensions["samleng.engine"], config.master_key, config.seal_interval
+        )
+        app.extensions["samleng.scheduler"] = scheduler
+        app.before_request(scheduler.start_once)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:

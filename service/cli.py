@@ -8,17 +8,21 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup, FlaskGroup
+from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 from service import demo as demo_module
 from service.config import Config
 from service.db import get_session
 from service.errors import ConfigError, Error, PetitionNotFound
+from service.export import write_bundle, write_details
+from service.log import seal_all
+from service.models import Petition
 from service.petitions import (
     close_petition,
     create_petition,
@@ -102,13 +106,19 @@ def petition_create(
     click.echo(f"created draft petition {petition.slug} ({petition.origin})")
 
 
-def _lifecycle(slug: str, action: Any, done: str) -> None:
-    session = get_session()
+def _petition(slug: str) -> Petition:
+    """The petition SLUG, or a clear command-line error."""
     try:
-        petition = get_petition(session, slug)
-        result = action(session, petition)
+        return get_petition(get_session(), slug)
     except PetitionNotFound:
         raise click.ClickException(f"no petition with slug {slug!r}") from None
+
+
+def _lifecycle(slug: str, action: Any, done: str) -> None:
+    session = get_session()
+    petition = _petition(slug)
+    try:
+        result = action(session, petition)
     except Error as exc:
         raise click.ClickException(str(exc)) from None
     session.commit()
@@ -119,7 +129,8 @@ def _lifecycle(slug: str, action: Any, done: str) -> None:
 @click.argument("slug")
 def petition_open(slug: str) -> None:
     """Open petition SLUG for signing (its texts are frozen)."""
-    _lifecycle(slug, open_petition, "petition {slug} is open")
+    master_key = _config().master_key
+    _lifecycle(slug, lambda s, p: open_petition(s, p, master_key), "petition {slug} is open")
 
 
 @petition_group.command("close")
@@ -141,6 +152,56 @@ def petition_forget(slug: str, yes: bool) -> None:
     _lifecycle(slug, forget_petition, "petition {slug} is forgotten ({result} tokens destroyed)")
 
 
+@click.command("seal")
+@click.option("--watch", is_flag=True, help="Keep sealing every SAMLENG_SEAL_INTERVAL seconds.")
+@with_appcontext
+def seal_command(watch: bool) -> None:
+    """Seal pending signatures into the logs and sign new checkpoints."""
+    cfg = _config()
+    engine = current_app.extensions["samleng.engine"]
+    interval = max(cfg.seal_interval, 1)
+    while True:
+        for slug, size in seal_all(engine, cfg.master_key).items():
+            click.echo(f"sealed {slug}: log size {size}")
+        if not watch:
+            return
+        time.sleep(interval)
+
+
+@click.command("export")
+@click.argument("slug")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@with_appcontext
+def export_command(slug: str, directory: Path) -> None:
+    """Write the public, verifiable bundle of petition SLUG to DIRECTORY."""
+    petition = _petition(slug)
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"  leaves {done}/{total}", err=True)
+
+    try:
+        size = write_bundle(get_session(), petition, directory, progress)
+    except (Error, FileExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"wrote {directory} (log size {size}); check it with: samleng-audit verify {directory}"
+    )
+
+
+@click.command("export-details")
+@click.argument("slug")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def export_details_command(slug: str, file: Path) -> None:
+    """Write the sealed details of petition SLUG for the organisers' key holder."""
+    petition = _petition(slug)
+    try:
+        records = write_details(get_session(), petition, file)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {records} sealed records to {file}")
+
+
 keys_group = click.Group("keys", help="The instance's secrets.")
 
 
@@ -158,7 +219,8 @@ def keys_generate() -> None:
 
 def register(app: Flask) -> None:
     """Add the commands that need the app to its CLI."""
-    app.cli.add_command(petition_group)
+    for command in (petition_group, seal_command, export_command, export_details_command):
+        app.cli.add_command(command)
 
 
 def _create_app() -> Flask:

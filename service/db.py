@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +12,11 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app, g
 from flask.cli import with_appcontext
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+EXCLUSIVE = "samleng_exclusive"
 
 
 def normalise_url(url: str) -> str:
@@ -33,6 +36,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # SQLAlchemy emits BEGIN itself (below), so that a sealer can ask for IMMEDIATE.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -40,8 +45,24 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            exclusive = connection.get_execution_options().get(EXCLUSIVE, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+@contextmanager
+def exclusive_session(engine: Engine) -> Iterator[Session]:
+    """A session whose transaction is the database's only writer on SQLite (BEGIN IMMEDIATE).
+
+    On PostgreSQL this is an ordinary session; callers take an advisory lock for exclusion.
+    """
+    with Session(engine, expire_on_commit=False) as session:
+        session.connection(execution_options={EXCLUSIVE: True})
+        yield session
 
 
 def upgrade(engine: Engine) -> None:

@@ -105,7 +105,7 @@ def prepare_demo(instance: Path) -> Any:
                 argon2=cfg.argon2,
             )
         if petition.status == "draft":
-            open_petition(session, petition)
+            open_petition(session, petition, cfg.master_key)
         session.commit()
     # No connection may cross the fork into the server's worker.
     app.extensions["samleng.engine"].dispose()

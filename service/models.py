@@ -12,12 +12,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     ForeignKey,
     Integer,
     LargeBinary,
     SmallInteger,
     String,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -65,6 +67,11 @@ class Petition(Base):
     argon2_parallelism: Mapped[int] = mapped_column(Integer)
     details_public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     created_on: Mapped[dt.date] = mapped_column(default=dt.date.today)
+    # Set when the petition opens: the frozen petition.json (hashed into leaf 0) and the
+    # log's Ed25519 seed, wrapped with a key derived from the master key.
+    petition_json: Mapped[bytes | None] = mapped_column(LargeBinary)
+    wrapped_log_seed: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    log_vkey: Mapped[str | None] = mapped_column(String(400))
 
     @property
     def argon2(self) -> Argon2Params:
@@ -105,3 +112,44 @@ class PendingSignature(Base):
     )
     kind: Mapped[int] = mapped_column(SmallInteger)
     details_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Leaf(Base):
+    """One leaf of a petition's log, in index order; signature leaves keep their sealed details."""
+
+    __tablename__ = "leaf"
+    __table_args__ = (UniqueConstraint("petition_id", "commitment", name="leaf_commitment"),)
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32))
+    leaf: Mapped[bytes] = mapped_column(LargeBinary(81))
+    details_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class TreeNode(Base):
+    """A stored perfect-subtree hash, so that proofs read O(log n) rows."""
+
+    __tablename__ = "tree_node"
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class SignedCheckpoint(Base):
+    """Every checkpoint the log has published, as the exact signed note bytes."""
+
+    __tablename__ = "checkpoint"
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[bytes] = mapped_column(LargeBinary)

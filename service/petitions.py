@@ -10,18 +10,18 @@ import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from crypto.keywrap import new_dedup_key, new_salt, wrap_key
 from crypto.tokens import Argon2Params
 from service.config import LANGUAGES
 from service.errors import PetitionNotFound, PetitionStateError
+from service.log import latest_checkpoint, start_log
 from service.models import (
     IDENTIFIER_MODES,
     VERIFICATION_MODES,
     DedupToken,
-    PendingSignature,
     Petition,
 )
 
@@ -128,11 +128,12 @@ def _transition(petition: Petition, allowed_from: str, to: str) -> None:
     petition.status = to
 
 
-def open_petition(session: Session, petition: Petition) -> None:
-    """Open a draft for signing. Its texts are frozen from here on."""
+def open_petition(session: Session, petition: Petition, master_key: bytes) -> None:
+    """Open a draft for signing: freeze its texts into petition.json and start its log."""
     _transition(petition, "draft", "open")
     if petition.opens_on is None:
         petition.opens_on = dt.date.today()
+    start_log(session, petition, master_key)
     session.flush()
 
 
@@ -152,12 +153,6 @@ def forget_petition(session: Session, petition: Petition) -> int:
 
 
 def signature_count(session: Session, petition: Petition) -> int:
-    """Signatures received so far."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(PendingSignature)
-            .where(PendingSignature.petition_id == petition.id)
-        )
-        or 0
-    )
+    """Signatures in the latest published checkpoint (pending ones are not yet counted)."""
+    state = latest_checkpoint(session, petition)
+    return 0 if state is None else state.count

@@ -13,7 +13,6 @@ from flask import (
     abort,
     current_app,
     g,
-    jsonify,
     redirect,
     render_template,
     request,
@@ -21,12 +20,14 @@ from flask import (
 )
 from flask_babel import lazy_gettext
 
-from crypto.errors import DetailsTooLarge, InvalidEmail, InvalidIdentifier
+from crypto.errors import DetailsTooLarge, InvalidEmail, InvalidIdentifier, ReceiptFormatError
+from crypto.receipts import format_receipt, parse_receipt, receipt_commitment
 from service.config import LANGUAGES, Config
 from service.db import get_session
 from service.errors import PetitionNotFound, PetitionStateError
 from service.forms import SignForm, parse_sign_form
 from service.formtoken import FormTokenError, check_form_token, issue_form_token
+from service.log import find_receipt, latest_checkpoint
 from service.models import Petition
 from service.petitions import get_petition, open_petitions, signature_count
 from service.signing import sign_petition
@@ -71,13 +72,14 @@ def _visible_petition(slug: str) -> Petition:
 
 
 def _render_petition(petition: Petition, form: SignForm | None = None, status: int = 200) -> Any:
-    session = get_session()
+    state = latest_checkpoint(get_session(), petition)
     return (
         render_template(
             "public/petition.html",
             petition=petition,
             text=petition.text(g.lang),
-            count=signature_count(session, petition),
+            count=0 if state is None else state.count,
+            fingerprint=None if state is None else state.root[:8].hex(" ", 2),
             form=form,
             form_token=issue_form_token(_form_key(), petition.slug),
         ),
@@ -95,15 +97,6 @@ def home() -> Any:
 def healthz() -> Response:
     """Liveness: the process answers."""
     return Response("ok\n", mimetype="text/plain")
-
-
-@root.get("/p/<slug>/count.json")
-def count_json(slug: str) -> Response:
-    """The count and goal of a petition, for dashboards and link previews."""
-    g.lang = config().default_lang
-    petition = _visible_petition(slug)
-    count = signature_count(get_session(), petition)
-    return jsonify({"count": count, "goal": petition.goal, "size": count + 1})
 
 
 @bp.get("/")
@@ -190,6 +183,48 @@ def sign(slug: str) -> Any:
         return _refuse(petition, "form", lazy_gettext("This petition is closed."), 409)
     return render_template(
         "public/signed.html", petition=petition, text=petition.text(g.lang), receipt=signed.receipt
+    )
+
+
+@bp.route("/p/<slug>/receipt", methods=["GET", "POST"])
+def receipt(slug: str) -> Any:
+    """Check a receipt code: counted (with a proof to download), waiting, or not found."""
+    petition = _visible_petition(slug)
+    if request.method == "GET":
+        return render_template("public/receipt.html", petition=petition, text=petition.text(g.lang))
+    code = request.form.get("receipt", "")
+    try:
+        secret = parse_receipt(code)
+    except ReceiptFormatError:
+        return (
+            render_template(
+                "public/receipt.html",
+                petition=petition,
+                text=petition.text(g.lang),
+                code=code[:200],
+                error=lazy_gettext(
+                    "This is not a receipt code. A code has 26 letters and digits, like "
+                    "ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ."
+                ),
+            ),
+            400,
+        )
+    status = find_receipt(
+        get_session(), petition, receipt_commitment(petition.origin, secret), secret
+    )
+    if status.state == "counted" and request.form.get("format") == "proof":
+        assert status.proof is not None
+        response = Response(status.proof, mimetype="text/plain")
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="{petition.slug}-receipt-proof.txt"'
+        )
+        return response
+    return render_template(
+        "public/receipt.html",
+        petition=petition,
+        text=petition.text(g.lang),
+        code=format_receipt(secret),
+        status=status,
     )
 
 

@@ -27,7 +27,7 @@ def content_security_policy(stylesheet: str) -> str:
 
 
 # Pages that show or accept something personal: never kept by the browser or a proxy.
-NO_STORE_ENDPOINTS = frozenset({"public.petition", "public.sign"})
+NO_STORE_ENDPOINTS = frozenset({"public.petition", "public.sign", "public.receipt"})
 
 
 def init_app(app: Flask, stylesheet: str, onion_address: str | None) -> None:

@@ -70,6 +70,10 @@ def sign_petition(
     """
     if petition.status != "open":
         raise PetitionStateError(f"petition {petition.slug!r} is {petition.status}")
+    # End the read transaction now: none stays open during the Argon2 work, and on SQLite the
+    # write below then waits for the lock instead of failing on a stale read snapshot.
+    petition_id = petition.id
+    session.commit()
     token: bytes | None = None
     if petition.identifier_mode != "none":
         if submission.identifier is None:
@@ -90,12 +94,12 @@ def sign_petition(
     )
     counted = True
     if token is not None:
-        counted = _insert_token_once(session, petition.id, token)
+        counted = _insert_token_once(session, petition_id, token)
     if counted:
         session.add(
             PendingSignature(
                 commitment=commitment,
-                petition_id=petition.id,
+                petition_id=petition_id,
                 kind=int(LeafKind.SIGNATURE),
                 details_ciphertext=ciphertext,
             )

@@ -138,7 +138,7 @@ def add_petition(
             argon2=CHEAP_ARGON2,
         )
         if status == "open":
-            open_petition(session, petition)
+            open_petition(session, petition, MASTER_KEY)
         session.commit()
         return OpenPetition(slug=slug, details_private_key=private, origin=petition.origin)
 
@@ -153,13 +153,28 @@ FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
 RECEIPT = re.compile(r'<p class="receipt">([A-Z2-7-]+)</p>')
 
 
-def sign(client: FlaskClient, slug: str, lang: str = "en", **fields: str) -> TestResponse:
-    """Fetch the sign form like a browser would, then post it with ``fields``."""
+def form_token(client: FlaskClient, slug: str, lang: str = "en") -> str:
+    """Fetch the sign form like a browser would and return its form token."""
     page = client.get(f"/{lang}/p/{slug}")
     assert page.status_code == 200, page.status_code
     match = FORM_TOKEN.search(page.get_data(as_text=True))
     assert match, "the petition page has no form token"
-    data = {"form_token": match.group(1), "consent": "yes", "website": ""}
+    return match.group(1)
+
+
+def post_raw(client: FlaskClient, slug: str, body: bytes) -> TestResponse:
+    """Post a hand-made urlencoded body, after a fresh form token, to the sign endpoint."""
+    token = form_token(client, slug).encode()
+    return client.post(
+        f"/en/p/{slug}/sign",
+        data=b"form_token=" + token + b"&consent=yes&" + body,
+        content_type="application/x-www-form-urlencoded",
+    )
+
+
+def sign(client: FlaskClient, slug: str, lang: str = "en", **fields: str) -> TestResponse:
+    """Fetch the sign form like a browser would, then post it with ``fields``."""
+    data = {"form_token": form_token(client, slug, lang), "consent": "yes", "website": ""}
     data.update(fields)
     return client.post(f"/{lang}/p/{slug}/sign", data=data)
 

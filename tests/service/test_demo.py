@@ -6,6 +6,7 @@ would, then checks that the instance folder and the server's output hold nothing
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -38,6 +39,7 @@ def start_demo(instance: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         SAMLENG_PORT=str(port),
         SAMLENG_ARGON2_MEMORY_KIB="1024",
         SAMLENG_ARGON2_TIME_COST="1",
+        SAMLENG_SEAL_INTERVAL="1",
     )
     with log.open("ab") as out:
         proc = subprocess.Popen([str(SAMLENG), "demo"], env=env, stdout=out, stderr=out)
@@ -88,6 +90,14 @@ def test_demo_serves_signs_and_keeps_nothing(tmp_path: Path, demo: tuple[Path, i
     sign_over_http(port, "+855 12 345 678", "Sok Dara")
     page = urllib.request.urlopen(f"http://127.0.0.1:{port}/en/p/demo").read().decode()
     assert "End impunity" in page
+    # The in-process sealer puts the signature into the log within a few intervals.
+    deadline = time.monotonic() + 20
+    count = 0
+    while count == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/p/demo/count.json") as answer:
+            count = json.load(answer)["count"]
+    assert count >= 1
     for path in [p for p in tmp_path.rglob("*") if p.is_file() and p != log]:
         assert needles_in(path.read_bytes()) == [], path
     assert needles_in(log.read_bytes()) == []

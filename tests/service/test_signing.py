@@ -11,7 +11,7 @@ from crypto.details import open_details
 from crypto.receipts import parse_receipt, receipt_commitment
 from service.db import get_session
 from service.models import DedupToken, PendingSignature
-from tests.conftest import OpenPetition, add_petition, receipt_of, sign
+from tests.conftest import OpenPetition, add_petition, form_token, post_raw, receipt_of, sign
 
 
 def rows(app: Flask) -> tuple[int, int]:
@@ -149,42 +149,31 @@ def test_details_too_large_together(
     assert rows(app) == (0, 0)
 
 
-def test_non_utf8_body_is_refused(app: Flask, client: FlaskClient, petition: OpenPetition) -> None:
-    page = client.get(f"/en/p/{petition.slug}").get_data(as_text=True)
-    token = page.split('name="form_token" value="')[1].split('"')[0]
-    body = f"form_token={token}&consent=yes&identifier=012345678&name=".encode() + b"\xff\xfe"
-    response = client.post(
-        f"/en/p/{petition.slug}/sign",
-        data=body,
-        content_type="application/x-www-form-urlencoded",
-    )
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"identifier=012345678&name=\xff\xfe",
+        b"identifier=012345678&identifier=012345679",
+        b"identifier=012345678&name=a&name=b",
+    ],
+    ids=["non-utf8", "repeated-identifier", "repeated-detail"],
+)
+def test_malformed_body_is_refused(
+    app: Flask, client: FlaskClient, petition: OpenPetition, body: bytes
+) -> None:
+    response = post_raw(client, petition.slug, body)
     assert response.status_code == 400
-    assert "cannot read" in response.get_data(as_text=True)
-    assert rows(app) == (0, 0)
-
-
-def test_repeated_field_is_refused(app: Flask, client: FlaskClient, petition: OpenPetition) -> None:
-    page = client.get(f"/en/p/{petition.slug}").get_data(as_text=True)
-    token = page.split('name="form_token" value="')[1].split('"')[0]
-    body = f"form_token={token}&consent=yes&identifier=012345678&identifier=012345679"
-    response = client.post(
-        f"/en/p/{petition.slug}/sign",
-        data=body,
-        content_type="application/x-www-form-urlencoded",
-    )
-    assert response.status_code == 400
+    assert 'role="alert"' in response.get_data(as_text=True)
     assert rows(app) == (0, 0)
 
 
 def test_file_upload_is_refused(app: Flask, client: FlaskClient, petition: OpenPetition) -> None:
     import io
 
-    page = client.get(f"/en/p/{petition.slug}").get_data(as_text=True)
-    token = page.split('name="form_token" value="')[1].split('"')[0]
     response = client.post(
         f"/en/p/{petition.slug}/sign",
         data={
-            "form_token": token,
+            "form_token": form_token(client, petition.slug),
             "consent": "yes",
             "identifier": "012345678",
             "name": (io.BytesIO(b"x"), "a.txt"),
@@ -211,11 +200,9 @@ def test_huge_body_is_refused_with_413(
 def test_form_for_another_petition_is_refused(app: Flask, client: FlaskClient) -> None:
     add_petition(app, slug="one")
     add_petition(app, slug="two")
-    page = client.get("/en/p/one").get_data(as_text=True)
-    token = page.split('name="form_token" value="')[1].split('"')[0]
     response = client.post(
         "/en/p/two/sign",
-        data={"form_token": token, "consent": "yes", "identifier": "012345678"},
+        data={"form_token": form_token(client, "one"), "consent": "yes", "identifier": "012345678"},
     )
     assert response.status_code == 400
     assert rows(app) == (0, 0)

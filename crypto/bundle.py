@@ -1,0 +1,460 @@
+"""Export bundles (DESIGN §4): the files an auditor receives, and their full verification.
+
+A bundle is a directory::
+
+    petition.json       the exact bytes hashed into leaf 0
+    vkey                the log's verifier key string and a newline
+    checkpoint          the latest signed checkpoint
+    checkpoints/<size>  every published checkpoint, the latest included
+    leaves.bin          every leaf, 81 bytes each, in index order
+    SHA256SUMS          "<hex>  <path>" per file, like sha256sum's output
+    VERIFY.txt          how to verify (English and Khmer)
+
+:func:`verify_bundle` runs every check and raises :class:`~crypto.errors.BundleError` whose
+``check`` names the one that failed. It reads ``leaves.bin`` once, in chunks, keeping only
+the set of commitments (for distinctness) and O(log n) tree nodes, so a million leaves need
+about 100 MB and a few seconds.
+
+Files listed in SHA256SUMS beyond the ones above are allowed (hash-checked, not read);
+unlisted files, symlinks and special files are refused.
+"""
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from crypto.checkpoint import Checkpoint, verify_checkpoint
+from crypto.errors import BundleError, VerificationError
+from crypto.leaf import LEAF_PREFIX, LEAF_SIZE, ZERO_HASH, LeafKind
+from crypto.merkle import EMPTY_ROOT, CompactTree
+from crypto.note import NoteVerifier, parse_vkey
+
+PETITION_FILE = "petition.json"
+VKEY_FILE = "vkey"
+CHECKPOINT_FILE = "checkpoint"
+CHECKPOINTS_DIR = "checkpoints"
+LEAVES_FILE = "leaves.bin"
+SUMS_FILE = "SHA256SUMS"
+VERIFY_FILE = "VERIFY.txt"
+REQUIRED_FILES = (PETITION_FILE, VKEY_FILE, CHECKPOINT_FILE, LEAVES_FILE, SUMS_FILE, VERIFY_FILE)
+
+# Caps applied before reading, so a hostile bundle cannot exhaust memory.
+MAX_SMALL_FILE_BYTES = 1 << 20
+MAX_SUMS_BYTES = 64 << 20
+CHUNK_LEAVES = 1 << 14
+_READ_BYTES = 1 << 20
+_SUMS_LINE = re.compile(r"([0-9a-f]{64})  ([^\n\\]+)")
+_SIZE_NAME = re.compile(r"0|[1-9][0-9]{0,18}")
+_KIND_OFFSET = len(LEAF_PREFIX)
+_C_OFFSET = _KIND_OFFSET + 1
+_D_OFFSET = _C_OFFSET + 32
+_KNOWN_KINDS = bytes([LeafKind.HEADER, LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE])
+
+
+class BundleCheck(StrEnum):
+    """The checks of :func:`verify_bundle`, in order; each failure names exactly one."""
+
+    FILES = "bundle files"
+    SUMS = "SHA256SUMS"
+    VKEY = "vkey"
+    PETITION = "petition.json"
+    VKEY_MATCHES_PETITION = "vkey matches petition.json"
+    KEY_NAME = "key name is the origin"
+    CHECKPOINT = "checkpoint signature"
+    LATEST_PUBLISHED = "latest checkpoint published"
+    HISTORY_SIGNATURES = "historical checkpoint signatures"
+    LEAVES_LENGTH = "leaves.bin length"
+    TREE_SIZE = "tree size"
+    LEAF_FORMAT = "leaf format"
+    HEADER = "header leaf"
+    DISTINCT = "distinct commitments"
+    ROOT = "root"
+    HISTORY_CONSISTENT = "historical checkpoints consistent"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BundleReport:
+    """The result of a successful verification."""
+
+    origin: str
+    size: int
+    count: int
+    root: bytes
+    checkpoints_checked: int
+
+
+def petition_log_facts(petition: Mapping[str, object]) -> tuple[str, str]:
+    """Return ``(origin, log verifier key)`` from parsed petition.json.
+
+    The one place that knows these field names: ``"origin"`` and ``"log": {"vkey": ...}``.
+    Raises KeyError or TypeError when they are missing or not strings.
+    """
+    origin = petition["origin"]
+    log = petition["log"]
+    if not isinstance(log, Mapping):
+        raise TypeError("'log' is not an object")
+    vkey = log["vkey"]
+    if not isinstance(origin, str) or not isinstance(vkey, str):
+        raise TypeError("'origin' and 'log.vkey' must be strings")
+    return origin, vkey
+
+
+def vkey_file(vkey: str) -> bytes:
+    """Return the contents of the bundle's ``vkey`` file: the key string and a newline."""
+    return vkey.encode("utf-8") + b"\n"
+
+
+def checkpoint_path(size: int) -> str:
+    """Return the bundle path of the published checkpoint of ``size`` leaves."""
+    return f"{CHECKPOINTS_DIR}/{size}"
+
+
+def _file_digest(path: Path) -> str:
+    """Return the hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(_READ_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _bundle_files(directory: Path) -> list[str]:
+    """Return every regular file under ``directory`` as a POSIX relative path, sorted.
+
+    Raises BundleError(FILES) for symlinks and special files: a bundle is plain files only.
+    """
+    found: list[str] = []
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        for name in sorted(dirs + files):
+            path = Path(root) / name
+            relative = path.relative_to(directory).as_posix()
+            if path.is_symlink():
+                raise BundleError(BundleCheck.FILES, f"{relative} is a symbolic link")
+            if name in files:
+                if not path.is_file():
+                    raise BundleError(BundleCheck.FILES, f"{relative} is not a regular file")
+                found.append(relative)
+    return sorted(found)
+
+
+def sha256sums(directory: Path) -> bytes:
+    """Return SHA256SUMS for a bundle directory: ``<hex>  <path>\\n`` per file, sorted by path.
+
+    Every regular file is listed except SHA256SUMS itself (for the exporting service).
+    """
+    lines = [
+        f"{_file_digest(directory / name)}  {name}\n"
+        for name in _bundle_files(directory)
+        if name != SUMS_FILE
+    ]
+    return "".join(lines).encode("utf-8")
+
+
+def _read_small(directory: Path, name: str, limit: int = MAX_SMALL_FILE_BYTES) -> bytes:
+    """Read a bundle file no larger than ``limit`` bytes."""
+    path = directory / name
+    if path.stat().st_size > limit:
+        raise BundleError(BundleCheck.FILES, f"{name} is larger than {limit} bytes")
+    return path.read_bytes()
+
+
+def _check_files(directory: Path) -> list[str]:
+    """Check the required files exist (FILES) and return every file in the bundle."""
+    if not directory.is_dir() or directory.is_symlink():
+        raise BundleError(BundleCheck.FILES, f"{directory} is not a directory")
+    files = _bundle_files(directory)
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise BundleError(BundleCheck.FILES, f"{name} is missing")
+    if not (directory / CHECKPOINTS_DIR).is_dir():
+        raise BundleError(BundleCheck.FILES, f"{CHECKPOINTS_DIR}/ is missing")
+    return files
+
+
+def _check_sums(directory: Path, files: list[str]) -> int:
+    """Check SHA256SUMS lists every other file exactly once with its hash; return the count."""
+    try:
+        text = _read_small(directory, SUMS_FILE, MAX_SUMS_BYTES).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BundleError(BundleCheck.SUMS, "SHA256SUMS is not UTF-8") from None
+    if not text.endswith("\n"):
+        raise BundleError(BundleCheck.SUMS, "SHA256SUMS does not end with a newline")
+    listed: dict[str, str] = {}
+    for number, line in enumerate(text[:-1].split("\n"), start=1):
+        match = _SUMS_LINE.fullmatch(line)
+        if not match:
+            raise BundleError(BundleCheck.SUMS, f"line {number} is not '<sha256 hex>  <path>'")
+        digest, name = match.groups()
+        if name in listed:
+            raise BundleError(BundleCheck.SUMS, f"{name} is listed twice")
+        listed[name] = digest
+    present = set(files) - {SUMS_FILE}
+    unlisted = sorted(present - set(listed))
+    if unlisted:
+        raise BundleError(BundleCheck.SUMS, f"{unlisted[0]} is in the bundle but not in SHA256SUMS")
+    absent = sorted(set(listed) - present)
+    if absent:
+        raise BundleError(BundleCheck.SUMS, f"{absent[0]} is listed but not in the bundle")
+    for name in sorted(listed):
+        if _file_digest(directory / name) != listed[name]:
+            raise BundleError(BundleCheck.SUMS, f"{name} does not match its SHA-256 in SHA256SUMS")
+    return len(listed)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """Build a JSON object, refusing duplicate keys (parsers disagree on which one wins)."""
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _read_petition(directory: Path) -> tuple[bytes, str, str]:
+    """Return petition.json's bytes, origin and log vkey (PETITION)."""
+    data = _read_small(directory, PETITION_FILE)
+    try:
+        petition = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+        if not isinstance(petition, dict):
+            raise TypeError("not a JSON object")
+        origin, vkey = petition_log_facts(petition)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise BundleError(
+            BundleCheck.PETITION, f"petition.json is not a petition with origin and log vkey: {err}"
+        ) from None
+    return data, origin, vkey
+
+
+def _read_vkey(directory: Path) -> tuple[str, NoteVerifier]:
+    """Return the vkey file's key string and parsed verifier (VKEY)."""
+    data = _read_small(directory, VKEY_FILE)
+    try:
+        text = data.decode("utf-8")
+        if not text.endswith("\n") or "\n" in text[:-1]:
+            raise ValueError("the file must be one line ending in a newline")
+        return text[:-1], parse_vkey(text[:-1])
+    except (UnicodeDecodeError, ValueError, VerificationError) as err:
+        raise BundleError(BundleCheck.VKEY, f"vkey is not a verifier key: {err}") from None
+
+
+def _verify_checkpoint_file(
+    directory: Path, name: str, vkey: str, check: BundleCheck
+) -> Checkpoint:
+    """Verify one signed checkpoint file of the bundle."""
+    note = _read_small(directory, name)
+    try:
+        return verify_checkpoint(note, vkey)
+    except VerificationError as err:
+        raise BundleError(check, f"{name}: {err}") from None
+
+
+def _first_bad_leaf(chunk: bytes, start: int) -> tuple[int, str]:
+    """Find the first leaf of a chunk with a wrong prefix or unknown kind (slow path)."""
+    for offset in range(0, len(chunk), LEAF_SIZE):
+        index = start + offset // LEAF_SIZE
+        if not chunk.startswith(LEAF_PREFIX, offset):
+            return index, "does not start with samleng-leaf/v1"
+        kind = chunk[offset + _KIND_OFFSET]
+        if kind not in _KNOWN_KINDS:
+            return index, f"has kind 0x{kind:02x}, which this v1 verifier does not accept"
+    raise AssertionError("no bad leaf in chunk")  # only called after a failed fast check
+
+
+def _check_chunk_format(chunk: bytes, start: int, count: int) -> None:
+    """Check prefix and kind of every leaf in a chunk (LEAF_FORMAT), mostly in C."""
+    # Striding over the chunk compares one prefix byte of every leaf per slice, instead of a
+    # Python-level comparison per leaf.
+    prefix_ok = all(
+        chunk[j::LEAF_SIZE] == LEAF_PREFIX[j : j + 1] * count for j in range(len(LEAF_PREFIX))
+    )
+    if not prefix_ok or chunk[_KIND_OFFSET::LEAF_SIZE].translate(None, _KNOWN_KINDS):
+        index, reason = _first_bad_leaf(chunk, start)
+        raise BundleError(BundleCheck.LEAF_FORMAT, f"leaf {index} {reason}")
+
+
+def _scan_leaves(
+    directory: Path,
+    size: int,
+    petition_hash: bytes,
+    history: list[int],
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[bytes, int, dict[int, bytes]]:
+    """Check every leaf and return the root, the count and the root at each ``history`` size."""
+    tree = CompactTree()
+    roots: dict[int, bytes] = {}
+    pending = iter(sorted(s for s in set(history) if s > 0))
+    next_size = next(pending, None)
+    commitments: set[bytes] = set()
+    count = 0
+    index = 0
+    sha256 = hashlib.sha256
+    with (directory / LEAVES_FILE).open("rb") as f:
+        while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
+            n = len(chunk) // LEAF_SIZE
+            if len(chunk) % LEAF_SIZE or index + n > size:
+                raise BundleError(BundleCheck.LEAVES_LENGTH, "leaves.bin changed while reading")
+            _check_chunk_format(chunk, index, n)
+            kinds = chunk[_KIND_OFFSET::LEAF_SIZE]
+            if index == 0:
+                if kinds[0] != LeafKind.HEADER:
+                    raise BundleError(BundleCheck.HEADER, "leaf 0 is not the header leaf")
+                if chunk[_C_OFFSET:_D_OFFSET] != petition_hash:
+                    raise BundleError(BundleCheck.HEADER, "leaf 0 is not SHA-256(petition.json)")
+                if chunk[_D_OFFSET:LEAF_SIZE] != ZERO_HASH:
+                    raise BundleError(BundleCheck.HEADER, "leaf 0 has a non-zero d")
+            later_header = kinds.find(LeafKind.HEADER, 1 if index == 0 else 0)
+            if later_header >= 0:
+                raise BundleError(
+                    BundleCheck.HEADER, f"leaf {index + later_header} is a second header leaf"
+                )
+            count += kinds.count(LeafKind.SIGNATURE) + kinds.count(LeafKind.VERIFIED_SIGNATURE)
+            cs = [chunk[o : o + 32] for o in range(_C_OFFSET, len(chunk), LEAF_SIZE)]
+            new = set(cs)
+            if len(new) != n or not commitments.isdisjoint(new):
+                raise BundleError(BundleCheck.DISTINCT, _duplicate_message(cs, commitments, index))
+            commitments |= new
+            hashes = [
+                sha256(b"\x00" + chunk[o : o + LEAF_SIZE]).digest()
+                for o in range(0, len(chunk), LEAF_SIZE)
+            ]
+            used = 0
+            while next_size is not None and next_size <= index + n:
+                tree.extend(hashes[used : next_size - index])
+                used = next_size - index
+                roots[next_size] = tree.root()
+                next_size = next(pending, None)
+            tree.extend(hashes[used:])
+            index += n
+            if on_progress is not None:
+                on_progress(index, size)
+    if index != size:
+        raise BundleError(BundleCheck.LEAVES_LENGTH, "leaves.bin changed while reading")
+    if 0 in history:
+        roots[0] = EMPTY_ROOT
+    return tree.root(), count, roots
+
+
+def _duplicate_message(chunk_cs: list[bytes], earlier: set[bytes], start: int) -> str:
+    """Name the first leaf of a chunk whose commitment was already seen (slow path)."""
+    seen: set[bytes] = set()
+    for i, c in enumerate(chunk_cs):
+        if c in seen or c in earlier:
+            return f"leaf {start + i} repeats the commitment c of an earlier leaf"
+        seen.add(c)
+    raise AssertionError("no repeated commitment in chunk")  # only called after one was found
+
+
+def verify_bundle(
+    directory: Path,
+    *,
+    on_check: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BundleReport:
+    """Verify an export bundle completely and return what it proves.
+
+    ``on_check`` receives one line per passed check; ``on_progress`` receives
+    ``(leaves read, total)`` while leaves.bin is read. Raises BundleError naming the check.
+    """
+
+    def passed(check: BundleCheck, detail: str) -> None:
+        if on_check is not None:
+            on_check(f"ok {check}: {detail}")
+
+    files = _check_files(directory)
+    passed(BundleCheck.FILES, f"{', '.join(REQUIRED_FILES)} and {CHECKPOINTS_DIR}/ present")
+    listed = _check_sums(directory, files)
+    passed(BundleCheck.SUMS, f"all {listed} other files listed and matching")
+
+    vkey, verifier = _read_vkey(directory)
+    passed(BundleCheck.VKEY, f"Ed25519 key {verifier.name}+{verifier.key_id.hex()}")
+    petition_json, origin, petition_vkey = _read_petition(directory)
+    passed(BundleCheck.PETITION, f"origin {origin}")
+    if petition_vkey != vkey:
+        raise BundleError(
+            BundleCheck.VKEY_MATCHES_PETITION, "the vkey file differs from petition.json's log vkey"
+        )
+    passed(BundleCheck.VKEY_MATCHES_PETITION, "same key")
+    if verifier.name != origin:
+        raise BundleError(
+            BundleCheck.KEY_NAME, f"key name {verifier.name!r} is not the origin {origin!r}"
+        )
+    passed(BundleCheck.KEY_NAME, origin)
+
+    latest = _verify_checkpoint_file(directory, CHECKPOINT_FILE, vkey, BundleCheck.CHECKPOINT)
+    passed(BundleCheck.CHECKPOINT, f"size {latest.size}, signed by {origin}")
+    published = [f for f in files if f.startswith(CHECKPOINTS_DIR + "/")]
+    latest_name = checkpoint_path(latest.size)
+    if latest_name not in published or _read_small(directory, latest_name) != _read_small(
+        directory, CHECKPOINT_FILE
+    ):
+        raise BundleError(
+            BundleCheck.LATEST_PUBLISHED, f"checkpoint is not identical to {latest_name}"
+        )
+    passed(BundleCheck.LATEST_PUBLISHED, latest_name)
+    history: dict[int, Checkpoint] = {}
+    for name in published:
+        size_name = name[len(CHECKPOINTS_DIR) + 1 :]
+        if not _SIZE_NAME.fullmatch(size_name):
+            raise BundleError(BundleCheck.HISTORY_SIGNATURES, f"{name} is not named by a size")
+        checkpoint = _verify_checkpoint_file(directory, name, vkey, BundleCheck.HISTORY_SIGNATURES)
+        if checkpoint.size != int(size_name):
+            raise BundleError(
+                BundleCheck.HISTORY_SIGNATURES,
+                f"{name} holds a checkpoint of size {checkpoint.size}",
+            )
+        if checkpoint.size > latest.size:
+            raise BundleError(
+                BundleCheck.HISTORY_SIGNATURES, f"{name} is larger than the latest checkpoint"
+            )
+        history[checkpoint.size] = checkpoint
+    passed(BundleCheck.HISTORY_SIGNATURES, f"{len(history)} checkpoints signed by {origin}")
+
+    leaves_bytes = (directory / LEAVES_FILE).stat().st_size
+    if leaves_bytes % LEAF_SIZE:
+        raise BundleError(
+            BundleCheck.LEAVES_LENGTH, f"leaves.bin is {leaves_bytes} bytes, not a multiple of 81"
+        )
+    passed(BundleCheck.LEAVES_LENGTH, f"{leaves_bytes // LEAF_SIZE} leaves of {LEAF_SIZE} bytes")
+    if leaves_bytes // LEAF_SIZE != latest.size:
+        raise BundleError(
+            BundleCheck.TREE_SIZE,
+            f"leaves.bin has {leaves_bytes // LEAF_SIZE} leaves, the checkpoint says {latest.size}",
+        )
+    if latest.size == 0:
+        raise BundleError(BundleCheck.TREE_SIZE, "the log is empty: it has no header leaf")
+    passed(BundleCheck.TREE_SIZE, f"{latest.size} leaves, as the checkpoint says")
+
+    root, count, roots = _scan_leaves(
+        directory,
+        latest.size,
+        hashlib.sha256(petition_json).digest(),
+        list(history),
+        on_progress,
+    )
+    passed(BundleCheck.LEAF_FORMAT, "every leaf is samleng-leaf/v1 of a known kind")
+    passed(BundleCheck.HEADER, "leaf 0 is the header of petition.json, and the only one")
+    passed(BundleCheck.DISTINCT, f"{latest.size} distinct commitments")
+    if root != latest.root:
+        raise BundleError(BundleCheck.ROOT, "the leaves do not hash to the checkpoint's root")
+    passed(BundleCheck.ROOT, "the leaves hash to the checkpoint's root")
+    for size in sorted(history):
+        if roots[size] != history[size].root:
+            raise BundleError(
+                BundleCheck.HISTORY_CONSISTENT,
+                f"{checkpoint_path(size)} is not a prefix of the final tree: the first {size} "
+                "leaves have another root",
+            )
+    passed(BundleCheck.HISTORY_CONSISTENT, f"all {len(history)} are prefixes of the final tree")
+    return BundleReport(
+        origin=origin,
+        size=latest.size,
+        count=count,
+        root=root,
+        checkpoints_checked=len(history),
+    )

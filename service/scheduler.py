@@ -1,0 +1,52 @@
+"""In-process sealing: a daemon thread per worker seals pending signatures every interval.
+
+Several workers or servers may each run one; the sealer lock lets only one seal at a time
+and the others find nothing pending. ``samleng seal --watch`` does the same as a service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from crypto.errors import Error as CryptoError
+from service.errors import Error as ServiceError
+from service.log import seal_all
+
+log = logging.getLogger(__name__)
+
+
+class SealScheduler:
+    """Starts its thread on first use, i.e. inside the worker process after any fork."""
+
+    def __init__(self, engine: Engine, master_key: bytes, interval: float) -> None:
+        self._engine = engine
+        self._master_key = master_key
+        self._interval = interval
+        self._started = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def start_once(self) -> None:
+        """Start the sealing thread unless it runs already."""
+        if self._started:
+            return
+        with self._lock:
+            if not self._started:
+                threading.Thread(target=self._run, name="samleng-sealer", daemon=True).start()
+                self._started = True
+
+    def stop(self) -> None:
+        """Ask the thread to finish after its current round."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                seal_all(self._engine, self._master_key)
+            except (SQLAlchemyError, CryptoError, ServiceError, LookupError) as exc:
+                # Pending signatures stay pending and are sealed in a later round.
+                log.error("sealing failed: %s", type(exc).__name__)

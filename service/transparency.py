@@ -1,0 +1,87 @@
+"""The log's public, machine-readable endpoints: checkpoints, proofs and the count.
+
+These are language-independent and cacheable for a few seconds (DESIGN §10).
+"""
+
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, Response, abort, jsonify, request
+
+from service.db import get_session
+from service.errors import PetitionNotFound
+from service.log import checkpoint_note, consistency, latest_checkpoint
+from service.models import Petition
+from service.petitions import get_petition
+
+bp = Blueprint("log", __name__, url_prefix="/p/<slug>")
+CACHE = "public, max-age=5"
+
+
+def _published(slug: str) -> Petition:
+    """A petition whose log is public, or 404."""
+    try:
+        petition = get_petition(get_session(), slug)
+    except PetitionNotFound:
+        abort(404)
+    if petition.status not in ("open", "closed") or petition.log_vkey is None:
+        abort(404)
+    return petition
+
+
+def _text(body: bytes) -> Response:
+    response = Response(body, mimetype="text/plain")
+    response.headers["Cache-Control"] = CACHE
+    return response
+
+
+@bp.get("/checkpoint")
+def checkpoint(slug: str) -> Response:
+    """The latest signed checkpoint."""
+    petition = _published(slug)
+    state = latest_checkpoint(get_session(), petition)
+    assert state is not None
+    return _text(state.note)
+
+
+@bp.get("/checkpoints/<int:size>")
+def historical_checkpoint(slug: str, size: int) -> Response:
+    """The checkpoint published when the log had ``size`` leaves."""
+    note = checkpoint_note(get_session(), _published(slug), size)
+    if note is None:
+        abort(404)
+    return _text(note)
+
+
+@bp.get("/vkey")
+def vkey(slug: str) -> Response:
+    """The log's verifier key (also in petition.json)."""
+    petition = _published(slug)
+    assert petition.log_vkey is not None
+    return _text(petition.log_vkey.encode() + b"\n")
+
+
+@bp.get("/proof/consistency")
+def consistency_proof(slug: str) -> Response:
+    """RFC 9162 consistency proof from size ``old`` to the latest, one base64 hash a line."""
+    petition = _published(slug)
+    session = get_session()
+    state = latest_checkpoint(session, petition)
+    assert state is not None
+    old = request.args.get("old", type=int)
+    if old is None or not 1 <= old <= state.size:
+        abort(400)
+    proof = consistency(session, petition, old, state.size)
+    return _text(b"".join(base64.b64encode(h) + b"\n" for h in proof))
+
+
+@bp.get("/count.json")
+def count_json(slug: str) -> Response:
+    """The count, the goal and the log size of the latest checkpoint."""
+    petition = _published(slug)
+    state = latest_checkpoint(get_session(), petition)
+    assert state is not None
+    response = jsonify({"count": state.count, "goal": petition.goal, "size": state.size})
+    response.headers["Cache-Control"] = CACHE
+    return response
