@@ -39,7 +39,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-run
 translations: $(MO)
 
 %.mo: %.po | $(VENV)/.installed-run
-	$(BIN)/pybabel compile -q -i $< -o $@
+	$(BIN)/pybabel compile -i $< -o $@
 
 # Refresh the catalogues after changing visible strings.
 extract: $(VENV)/.installed-dev

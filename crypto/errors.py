@@ -75,3 +75,19 @@ class BundleError(VerificationError):
     def __init__(self, check: str, message: str) -> None:
         super().__init__(f"{check}: {message}")
         self.check = check
+
+
+class KeyFileError(Error):
+    """An organiser key file that is not a well-formed samleng-organiser-key/v1 file."""
+
+
+class PassphraseError(KeyFileError):
+    """A key file that does not open with this passphrase (or whose contents were changed)."""
+
+
+class DetailsFileError(Error):
+    """An export-details file that cannot be read as ``u16be(len) || ct`` records."""
+
+
+class SampleError(Error):
+    """A sample audit that cannot be drawn (no signatures, k out of range, bad fraction)."""

@@ -11,7 +11,7 @@ from flask_babel import lazy_gettext
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
-from service import db, i18n, security
+from service import admin, db, i18n, mail, ratelimit, security
 from service.config import Config, load_config
 from service.scheduler import SealScheduler
 
@@ -69,6 +69,12 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(public.bp)
     app.register_blueprint(transparency.bp)
     cli.register(app)
+    ratelimit.init_app(app, config)
+    public.init_confirm_limits(app)
+    app.extensions["samleng.mailer"] = mail.mailer_for(
+        config.smtp_url, config.demo, config.instance_path
+    )
+    admin.init_app(app, config)
 
     if config.seal_interval > 0 and not config.testing:
         scheduler = SealScheduler(
@@ -82,7 +88,21 @@ def create_app(config: Config | None = None) -> Flask:
         g.lang = i18n.current_lang(config.default_lang)
         code = error.code or 500
         message = ERROR_MESSAGES.get(code, ERROR_MESSAGES[400])
-        response = render_template("public/error.html", code=code, message=message), code
+        response = app.make_response(
+            (render_template("public/error.html", code=code, message=message), code)
+        )
+        if code == 429:
+            response.headers["Retry-After"] = str(ratelimit.retry_after_seconds(app))
+        return response
+
+    @app.errorhandler(ratelimit.Overloaded)
+    def _overloaded(_error: ratelimit.Overloaded) -> Any:
+        # Shed at once rather than queue: a queued Argon2 request would only time out later.
+        g.lang = i18n.current_lang(config.default_lang)
+        response = app.make_response(
+            (render_template("public/error.html", code=503, message=ERROR_MESSAGES[503]), 503)
+        )
+        response.headers["Retry-After"] = "5"
         return response
 
     @app.errorhandler(Exception)

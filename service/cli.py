@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 import os
@@ -29,7 +27,9 @@ from service.petitions import (
     forget_petition,
     get_petition,
     open_petition,
+    parse_details_public_key,
 )
+from service.scheduler import close_expired_petitions
 
 
 def _config() -> Config:
@@ -39,14 +39,10 @@ def _config() -> Config:
 
 def read_details_public_key(path: Path) -> bytes:
     """Read an organiser's details public key: one line of base64 of the raw 32-byte key."""
-    text = path.read_text(encoding="ascii").strip()
     try:
-        key = base64.b64decode(text.split()[-1], validate=True)
-    except (binascii.Error, IndexError):
-        raise click.BadParameter(f"{path} does not hold a base64 public key") from None
-    if len(key) != 32:
-        raise click.BadParameter(f"{path} does not hold a 32-byte X25519 public key")
-    return key
+        return parse_details_public_key(path.read_text(encoding="ascii"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"{path}: {exc}") from None
 
 
 petition_group = AppGroup("petition", help="Create petitions and move them through their life.")
@@ -161,6 +157,8 @@ def seal_command(watch: bool) -> None:
     engine = current_app.extensions["samleng.engine"]
     interval = max(cfg.seal_interval, 1)
     while True:
+        for slug in close_expired_petitions(engine):
+            click.echo(f"closed {slug}: its deadline has passed")
         for slug, size in seal_all(engine, cfg.master_key).items():
             click.echo(f"sealed {slug}: log size {size}")
         if not watch:
@@ -171,8 +169,13 @@ def seal_command(watch: bool) -> None:
 @click.command("export")
 @click.argument("slug")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--no-pdf",
+    is_flag=True,
+    help="Leave out delivery.pdf (when WeasyPrint or the Khmer fonts cannot be installed).",
+)
 @with_appcontext
-def export_command(slug: str, directory: Path) -> None:
+def export_command(slug: str, directory: Path, no_pdf: bool) -> None:
     """Write the public, verifiable bundle of petition SLUG to DIRECTORY."""
     petition = _petition(slug)
 
@@ -180,7 +183,7 @@ def export_command(slug: str, directory: Path) -> None:
         click.echo(f"  leaves {done}/{total}", err=True)
 
     try:
-        size = write_bundle(get_session(), petition, directory, progress)
+        size = write_bundle(get_session(), petition, directory, progress, delivery=not no_pdf)
     except (Error, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
@@ -219,8 +222,11 @@ def keys_generate() -> None:
 
 def register(app: Flask) -> None:
     """Add the commands that need the app to its CLI."""
+    from service.admin.cli import admin_group
+
     for command in (petition_group, seal_command, export_command, export_details_command):
         app.cli.add_command(command)
+    app.cli.add_command(admin_group)
 
 
 def _create_app() -> Flask:

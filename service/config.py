@@ -40,6 +40,26 @@ class Config:
     form_min_seconds: int = 3
     form_max_age: int = 24 * 3600
     max_request_bytes: int = 16 * 1024
+    # Rate limits (flask-limiter notation). Per client: every page, and signing; per
+    # petition: all clients together. The fallback applies per process if storage is down.
+    ratelimit_pages: str = "120 per minute"
+    ratelimit_sign: str = "6 per minute;30 per hour"
+    ratelimit_petition: str = "3000 per minute"
+    ratelimit_fallback: str = "30 per minute"
+    trusted_proxies: int = 0
+    circuit_proxies: tuple[str, ...] = ()
+    argon2_concurrency: int = 2
+    # The organisers' admin (/admin/): off with SAMLENG_ADMIN=false; with admin_host set it
+    # answers only on that host name (e.g. a separate onion service) and 404 elsewhere.
+    admin: bool = True
+    admin_host: str | None = None
+    admin_idle_timeout: int = 30 * 60
+    admin_absolute_timeout: int = 12 * 3600
+    ratelimit_login: str = "10 per minute;100 per day"
+    ratelimit_login_account: str = "5 per minute;30 per hour"
+    # Email-verified signing: the sender address and how long a confirmation link works.
+    mail_from: str | None = None
+    confirm_max_age: int = 48 * 3600
     demo: bool = False
     testing: bool = False
 
@@ -51,6 +71,8 @@ class Config:
                 f"SAMLENG_ORIGIN {self.origin!r} must be a host name with an optional port and "
                 "path, without scheme, spaces or '+', e.g. petitions.example.org"
             )
+        if self.argon2_concurrency < 1:
+            raise ConfigError("SAMLENG_ARGON2_CONCURRENCY must be at least 1")
         if self.default_lang not in LANGUAGES:
             raise ConfigError(f"SAMLENG_DEFAULT_LANG must be one of {', '.join(LANGUAGES)}")
 
@@ -76,6 +98,18 @@ def read_master_key(instance_path: Path) -> bytes:
     if len(key) != 32:
         raise ConfigError(f"the master key file {path} must hold exactly 32 bytes")
     return key
+
+
+def _flag(value: object) -> bool:
+    """A boolean setting: JSON true/false (Flask parses those), or 1/0, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"expected true or false, not {value!r}")
 
 
 def load_config(*, demo: bool = False) -> Config:
@@ -107,5 +141,25 @@ def load_config(*, demo: bool = False) -> Config:
         smtp_url=None if smtp is None else str(smtp),
         argon2=argon2,
         seal_interval=int(raw.get("SEAL_INTERVAL", 30)),
+        ratelimit_pages=str(raw.get("RATELIMIT_PAGES", Config.ratelimit_pages)),
+        ratelimit_sign=str(raw.get("RATELIMIT_SIGN", Config.ratelimit_sign)),
+        ratelimit_petition=str(raw.get("RATELIMIT_PETITION", Config.ratelimit_petition)),
+        ratelimit_fallback=str(raw.get("RATELIMIT_FALLBACK", Config.ratelimit_fallback)),
+        trusted_proxies=int(raw.get("TRUSTED_PROXIES", 0)),
+        circuit_proxies=tuple(str(raw.get("CIRCUIT_PROXIES", "")).replace(",", " ").split()),
+        argon2_concurrency=int(raw.get("ARGON2_CONCURRENCY", Config.argon2_concurrency)),
+        form_min_seconds=int(raw.get("FORM_MIN_SECONDS", Config.form_min_seconds)),
+        admin=_flag(raw.get("ADMIN", True)),
+        admin_host=str(raw.get("ADMIN_HOST") or "").lower() or None,
+        admin_idle_timeout=int(raw.get("ADMIN_IDLE_TIMEOUT", Config.admin_idle_timeout)),
+        admin_absolute_timeout=int(
+            raw.get("ADMIN_ABSOLUTE_TIMEOUT", Config.admin_absolute_timeout)
+        ),
+        ratelimit_login=str(raw.get("RATELIMIT_LOGIN", Config.ratelimit_login)),
+        ratelimit_login_account=str(
+            raw.get("RATELIMIT_LOGIN_ACCOUNT", Config.ratelimit_login_account)
+        ),
+        mail_from=str(raw.get("MAIL_FROM") or "") or None,
+        confirm_max_age=int(raw.get("CONFIRM_MAX_AGE", Config.confirm_max_age)),
         demo=demo,
     )

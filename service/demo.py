@@ -75,6 +75,7 @@ def ensure_details_keypair(instance: Path) -> bytes:
 
 def prepare_demo(instance: Path) -> Any:
     """Create (or reuse) the demo instance and return its app, ready to serve."""
+    from service.admin.cli import DEMO_ADMIN, ensure_demo_admin
     from service.app import create_app
     from service.config import load_config
     from service.db import get_session, upgrade
@@ -107,6 +108,13 @@ def prepare_demo(instance: Path) -> Any:
         if petition.status == "draft":
             open_petition(session, petition, cfg.master_key)
         session.commit()
+        admin_password = ensure_demo_admin(session)
+        if admin_password is not None:
+            # Shown this once; only its Argon2id hash is kept.
+            click.echo(
+                f"admin: log in at /admin/ as {DEMO_ADMIN} with the password {admin_password} "
+                "(shown only this once)"
+            )
     # No connection may cross the fork into the server's worker.
     app.extensions["samleng.engine"].dispose()
     return app

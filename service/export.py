@@ -1,15 +1,17 @@
 """The export bundle (DESIGN §4) and the details file for the key holder.
 
-A bundle is written to a temporary folder beside the target and renamed into place at the
-end, so a failed export leaves nothing half-written behind.
+The bundle also holds ``delivery.pdf`` (service/delivery.py), listed in SHA256SUMS like every
+file, unless the caller asks for none. A bundle is written to a temporary folder beside the
+target and renamed into place at the end, so a failed export leaves nothing half-written.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-import struct
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,9 +31,11 @@ from crypto.bundle import (
     sha256sums,
     vkey_file,
 )
+from crypto.detailsfile import encode_details_record
 from crypto.leaf import LeafKind, decode_leaf
+from service.delivery import DELIVERY_FILE, DeliveryFacts, bundle_url, render_delivery_pdf
 from service.errors import PetitionStateError
-from service.log import latest_checkpoint, leaves_in_order
+from service.log import latest_checkpoint, leaf_bytes_in_order, leaves_in_order
 from service.models import Petition, SignedCheckpoint
 
 Progress = Callable[[int, int], None]
@@ -42,11 +46,18 @@ def _no_progress(_done: int, _total: int) -> None:
 
 
 def write_bundle(
-    session: Session, petition: Petition, target: Path, progress: Progress = _no_progress
+    session: Session,
+    petition: Petition,
+    target: Path,
+    progress: Progress = _no_progress,
+    *,
+    delivery: bool = True,
 ) -> int:
     """Write the public bundle of ``petition`` to the new folder ``target``; returns its size.
 
-    Needs an app context (VERIFY.txt is a template).
+    Needs an app context (VERIFY.txt and delivery.pdf are templates). With ``delivery`` the
+    bundle includes delivery.pdf, and DeliveryError is raised (nothing written) if it cannot
+    be made.
     """
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target} exists and is not an empty folder")
@@ -68,10 +79,8 @@ def write_bundle(
             (work / checkpoint_path(row.size)).write_bytes(row.note)
         written = 0
         with (work / LEAVES_FILE).open("wb") as out:
-            for leaf in leaves_in_order(session, petition):
-                if leaf.index >= state.size:
-                    break
-                out.write(leaf.leaf)
+            for leaf in leaf_bytes_in_order(session, petition, state.size):
+                out.write(leaf)
                 written += 1
                 if written % 100_000 == 0:
                     progress(written, state.size)
@@ -82,6 +91,14 @@ def write_bundle(
             "export/VERIFY.txt", petition=petition, size=state.size, count=state.count
         )
         (work / VERIFY_FILE).write_text(verify_text, encoding="utf-8")
+        if delivery:
+            facts = DeliveryFacts(
+                petition_json=petition.petition_json,
+                checkpoint=state.note,
+                size=state.size,
+                bundle_url=bundle_url(petition.origin),
+            )
+            (work / DELIVERY_FILE).write_bytes(render_delivery_pdf(facts))
         (work / SUMS_FILE).write_bytes(sha256sums(work))
         os.chmod(work, 0o755)
         if target.exists():
@@ -91,6 +108,53 @@ def write_bundle(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return state.size
+
+
+# Fixed metadata, so that the same bundle always zips to the same bytes.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_ZIP_FILE_MODE = 0o644 << 16
+
+
+def zip_bundle(bundle: Path, target: Path, root: str) -> None:
+    """Zip the bundle folder into ``target``, every file under the folder name ``root``/."""
+    with zipfile.ZipFile(target, "x", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(f"{root}/{path.relative_to(bundle).as_posix()}", _ZIP_DATE)
+            info.external_attr = _ZIP_FILE_MODE
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with path.open("rb") as source, archive.open(info, "w") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+
+
+def cached_bundle_zip(session: Session, petition: Petition, cache: Path) -> Path:
+    """Return the zip of the petition's bundle at its latest checkpoint, made if not cached.
+
+    The cache keeps one zip per petition, ``<cache>/<slug>/<size>.zip``; a newer checkpoint
+    (signatures sealed after closing) makes a new one. A file lock per petition lets one
+    process build it while the others wait for it. Needs an app context.
+    """
+    state = latest_checkpoint(session, petition)
+    if state is None:
+        raise PetitionStateError(f"petition {petition.slug!r} has not been opened")
+    folder = cache / petition.slug
+    zip_path = folder / f"{state.size}.zip"
+    if zip_path.is_file():
+        return zip_path
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not zip_path.is_file():
+            with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as work:
+                bundle = Path(work) / "bundle"
+                write_bundle(session, petition, bundle)
+                partial = Path(work) / "bundle.zip"
+                zip_bundle(bundle, partial, f"{petition.slug}-bundle")
+                os.chmod(partial, 0o644)
+                partial.replace(zip_path)
+            for old in folder.glob("*.zip"):
+                if old != zip_path:
+                    old.unlink(missing_ok=True)
+    return zip_path
 
 
 def write_details(session: Session, petition: Petition, target: Path) -> int:
@@ -105,8 +169,7 @@ def write_details(session: Session, petition: Petition, target: Path) -> int:
                 if decode_leaf(leaf.leaf).kind == LeafKind.HEADER:
                     continue
                 assert leaf.details_ciphertext is not None
-                out.write(struct.pack(">H", len(leaf.details_ciphertext)))
-                out.write(leaf.details_ciphertext)
+                out.write(encode_details_record(leaf.details_ciphertext))
                 records += 1
         partial.rename(target)
     except BaseException:

@@ -16,6 +16,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from crypto.details import DETAILS_FIELDS
 from crypto.errors import InvalidIdentifier
 from crypto.identifiers import normalize_email
+from service.i18n import localized_number
 from service.signing import Submission
 
 # Character limits per field: generous for a name, short enough that the padded details
@@ -78,7 +79,8 @@ def parse_sign_form(
         value = given[0].strip() if given else ""
         if len(value) > MAX_CHARS[name]:
             errors[name] = lazy_gettext(
-                "This is too long: at most %(count)d characters.", count=MAX_CHARS[name]
+                "This is too long: at most %(count)s characters.",
+                count=LazyString(localized_number, MAX_CHARS[name]),
             )
             value = value[: MAX_CHARS[name]]
         elif _bad_characters(value, name in MULTILINE):

@@ -6,10 +6,11 @@ so the language lives in the path (``/km/…``, ``/en/…``).
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
-from flask import Flask, g, request
-from flask_babel import Babel, format_decimal
+from flask import Flask, g, request, url_for
+from flask_babel import Babel, format_date, format_decimal
 
 from service.config import LANGUAGES
 
@@ -27,10 +28,30 @@ def current_lang(default: str) -> str:
     return first if first in LANGUAGES else default
 
 
+def _local_digits(text: str) -> str:
+    """Khmer digits on Khmer pages, the text unchanged elsewhere."""
+    return text.translate(_KHMER_DIGITS) if g.get("lang") == "km" else text
+
+
 def localized_number(value: int) -> str:
     """A number grouped the local way, in Khmer digits on Khmer pages."""
-    text = str(format_decimal(value))
-    return text.translate(_KHMER_DIGITS) if g.get("lang") == "km" else text
+    return _local_digits(str(format_decimal(value)))
+
+
+def localized_date(value: dt.date) -> str:
+    """A date written out the local way: "8 មីនា ២០២៦", "March 8, 2026"."""
+    return _local_digits(str(format_date(value, "long")))
+
+
+def language_url(lang: str) -> str:
+    """This page in ``lang``; a page that only answers a POST falls back to its petition."""
+    endpoint = request.endpoint or ""
+    args = {k: v for k, v in (request.view_args or {}).items() if k != "lang"}
+    if endpoint == "public.sign":
+        return url_for("public.petition", lang=lang, **args)
+    if endpoint.startswith("public.") and request.url_rule is not None:
+        return url_for(endpoint, lang=lang, **args)
+    return url_for("public.index", lang=lang)
 
 
 def init_app(app: Flask, default_lang: str) -> None:
@@ -39,4 +60,6 @@ def init_app(app: Flask, default_lang: str) -> None:
     app.config["BABEL_DEFAULT_LOCALE"] = default_lang
     Babel(app, locale_selector=lambda: current_lang(default_lang))
     app.jinja_env.filters["number"] = localized_number
+    app.jinja_env.filters["date"] = localized_date
+    app.jinja_env.globals["language_url"] = language_url
     app.jinja_env.globals["LANGUAGE_NAMES"] = LANGUAGE_NAMES

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, select, text
+from sqlalchemy import Engine, bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from crypto.canonical import canonical_json
@@ -96,6 +96,15 @@ def log_signer(petition: Petition, master_key: bytes) -> LogSigner:
     return LogSigner(origin=petition.origin, seed=seed)
 
 
+# Built once: a proof reads ~log2(n) nodes, and building the statement each time cost far
+# more than the lookup itself (bench/README.md).
+_NODE_QUERY = select(TreeNode.hash).where(
+    TreeNode.petition_id == bindparam("petition"),
+    TreeNode.level == bindparam("level"),
+    TreeNode.index == bindparam("index"),
+)
+
+
 class _StoredSubtrees:
     """The subtree-hash callback over the tree_node table, with this batch's new nodes."""
 
@@ -108,11 +117,7 @@ class _StoredSubtrees:
         found = self.new.get((level, index))
         if found is None:
             found = self.session.scalar(
-                select(TreeNode.hash).where(
-                    TreeNode.petition_id == self.petition_id,
-                    TreeNode.level == level,
-                    TreeNode.index == index,
-                )
+                _NODE_QUERY, {"petition": self.petition_id, "level": level, "index": index}
             )
         if found is None:
             raise LookupError(f"tree node {level}/{index} is missing")
@@ -129,21 +134,28 @@ def _append(
     """Append ``(commitment, leaf, details)`` rows after ``size`` leaves and sign the result."""
     subtree = _StoredSubtrees(session, petition.id)
     nodes = append_nodes(size, [leaf_hash(leaf) for _, leaf, _ in leaves], subtree)
-    session.add_all(
-        Leaf(
-            petition_id=petition.id,
-            index=size + i,
-            commitment=commitment,
-            leaf=leaf,
-            details_ciphertext=details,
-        )
-        for i, (commitment, leaf, details) in enumerate(leaves)
+    # Bulk inserts: one ORM object per row made large batches slow and memory-hungry.
+    session.execute(
+        insert(Leaf),
+        [
+            {
+                "petition_id": petition.id,
+                "index": size + i,
+                "commitment": commitment,
+                "leaf": leaf,
+                "details_ciphertext": details,
+            }
+            for i, (commitment, leaf, details) in enumerate(leaves)
+        ],
     )
     for level, index, digest in nodes:
         subtree.new[(level, index)] = digest
-    session.add_all(
-        TreeNode(petition_id=petition.id, level=level, index=index, hash=digest)
-        for level, index, digest in nodes
+    session.execute(
+        insert(TreeNode),
+        [
+            {"petition_id": petition.id, "level": level, "index": index, "hash": digest}
+            for level, index, digest in nodes
+        ],
     )
     new_size = size + len(leaves)
     root = root_from_subtrees(new_size, subtree)
@@ -204,7 +216,13 @@ def seal_pending(session: Session, petition: Petition, master_key: bytes) -> Log
     _lock_sealer(session)
     session.refresh(petition)
     pending = list(
-        session.scalars(select(PendingSignature).where(PendingSignature.petition_id == petition.id))
+        session.execute(
+            select(
+                PendingSignature.commitment,
+                PendingSignature.kind,
+                PendingSignature.details_ciphertext,
+            ).where(PendingSignature.petition_id == petition.id)
+        )
     )
     state = latest_checkpoint(session, petition)
     if not pending or state is None:
@@ -213,18 +231,14 @@ def seal_pending(session: Session, petition: Petition, master_key: bytes) -> Log
     # Batches are shuffled so that a leaf's position says nothing about when it was signed.
     secrets.SystemRandom().shuffle(pending)
     leaves = [
-        (
-            p.commitment,
-            encode_leaf(LeafKind(p.kind), p.commitment, details_digest(p.details_ciphertext)),
-            p.details_ciphertext,
-        )
-        for p in pending
+        (commitment, encode_leaf(LeafKind(kind), commitment, details_digest(ct)), ct)
+        for commitment, kind, ct in pending
     ]
     new_state = _append(session, petition, log_signer(petition, master_key), state.size, leaves)
     session.execute(
-        delete(PendingSignature).where(
-            PendingSignature.commitment.in_([p.commitment for p in pending])
-        )
+        delete(PendingSignature)
+        .where(PendingSignature.commitment.in_([commitment for commitment, _, _ in pending]))
+        .execution_options(synchronize_session=False)
     )
     session.commit()
     return new_state
@@ -290,10 +304,24 @@ def consistency(session: Session, petition: Petition, old_size: int, new_size: i
 
 
 def leaves_in_order(session: Session, petition: Petition) -> Iterator[Leaf]:
-    """Every leaf of the petition in index order, streamed."""
+    """Every leaf of the petition in index order, with its sealed details, streamed."""
     yield from session.scalars(
         select(Leaf)
         .where(Leaf.petition_id == petition.id)
+        .order_by(Leaf.index)
+        .execution_options(yield_per=10_000)
+    )
+
+
+def leaf_bytes_in_order(session: Session, petition: Petition, size: int) -> Iterator[bytes]:
+    """The first ``size`` leaves in index order, streamed; no details are read.
+
+    Bounded in the query, not by the caller breaking off, so the cursor is always drained
+    even while a sealer appends beyond ``size``.
+    """
+    yield from session.scalars(
+        select(Leaf.leaf)
+        .where(Leaf.petition_id == petition.id, Leaf.index < size)
         .order_by(Leaf.index)
         .execution_options(yield_per=10_000)
     )

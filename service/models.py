@@ -13,7 +13,9 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
+    DateTime,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -26,8 +28,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from crypto.tokens import Argon2Params
 
 STATUSES = ("draft", "open", "closed", "forgotten")
+ROLES = ("admin", "organiser")
 IDENTIFIER_MODES = ("email", "phone", "none")
 VERIFICATION_MODES = ("none", "email")
+
+
+def utc_today() -> dt.date:
+    """Today's date in UTC."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+def utc_now() -> dt.datetime:
+    """The current UTC time, naive (as stored): only for organisers' own records."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -81,6 +94,10 @@ class Petition(Base):
             memory_kib=self.argon2_memory_kib,
             parallelism=self.argon2_parallelism,
         )
+
+    def past_deadline(self, today: dt.date) -> bool:
+        """Whether ``today`` (UTC) is after the last day of signing, ``closes_on``."""
+        return self.closes_on is not None and today > self.closes_on
 
     def text(self, lang: str, fallback: str = "en") -> dict[str, str]:
         """The texts in ``lang``, or in ``fallback`` (then any language) when missing."""
@@ -153,3 +170,69 @@ class SignedCheckpoint(Base):
     size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     root: Mapped[bytes] = mapped_column(LargeBinary(32))
     note: Mapped[bytes] = mapped_column(LargeBinary)
+    # The UTC day it was signed (a date, never a time: a checkpoint is a shuffled batch), for
+    # the organisers' signatures-per-day figures. None for checkpoints older than the column.
+    published_on: Mapped[dt.date | None] = mapped_column(default=utc_today)
+
+
+# Organisers' side. These rows describe organisers and what they did, never a signer: times
+# are kept here (an organiser's login is not a signature), addresses are not.
+
+
+class Account(Base):
+    """An organiser or administrator who may log in to the admin."""
+
+    __tablename__ = "account"
+    __table_args__ = (CheckConstraint(f"role IN {ROLES}", name="account_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # Argon2id in PHC string form (argon2-cffi); parameters are in the string.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # The TOTP secret, wrapped under a key derived from the master key (None: no second factor).
+    wrapped_totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    # The last TOTP time step accepted, so that a code cannot be used twice.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_on: Mapped[dt.date] = mapped_column(default=utc_today)
+
+
+class AdminSession(Base):
+    """A logged-in admin session. Keyed by the SHA-256 of the cookie value, not the value."""
+
+    __tablename__ = "admin_session"
+
+    id_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class PetitionGrant(Base):
+    """An organiser may see and act on this petition."""
+
+    __tablename__ = "petition_grant"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class AuditEvent(Base):
+    """One admin action: who, what, when, on which petition. Never signer data."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
+    # Names, not foreign keys: the trail outlives renamed or removed accounts and petitions.
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    petition_slug: Mapped[str | None] = mapped_column(String(64), index=True)
+    detail: Mapped[str] = mapped_column(String(300), default="")

@@ -6,6 +6,8 @@ caller that passed ``commit=False``; the CLI and (later) the admin views call th
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
@@ -32,6 +34,19 @@ TEXT_FIELDS = ("title", "target", "summary", "body")
 def petition_origin(origin: str, slug: str) -> str:
     """The petition's origin line: ``<SAMLENG_ORIGIN>/p/<slug>``."""
     return f"{origin}/p/{slug}"
+
+
+def parse_details_public_key(text: str) -> bytes:
+    """The organisers' details public key from its file (what ``samleng-audit keygen`` writes:
+    one line of base64 of the raw 32-byte X25519 key). ValueError if it is not one."""
+    words = text.strip().split()
+    try:
+        key = base64.b64decode(words[-1], validate=True)
+    except (binascii.Error, IndexError, ValueError):
+        raise ValueError("this is not a base64 public key") from None
+    if len(key) != 32:
+        raise ValueError("this is not a 32-byte X25519 public key")
+    return key
 
 
 def validate_texts(texts: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:

@@ -6,6 +6,7 @@ Views are thin: parse the request, call a service function with the session, ren
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from flask import (
     Blueprint,
@@ -28,9 +29,22 @@ from service.errors import PetitionNotFound, PetitionStateError
 from service.forms import SignForm, parse_sign_form
 from service.formtoken import FormTokenError, check_form_token, issue_form_token
 from service.log import find_receipt, latest_checkpoint
+from service.mail import Mailer, MailError, compose
+from service.markdown import render_markdown
 from service.models import Petition
 from service.petitions import get_petition, open_petitions, signature_count
+from service.ratelimit import WorkGate
+from service.security import request_hostname
 from service.signing import sign_petition
+from service.verification import (
+    ConfirmationRequest,
+    LinkExpired,
+    LinkInvalid,
+    LinkUsed,
+    check_link,
+    confirm_signature,
+    request_confirmation,
+)
 
 bp = Blueprint("public", __name__, url_prefix="/<lang>")
 root = Blueprint("root", __name__)
@@ -71,13 +85,39 @@ def _visible_petition(slug: str) -> Petition:
     return petition
 
 
+def _query_value(text: str) -> str:
+    """``text`` for a URL query; non-ASCII stays as it is (a third of the bytes of Khmer
+    percent-encoded) and the browser encodes it when the link is followed."""
+    return "".join(c if ord(c) > 127 else quote(c, safe="") for c in text)
+
+
+def _share_links(url: str, title: str) -> dict[str, str]:
+    """Share links that open the reader's own apps: email and Telegram.
+
+    App links rather than a web sharer's address, so public pages keep to DESIGN §5's
+    "no third-party URL"; nothing is loaded until the reader chooses to share.
+    """
+    page, subject = _query_value(url), _query_value(title)
+    return {
+        "email": f"mailto:?subject={subject}&body={page}",
+        "telegram": f"tg://msg_url?url={page}&text={subject}",
+    }
+
+
 def _render_petition(petition: Petition, form: SignForm | None = None, status: int = 200) -> Any:
+    """The petition page: text, progress, the sign form (with ``form``'s values and errors)."""
     state = latest_checkpoint(get_session(), petition)
+    text = petition.text(g.lang)
+    page_url = url_for("public.petition", slug=petition.slug, _external=True)
     return (
         render_template(
             "public/petition.html",
             petition=petition,
-            text=petition.text(g.lang),
+            text=text,
+            body=render_markdown(text.get("body", "")),
+            description=text.get("summary") or text.get("target") or text["title"],
+            page_url=page_url,
+            share=_share_links(page_url, text["title"]),
             count=0 if state is None else state.count,
             fingerprint=None if state is None else state.root[:8].hex(" ", 2),
             form=form,
@@ -110,7 +150,7 @@ def index() -> Any:
 @bp.get("/safety")
 def safety() -> Any:
     """How Samleng protects signers and what it cannot protect."""
-    return render_template("public/safety.html")
+    return render_template("public/safety.html", onion_address=config().onion_address)
 
 
 @bp.get("/p/<slug>")
@@ -148,10 +188,19 @@ def sign(slug: str) -> Any:
             400,
             form,
         )
+    gate: WorkGate = current_app.extensions["samleng.argon2_gate"]
+    confirmation: ConfirmationRequest | None = None
     try:
-        signed = sign_petition(
-            get_session(), petition, form.submission(), master_key=cfg.master_key
-        )
+        with gate.enter():
+            if petition.verification_mode == "email":
+                # Nothing is stored: the signature counts once the link in the mail is confirmed.
+                confirmation = request_confirmation(
+                    get_session(), petition, form.submission(), master_key=cfg.master_key
+                )
+            else:
+                signed = sign_petition(
+                    get_session(), petition, form.submission(), master_key=cfg.master_key
+                )
     except InvalidEmail:
         return _refuse(
             petition,
@@ -181,9 +230,147 @@ def sign(slug: str) -> Any:
         )
     except PetitionStateError:
         return _refuse(petition, "form", lazy_gettext("This petition is closed."), 409)
+    if confirmation is not None:
+        return _send_confirmation(petition, confirmation)
     return render_template(
         "public/signed.html", petition=petition, text=petition.text(g.lang), receipt=signed.receipt
     )
+
+
+def _confirmation_base_url() -> str:
+    """Where confirmation links point: the onion when the signer came over it, else the
+    configured origin (never the request's Host header, which a sender could forge)."""
+    cfg = config()
+    if cfg.onion_address and request_hostname() == cfg.onion_address.lower():
+        return f"http://{cfg.onion_address}"
+    if cfg.demo or cfg.testing:
+        return request.host_url.rstrip("/")
+    return "https://" + cfg.origin.split("/", 1)[0]
+
+
+def _send_confirmation(petition: Petition, confirmation: ConfirmationRequest) -> Any:
+    """Mail the link (or the "already signed" note) and show the same page in both cases."""
+    cfg = config()
+    mailer: Mailer | None = current_app.extensions.get("samleng.mailer")
+    text = petition.text(g.lang)
+    template = "mail/already_signed.txt" if confirmation.already_signed else "mail/confirm.txt"
+    link = None
+    if confirmation.link is not None:
+        link = _confirmation_base_url() + url_for(
+            "public.confirm", slug=petition.slug, link=confirmation.link
+        )
+    body = render_template(
+        template,
+        title=text["title"],
+        link=link,
+        hours=cfg.confirm_max_age // 3600,
+        petition_url=_confirmation_base_url() + url_for("public.petition", slug=petition.slug),
+    )
+    try:
+        if mailer is None:
+            raise MailError("mail is not configured")
+        mailer.send(
+            compose(
+                sender=cfg.mail_from or f"Samleng <noreply@{cfg.origin.split('/', 1)[0]}>",
+                recipient=confirmation.recipient,
+                subject=str(lazy_gettext("Confirm your signature")),
+                body=body,
+                domain=cfg.origin.split("/", 1)[0],
+            )
+        )
+    except MailError:
+        message = lazy_gettext(
+            "We could not send the confirmation email. Nothing was kept. Please try again later."
+        )
+        return render_template("public/error.html", code=503, message=message), 503
+    return render_template(
+        "verification/check_email.html",
+        petition=petition,
+        text=text,
+        hours=cfg.confirm_max_age // 3600,
+    )
+
+
+def _no_store(response: Any) -> Any:
+    """A page that holds a confirmation link or a receipt is never kept by a browser or cache."""
+    response = current_app.make_response(response)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/p/<slug>/confirm/<link>", methods=["GET", "POST"])
+def confirm(slug: str, link: str) -> Any:
+    """The link from the confirmation email: GET shows a Confirm button, POST counts it.
+
+    A GET changes nothing, so mail scanners that fetch every link confirm nothing.
+    """
+    petition = _visible_petition(slug)
+    cfg = config()
+    text = petition.text(g.lang)
+    try:
+        if request.method == "GET":
+            check_link(
+                get_session(),
+                petition,
+                link,
+                master_key=cfg.master_key,
+                max_age=cfg.confirm_max_age,
+            )
+            return _no_store(
+                render_template("verification/confirm.html", petition=petition, text=text)
+            )
+        signed = confirm_signature(
+            get_session(), petition, link, master_key=cfg.master_key, max_age=cfg.confirm_max_age
+        )
+    except LinkExpired:
+        error, status = (
+            lazy_gettext(
+                "This confirmation link has expired. Nothing was counted. You can sign again "
+                "on the petition page."
+            ),
+            410,
+        )
+    except LinkUsed:
+        error, status = (
+            lazy_gettext(
+                "This link was used already: your signature was counted once, and it cannot "
+                "be counted again."
+            ),
+            409,
+        )
+    except LinkInvalid:
+        error, status = (
+            lazy_gettext(
+                "This confirmation link is not valid. Check that you copied all of it from the "
+                "email."
+            ),
+            400,
+        )
+    except PetitionStateError:
+        error, status = lazy_gettext("This petition is closed."), 409
+    else:
+        return _no_store(
+            render_template(
+                "verification/confirmed.html", petition=petition, text=text, receipt=signed.receipt
+            )
+        )
+    return _no_store(
+        (
+            render_template("verification/confirm.html", petition=petition, text=text, error=error),
+            status,
+        )
+    )
+
+
+def init_confirm_limits(app: Any) -> None:
+    """Confirming is limited per client like signing (call after service.ratelimit.init_app)."""
+    from service.ratelimit import _limit
+
+    limiter = app.extensions["samleng.limiter"]
+    view = app.view_functions["public.confirm"]
+    app.view_functions["public.confirm"] = limiter.limit(
+        _limit("ratelimit_sign"), methods=["POST"]
+    )(view)
 
 
 @bp.route("/p/<slug>/receipt", methods=["GET", "POST"])

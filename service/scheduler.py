@@ -19,6 +19,17 @@ from service.log import seal_all
 log = logging.getLogger(__name__)
 
 
+def close_expired_petitions(engine: Engine) -> list[str]:
+    """Close the open petitions whose deadline has passed (each sealing round does)."""
+    from sqlalchemy.orm import Session
+
+    from service.admin.drafts import close_expired
+    from service.models import utc_today
+
+    with Session(engine, expire_on_commit=False) as session:
+        return close_expired(session, utc_today())
+
+
 class SealScheduler:
     """Starts its thread on first use, i.e. inside the worker process after any fork."""
 
@@ -46,6 +57,7 @@ class SealScheduler:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
+                close_expired_petitions(self._engine)
                 seal_all(self._engine, self._master_key)
             except (SQLAlchemyError, CryptoError, ServiceError, LookupError) as exc:
                 # Pending signatures stay pending and are sealed in a later round.

@@ -28,6 +28,34 @@ def content_security_policy(stylesheet: str) -> str:
 
 # Pages that show or accept something personal: never kept by the browser or a proxy.
 NO_STORE_ENDPOINTS = frozenset({"public.petition", "public.sign", "public.receipt"})
+# Names on which plain HTTP never leaves the machine (the demo, the tests).
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def request_hostname() -> str:
+    """The host name this request was sent to, without port or brackets, lower case."""
+    host = request.host.lower()
+    if host.startswith("["):  # an IPv6 literal, maybe with a port
+        return host[1:].split("]", 1)[0]
+    return host.split(":", 1)[0]
+
+
+def is_onion_request() -> bool:
+    """Whether the visitor reached us through our onion service."""
+    return request_hostname().endswith(".onion")
+
+
+def transport_warning() -> str | None:
+    """Why this connection is unsafe for a signer: ``"tor2web"``, ``"http"``, or None.
+
+    A tor2web proxy decrypts everything between the visitor and the onion service, and plain
+    HTTP on a public name shows every page and every typed word to the network.
+    """
+    if "X-Tor2web" in request.headers:
+        return "tor2web"
+    if request.scheme == "http" and not is_onion_request():
+        return None if request_hostname() in LOCAL_HOSTS else "http"
+    return None
 
 
 def init_app(app: Flask, stylesheet: str, onion_address: str | None) -> None:
@@ -44,9 +72,13 @@ def init_app(app: Flask, stylesheet: str, onion_address: str | None) -> None:
         response.headers["Permissions-Policy"] = "interest-cohort=()"
         if request.endpoint in NO_STORE_ENDPOINTS or response.status_code >= 400:
             response.headers["Cache-Control"] = "no-store"
-        if onion_address and not request.host.endswith(".onion"):
+        if onion_address and not is_onion_request():
             query = request.query_string.decode("latin-1")
             path = request.path + (f"?{query}" if query else "")
             response.headers["Onion-Location"] = f"http://{onion_address}{path}"
         response.headers.pop("Server", None)
         return response
+
+    # base.html calls it: a function, not a context processor, because templates are also
+    # rendered outside requests (the export's VERIFY.txt).
+    app.jinja_env.globals["transport_warning"] = transport_warning

@@ -21,7 +21,7 @@ from crypto.leaf import LeafKind
 from crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
 from crypto.tokens import dedup_token
 from service.errors import PetitionStateError
-from service.models import DedupToken, PendingSignature, Petition
+from service.models import DedupToken, PendingSignature, Petition, utc_today
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,8 +68,8 @@ def sign_petition(
     Raises crypto.errors.InvalidIdentifier and DetailsTooLarge for bad input and
     PetitionStateError when the petition is not open; nothing is written in those cases.
     """
-    if petition.status != "open":
-        raise PetitionStateError(f"petition {petition.slug!r} is {petition.status}")
+    if petition.status != "open" or petition.past_deadline(utc_today()):
+        raise PetitionStateError(f"petition {petition.slug!r} is not accepting signatures")
     # End the read transaction now: none stays open during the Argon2 work, and on SQLite the
     # write below then waits for the lock instead of failing on a stale read snapshot.
     petition_id = petition.id

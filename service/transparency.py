@@ -6,26 +6,36 @@ These are language-independent and cacheable for a few seconds (DESIGN §10).
 from __future__ import annotations
 
 import base64
+import logging
+from pathlib import Path
 
-from flask import Blueprint, Response, abort, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
 
 from service.db import get_session
+from service.delivery import DeliveryError
 from service.errors import PetitionNotFound
+from service.export import cached_bundle_zip
 from service.log import checkpoint_note, consistency, latest_checkpoint
 from service.models import Petition
 from service.petitions import get_petition
 
 bp = Blueprint("log", __name__, url_prefix="/p/<slug>")
 CACHE = "public, max-age=5"
+# The log stays public after "forget" (which destroys only the dedup key and tokens): the
+# delivery document's QR code points at the bundle for as long as the site runs.
+PUBLISHED = ("open", "closed", "forgotten")
+CLOSED = ("closed", "forgotten")
+BUNDLE_CACHE_DIR = "bundles"
+logger = logging.getLogger(__name__)
 
 
-def _published(slug: str) -> Petition:
-    """A petition whose log is public, or 404."""
+def _published(slug: str, statuses: tuple[str, ...] = PUBLISHED) -> Petition:
+    """A petition whose log is public (and whose status is one of ``statuses``), or 404."""
     try:
         petition = get_petition(get_session(), slug)
     except PetitionNotFound:
         abort(404)
-    if petition.status not in ("open", "closed") or petition.log_vkey is None:
+    if petition.status not in statuses or petition.log_vkey is None:
         abort(404)
     return petition
 
@@ -83,5 +93,27 @@ def count_json(slug: str) -> Response:
     state = latest_checkpoint(get_session(), petition)
     assert state is not None
     response = jsonify({"count": state.count, "goal": petition.goal, "size": state.size})
+    response.headers["Cache-Control"] = CACHE
+    return response
+
+
+@bp.get("/bundle.zip")
+def bundle_zip(slug: str) -> Response:
+    """The export bundle of a closed petition as a zip (what delivery.pdf's QR code opens)."""
+    petition = _published(slug, CLOSED)
+    cache = Path(current_app.instance_path) / BUNDLE_CACHE_DIR
+    try:
+        path = cached_bundle_zip(get_session(), petition, cache)
+    except DeliveryError as exc:
+        logger.error("bundle.zip for %s: %s", petition.slug, exc)
+        abort(503)
+    response = send_file(
+        path,
+        mimetype="application/zip",
+        as_attachment=True,
+        download_name=f"{petition.slug}-bundle.zip",
+        conditional=True,
+        max_age=60,
+    )
     response.headers["Cache-Control"] = CACHE
     return response

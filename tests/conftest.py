@@ -6,9 +6,10 @@ the production parameters have their own known-answer test in tests/crypto.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def make_config(tmp_path: Path, database_url: str, **overrides: object) -> Confi
         "argon2": CHEAP_ARGON2,
         "form_min_seconds": 0,
         "testing": True,
+        # Generous limits: the rate-limit tests set their own.
+        "ratelimit_pages": "100000 per minute",
+        "ratelimit_sign": "100000 per minute",
+        "argon2_concurrency": 64,
     }
     values.update(overrides)
     return Config(**values)  # type: ignore[arg-type]
@@ -120,7 +125,12 @@ class OpenPetition:
 
 
 def add_petition(
-    app: Flask, slug: str = "free-them", identifier_mode: str = "phone", status: str = "open"
+    app: Flask,
+    slug: str = "free-them",
+    identifier_mode: str = "phone",
+    status: str = "open",
+    texts: Mapping[str, Mapping[str, str]] = TEXTS,
+    closes_on: dt.date | None = None,
 ) -> OpenPetition:
     """Create (and by default open) a petition directly through the service layer."""
     private, public = generate_details_keypair()
@@ -131,11 +141,12 @@ def add_petition(
             master_key=MASTER_KEY,
             origin=ORIGIN,
             slug=slug,
-            texts=TEXTS,
+            texts=texts,
             goal=100,
             identifier_mode=identifier_mode,
             details_public_key=public,
             argon2=CHEAP_ARGON2,
+            closes_on=closes_on,
         )
         if status == "open":
             open_petition(session, petition, MASTER_KEY)

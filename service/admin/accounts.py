@@ -1,0 +1,175 @@
+"""Accounts, logins, and who may see which petition.
+
+An admin sees every petition and manages accounts; an organiser sees only the petitions
+granted to them (and the drafts they create). Anything else is answered as "not found", so
+an organiser cannot even learn that another petition's draft exists.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Exists
+
+from service.admin import totp
+from service.admin.errors import AccountError, LoginFailed
+from service.admin.passwords import hash_password, needs_rehash, verify_password
+from service.errors import PetitionNotFound
+from service.models import ROLES, Account, Petition, PetitionGrant
+
+ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def normalise_name(name: str) -> str:
+    """Account names are compared in lower case, without surrounding spaces."""
+    return name.strip().lower()
+
+
+def create_account(session: Session, name: str, role: str, password: str) -> Account:
+    """Create an active account; AccountError or PasswordPolicyError when it cannot be."""
+    name = normalise_name(name)
+    if not ACCOUNT_NAME.match(name):
+        raise AccountError(
+            "an account name is 1-64 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    if role not in ROLES:
+        raise AccountError(f"the role must be one of {', '.join(ROLES)}")
+    if session.scalar(select(Account.id).where(Account.name == name)) is not None:
+        raise AccountError(f"an account named {name!r} exists already")
+    account = Account(name=name, role=role, password_hash=hash_password(password), active=True)
+    session.add(account)
+    session.flush()
+    return account
+
+
+def find_account(session: Session, name: str) -> Account | None:
+    """The account with this name, if any."""
+    return session.scalar(select(Account).where(Account.name == normalise_name(name)))
+
+
+def authenticate(
+    session: Session,
+    name: str,
+    password: str,
+    code: str,
+    *,
+    master_key: bytes,
+    now: float | None = None,
+) -> Account:
+    """The account whose name, password and (if enrolled) TOTP code are right.
+
+    Raises LoginFailed otherwise, the same for every cause. The password is checked even for
+    an unknown name (against a dummy hash), so timing does not reveal which names exist.
+    Rehashes the password when the pinned parameters changed. Does not commit.
+    """
+    account = find_account(session, name[:100])
+    if not verify_password(account.password_hash if account else None, password):
+        raise LoginFailed("wrong name, password or code")
+    assert account is not None
+    if not account.active:
+        raise LoginFailed("wrong name, password or code")
+    if account.wrapped_totp_secret is not None:
+        secret = totp.unwrap_secret(master_key, account.wrapped_totp_secret, account.id)
+        step = totp.matching_step(
+            secret, code, time.time() if now is None else now, account.totp_last_step
+        )
+        if step is None:
+            raise LoginFailed("wrong name, password or code")
+        account.totp_last_step = step
+    if needs_rehash(account.password_hash):
+        account.password_hash = hash_password(password)
+    return account
+
+
+def check_password(account: Account, password: str) -> bool:
+    """Whether ``password`` is the account's (to confirm a sensitive change)."""
+    return verify_password(account.password_hash, password)
+
+
+def change_password(session: Session, account: Account, current: str, new: str) -> None:
+    """Set a new password after checking the current one (LoginFailed if it is wrong)."""
+    if not check_password(account, current):
+        raise LoginFailed("the current password is wrong")
+    account.password_hash = hash_password(new)
+    session.flush()
+
+
+def enable_totp(
+    account: Account, secret: bytes, code: str, *, master_key: bytes, now: float | None = None
+) -> None:
+    """Enrol ``secret`` as the account's second factor once ``code`` proves the app has it."""
+    step = totp.matching_step(secret, code, time.time() if now is None else now, None)
+    if step is None:
+        raise AccountError("the code does not match; check the phone's clock and try again")
+    account.wrapped_totp_secret = totp.wrap_secret(master_key, secret, account.id)
+    account.totp_last_step = step
+
+
+def disable_totp(account: Account) -> None:
+    """Remove the account's second factor."""
+    account.wrapped_totp_secret = None
+    account.totp_last_step = None
+
+
+def accounts(session: Session) -> Sequence[Account]:
+    """Every account, by name."""
+    return session.scalars(select(Account).order_by(Account.name)).all()
+
+
+def visible_petitions(session: Session, account: Account) -> Sequence[Petition]:
+    """The petitions ``account`` may see, newest first."""
+    query = select(Petition).order_by(Petition.id.desc())
+    if account.role != "admin":
+        query = query.where(_granted(account))
+    return session.scalars(query).all()
+
+
+def _granted(account: Account) -> Exists:
+    return exists().where(
+        PetitionGrant.petition_id == Petition.id, PetitionGrant.account_id == account.id
+    )
+
+
+def petition_for(session: Session, account: Account, slug: str) -> Petition:
+    """The petition ``slug`` if ``account`` may act on it; PetitionNotFound otherwise."""
+    query = select(Petition).where(Petition.slug == slug)
+    if account.role != "admin":
+        query = query.where(_granted(account))
+    petition = session.scalar(query)
+    if petition is None:
+        raise PetitionNotFound(slug)
+    return petition
+
+
+def grant(session: Session, account: Account, petition: Petition) -> bool:
+    """Let ``account`` see and act on ``petition``. False if it already could."""
+    if session.get(PetitionGrant, (account.id, petition.id)) is not None:
+        return False
+    session.add(PetitionGrant(account_id=account.id, petition_id=petition.id))
+    session.flush()
+    return True
+
+
+def revoke(session: Session, account: Account, petition: Petition) -> bool:
+    """Take ``petition`` away from ``account``. False if it had no grant."""
+    row = session.get(PetitionGrant, (account.id, petition.id))
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
+
+
+def grantees(session: Session, petition: Petition) -> Sequence[Account]:
+    """The accounts granted ``petition``, by name."""
+    return session.scalars(
+        select(Account)
+        .join(PetitionGrant, PetitionGrant.account_id == Account.id)
+        .where(PetitionGrant.petition_id == petition.id)
+        .order_by(Account.name)
+    ).all()

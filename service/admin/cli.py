@@ -1,0 +1,60 @@
+"""``samleng admin``: accounts from the command line (the first admin, automation)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.admin import accounts, audit
+from service.admin.errors import AccountError, PasswordPolicyError
+from service.db import get_session
+from service.models import Account
+
+admin_group = AppGroup("admin", help="Accounts of the organisers' admin.")
+
+DEMO_ADMIN = "admin"
+
+
+@admin_group.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "organiser"]), required=True)
+@click.option(
+    "--password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the password from the first line of FILE (automation) instead of asking.",
+)
+def create_command(name: str, role: str, password_file: Path | None) -> None:
+    """Create the account NAME with ROLE; asks for its password twice."""
+    if password_file is not None:
+        lines = password_file.read_text(encoding="utf-8").splitlines()
+        password = lines[0] if lines else ""
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    session = get_session()
+    try:
+        account = accounts.create_account(session, name, role, password)
+    except (AccountError, PasswordPolicyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    audit.record(session, "(command line)", "create-account", detail=f"{account.name} ({role})")
+    session.commit()
+    click.echo(f"created {role} account {account.name}")
+
+
+def ensure_demo_admin(session: Session) -> str | None:
+    """Create the demo's admin account if no account exists; its generated password, once.
+
+    The password is returned to be printed, never stored: only its Argon2id hash is.
+    """
+    if session.scalar(select(Account.id).limit(1)) is not None:
+        return None
+    password = secrets.token_urlsafe(15)
+    accounts.create_account(session, DEMO_ADMIN, "admin", password)
+    audit.record(session, "(demo)", "create-account", detail=f"{DEMO_ADMIN} (admin)")
+    session.commit()
+    return password

@@ -1,0 +1,220 @@
+"""Drafts from the admin's form, the deadline, and the figures of a petition's dashboard.
+
+Takes the DB session as an argument and imports nothing of Flask. The form is parsed into
+values and a message per field, like the sign form (service.forms).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.admin.audit import SYSTEM_ACTOR, record
+from service.config import LANGUAGES
+from service.errors import PetitionStateError
+from service.models import (
+    IDENTIFIER_MODES,
+    VERIFICATION_MODES,
+    PendingSignature,
+    Petition,
+    SignedCheckpoint,
+)
+from service.petitions import (
+    SLUG,
+    TEXT_FIELDS,
+    close_petition,
+    parse_details_public_key,
+    validate_texts,
+)
+
+# Character limits per text field; the body is Markdown source.
+TEXT_LIMITS = {"title": 200, "target": 300, "summary": 1000, "body": 20000}
+MAX_GOAL = 100_000_000
+# The details key file is one short line; anything much longer is not one.
+MAX_KEY_FILE_BYTES = 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class DraftForm:
+    """The parsed petition form: values to show again, an error per field, and the result."""
+
+    values: Mapping[str, str]
+    errors: Mapping[str, str] = field(default_factory=dict)
+    texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    goal: int = 0
+    closes_on: dt.date | None = None
+    details_public_key: bytes | None = None
+
+
+def text_field_name(lang: str, name: str) -> str:
+    """The form field of one text: ``en-title``, ``km-body``…"""
+    return f"{lang}-{name}"
+
+
+def form_values(petition: Petition) -> dict[str, str]:
+    """A draft's current values, to fill the edit form."""
+    values = {
+        "slug": petition.slug,
+        "goal": str(petition.goal),
+        "closes_on": petition.closes_on.isoformat() if petition.closes_on else "",
+        "identifier_mode": petition.identifier_mode,
+        "verification_mode": petition.verification_mode,
+        "region": petition.region,
+    }
+    for lang, texts in petition.texts.items():
+        for name in TEXT_FIELDS:
+            values[text_field_name(lang, name)] = str(texts.get(name, ""))
+    return values
+
+
+def parse_draft_form(
+    form: Mapping[str, str], key_file: bytes | None, *, new: bool, today: dt.date
+) -> DraftForm:
+    """Check the petition form. ``key_file`` is the uploaded details public key, if any."""
+    values = {k: str(form.get(k, "")).strip() for k in _field_names()}
+    errors: dict[str, str] = {}
+    if new and not SLUG.match(values["slug"]):
+        errors["slug"] = "Use 1-64 lower-case letters, digits and inner hyphens."
+    texts: dict[str, dict[str, str]] = {}
+    for lang in LANGUAGES:
+        given = {n: values[text_field_name(lang, n)] for n in TEXT_FIELDS}
+        for name, text in given.items():
+            if len(text) > TEXT_LIMITS[name]:
+                errors[text_field_name(lang, name)] = f"At most {TEXT_LIMITS[name]} characters."
+        if any(given.values()):
+            if not given["title"] or not given["body"]:
+                errors[text_field_name(lang, "title")] = "A language needs a title and a body."
+            texts[lang] = {n: v for n, v in given.items() if v}
+    if not texts:
+        errors["texts"] = "Write the petition in at least one language."
+    else:
+        try:
+            validate_texts(texts)
+        except ValueError as exc:
+            errors.setdefault("texts", str(exc))
+    goal = 0
+    if not values["goal"].isdigit() or not 0 < int(values["goal"]) <= MAX_GOAL:
+        errors["goal"] = "The goal is a whole number of signatures, at least 1."
+    else:
+        goal = int(values["goal"])
+    closes_on = None
+    if values["closes_on"]:
+        try:
+            closes_on = dt.date.fromisoformat(values["closes_on"])
+        except ValueError:
+            errors["closes_on"] = "Give the date as YYYY-MM-DD."
+        else:
+            if closes_on < today:
+                errors["closes_on"] = "The deadline is in the past."
+    if values["identifier_mode"] not in IDENTIFIER_MODES:
+        errors["identifier_mode"] = "Choose what signers are asked for."
+    if values["verification_mode"] not in VERIFICATION_MODES:
+        errors["verification_mode"] = "Choose a verification mode."
+    elif values["verification_mode"] == "email" and values["identifier_mode"] != "email":
+        errors["verification_mode"] = "Email verification needs the identifier mode email."
+    values["region"] = values["region"].upper() or "KH"
+    if len(values["region"]) != 2 or not values["region"].isalpha():
+        errors["region"] = "A two-letter country code, like KH."
+    key: bytes | None = None
+    key_text = values.pop("details_key_text")
+    if key_file:
+        key_text = key_file[: MAX_KEY_FILE_BYTES + 1].decode("ascii", "replace")
+    if key_text:
+        try:
+            if len(key_text) > MAX_KEY_FILE_BYTES:
+                raise ValueError("this file is too large to be a public key")
+            key = parse_details_public_key(key_text)
+        except ValueError as exc:
+            errors["details_key"] = f"The details public key: {exc}."
+    elif new:
+        errors["details_key"] = "Upload the organisers' details public key (the .pub file)."
+    return DraftForm(
+        values=values,
+        errors=errors,
+        texts=texts,
+        goal=goal,
+        closes_on=closes_on,
+        details_public_key=key,
+    )
+
+
+def _field_names() -> list[str]:
+    names = ["slug", "goal", "closes_on", "identifier_mode", "verification_mode", "region"]
+    names.append("details_key_text")
+    names += [text_field_name(lang, n) for lang in LANGUAGES for n in TEXT_FIELDS]
+    return names
+
+
+def update_draft(session: Session, petition: Petition, form: DraftForm) -> None:
+    """Change a draft from a checked form; PetitionStateError once it has opened."""
+    if petition.status != "draft":
+        raise PetitionStateError(
+            f"petition {petition.slug!r} is {petition.status}: texts are frozen"
+        )
+    petition.texts = validate_texts(form.texts)
+    petition.goal = form.goal
+    petition.closes_on = form.closes_on
+    petition.identifier_mode = form.values["identifier_mode"]
+    petition.verification_mode = form.values["verification_mode"]
+    petition.region = form.values["region"]
+    if form.details_public_key is not None:
+        petition.details_public_key = form.details_public_key
+    session.flush()
+
+
+def close_expired(session: Session, today: dt.date) -> list[str]:
+    """Close every open petition whose deadline has passed; the slugs closed.
+
+    A petition is open until the end of its ``closes_on`` day (UTC). Signing also refuses
+    after it (service.signing), so a late run of this only tidies the status.
+    """
+    due = session.scalars(
+        select(Petition).where(Petition.status == "open", Petition.closes_on < today)
+    ).all()
+    closed = []
+    for petition in due:
+        close_petition(session, petition)
+        record(session, SYSTEM_ACTOR, "close", petition_slug=petition.slug, detail="deadline")
+        closed.append(petition.slug)
+    session.commit()
+    return closed
+
+
+@dataclass(frozen=True, kw_only=True)
+class DayCount:
+    """Signatures added to the log on one UTC day."""
+
+    day: dt.date
+    signatures: int
+
+
+def signatures_per_day(session: Session, petition: Petition) -> list[DayCount]:
+    """New signatures per day: the growth of the last checkpoint of each day over the day
+    before (checkpoints carry a date only, never a time)."""
+    rows = session.execute(
+        select(SignedCheckpoint.published_on, func.max(SignedCheckpoint.size))
+        .where(SignedCheckpoint.petition_id == petition.id)
+        .group_by(SignedCheckpoint.published_on)
+        .order_by(SignedCheckpoint.published_on.nulls_first())
+    ).all()
+    previous = 1  # the header leaf
+    days = []
+    for day, size in rows:
+        if day is not None:
+            days.append(DayCount(day=day, signatures=max(int(size) - previous, 0)))
+        previous = max(previous, int(size))
+    return days
+
+
+def pending_count(session: Session, petition: Petition) -> int:
+    """Signatures waiting for the next sealed batch."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(PendingSignature)
+        .where(PendingSignature.petition_id == petition.id)
+    )
+    return int(count or 0)

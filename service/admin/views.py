@@ -1,0 +1,633 @@
+"""The admin's pages. Views are thin: check who is asking, call a service function, render.
+
+Every request loads the server-side session from the ``__Host-`` cookie; every POST but the
+login form carries the session's CSRF token (the login form's token is bound to a cookie of
+its own). A petition the account may not see is answered 404, like one that does not exist.
+The admin's own pages are in English; what signers see is translated elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_limiter import Limiter
+from sqlalchemy.orm import Session
+
+from crypto.errors import Error as CryptoError
+from service.admin import accounts as acc
+from service.admin import audit, drafts, sessions, totp
+from service.admin.errors import AccountError, LoginFailed, PasswordPolicyError
+from service.config import LANGUAGES, Config
+from service.db import get_session
+from service.errors import PetitionNotFound, PetitionStateError
+from service.keys import derive_key
+from service.log import latest_checkpoint
+from service.markdown import render_markdown
+from service.models import Account, Petition, utc_today
+from service.petitions import (
+    close_petition,
+    create_petition,
+    forget_petition,
+    open_petition,
+)
+from service.ratelimit import client_key
+from service.security import request_hostname
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+# Petition texts are longer than a sign form: allow more for the admin's requests only.
+MAX_ADMIN_REQUEST_BYTES = 256 * 1024
+MAX_ADMIN_FORM_PARTS = 64
+# Endpoints that answer without a session.
+_OPEN_ENDPOINTS = frozenset({"admin.login"})
+_COOKIE = {"secure": True, "httponly": True, "samesite": "Strict", "path": "/"}
+
+
+def _config() -> Config:
+    cfg: Config = current_app.extensions["samleng.config"]
+    return cfg
+
+
+def _csrf_key() -> bytes:
+    key: bytes = current_app.extensions["samleng.admin_csrf_key"]
+    return key
+
+
+def _account() -> Account:
+    account: Account = g.admin_account
+    return account
+
+
+def _timeouts() -> sessions.Timeouts:
+    cfg = _config()
+    return sessions.Timeouts(idle=cfg.admin_idle_timeout, absolute=cfg.admin_absolute_timeout)
+
+
+@bp.url_value_preprocessor
+def _guard(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    # Runs before every before_request hook (the limiter's too), so a request on the wrong
+    # host is refused before anything else looks at it.
+    admin_host = _config().admin_host
+    if admin_host and request_hostname() != admin_host:
+        abort(404)
+    request.max_content_length = MAX_ADMIN_REQUEST_BYTES
+    request.max_form_memory_size = MAX_ADMIN_REQUEST_BYTES
+    request.max_form_parts = MAX_ADMIN_FORM_PARTS
+
+
+@bp.before_request
+def _authenticate() -> Any:
+    session_id = request.cookies.get(sessions.SESSION_COOKIE, "")
+    account = sessions.load_session(get_session(), session_id, _timeouts()) if session_id else None
+    g.admin_account = account
+    g.admin_session_id = session_id if account is not None else None
+    if request.endpoint in _OPEN_ENDPOINTS:
+        return None
+    if account is None:
+        response = redirect(url_for("admin.login"))
+        if session_id:
+            response.delete_cookie(sessions.SESSION_COOKIE, **_cookie_scope())
+        return response
+    if request.method == "POST" and not sessions.csrf_valid(
+        _csrf_key(), session_id, request.form.get("csrf", "")
+    ):
+        abort(403)
+    return None
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    # Admin pages show what only organisers may see: never kept by a browser or a proxy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.context_processor
+def _template_globals() -> dict[str, Any]:
+    session_id = g.get("admin_session_id")
+    return {
+        "csrf": sessions.csrf_token(_csrf_key(), session_id) if session_id else "",
+        "account": g.get("admin_account"),
+    }
+
+
+def _cookie_scope() -> dict[str, Any]:
+    return {"path": "/", "secure": True, "httponly": True, "samesite": "Strict"}
+
+
+def _require_admin() -> None:
+    if _account().role != "admin":
+        abort(404)
+
+
+def _petition(slug: str) -> Petition:
+    """The petition if the logged-in account may act on it; 404 otherwise."""
+    try:
+        return acc.petition_for(get_session(), _account(), slug)
+    except PetitionNotFound:
+        abort(404)
+
+
+def _record(action: str, petition: Petition | None = None, detail: str = "") -> None:
+    audit.record(
+        get_session(),
+        _account().name,
+        action,
+        petition_slug=petition.slug if petition else None,
+        detail=detail,
+    )
+
+
+# Logging in and out.
+
+
+def _login_page(error: str | None = None, status: int = 200) -> Any:
+    login_id = request.cookies.get(sessions.LOGIN_COOKIE, "")
+    fresh = not login_id or len(login_id) > 100
+    if fresh:
+        login_id = sessions.new_session_id()
+    csrf = sessions.csrf_token(_csrf_key(), login_id, "login")
+    response = current_app.make_response(
+        (render_template("admin/login.html", login_csrf=csrf, error=error), status)
+    )
+    if fresh:
+        response.set_cookie(sessions.LOGIN_COOKIE, login_id, **_COOKIE)  # type: ignore[arg-type]
+    return response
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """The login form: name, password, and the authenticator code if one is set up."""
+    if request.method == "GET":
+        if g.admin_account is not None:
+            return redirect(url_for("admin.index"))
+        return _login_page()
+    if not sessions.csrf_valid(
+        _csrf_key(),
+        request.cookies.get(sessions.LOGIN_COOKIE),
+        request.form.get("csrf", ""),
+        "login",
+    ):
+        return _login_page("This form expired. Please log in again.", 403)
+    session = get_session()
+    name = request.form.get("name", "")
+    gate = current_app.extensions["samleng.argon2_gate"]
+    try:
+        with gate.enter():
+            account = acc.authenticate(
+                session,
+                name,
+                request.form.get("password", ""),
+                request.form.get("code", ""),
+                master_key=_config().master_key,
+            )
+    except LoginFailed:
+        session.rollback()
+        known = acc.find_account(session, name[:100])
+        if known is not None:
+            audit.record(session, known.name, "login-failed")
+            session.commit()
+        return _login_page("Wrong name, password or code.", 401)
+    # A new session id at every login: an id planted before login is never promoted.
+    session_id = sessions.start_session(
+        session, account, request.cookies.get(sessions.SESSION_COOKIE)
+    )
+    audit.record(session, account.name, "login")
+    session.commit()
+    response = redirect(url_for("admin.index"))
+    response.set_cookie(sessions.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
+    response.delete_cookie(sessions.LOGIN_COOKIE, **_cookie_scope())
+    return response
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    """End this session."""
+    session = get_session()
+    _record("logout")
+    sessions.end_session(session, g.admin_session_id)
+    session.commit()
+    response = redirect(url_for("admin.login"))
+    response.delete_cookie(sessions.SESSION_COOKIE, **_cookie_scope())
+    return response
+
+
+# Petitions.
+
+
+@bp.get("/")
+def index() -> Any:
+    """The petitions this account may see."""
+    session = get_session()
+    drafts.close_expired(session, utc_today())
+    rows = []
+    for petition in acc.visible_petitions(session, _account()):
+        state = latest_checkpoint(session, petition)
+        title = petition.text("en").get("title", petition.slug)
+        rows.append((petition, title, 0 if state is None else state.count))
+    return render_template("admin/index.html", rows=rows)
+
+
+def _mail_available() -> bool:
+    return current_app.extensions.get("samleng.mailer") is not None
+
+
+def _key_upload() -> bytes | None:
+    upload = request.files.get("details_key")
+    if upload is None or not upload.filename:
+        return None
+    data: bytes = upload.read(drafts.MAX_KEY_FILE_BYTES + 1)
+    return data
+
+
+def _check_mail(form: drafts.DraftForm) -> drafts.DraftForm:
+    if form.values.get("verification_mode") == "email" and not _mail_available():
+        errors = dict(form.errors)
+        errors["verification_mode"] = (
+            "Email verification needs mail: set SAMLENG_SMTP_URL on the server first."
+        )
+        return dataclasses.replace(form, errors=errors)
+    return form
+
+
+def _draft_page(form_values: dict[str, str], errors: dict[str, str], **context: Any) -> Any:
+    return render_template(
+        "admin/draft.html",
+        values=form_values,
+        errors=errors,
+        languages=LANGUAGES,
+        text_fields=drafts.TEXT_LIMITS,
+        **context,
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new() -> Any:
+    """Create a draft petition."""
+    if request.method == "GET":
+        return _draft_page({"goal": "1000", "region": "KH", "identifier_mode": "phone"}, {})
+    form = _check_mail(
+        drafts.parse_draft_form(request.form, _key_upload(), new=True, today=utc_today())
+    )
+    if form.errors:
+        return _draft_page(dict(form.values), dict(form.errors)), 400
+    cfg = _config()
+    session = get_session()
+    assert form.details_public_key is not None
+    try:
+        petition = create_petition(
+            session,
+            master_key=cfg.master_key,
+            origin=cfg.origin,
+            slug=form.values["slug"],
+            texts=form.texts,
+            goal=form.goal,
+            identifier_mode=form.values["identifier_mode"],
+            verification_mode=form.values["verification_mode"],
+            region=form.values["region"],
+            details_public_key=form.details_public_key,
+            argon2=cfg.argon2,
+            closes_on=form.closes_on,
+        )
+    except ValueError as exc:
+        session.rollback()
+        return _draft_page(dict(form.values), {"slug": str(exc)}), 400
+    if _account().role != "admin":
+        acc.grant(session, _account(), petition)
+    _record("create", petition)
+    session.commit()
+    return redirect(url_for("admin.petition", slug=petition.slug))
+
+
+@bp.route("/p/<slug>/edit", methods=["GET", "POST"])
+def edit(slug: str) -> Any:
+    """Change a draft (texts are frozen once it opens)."""
+    petition = _petition(slug)
+    if petition.status != "draft":
+        return _dashboard(petition, error="Only a draft can be changed.", status=409)
+    if request.method == "GET":
+        return _draft_page(drafts.form_values(petition), {}, petition=petition)
+    form = _check_mail(
+        drafts.parse_draft_form(request.form, _key_upload(), new=False, today=utc_today())
+    )
+    values = {**dict(form.values), "slug": petition.slug}
+    if form.errors:
+        return _draft_page(values, dict(form.errors), petition=petition), 400
+    drafts.update_draft(get_session(), petition, form)
+    _record("edit", petition)
+    get_session().commit()
+    return redirect(url_for("admin.petition", slug=petition.slug))
+
+
+@bp.get("/p/<slug>/preview/<lang>")
+def preview(slug: str, lang: str) -> Any:
+    """The petition's text in one language as signers will see it."""
+    petition = _petition(slug)
+    if lang not in petition.texts:
+        abort(404)
+    text = petition.text(lang)
+    return render_template(
+        "admin/preview.html",
+        petition=petition,
+        lang=lang,
+        text=text,
+        body=render_markdown(text.get("body", "")),
+    )
+
+
+def _dashboard(
+    petition: Petition, *, error: str | None = None, message: str | None = None, status: int = 200
+) -> Any:
+    session = get_session()
+    export_zip = None
+    if (
+        petition.status in ("closed", "forgotten")
+        and "log.bundle_zip" in current_app.view_functions
+    ):
+        export_zip = url_for("log.bundle_zip", slug=petition.slug)
+    return (
+        render_template(
+            "admin/petition.html",
+            petition=petition,
+            title=petition.text("en").get("title", petition.slug),
+            state=latest_checkpoint(session, petition),
+            pending=drafts.pending_count(session, petition),
+            per_day=drafts.signatures_per_day(session, petition),
+            grantees=acc.grantees(session, petition),
+            all_accounts=acc.accounts(session) if _account().role == "admin" else [],
+            events=audit.events(session, petition_slug=petition.slug, limit=50),
+            export_zip=export_zip,
+            mail_available=_mail_available(),
+            error=error,
+            message=message,
+        ),
+        status,
+    )
+
+
+@bp.get("/p/<slug>")
+def petition(slug: str) -> Any:
+    """A petition's dashboard: its state, count, signatures per day, checkpoint, actions."""
+    drafts.close_expired(get_session(), utc_today())
+    return _dashboard(_petition(slug))
+
+
+def _lifecycle(slug: str, action: str, change: Callable[[Session, Petition], str]) -> Any:
+    """Run one lifecycle step, record it, and show the dashboard with its outcome."""
+    petition = _petition(slug)
+    session = get_session()
+    try:
+        detail = change(session, petition)
+    except (PetitionStateError, ValueError) as exc:
+        session.rollback()
+        return _dashboard(petition, error=str(exc), status=409)
+    _record(action, petition, detail)
+    session.commit()
+    return redirect(url_for("admin.petition", slug=petition.slug))
+
+
+@bp.post("/p/<slug>/open")
+def open_(slug: str) -> Any:
+    """Open a draft: its texts are frozen into petition.json and the log starts."""
+
+    def change(session: Session, petition: Petition) -> str:
+        if petition.verification_mode == "email" and not _mail_available():
+            raise PetitionStateError("email verification needs mail: set SAMLENG_SMTP_URL")
+        if petition.past_deadline(utc_today()):
+            raise PetitionStateError("the deadline has passed; change it first")
+        open_petition(session, petition, _config().master_key)
+        return ""
+
+    return _lifecycle(slug, "open", change)
+
+
+@bp.post("/p/<slug>/close")
+def close(slug: str) -> Any:
+    """Stop accepting signatures."""
+
+    def change(session: Session, petition: Petition) -> str:
+        close_petition(session, petition)
+        return "by hand"
+
+    return _lifecycle(slug, "close", change)
+
+
+@bp.post("/p/<slug>/forget")
+def forget(slug: str) -> Any:
+    """Destroy the dedup key and every token of a closed petition, once its slug is typed."""
+
+    def change(session: Session, petition: Petition) -> str:
+        if request.form.get("confirm_slug", "").strip() != petition.slug:
+            raise ValueError("type the petition's slug to confirm; nothing was changed")
+        destroyed = forget_petition(session, petition)
+        return f"{destroyed} tokens destroyed"
+
+    return _lifecycle(slug, "forget", change)
+
+
+def _grant_change(slug: str, give: bool) -> Any:
+    _require_admin()
+    petition = _petition(slug)
+    session = get_session()
+    target = acc.find_account(session, request.form.get("account", ""))
+    if target is None:
+        return _dashboard(petition, error="No such account.", status=400)
+    changed = (
+        acc.grant(session, target, petition) if give else acc.revoke(session, target, petition)
+    )
+    if changed:
+        _record("grant" if give else "revoke", petition, target.name)
+    session.commit()
+    return redirect(url_for("admin.petition", slug=petition.slug))
+
+
+@bp.post("/p/<slug>/grant")
+def grant(slug: str) -> Any:
+    """Give an organiser this petition (admins only)."""
+    return _grant_change(slug, True)
+
+
+@bp.post("/p/<slug>/revoke")
+def revoke(slug: str) -> Any:
+    """Take this petition away from an organiser (admins only)."""
+    return _grant_change(slug, False)
+
+
+# Accounts.
+
+
+@bp.route("/accounts", methods=["GET", "POST"])
+def accounts() -> Any:
+    """Every account, and a form for a new one (admins only)."""
+    _require_admin()
+    session = get_session()
+    error, status = None, 200
+    if request.method == "POST":
+        try:
+            created = acc.create_account(
+                session,
+                request.form.get("name", ""),
+                request.form.get("role", ""),
+                request.form.get("password", ""),
+            )
+        except (AccountError, PasswordPolicyError) as exc:
+            session.rollback()
+            error, status = str(exc), 400
+        else:
+            _record("create-account", detail=f"{created.name} ({created.role})")
+            session.commit()
+            return redirect(url_for("admin.accounts"))
+    return render_template(
+        "admin/accounts.html", accounts=acc.accounts(session), error=error
+    ), status
+
+
+@bp.post("/accounts/<name>/active")
+def account_active(name: str) -> Any:
+    """Disable (logging it out everywhere) or enable an account (admins only)."""
+    _require_admin()
+    session = get_session()
+    target = acc.find_account(session, name)
+    if target is None:
+        abort(404)
+    if target.id == _account().id:
+        return render_template(
+            "admin/accounts.html",
+            accounts=acc.accounts(session),
+            error="You cannot disable yourself.",
+        ), 400
+    target.active = request.form.get("active") == "yes"
+    if not target.active:
+        sessions.end_all_sessions(session, target)
+    _record("enable-account" if target.active else "disable-account", detail=target.name)
+    session.commit()
+    return redirect(url_for("admin.accounts"))
+
+
+@bp.get("/audit")
+def audit_trail() -> Any:
+    """The newest admin actions (admins only)."""
+    _require_admin()
+    return render_template("admin/audit.html", events=audit.events(get_session(), limit=500))
+
+
+# The logged-in account itself.
+
+
+def _me_page(**context: Any) -> Any:
+    status = context.pop("status", 200)
+    return render_template("admin/me.html", **context), status
+
+
+@bp.get("/me")
+def me() -> Any:
+    """Change the password; set up or remove the authenticator."""
+    return _me_page()
+
+
+@bp.post("/me/password")
+def change_password() -> Any:
+    """Set a new password; every other session of the account ends."""
+    session = get_session()
+    account = _account()
+    new_password = request.form.get("new", "")
+    if new_password != request.form.get("repeat", ""):
+        return _me_page(error="The two new passwords differ.", status=400)
+    try:
+        acc.change_password(session, account, request.form.get("current", ""), new_password)
+    except (LoginFailed, PasswordPolicyError) as exc:
+        session.rollback()
+        return _me_page(error=str(exc).capitalize() + ".", status=400)
+    sessions.end_all_sessions(session, account)
+    session_id = sessions.start_session(session, account, None)
+    _record("change-password")
+    session.commit()
+    response = redirect(url_for("admin.me"))
+    response.set_cookie(sessions.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
+    return response
+
+
+@bp.post("/me/totp/start")
+def totp_start() -> Any:
+    """Show a new secret to add to an authenticator app, and ask for its first code."""
+    secret = totp.new_secret()
+    return _me_page(
+        totp_secret=totp.secret_text(secret),
+        totp_uri=totp.provisioning_uri(secret, _account().name, "Samleng"),
+    )
+
+
+@bp.post("/me/totp/enable")
+def totp_enable() -> Any:
+    """Turn the second factor on once the app's code matches the secret shown."""
+    session = get_session()
+    text = request.form.get("secret", "")
+    try:
+        secret = totp.parse_secret_text(text)
+        acc.enable_totp(
+            _account(), secret, request.form.get("code", ""), master_key=_config().master_key
+        )
+    except (ValueError, CryptoError) as exc:
+        session.rollback()
+        return _me_page(
+            error=str(exc).capitalize() + ".",
+            totp_secret=text,
+            totp_uri=None,
+            status=400,
+        )
+    _record("totp-enable")
+    session.commit()
+    return redirect(url_for("admin.me"))
+
+
+@bp.post("/me/totp/disable")
+def totp_disable() -> Any:
+    """Turn the second factor off (asks for the password)."""
+    session = get_session()
+    account = _account()
+    if not acc.check_password(account, request.form.get("current", "")):
+        return _me_page(error="The current password is wrong.", status=400)
+    acc.disable_totp(account)
+    _record("totp-disable")
+    session.commit()
+    return redirect(url_for("admin.me"))
+
+
+def _login_account_key() -> str:
+    """The login throttle's per-account key: an HMAC of the typed name, never the name."""
+    name = acc.normalise_name(request.form.get("name", "")[:100])
+    key: bytes = current_app.extensions["samleng.admin_throttle_key"]
+    digest = hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"login-account:{digest}"
+
+
+def register(app: Flask, config: Config) -> None:
+    """Add the blueprint, its keys and the login throttles to ``app``."""
+    app.extensions["samleng.admin_csrf_key"] = derive_key(config.master_key, "admin-csrf")
+    app.extensions["samleng.admin_throttle_key"] = derive_key(config.master_key, "admin-login")
+    app.register_blueprint(bp)
+    limiter: Limiter = app.extensions["samleng.limiter"]
+    view: Any = app.view_functions["admin.login"]
+    view = limiter.limit(lambda: config.ratelimit_login, key_func=client_key, methods=["POST"])(
+        view
+    )
+    view = limiter.limit(
+        lambda: config.ratelimit_login_account, key_func=_login_account_key, methods=["POST"]
+    )(view)
+    app.view_functions["admin.login"] = view

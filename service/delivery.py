@@ -1,0 +1,147 @@
+"""The delivery document: ``delivery.pdf``, the printable page for the petition's recipients.
+
+Rendered from ``templates/delivery/delivery.html`` with WeasyPrint, which shapes Khmer with
+HarfBuzz through Pango, using fonts installed on the system (Debian's fonts-khmeros). What it
+shows comes from the frozen petition.json and the final checkpoint, so the paper says exactly
+what the bundle proves. Rendering never touches the network: the only resource the template
+may load is the QR code, inlined as a ``data:`` URI.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flask import render_template
+
+from service.errors import Error
+from service.markdown import render_markdown
+
+DELIVERY_FILE = "delivery.pdf"
+_KHMER_DIGITS = str.maketrans("0123456789", "០១២៣៤៥៦៧៨៩")
+# The order of the texts in the document: the recipient's language first.
+_LANGUAGE_ORDER = ("km", "en")
+# Shown when the installed fonts cannot draw the document's text.
+_FONT_HINT = "install a Khmer font (Debian: apt-get install fonts-khmeros)"
+
+
+class DeliveryError(Error):
+    """delivery.pdf cannot be made here; the message says what is missing."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryFacts:
+    """What the delivery document states: the frozen petition and its final checkpoint."""
+
+    petition_json: bytes
+    checkpoint: bytes
+    size: int
+    bundle_url: str
+
+    @property
+    def count(self) -> int:
+        """Signatures in the final checkpoint: every leaf but the header."""
+        return max(self.size - 1, 0)
+
+
+def bundle_url(origin: str) -> str:
+    """Return the public URL of a petition's bundle: ``https://<origin>/bundle.zip``."""
+    return f"https://{origin}/bundle.zip"
+
+
+def khmer_digits(number: int) -> str:
+    """Return ``number`` written with Khmer digits (១២៣)."""
+    return str(number).translate(_KHMER_DIGITS)
+
+
+def qr_data_uri(url: str) -> str:
+    """Return an SVG QR code of ``url`` as a ``data:`` URI (no file, no network)."""
+    import qrcode
+    import qrcode.image.svg
+
+    image = qrcode.make(
+        url,
+        image_factory=qrcode.image.svg.SvgPathImage,
+        error_correction=qrcode.constants.ERROR_CORRECT_M,
+        border=4,
+    )
+    svg = io.BytesIO()
+    image.save(svg)
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.getvalue()).decode("ascii")
+
+
+def _texts(petition: dict[str, Any]) -> list[dict[str, Any]]:
+    """The petition's texts in document order: Khmer, English, then any other language."""
+    texts: dict[str, dict[str, str]] = petition.get("texts") or {}
+    order = [lang for lang in _LANGUAGE_ORDER if lang in texts]
+    order += sorted(lang for lang in texts if lang not in _LANGUAGE_ORDER)
+    return [
+        {
+            "lang": lang,
+            "title": texts[lang].get("title", ""),
+            "target": texts[lang].get("target", ""),
+            "summary": texts[lang].get("summary", ""),
+            # The same safe Markdown subset as the petition page: it loads nothing.
+            "body": render_markdown(texts[lang].get("body", "")),
+        }
+        for lang in order
+    ]
+
+
+def delivery_html(facts: DeliveryFacts) -> str:
+    """Render the document's HTML (needs an app context, for the template)."""
+    petition = json.loads(facts.petition_json)
+    texts = _texts(petition)
+    by_lang = {text["lang"]: text for text in texts}
+    return render_template(
+        "delivery/delivery.html",
+        petition=petition,
+        texts=texts,
+        km=by_lang.get("km"),
+        en=by_lang.get("en"),
+        count=facts.count,
+        count_km=khmer_digits(facts.count),
+        goal=petition.get("goal"),
+        opens_on=petition.get("opens_on"),
+        closes_on=petition.get("closes_on"),
+        checkpoint=facts.checkpoint.decode("utf-8"),
+        vkey=petition["log"]["vkey"],
+        petition_sha256=hashlib.sha256(facts.petition_json).hexdigest(),
+        bundle_url=facts.bundle_url,
+        qr=qr_data_uri(facts.bundle_url),
+    )
+
+
+def render_delivery_pdf(facts: DeliveryFacts) -> bytes:
+    """Render delivery.pdf; DeliveryError when WeasyPrint or the fonts it needs are missing.
+
+    Fails rather than produce a document with boxes for letters the fonts cannot draw.
+    """
+    try:
+        from weasyprint import HTML
+        from weasyprint.urls import FatalURLFetchingError, URLFetcher
+    except (ImportError, OSError) as exc:
+        # WeasyPrint loads Pango with ctypes-like dlopen: a missing system library is OSError.
+        raise DeliveryError(
+            f"cannot make {DELIVERY_FILE}: WeasyPrint cannot be loaded ({exc}); install Pango "
+            "(Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0), or export with --no-pdf"
+        ) from None
+    # Only data: URIs may be fetched, and a refused fetch stops the rendering.
+    offline = URLFetcher(allowed_protocols={"data"}, fail_on_errors=True)
+    try:
+        document = HTML(string=delivery_html(facts), url_fetcher=offline).render()
+    except FatalURLFetchingError as exc:
+        # A BaseException in WeasyPrint: turned into our error so callers can handle it.
+        raise DeliveryError(f"{DELIVERY_FILE} may not load anything: {exc}") from None
+    pdf: bytes = document.write_pdf()
+    missing = sorted({cp for font in document.fonts.values() for cp in font.missing})
+    if missing:
+        shown = " ".join(f"U+{cp:04X}" for cp in missing[:8])
+        raise DeliveryError(
+            f"cannot make {DELIVERY_FILE}: no installed font draws {shown}; {_FONT_HINT}"
+        )
+    return pdf

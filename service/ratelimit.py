@@ -1,0 +1,148 @@
+"""Rate limits that work over Tor, and the bound on Argon2 work in flight.
+
+Who a client is: on the clearnet, the address ProxyFix reports for the configured number of
+trusted proxies; on the onion listener, the Tor circuit that nginx forwards from tor's PROXY
+header, believed only when the request comes straight from a configured proxy address. Either
+is turned into an HMAC under a key that changes every UTC day, so no address or circuit ID is
+ever held in clear, not in memory stores and not in Redis.
+
+If the limiter's storage fails, flask-limiter falls back to per-process memory limits: the
+service never fails open and never answers 500 because Redis is down.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from service.config import Config
+from service.errors import Error
+from service.keys import derive_key
+
+CIRCUIT_HEADER = "X-Samleng-Circuit"
+# Storage calls must fail fast so that a dead Redis degrades to fallback limits quickly.
+_REDIS_OPTIONS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+
+
+class Overloaded(Error):
+    """Too much Argon2 work is in flight in this process; the request is shed at once."""
+
+
+class WorkGate:
+    """A non-blocking bound on concurrent expensive work (Argon2) in one process."""
+
+    def __init__(self, limit: int) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+
+    @contextmanager
+    def enter(self) -> Iterator[None]:
+        """Hold a slot for the block, or raise Overloaded at once when none is free."""
+        if not self._slots.acquire(blocking=False):
+            raise Overloaded("no Argon2 slot free")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+class ClientKeys:
+    """Turns a client address or circuit into a pseudonym that rotates every UTC day."""
+
+    def __init__(self, master_key: bytes, today: Callable[[], dt.date] | None = None) -> None:
+        self._base = derive_key(master_key, "rate-limit")
+        self._today = today or (lambda: dt.datetime.now(dt.UTC).date())
+        self._day = ""
+        self._key = b""
+
+    def _daily_key(self) -> bytes:
+        day = self._today().isoformat()
+        if day != self._day:
+            self._key = hmac.new(self._base, day.encode(), hashlib.sha256).digest()
+            self._day = day
+        return self._key
+
+    def pseudonym(self, kind: str, value: str) -> str:
+        """``kind`` is ``ip`` or ``circuit``; the result names the client for one day only."""
+        digest = hmac.new(self._daily_key(), f"{kind}\n{value}".encode(), hashlib.sha256)
+        return kind + ":" + base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
+
+
+def _config() -> Config:
+    cfg: Config = current_app.extensions["samleng.config"]
+    return cfg
+
+
+def client_key() -> str:
+    """The rate-limit key of the current request (never an address in clear)."""
+    cfg = _config()
+    keys: ClientKeys = current_app.extensions["samleng.client_keys"]
+    # The direct peer, before ProxyFix rewrote REMOTE_ADDR from X-Forwarded-For.
+    orig = request.environ.get("werkzeug.proxy_fix.orig", {})
+    peer = orig.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR", "")
+    circuit = request.headers.get(CIRCUIT_HEADER, "").strip()
+    if circuit and peer in cfg.circuit_proxies:
+        return keys.pseudonym("circuit", circuit[:128])
+    return keys.pseudonym("ip", request.remote_addr or "")
+
+
+def _petition_key() -> str:
+    return "petition:" + str((request.view_args or {}).get("slug", ""))
+
+
+def _limit(name: str) -> Callable[[], str]:
+    def provider() -> str:
+        value: str = getattr(_config(), name)
+        return value
+
+    return provider
+
+
+def retry_after_seconds(app: Flask) -> int:
+    """Seconds until the limit that refused the current request resets (at least 1)."""
+    limiter: Limiter = app.extensions["samleng.limiter"]
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, int(current.reset_at - time.time()) + 1)
+
+
+def init_app(app: Flask, config: Config) -> None:
+    """Attach ProxyFix, the limiter with its limits, the client keys and the Argon2 gate."""
+    if config.trusted_proxies > 0:
+        n = config.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    app.extensions["samleng.client_keys"] = ClientKeys(config.master_key)
+    app.extensions["samleng.argon2_gate"] = WorkGate(config.argon2_concurrency)
+    options: dict[str, Any] = {}
+    if config.ratelimit_storage_uri.startswith(("redis://", "rediss://")):
+        options = dict(_REDIS_OPTIONS)
+    limiter = Limiter(
+        client_key,
+        app=app,
+        default_limits=[_limit("ratelimit_pages")],
+        storage_uri=config.ratelimit_storage_uri,
+        storage_options=options,
+        strategy="moving-window",
+        key_prefix="samleng",
+        headers_enabled=False,
+        in_memory_fallback_enabled=True,
+        in_memory_fallback=[config.ratelimit_fallback],
+        swallow_errors=False,
+    )
+    app.extensions["samleng.limiter"] = limiter
+    limiter.exempt(app.view_functions["root.healthz"])
+    sign: Any = app.view_functions["public.sign"]
+    sign = limiter.limit(_limit("ratelimit_sign"))(sign)
+    sign = limiter.limit(_limit("ratelimit_petition"), key_func=_petition_key)(sign)
+    app.view_functions["public.sign"] = sign

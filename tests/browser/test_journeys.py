@@ -1,0 +1,235 @@
+"""The signer's journey in Chromium with JavaScript off, in Khmer and English, desktop and phone.
+
+Screenshots of every step are written to test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask_babel import gettext
+from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.browser.conftest import (
+    SLUG,
+    VIEWPORTS,
+    Site,
+    chromium,
+    horizontal_overflow,
+    screenshot,
+    set_viewport,
+)
+from tests.petition_texts import LONG_TEXTS
+
+RECEIPT = re.compile(r"[A-Z2-7]{4}(-[A-Z2-7]{1,4}){6}")
+PHONES = {
+    ("km", "phone"): "012 300 001",
+    ("km", "desktop"): "012 300 002",
+    ("en", "phone"): "+855 12 300 003",
+    ("en", "desktop"): "012 300 004",
+}
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """One Chromium for the module, JavaScript off (Tor Browser at "Safest")."""
+    driver = chromium(tmp_path_factory.mktemp("profile"), javascript=False)
+    yield driver
+    driver.quit()
+
+
+def translated(site: Site, lang: str, message: str) -> str:
+    """``message`` as the page in ``lang`` shows it."""
+    with site.app.test_request_context(f"/{lang}/"):
+        return gettext(message)
+
+
+def text_of(browser: webdriver.Chrome) -> str:
+    return " ".join(browser.find_element(By.TAG_NAME, "body").text.split())
+
+
+def follow(browser: webdriver.Chrome, by: str, selector: str) -> None:
+    """Click a link or button and wait until the next page has replaced this one."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(by, selector).click()
+    WebDriverWait(browser, 30).until(staleness_of(page))
+
+
+def step(site: Site, browser: webdriver.Chrome, viewport: str, path: str) -> None:
+    """After a navigation: it was one request, and the page fits a 360 px screen."""
+    assert site.requests == [path], f"{path}: the page made requests {site.requests}"
+    site.requests.clear()
+    if viewport == "phone":
+        assert horizontal_overflow(browser) <= 0, f"{path} is wider than 360 px"
+
+
+def test_javascript_is_off(browser: webdriver.Chrome) -> None:
+    browser.get("data:text/html,<noscript><p id=off>off</p></noscript>")
+    assert browser.find_element(By.ID, "off").is_displayed()
+
+
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+@pytest.mark.parametrize("lang", ["km", "en"])
+def test_sign_and_check_the_receipt(
+    site: Site, browser: webdriver.Chrome, lang: str, viewport: str
+) -> None:
+    name = f"{lang}-{viewport}"
+    petition = f"/{lang}/p/{SLUG}"
+    set_viewport(browser, viewport)
+    site.requests.clear()
+
+    browser.get(site.url(f"/{lang}/"))
+    step(site, browser, viewport, f"/{lang}/")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang
+    screenshot(browser, f"{name}-1-index")
+    follow(browser, By.LINK_TEXT, LONG_TEXTS[lang]["title"])
+    step(site, browser, viewport, petition)
+    screenshot(browser, f"{name}-2-petition")
+    body = text_of(browser)
+    assert translated(site, lang, "Sign this petition") in body
+    assert ("៨ មីនា ២០២៧" if lang == "km" else "March 8, 2027") in body
+
+    browser.find_element(By.ID, "f-identifier").send_keys(PHONES[lang, viewport])
+    browser.find_element(By.ID, "f-locality").send_keys("ភ្នំពេញ" if lang == "km" else "Kampot")
+    browser.find_element(By.ID, "f-consent").click()
+    follow(browser, By.CSS_SELECTOR, "form[action*='/sign'] button")
+    step(site, browser, viewport, f"{petition}/sign")
+    receipt = browser.find_element(By.CLASS_NAME, "receipt")
+    code = receipt.text.replace("\n", "")
+    assert RECEIPT.fullmatch(code), code
+    assert code not in browser.current_url  # the code never goes into a URL
+    assert float(receipt.value_of_css_property("font-size").removesuffix("px")) >= 20
+    screenshot(browser, f"{name}-3-answer")
+    if viewport == "desktop":
+        printed_receipt(browser, name)
+
+    follow(browser, By.CSS_SELECTOR, f"main a[href='{petition}/receipt']")
+    step(site, browser, viewport, f"{petition}/receipt")
+    # Typed as a person might: small letters, spaces instead of dashes.
+    browser.find_element(By.ID, "f-receipt").send_keys(code.lower().replace("-", " "))
+    follow(browser, By.CSS_SELECTOR, "main form button")
+    step(site, browser, viewport, f"{petition}/receipt")
+    waiting = "Your signature was received and is waiting for the next batch."
+    assert translated(site, lang, waiting) in text_of(browser)
+
+    site.seal()
+    follow(browser, By.CSS_SELECTOR, "main form button")
+    step(site, browser, viewport, f"{petition}/receipt")
+    assert translated(site, lang, "Your signature is counted.") in text_of(browser)
+    screenshot(browser, f"{name}-4-counted")
+
+
+def printed_receipt(browser: webdriver.Chrome, name: str) -> None:
+    """On paper: the code and where to check it, without the menus, form links and footer."""
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        assert not browser.find_element(By.TAG_NAME, "header").is_displayed()
+        assert not browser.find_element(By.TAG_NAME, "footer").is_displayed()
+        assert browser.find_element(By.CLASS_NAME, "receipt").is_displayed()
+        where = browser.find_element(By.CSS_SELECTOR, "p.print")
+        assert where.is_displayed() and f"/p/{SLUG}/receipt" in where.text
+        screenshot(browser, f"{name}-3-answer-print")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+
+
+@pytest.mark.parametrize("lang", ["km", "en"])
+def test_focus_is_visible(site: Site, browser: webdriver.Chrome, lang: str) -> None:
+    """Tabbing through the petition page: every stop shows a thick outline."""
+    set_viewport(browser, "desktop")
+    browser.get(site.url(f"/{lang}/p/{SLUG}"))
+    stops = set()
+    for _ in range(14):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        active = browser.switch_to.active_element
+        stops.add(active.tag_name)
+        assert active.value_of_css_property("outline-style") != "none", active.tag_name
+        assert float(active.value_of_css_property("outline-width").removesuffix("px")) >= 2
+    assert {"a", "input", "textarea", "button"} <= stops, stops
+
+
+def test_proof_download(site: Site, browser: webdriver.Chrome, tmp_path: Path) -> None:
+    set_viewport(browser, "desktop")
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+    )
+    browser.get(site.url(f"/en/p/{SLUG}"))
+    browser.find_element(By.ID, "f-identifier").send_keys("012 300 005")
+    browser.find_element(By.ID, "f-consent").click()
+    follow(browser, By.CSS_SELECTOR, "form[action*='/sign'] button")
+    code = browser.find_element(By.CLASS_NAME, "receipt").text.replace("\n", "")
+    site.seal()
+    browser.get(site.url(f"/en/p/{SLUG}/receipt"))
+    browser.find_element(By.ID, "f-receipt").send_keys(code)
+    follow(browser, By.CSS_SELECTOR, "main form button")
+    browser.find_element(By.CSS_SELECTOR, "input[value=proof] ~ button").click()
+    proof = tmp_path / f"{SLUG}-receipt-proof.txt"
+    deadline = time.monotonic() + 30
+    while not proof.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proof.read_text().startswith("c2sp.org/tlog-proof@v1\n")
+
+
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+def test_error_summary_links_to_the_field(
+    site: Site, browser: webdriver.Chrome, viewport: str
+) -> None:
+    set_viewport(browser, viewport)
+    browser.get(site.url(f"/km/p/{SLUG}"))
+    browser.find_element(By.ID, "f-identifier").send_keys("12")
+    browser.find_element(By.ID, "f-consent").click()
+    follow(browser, By.CSS_SELECTOR, "form[action*='/sign'] button")
+    summary = browser.find_element(By.CSS_SELECTOR, ".errors[role=alert]")
+    link = summary.find_element(By.CSS_SELECTOR, "a[href='#f-identifier']")
+    # The page opens at the errors, not at the top of a long petition text.
+    top = browser.execute_script("return arguments[0].getBoundingClientRect().top", summary)
+    assert 0 <= top < VIEWPORTS[viewport]["height"], top
+    screenshot(browser, f"km-{viewport}-5-error")
+    link.click()
+    assert browser.current_url.endswith("#f-identifier")
+    field = browser.find_element(By.ID, "f-identifier")
+    assert field.get_attribute("aria-invalid") == "true"
+    assert field.get_attribute("value") == "12"  # what the signer typed is kept
+
+
+def test_language_switch_keeps_the_page(site: Site, browser: webdriver.Chrome) -> None:
+    set_viewport(browser, "phone")
+    browser.get(site.url(f"/km/p/{SLUG}"))
+    follow(browser, By.CSS_SELECTOR, "a[hreflang=en]")
+    assert browser.current_url == site.url(f"/en/p/{SLUG}")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    follow(browser, By.CSS_SELECTOR, "a[hreflang=km]")
+    assert browser.current_url == site.url(f"/km/p/{SLUG}")
+
+
+@pytest.mark.parametrize("path", ["/km/safety", "/en/safety"])
+def test_safety_page_fits_a_phone(site: Site, browser: webdriver.Chrome, path: str) -> None:
+    set_viewport(browser, "phone")
+    browser.get(site.url(path))
+    assert horizontal_overflow(browser) <= 0
+    screenshot(browser, f"{path.split('/')[1]}-phone-6-safety")
+
+
+def test_khmer_renders_with_a_khmer_font(site: Site, browser: webdriver.Chrome) -> None:
+    """The system font stack finds a font with Khmer glyphs (no web font is loaded)."""
+    browser.get(site.url(f"/km/p/{SLUG}"))
+    browser.execute_cdp_cmd("DOM.enable", {})
+    browser.execute_cdp_cmd("CSS.enable", {})
+    root = browser.execute_cdp_cmd("DOM.getDocument", {})["root"]["nodeId"]
+    for selector in ("h1", "label", "button"):
+        node = browser.execute_cdp_cmd("DOM.querySelector", {"nodeId": root, "selector": selector})
+        fonts = browser.execute_cdp_cmd("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})
+        families = [font["familyName"] for font in fonts["fonts"]]
+        assert any("Khmer" in family for family in families), (selector, families)
+        assert not any(font["isCustomFont"] for font in fonts["fonts"])
+    browser.execute_cdp_cmd("CSS.disable", {})
+    browser.execute_cdp_cmd("DOM.disable", {})

@@ -1,0 +1,78 @@
+"""``samleng-audit sample``: the sample audit's indices and detection probability."""
+
+from pathlib import Path
+
+import pytest
+
+from crypto.audit import main
+from crypto.checkpoint import Checkpoint
+from crypto.sample import sample_indices
+from tests.crypto.logfactory import PetitionLog, make_log, reseal
+
+SEED = "Cambodia lottery 2026-03-01: 482913"
+
+
+@pytest.fixture(scope="module")
+def log() -> PetitionLog:
+    return make_log(200)
+
+
+@pytest.fixture
+def bundle(log: PetitionLog, tmp_path: Path) -> Path:
+    return log.write_bundle(tmp_path / "bundle", history=[50])
+
+
+def sample(bundle: Path, *extra: str) -> int:
+    return main(["sample", "--bundle", str(bundle), "--seed", SEED, *extra])
+
+
+def test_sample_prints_the_indices_of_the_final_checkpoint(
+    log: PetitionLog, bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert sample(bundle, "-k", "12") == 0
+    out, err = capsys.readouterr()
+    final = Checkpoint(origin=log.origin, size=log.size, root=log.tree.root(log.size))
+    assert [int(line) for line in out.splitlines()] == sample_indices(final, SEED, 12)
+    assert "sample of 12 of 200 signature leaves" in err
+    # 2 fabricated of 200 (1%), 12 drawn: 1 - C(198, 12)/C(200, 12) = 1 - 188*187/(200*199).
+    assert (
+        "detection probability 0.1167: the chance that the sample holds at least one "
+        "fabricated leaf if 2 of the 200 (0.01 of them) were fabricated"
+    ) in err
+
+
+def test_same_seed_same_indices(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert sample(bundle, "-k", "30") == 0
+    first = capsys.readouterr().out
+    assert sample(bundle, "-k", "30") == 0
+    assert capsys.readouterr().out == first
+    assert main(["sample", "--bundle", str(bundle), "--seed", SEED + "!", "-k", "30"]) == 0
+    assert capsys.readouterr().out != first
+
+
+def test_fake_fraction(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert sample(bundle, "-k", "50", "--fake-fraction", "0.1") == 0
+    assert "if 20 of the 200 (0.1 of them)" in capsys.readouterr().err
+
+
+def test_k_beyond_the_signatures(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert sample(bundle, "-k", "201") == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "error: k must be between 1 and the number of signatures (200)" in err
+
+
+@pytest.mark.parametrize("args", [["-k", "0"], ["-k", "x"], ["-k", "3", "--fake-fraction", "2"]])
+def test_bad_arguments(bundle: Path, args: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        sample(bundle, *args)
+    assert exited.value.code == 2
+
+
+def test_bundle_must_verify(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (bundle / "checkpoints" / "50").write_bytes((bundle / "checkpoint").read_bytes())
+    reseal(bundle)
+    assert sample(bundle, "-k", "3") == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines()[-1].startswith("error: historical checkpoint signatures")

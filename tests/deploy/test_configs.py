@@ -1,0 +1,240 @@
+"""The deploy/ files are accepted by the real programs that will read them, and agree.
+
+nginx -t, tor --verify-config, systemd-analyze (verify and the sandbox's exposure score),
+PostgreSQL's own list of settings, and the app under the units' MemoryDenyWriteExecute.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.components import require, require_program
+from tests.conftest import PG_URL
+from tests.deploy.render import (
+    DEPLOY,
+    render_nginx,
+    render_torrc,
+    render_unit,
+    settings,
+)
+
+UNITS = ["samleng-web.service", "samleng-sealer.service"]
+
+
+def test_nginx_accepts_the_site(tmp_path: Path) -> None:
+    nginx = require_program("nginx", "apt-get install nginx-light")
+    site = render_nginx(tmp_path, [8000])
+    result = subprocess.run(site.command(nginx, "-t"), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr and "test is successful" in result.stderr
+    # nginx -T prints the configuration as nginx understood it.
+    dump = subprocess.run(site.command(nginx, "-T"), capture_output=True, text=True, timeout=30)
+    assert dump.returncode == 0, dump.stderr
+    assert "[warn]" not in dump.stderr.replace('the "user" directive makes sense only', "")
+
+
+def test_nginx_rejects_a_broken_site(tmp_path: Path) -> None:
+    """The check above can fail: a misspelt directive is refused."""
+    nginx = require_program("nginx", "apt-get install nginx-light")
+    site = render_nginx(tmp_path, [8000])
+    app = site.conf.parent / "samleng-app.conf"
+    app.write_text(app.read_text().replace("proxy_cache_lock on;", "proxy_cache_lok on;"))
+    result = subprocess.run(site.command(nginx, "-t"), capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "proxy_cache_lok" in result.stderr
+
+
+def test_nginx_privacy_settings() -> None:
+    """Settings that no syntax check can judge: what is logged, and what the cache keys on."""
+    main = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    app = (DEPLOY / "nginx" / "samleng-app.conf").read_text()
+    site = (DEPLOY / "nginx" / "samleng.conf").read_text()
+    every = main + site + app
+    assert re.search(r"^\s*access_log off;", main, re.M)
+    assert re.findall(r"^\s*access_log\s", every, re.M) == ["    access_log "]
+    assert re.search(r"^error_log \S+ crit;", main, re.M)
+    assert "server_tokens off;" in main
+    assert "client_max_body_size 16k;" in main and "client_body_buffer_size 16k;" in main
+    key = re.search(r'proxy_cache_key "([^"]+)";', app)
+    assert key and key.group(1) == "$scheme://$host$request_uri"
+    for client_variable in ("remote_addr", "proxy_protocol", "cookie", "circuit", "http_"):
+        assert client_variable not in key.group(1)
+    # nginx's defaults keep Set-Cookie and no-store answers out of the cache; nothing here may
+    # switch that off.
+    assert "proxy_ignore_headers" not in every and "proxy_hide_header" not in every
+    # The onion server forwards the circuit; the clearnet server clears a client's claim.
+    assert "set $samleng_circuit $proxy_protocol_addr;" in site
+    assert 'set $samleng_circuit "";' in site
+    assert "proxy_set_header X-Samleng-Circuit $samleng_circuit;" in app
+
+
+def test_tor_accepts_the_onion_service(tmp_path: Path) -> None:
+    tor = require_program("tor", "apt-get install tor")
+    torrc = render_torrc(tmp_path)
+    result = subprocess.run(
+        [tor, "--verify-config", "-f", str(torrc), "--defaults-torrc", os.devnull],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration was valid" in result.stdout
+    # tor refuses unknown options, so the check above can fail.
+    torrc.write_text(torrc.read_text() + "HiddenServicePoWDefensesEnabledd 1\n")
+    bad = subprocess.run(
+        [tor, "--verify-config", "-f", str(torrc), "--defaults-torrc", os.devnull],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0
+
+
+def test_torrc_has_the_required_defences() -> None:
+    torrc = settings(DEPLOY / "tor" / "torrc")
+    assert torrc["SocksPort"] == "0"
+    assert torrc["HiddenServiceVersion"] == "3"
+    assert torrc["HiddenServicePoWDefensesEnabled"] == "1"
+    assert torrc["HiddenServiceExportCircuitID"] == "haproxy"
+    assert torrc["HiddenServiceMaxStreamsCloseCircuit"] == "1"
+    assert int(torrc["HiddenServiceMaxStreams"]) > 0
+
+
+def test_the_files_agree_with_each_other() -> None:
+    """Ports and trust settings named in several files are the same in all of them."""
+    torrc = settings(DEPLOY / "tor" / "torrc")
+    site = (DEPLOY / "nginx" / "samleng.conf").read_text()
+    port = torrc["HiddenServicePort"].split()[1]
+    assert f"listen {port} proxy_protocol" in site
+    assert f"server {port}" not in site  # the onion listener is not an app server
+    assert "server 127.0.0.1:8000;" in site
+    assert '"127.0.0.1:8000"' in (DEPLOY / "gunicorn.conf.py").read_text()
+    env = settings(DEPLOY / "samleng.env")
+    assert env["SAMLENG_CIRCUIT_PROXIES"] == "127.0.0.1"
+    assert env["SAMLENG_TRUSTED_PROXIES"] == "1"
+    assert env["SAMLENG_RATELIMIT_STORAGE_URI"].startswith("redis://")
+    assert "SAMLENG_SEAL_INTERVAL" not in env
+    for unit in UNITS:
+        text = (DEPLOY / "systemd" / unit).read_text()
+        assert "EnvironmentFile=/etc/samleng/samleng.env" in text
+        assert "Environment=SAMLENG_SEAL_INTERVAL=" in text
+
+
+def test_gunicorn_settings() -> None:
+    values: dict[str, object] = {}
+    exec((DEPLOY / "gunicorn.conf.py").read_text(), values)  # our own file, as gunicorn does
+    assert values["bind"] == ["127.0.0.1:8000"]
+    assert values["accesslog"] is None
+    assert values["worker_class"] == "gthread"
+    assert isinstance(values["threads"], int) and values["threads"] >= 8
+    assert values["forwarded_allow_ips"] == "127.0.0.1,::1"
+    assert values["loglevel"] in ("warning", "error")
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_systemd_units_verify_and_are_sandboxed(tmp_path: Path, unit: str) -> None:
+    analyze = require_program("systemd-analyze", "apt-get install systemd")
+    path = render_unit(unit, tmp_path, Path(sys.executable).parent)
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+    text = path.read_text()
+    for setting in (
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "ProtectHome=yes",
+        "MemoryDenyWriteExecute=yes",
+        "CapabilityBoundingSet=\n",
+        "IPAddressDeny=any",
+    ):
+        assert setting in text, setting
+    security = subprocess.run(
+        [analyze, "security", "--offline=yes", "--no-pager", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
+    assert score, security.stdout + security.stderr
+    assert float(score.group(1)) <= 1.5, security.stdout
+
+
+MDWE_SMOKE = r"""
+import ctypes, sys
+if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, REFUSE_EXEC_GAIN
+    sys.exit(77)
+import mmap
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    sys.exit("writable executable memory was still allowed")
+except OSError:
+    pass
+from pathlib import Path
+from service import create_app
+from service.db import upgrade
+from tests.conftest import add_petition, make_config, receipt_of, sign
+tmp = Path(sys.argv[1])
+app = create_app(make_config(tmp, f"sqlite:///{tmp / 'db.sqlite3'}"))
+upgrade(app.extensions["samleng.engine"])
+add_petition(app)
+answer = sign(app.test_client(), "free-them", identifier="012 345 678", name="Dara")
+assert answer.status_code == 200 and receipt_of(answer)
+from weasyprint import HTML
+assert HTML(string="<p>សំឡេង voice</p>").write_pdf().startswith(b"%PDF")
+print("ok")
+"""
+
+
+def test_the_app_runs_without_writable_executable_memory(tmp_path: Path) -> None:
+    """The units set MemoryDenyWriteExecute: signing and PDF rendering must work under it."""
+    result = subprocess.run(
+        [sys.executable, "-c", MDWE_SMOKE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=DEPLOY.parent,
+    )
+    if result.returncode == 77:
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 or later)")
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_postgresql_knows_every_setting() -> None:
+    """Each setting of deploy/postgresql/samleng.conf exists, with a value of its type."""
+    require("PostgreSQL", PG_URL is not None, "set SAMLENG_TEST_DATABASE_URL")
+    import psycopg
+
+    assert PG_URL is not None
+    wanted = settings(DEPLOY / "postgresql" / "samleng.conf")
+    with psycopg.connect(PG_URL) as conn:
+        rows = conn.execute(
+            "SELECT name, vartype, enumvals FROM pg_settings WHERE name = ANY(%s)",
+            (list(wanted),),
+        ).fetchall()
+    known = {name: (vartype, enumvals) for name, vartype, enumvals in rows}
+    assert sorted(known) == sorted(wanted)
+    for name, value in wanted.items():
+        vartype, enumvals = known[name]
+        if vartype == "bool":
+            assert value in ("on", "off"), name
+        elif vartype == "integer":
+            assert re.fullmatch(r"-?[0-9]+", value), name
+        elif vartype == "enum":
+            assert value in enumvals, (name, value, enumvals)
+
+
+def test_pg_hba_lines_are_well_formed() -> None:
+    for line in (DEPLOY / "postgresql" / "pg_hba.conf").read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        assert fields[0] in ("local", "host", "hostssl"), line
+        assert fields[-1] in ("peer", "scram-sha-256"), line
+        assert fields[1:3] in (["samleng", "samleng"], ["samleng", "postgres"]), line

@@ -1,0 +1,213 @@
+"""nginx's own rules, against a stub upstream that answers whatever headers a test wants and
+echoes what it received: which answers the microcache keeps, and which request headers reach
+the app. The full-stack test shows the same with the real app; this one shows that nginx
+would hold to them even if the app sent a careless header.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.components import require_program
+from tests.deploy.clients import clearnet, onion, run_nginx
+from tests.deploy.render import NginxSite, render_nginx
+
+CIRCUIT_1 = "fc00:dead:beef:4dad::0:1"
+CIRCUIT_2 = "fc00:dead:beef:4dad::0:2"
+# What the stub answers, by path: extra headers. Every answer is 200 with a fresh serial
+# number, so a repeated serial number means nginx served its cached copy.
+ANSWERS = {
+    "/en/": {},
+    "/km/": {"Set-Cookie": "session=abc; Secure; HttpOnly"},
+    "/en/safety": {"Cache-Control": "no-store"},
+    "/km/safety": {"Cache-Control": "private"},
+    "/p/demo/count.json": {"Cache-Control": "public, max-age=5"},
+    "/p/demo/checkpoints/7": {"Cache-Control": "public, max-age=5"},
+    # Pages that must never be cached, even if the app forgot to say so.
+    "/en/p/demo": {"Cache-Control": "public, max-age=60"},
+    "/en/p/demo/receipt": {"Cache-Control": "public, max-age=60"},
+    "/admin/": {"Cache-Control": "public, max-age=60"},
+}
+
+
+class Stub(BaseHTTPRequestHandler):
+    """Answers per ANSWERS with a serial number and the request headers it received."""
+
+    protocol_version = "HTTP/1.1"
+    serial = 0
+    lock = threading.Lock()
+
+    def _answer(self) -> None:
+        with Stub.lock:
+            Stub.serial += 1
+            serial = Stub.serial
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps({"serial": serial, "headers": dict(self.headers.items())}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in ANSWERS.get(self.path, {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = _answer
+    do_POST = _answer
+    do_HEAD = _answer
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        """No access log here either."""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the stub answered: its serial number and the headers it was sent."""
+
+    serial: int
+    headers: dict[str, str]
+    cache: str
+
+
+@contextmanager
+def stub_upstream() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxSite]:
+    nginx = require_program("nginx", "apt-get install nginx-light")
+    root = tmp_path_factory.mktemp("nginx-stub")
+    with stub_upstream() as port:
+        rendered = render_nginx(root, [port], cache_status=True)
+        with run_nginx(nginx, rendered, root / "nginx.out"):
+            yield rendered
+
+
+def via_onion(site: NginxSite, path: str, circuit: str = CIRCUIT_1, **kw: str) -> Seen:
+    answer = onion(site, circuit, "GET", path, **kw)
+    assert answer.status == 200, (answer.status, answer.text)
+    data = json.loads(answer.body)
+    return Seen(data["serial"], {k.lower(): v for k, v in data["headers"].items()}, answer.cache)
+
+
+def via_clearnet(site: NginxSite, path: str, **kw: str) -> Seen:
+    answer = clearnet(site, "GET", path, **kw)
+    assert answer.status == 200, (answer.status, answer.text)
+    data = json.loads(answer.body)
+    return Seen(data["serial"], {k.lower(): v for k, v in data["headers"].items()}, answer.cache)
+
+
+def test_public_pages_are_cached_for_everyone_alike(site: NginxSite) -> None:
+    first = via_onion(site, "/en/", CIRCUIT_1)
+    again = via_onion(site, "/en/", CIRCUIT_2)
+    # Another circuit gets the same copy: the cache key names no client.
+    assert (first.cache, again.cache) == ("MISS", "HIT")
+    assert again.serial == first.serial
+    for path in ("/p/demo/count.json", "/p/demo/checkpoints/7"):
+        a, b = via_onion(site, path), via_onion(site, path, CIRCUIT_2)
+        assert b.cache == "HIT" and b.serial == a.serial, path
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/km/", "/en/safety", "/km/safety", "/en/p/demo", "/en/p/demo/receipt", "/admin/"],
+)
+def test_never_cached(site: NginxSite, path: str) -> None:
+    """Set-Cookie, no-store and private answers, forms, receipts and admin pages."""
+    first, second = via_onion(site, path), via_onion(site, path)
+    assert second.serial != first.serial
+    assert second.cache != "HIT"
+
+
+def test_posts_and_tor2web_bypass_the_cache(site: NginxSite) -> None:
+    via_onion(site, "/p/demo/checkpoints/7")
+    serials = set()
+    for _ in range(2):
+        answer = onion(site, CIRCUIT_1, "POST", "/p/demo/checkpoints/7", b"a=b")
+        serials.add(json.loads(answer.body)["serial"])
+        assert answer.cache != "HIT"
+    assert len(serials) == 2
+    a = via_onion(site, "/p/demo/checkpoints/7", X_Tor2web="1")
+    b = via_onion(site, "/p/demo/checkpoints/7", X_Tor2web="1")
+    assert a.serial != b.serial and "HIT" not in (a.cache, b.cache)
+
+
+def test_what_the_app_is_told(site: NginxSite) -> None:
+    """The circuit comes only from tor's PROXY line; a client's own claims never get through."""
+    spoof = {
+        "X_Samleng_Circuit": "fc00:dead:beef:4dad::9:9",
+        "X_Forwarded_For": "203.0.113.77",
+        "X_Forwarded_Host": "evil.example",
+        "X_Forwarded_Proto": "https",
+        "X_Real_IP": "203.0.113.78",
+        "Forwarded": "for=203.0.113.79",
+    }
+    seen = via_onion(site, "/en/p/demo", CIRCUIT_2, **spoof).headers
+    assert seen["x-samleng-circuit"] == CIRCUIT_2
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-forwarded-host"] == seen["host"]
+    assert seen["host"].endswith(".onion")
+    assert "x-real-ip" not in seen and "forwarded" not in seen
+    seen = via_clearnet(site, "/en/p/demo", **spoof).headers
+    assert "x-samleng-circuit" not in seen
+    assert seen["x-forwarded-for"] == "127.0.0.2"
+    assert seen["x-forwarded-proto"] == "https"
+    assert seen["host"] == seen["x-forwarded-host"] == "petitions.example.org"
+    assert "x-real-ip" not in seen and "forwarded" not in seen
+
+
+def test_limits_and_refusals(site: NginxSite) -> None:
+    big = onion(site, CIRCUIT_1, "POST", "/en/p/demo/sign", b"comment=" + b"x" * 17000)
+    assert big.status == 413
+    wrong_host = onion(site, CIRCUIT_1, "GET", "/en/", Host="petitions.example.org")
+    assert wrong_host.status == 421
+    for answer in (big, wrong_host, clearnet(site, "GET", "/en/")):
+        assert answer.headers.get("Server") == "nginx"  # no version
+    https = clearnet(site, "GET", "/en/").headers
+    assert https["Strict-Transport-Security"] == "max-age=63072000"
+    assert "Strict-Transport-Security" not in via_onion_headers(site)
+
+
+def via_onion_headers(site: NginxSite) -> dict[str, str]:
+    return dict(onion(site, CIRCUIT_1, "GET", "/en/").headers.items())
+
+
+def test_an_unreachable_app_gets_a_plain_page(tmp_path: Path) -> None:
+    nginx = require_program("nginx", "apt-get install nginx-light")
+    from tests.deploy.render import free_port
+
+    site = render_nginx(tmp_path, [free_port()])
+    with run_nginx(nginx, site, tmp_path / "nginx.out"):
+        answer = onion(site, CIRCUIT_1, "GET", "/en/p/demo")
+        assert answer.status == 503 and answer.headers["Retry-After"] == "60"
+        assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
+        assert "The service is busy" in answer.text and "nginx" not in answer.text
+        assert answer.headers["Cache-Control"] == "no-store"
+    assert site.error_log.read_text() == ""  # the failed upstream is logged at "error" only
+
+
+def test_the_status_page_counts_without_names(site: NginxSite) -> None:
+    import urllib.request
+
+    url = f"http://127.0.0.1:{site.status_port}/nginx-status"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    assert text.startswith("Active connections:") and "127.0.0" not in text

@@ -1,0 +1,236 @@
+"""delivery.pdf in the export bundle, and the public bundle.zip of a closed petition.
+
+The PDF is read back with poppler's pdftotext and pdffonts; its first page is kept as
+test-artifacts/delivery-page-1.png (and the last, the verification page), to look at.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from werkzeug.test import TestResponse
+
+from crypto.bundle import verify_bundle
+from service.db import get_session
+from service.delivery import DeliveryError, DeliveryFacts, render_delivery_pdf
+from service.log import seal_all
+from service.petitions import close_petition, forget_petition, get_petition
+from tests.components import require_program
+from tests.conftest import MASTER_KEY, TEXTS, OpenPetition, sign
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def signed_and_sealed(app: Flask, client: FlaskClient, slug: str, count: int) -> None:
+    for i in range(count):
+        response = sign(client, slug, identifier=f"012 345 {i:03d}", name="សុខ")
+        assert response.status_code == 200
+    seal_all(app.extensions["samleng.engine"], MASTER_KEY)
+
+
+def close(app: Flask, slug: str, *, forget: bool = False) -> None:
+    with app.app_context():
+        session = get_session()
+        petition = get_petition(session, slug)
+        close_petition(session, petition)
+        if forget:
+            forget_petition(session, petition)
+        session.commit()
+
+
+def pdf_text(pdf: Path) -> str:
+    pdftotext = require_program("pdftotext", "apt-get install poppler-utils")
+    result = subprocess.run(
+        [pdftotext, "-enc", "UTF-8", str(pdf), "-"], capture_output=True, check=True
+    )
+    return result.stdout.decode("utf-8")
+
+
+def test_delivery_pdf_in_the_bundle(
+    app: Flask,
+    client: FlaskClient,
+    runner: FlaskCliRunner,
+    petition: OpenPetition,
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    signed_and_sealed(app, client, petition.slug, 7)
+    bundle = tmp_path / "bundle"
+    result = runner.invoke(args=["export", petition.slug, str(bundle)])
+    assert result.exit_code == 0, result.output
+    pdf = bundle / "delivery.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    assert "  delivery.pdf\n" in (bundle / "SHA256SUMS").read_text()
+    assert verify_bundle(bundle).count == 7
+
+    text = pdf_text(pdf)
+    squeezed = re.sub(r"\s+", "", text)
+    assert re.search(r"^7$", text, re.MULTILINE), "the count is not on a line of its own"
+    assert "count 7" in text
+    # pdftotext may split Khmer words where the layout puts clusters apart; the letters
+    # themselves must all be there, in order.
+    assert TEXTS["km"]["title"] in squeezed
+    assert "៧" in text  # the count in Khmer digits
+    assert TEXTS["en"]["title"] in text and TEXTS["en"]["target"] in text
+    assert "Second paragraph." in text
+    assert f"https://{petition.origin}/bundle.zip" in squeezed
+    vkey = (bundle / "vkey").read_text().strip()
+    assert vkey in squeezed
+    checkpoint_lines = (bundle / "checkpoint").read_text().splitlines()
+    assert checkpoint_lines[2] in squeezed  # the root, base64
+    assert "សុខ" not in text  # a signer's details never reach the document
+
+    pdffonts = require_program("pdffonts", "apt-get install poppler-utils")
+    fonts = subprocess.run([pdffonts, str(pdf)], capture_output=True, check=True, text=True)
+    assert "Khmer-OS" in fonts.stdout, fonts.stdout
+
+    pdftoppm = require_program("pdftoppm", "apt-get install poppler-utils")
+    if "sqlite" in database_url:  # one set of pictures is enough
+        ARTIFACTS.mkdir(exist_ok=True)
+        for page in ("1", "4"):
+            subprocess.run(
+                [pdftoppm, "-png", "-r", "110", "-f", page, "-l", page, "-singlefile",
+                 str(pdf), str(ARTIFACTS / f"delivery-page-{page}")],
+                check=True,
+            )  # fmt: skip
+            assert (ARTIFACTS / f"delivery-page-{page}.png").stat().st_size > 10_000
+
+
+def test_export_fails_clearly_without_weasyprint(
+    app: Flask,
+    client: FlaskClient,
+    runner: FlaskCliRunner,
+    petition: OpenPetition,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    signed_and_sealed(app, client, petition.slug, 2)
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # import weasyprint now fails
+    bundle = tmp_path / "out" / "bundle"
+    result = runner.invoke(args=["export", petition.slug, str(bundle)])
+    assert result.exit_code == 1
+    assert "cannot make delivery.pdf: WeasyPrint cannot be loaded" in result.output
+    assert "--no-pdf" in result.output
+    assert list(bundle.parent.iterdir()) == []  # nothing half-written
+
+    result = runner.invoke(args=["export", petition.slug, str(bundle), "--no-pdf"])
+    assert result.exit_code == 0, result.output
+    assert not (bundle / "delivery.pdf").exists()
+    assert verify_bundle(bundle).count == 2
+
+
+def test_missing_glyphs_fail_rather_than_print_boxes(app: Flask, petition: OpenPetition) -> None:
+    with app.app_context():
+        found = get_petition(get_session(), petition.slug)
+        assert found.petition_json is not None
+        # A private-use character: no installed font draws it.
+        facts = DeliveryFacts(
+            petition_json=found.petition_json.replace(
+                TEXTS["en"]["title"].encode(), "Free \ue000 them".encode()
+            ),
+            checkpoint=b"x\n1\nAAAA\n",
+            size=1,
+            bundle_url="https://example.org/bundle.zip",
+        )
+        with pytest.raises(DeliveryError, match=r"no installed font draws U\+E000; install"):
+            render_delivery_pdf(facts)
+
+
+def test_the_document_loads_nothing_from_the_network(
+    app: Flask, petition: OpenPetition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote resource stops the rendering instead of being fetched."""
+    fetched: list[object] = []
+    monkeypatch.setattr(
+        "urllib.request.OpenerDirector.open", lambda self, url, *a, **k: fetched.append(url)
+    )
+    monkeypatch.setattr(
+        "service.delivery.delivery_html",
+        lambda facts: '<p>x</p><img src="https://tracker.invalid/p.png">',
+    )
+    with app.app_context(), pytest.raises(DeliveryError, match="may not load anything"):
+        render_delivery_pdf(
+            DeliveryFacts(petition_json=b"{}", checkpoint=b"", size=1, bundle_url="")
+        )
+    assert fetched == []
+
+
+def get(client: FlaskClient, url: str) -> TestResponse:
+    """GET ``url`` and read the whole body, closing the file a send_file answer holds open."""
+    response = client.get(url)
+    response.get_data()
+    response.close()
+    return response
+
+
+def unzip(data: bytes, target: Path) -> Path:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        assert all(name.startswith("free-them-bundle/") for name in names)
+        archive.extractall(target)
+    return target / "free-them-bundle"
+
+
+def test_bundle_zip_only_once_closed(
+    app: Flask, client: FlaskClient, petition: OpenPetition, tmp_path: Path
+) -> None:
+    signed_and_sealed(app, client, petition.slug, 2)
+    assert get(client, f"/p/{petition.slug}/bundle.zip").status_code == 404
+    assert client.get("/p/no-such-petition/bundle.zip").status_code == 404
+    sign(client, petition.slug, identifier="012 999 999")  # pending at closing time
+    close(app, petition.slug)
+
+    response = get(client, f"/p/{petition.slug}/bundle.zip")
+    assert response.status_code == 200
+    assert response.mimetype == "application/zip"
+    assert "Set-Cookie" not in response.headers
+    assert response.headers["Content-Disposition"] == "attachment; filename=free-them-bundle.zip"
+    first = unzip(response.data, tmp_path / "first")
+    assert verify_bundle(first).count == 2
+    assert (first / "delivery.pdf").is_file()
+
+    cache = Path(app.instance_path) / "bundles" / petition.slug
+    made = (cache / "3.zip").stat().st_mtime_ns
+    again = get(client, f"/p/{petition.slug}/bundle.zip")
+    assert again.data == response.data
+    assert (cache / "3.zip").stat().st_mtime_ns == made  # served from the cache
+
+    # The signature that was pending at closing is sealed: a newer checkpoint, a new zip.
+    seal_all(app.extensions["samleng.engine"], MASTER_KEY)
+    newer = get(client, f"/p/{petition.slug}/bundle.zip")
+    assert verify_bundle(unzip(newer.data, tmp_path / "newer")).count == 3
+    assert sorted(p.name for p in cache.glob("*.zip")) == ["4.zip"]
+
+
+def test_bundle_zip_stays_public_after_forget(
+    app: Flask, client: FlaskClient, petition: OpenPetition, tmp_path: Path
+) -> None:
+    signed_and_sealed(app, client, petition.slug, 1)
+    close(app, petition.slug, forget=True)
+    response = get(client, f"/p/{petition.slug}/bundle.zip")
+    assert response.status_code == 200
+    assert verify_bundle(unzip(response.data, tmp_path)).count == 1
+    assert client.get(f"/p/{petition.slug}/checkpoint").status_code == 200
+
+
+def test_bundle_zip_unavailable_without_weasyprint(
+    app: Flask,
+    client: FlaskClient,
+    petition: OpenPetition,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    signed_and_sealed(app, client, petition.slug, 1)
+    close(app, petition.slug)
+    monkeypatch.setitem(sys.modules, "weasyprint", None)
+    assert get(client, f"/p/{petition.slug}/bundle.zip").status_code == 503
+    assert "WeasyPrint cannot be loaded" in caplog.text
+    assert not list((Path(app.instance_path) / "bundles").rglob("*.zip"))

@@ -1,0 +1,225 @@
+"""Rate limits, circuits, storage failure and overload shedding, on memory and real Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service import create_app
+from service.db import upgrade
+from service.ratelimit import CIRCUIT_HEADER, ClientKeys, WorkGate
+from tests.components import require_program
+from tests.conftest import add_petition, make_config, sign
+
+CIRCUITS = ["fc00:dead:beef:4dad::0:1", "fc00:dead:beef:4dad::0:2"]
+ADDRESSES = ["198.51.100.7", "198.51.100.8", "203.0.113.5", "127.0.0.1"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A real redis-server of the test's own on a free port, so it can be stopped safely
+    and scanned without touching the machine's shared Redis."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.binary = require_program("redis-server", "apt-get install redis-server")
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def dump_everything(self) -> bytes:
+        import redis
+
+        conn = redis.Redis.from_url(self.url)
+        blob = b""
+        for key in conn.scan_iter("*"):
+            blob += key + b"\n" + (conn.dump(key) or b"") + b"\n"
+        conn.close()
+        return blob
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "memory":
+        yield "memory://"
+        return
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+def limited_app(tmp_path: Path, storage: str, **overrides: object) -> Flask:
+    values: dict[str, object] = {
+        "ratelimit_storage_uri": storage,
+        "ratelimit_sign": "3 per minute",
+        "ratelimit_pages": "1000 per minute",
+        "circuit_proxies": ("127.0.0.1",),
+    }
+    values.update(overrides)
+    app = create_app(make_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite3'}", **values))
+    upgrade(app.extensions["samleng.engine"])
+    add_petition(app)
+    return app
+
+
+def as_client(app: Flask, address: str, circuit: str | None = None) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    if circuit is not None:
+        client.environ_base["HTTP_" + CIRCUIT_HEADER.upper().replace("-", "_")] = circuit
+    return client
+
+
+def statuses(client: FlaskClient, n: int, start: int = 0) -> list[int]:
+    return [
+        sign(client, "free-them", identifier=f"012 345 {start + i:03d}").status_code
+        for i in range(n)
+    ]
+
+
+def test_flood_gets_429_while_others_sign(tmp_path: Path, storage_uri: str) -> None:
+    app = limited_app(tmp_path, storage_uri)
+    flooder = as_client(app, ADDRESSES[0])
+    assert statuses(flooder, 4) == [200, 200, 200, 429]
+    refused = sign(flooder, "free-them", lang="km", identifier="012 345 999")
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 61
+    assert '<html lang="km">' in refused.get_data(as_text=True)
+    assert "Too many requests" not in refused.get_data(as_text=True)  # translated
+    assert statuses(as_client(app, ADDRESSES[1]), 3, start=100) == [200, 200, 200]
+
+
+def test_circuits_are_limited_separately_only_from_the_proxy(
+    tmp_path: Path, storage_uri: str
+) -> None:
+    app = limited_app(tmp_path, storage_uri)
+    first = as_client(app, "127.0.0.1", CIRCUITS[0])
+    second = as_client(app, "127.0.0.1", CIRCUITS[1])
+    assert statuses(first, 4) == [200, 200, 200, 429]
+    assert statuses(second, 3, start=100) == [200, 200, 200]
+    # From an address that is not the proxy, the header is ignored: one client, one limit.
+    spoof_a = as_client(app, ADDRESSES[2], CIRCUITS[0])
+    spoof_b = as_client(app, ADDRESSES[2], "fc00:dead:beef:4dad::0:9")
+    assert statuses(spoof_a, 2, start=200) == [200, 200]
+    assert statuses(spoof_b, 2, start=300) == [200, 429]
+
+
+def test_forwarded_for_only_through_trusted_proxies(tmp_path: Path) -> None:
+    app = limited_app(tmp_path, "memory://", trusted_proxies=1)
+    for i, address in enumerate(ADDRESSES[:2]):
+        client = as_client(app, "127.0.0.1")
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+        assert statuses(client, 3, start=100 * i) == [200, 200, 200]
+    (tmp_path / "b").mkdir()
+    untrusted = limited_app(tmp_path / "b", "memory://")
+    results = []
+    for i, address in enumerate(ADDRESSES[:2]):
+        client = as_client(untrusted, "127.0.0.1")
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+        results += statuses(client, 2, start=100 * i)
+    assert results == [200, 200, 200, 429]
+
+
+def test_unreachable_storage_falls_back_and_never_fails_open(tmp_path: Path) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    app = limited_app(tmp_path, dead, ratelimit_fallback="4 per minute")
+    client = as_client(app, ADDRESSES[0])
+    answers = [client.get("/en/p/free-them").status_code for _ in range(6)]
+    assert 500 not in answers
+    assert answers[:4] == [200] * 4 and answers[-1] == 429
+
+
+def test_redis_stopped_mid_run(tmp_path: Path, private_redis: PrivateRedis) -> None:
+    app = limited_app(tmp_path, private_redis.url, ratelimit_fallback="5 per minute")
+    client = as_client(app, ADDRESSES[0])
+    assert statuses(client, 2) == [200, 200]
+    private_redis.stop()
+    after = [client.get("/en/").status_code for _ in range(7)]
+    assert 500 not in after and 429 in after
+    assert as_client(app, ADDRESSES[1]).get("/en/").status_code == 200
+
+
+def test_redis_holds_no_address_or_circuit(tmp_path: Path, private_redis: PrivateRedis) -> None:
+    app = limited_app(tmp_path, private_redis.url)
+    for address in ADDRESSES[:3]:
+        statuses(as_client(app, address), 4, start=ADDRESSES.index(address) * 100)
+    for circuit in CIRCUITS:
+        statuses(as_client(app, "127.0.0.1", circuit), 4, start=500 + CIRCUITS.index(circuit))
+    everything = private_redis.dump_everything()
+    assert b"LIMITER" in everything  # the limiter really used this Redis
+    for needle in [*ADDRESSES, *CIRCUITS, "dead:beef", "4dad"]:
+        assert needle.encode() not in everything, needle
+
+
+def test_overload_is_shed_at_once_with_503(tmp_path: Path) -> None:
+    app = limited_app(tmp_path, "memory://", argon2_concurrency=1)
+    gate: WorkGate = app.extensions["samleng.argon2_gate"]
+    client = as_client(app, ADDRESSES[0])
+    with gate.enter():
+        started = time.monotonic()
+        response = sign(client, "free-them", lang="km", identifier="012 345 678")
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert '<html lang="km">' in response.get_data(as_text=True)
+    assert elapsed < 5  # answered, not queued behind the busy slot
+    assert sign(client, "free-them", identifier="012 345 678").status_code == 200
+
+
+def test_client_pseudonyms_rotate_daily() -> None:
+    day = [dt.date(2026, 11, 21)]
+    keys = ClientKeys(bytes(32), today=lambda: day[0])
+    monday = keys.pseudonym("ip", "198.51.100.7")
+    assert monday == keys.pseudonym("ip", "198.51.100.7")
+    assert "198" not in monday and monday.startswith("ip:")
+    assert monday != keys.pseudonym("ip", "198.51.100.8")
+    assert monday != keys.pseudonym("circuit", "198.51.100.7")
+    day[0] = dt.date(2026, 11, 22)
+    assert monday != keys.pseudonym("ip", "198.51.100.7")

@@ -1,0 +1,396 @@
+"""Email-verified signing, end to end through a real local SMTP server (aiosmtpd).
+
+Sign → receive the message → open the link (a GET that changes nothing) → confirm (POST) →
+receipt; then reuse, expiry, forgery, a repeated address, a mail server that is down, and
+the promise that the address is stored and logged nowhere.
+"""
+
+from __future__ import annotations
+
+import email
+import logging
+import re
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from crypto.details import generate_details_keypair
+from crypto.leaf import LeafKind, decode_leaf
+from service import create_app
+from service.db import get_session, upgrade
+from service.log import seal_all
+from service.mail import FolderMailer, MailError, SmtpMailer, compose
+from service.models import DedupToken, Leaf, PendingSignature
+from service.petitions import close_petition, create_petition, get_petition, open_petition
+from service.signing import Submission
+from service.verification import request_confirmation
+from tests.components import require, require_program
+from tests.conftest import (
+    CHEAP_ARGON2,
+    MASTER_KEY,
+    ORIGIN,
+    PG_URL,
+    TEXTS,
+    make_config,
+    receipt_of,
+    sign,
+)
+
+try:
+    from aiosmtpd.controller import Controller
+except ImportError:  # pragma: no cover - reported by require() below
+    Controller = None
+
+ADDRESS = "Sok.Dara+petition@Example.org"
+LINK = re.compile(r"(https?://\S+/confirm/\S+)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Inbox:
+    """An aiosmtpd handler that keeps what it receives."""
+
+    messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=default_policy)
+        assert isinstance(message, EmailMessage)
+        self.messages.append((list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+    def last(self) -> tuple[list[str], EmailMessage]:
+        deadline = time.monotonic() + 5
+        while not self.messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.messages, "no message arrived"
+        return self.messages[-1]
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server on 127.0.0.1 for the duration of a test."""
+    require("aiosmtpd", Controller is not None, "pip install -e '.[dev]'")
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+def add_email_petition(app: Flask, slug: str = "mail") -> None:
+    _, public = generate_details_keypair()
+    with app.app_context():
+        session = get_session()
+        petition = create_petition(
+            session,
+            master_key=MASTER_KEY,
+            origin=ORIGIN,
+            slug=slug,
+            texts=TEXTS,
+            goal=100,
+            identifier_mode="email",
+            verification_mode="email",
+            details_public_key=public,
+            argon2=CHEAP_ARGON2,
+        )
+        open_petition(session, petition, MASTER_KEY)
+        session.commit()
+
+
+def make_mail_app(tmp_path: Path, database_url: str, port: int, **overrides: Any) -> Flask:
+    config = make_config(tmp_path, database_url, smtp_url=f"smtp://127.0.0.1:{port}", **overrides)
+    application = create_app(config)
+    upgrade(application.extensions["samleng.engine"])
+    add_email_petition(application)
+    add_email_petition(application, "other")
+    return application
+
+
+@pytest.fixture
+def mail_app(tmp_path: Path, database_url: str, smtp: tuple[Inbox, int]) -> Iterator[Flask]:
+    application = make_mail_app(tmp_path, database_url, smtp[1])
+    yield application
+    application.extensions["samleng.engine"].dispose()
+
+
+def stored(app: Flask) -> tuple[int, int]:
+    """(dedup tokens, pending signatures) in the database."""
+    with app.app_context():
+        session = get_session()
+        tokens = session.scalar(select(func.count()).select_from(DedupToken))
+        pending = session.scalar(select(func.count()).select_from(PendingSignature))
+        return int(tokens or 0), int(pending or 0)
+
+
+def link_path(message: EmailMessage) -> str:
+    body = message.get_content()
+    match = LINK.search(body)
+    assert match, body
+    return urlsplit(match.group(1)).path
+
+
+def test_sign_receive_confirm_receipt(
+    mail_app: Flask, smtp: tuple[Inbox, int], client: FlaskClient
+) -> None:
+    inbox, _ = smtp
+    client = mail_app.test_client()
+    answer = sign(client, "mail", identifier=ADDRESS, name="Sok Dara", locality="Kampot")
+    assert answer.status_code == 200
+    assert "Check your email" in answer.get_data(as_text=True)
+    assert "Set-Cookie" not in answer.headers
+    assert stored(mail_app) == (0, 0), "nothing is stored before the confirmation"
+
+    recipients, message = inbox.last()
+    assert recipients == [ADDRESS] and message["To"] == ADDRESS
+    assert message["Subject"] == "Confirm your signature"
+    assert message["Message-ID"].endswith("@petitions.example.org>")
+    assert TEXTS["en"]["title"] in message.get_content()
+    path = link_path(message)
+    assert path.startswith("/en/p/mail/confirm/")
+
+    # Opening the link (or a mail scanner fetching it) counts nothing.
+    for _ in range(2):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert 'method="post"' in page.get_data(as_text=True)
+        assert page.headers["Cache-Control"] == "no-store"
+        assert "Set-Cookie" not in page.headers
+    assert stored(mail_app) == (0, 0)
+
+    confirmed = client.post(path)
+    assert confirmed.status_code == 200
+    assert confirmed.headers["Cache-Control"] == "no-store"
+    receipt = receipt_of(confirmed)
+    assert stored(mail_app) == (1, 1)
+    with mail_app.app_context():
+        kinds = get_session().scalars(select(PendingSignature.kind)).all()
+    assert kinds == [LeafKind.VERIFIED_SIGNATURE]
+
+    seal_all(mail_app.extensions["samleng.engine"], MASTER_KEY)
+    with mail_app.app_context():
+        session = get_session()
+        mail_id = get_petition(session, "mail").id
+        leaves = session.scalars(
+            select(Leaf.leaf).where(Leaf.petition_id == mail_id).order_by(Leaf.index)
+        ).all()
+    assert [decode_leaf(leaf).kind for leaf in leaves if leaf] == [
+        LeafKind.HEADER,
+        LeafKind.VERIFIED_SIGNATURE,
+    ]
+    check = client.post("/en/p/mail/receipt", data={"receipt": receipt})
+    assert check.status_code == 200 and "counted" in check.get_data(as_text=True).lower()
+    assert client.get("/p/mail/count.json").get_json()["count"] == 1
+
+    # The same link again: refused, clearly, and nothing is added.
+    again = client.post(path)
+    assert again.status_code == 409
+    assert "used already" in again.get_data(as_text=True)
+    assert client.get(path).status_code == 409
+    seal_all(mail_app.extensions["samleng.engine"], MASTER_KEY)
+    assert client.get("/p/mail/count.json").get_json()["count"] == 1
+
+
+def test_repeated_address_same_page_and_an_already_signed_mail(
+    mail_app: Flask, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp
+    client = mail_app.test_client()
+    first = sign(client, "mail", identifier=ADDRESS)
+    # Two links for the same address before either is confirmed: only one can count.
+    sign(client, "mail", identifier=ADDRESS.lower())
+    links = [link_path(message) for _, message in inbox.messages]
+    assert len(links) == 2 and links[0] != links[1]
+    assert client.post(links[0]).status_code == 200
+    assert client.post(links[1]).status_code == 409
+    assert stored(mail_app) == (1, 1)
+
+    # The same address (normalised: case, +tag) after it was counted.
+    repeat = sign(client, "mail", identifier="sok.dara@example.org")
+    assert repeat.status_code == 200
+    assert repeat.get_data() == first.get_data()
+    _, message = inbox.last()
+    body = message.get_content()
+    assert "/confirm/" not in body
+    assert "already signed" in body
+    assert message["Subject"] == "Confirm your signature"
+    assert stored(mail_app) == (1, 1)
+
+
+def test_expired_link_is_refused(mail_app: Flask) -> None:
+    with mail_app.app_context():
+        session = get_session()
+        petition = get_petition(session, "mail")
+        request = request_confirmation(
+            session,
+            petition,
+            Submission(identifier=ADDRESS),
+            master_key=MASTER_KEY,
+            now=time.time() - 48 * 3600 - 60,
+        )
+    assert request.link is not None
+    client = mail_app.test_client()
+    path = f"/km/p/mail/confirm/{request.link}"
+    for answer in (client.get(path), client.post(path)):
+        assert answer.status_code == 410
+        assert answer.headers["Cache-Control"] == "no-store"
+    english = client.post(f"/en/p/mail/confirm/{request.link}")
+    assert "expired" in english.get_data(as_text=True)
+    assert stored(mail_app) == (0, 0)
+
+
+def test_forged_and_foreign_links_are_refused(mail_app: Flask, smtp: tuple[Inbox, int]) -> None:
+    inbox, _ = smtp
+    client = mail_app.test_client()
+    sign(client, "mail", identifier=ADDRESS)
+    path = link_path(inbox.last()[1])
+    blob = path.rsplit("/", 1)[1]
+    flipped = blob[:40] + ("A" if blob[40] != "A" else "B") + blob[41:]
+    for bad in (
+        f"/en/p/mail/confirm/{flipped}",
+        f"/en/p/mail/confirm/{blob[:-10]}",
+        "/en/p/mail/confirm/not-a-link",
+        f"/en/p/mail/confirm/{'A' * 5000}",
+        f"/en/p/other/confirm/{blob}",
+    ):
+        answer = client.post(bad)
+        assert answer.status_code == 400, bad
+        assert "not valid" in answer.get_data(as_text=True)
+    assert stored(mail_app) == (0, 0)
+
+
+def test_confirming_after_the_petition_closed_is_refused(
+    mail_app: Flask, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp
+    client = mail_app.test_client()
+    sign(client, "mail", identifier=ADDRESS)
+    path = link_path(inbox.last()[1])
+    with mail_app.app_context():
+        session = get_session()
+        close_petition(session, get_petition(session, "mail"))
+        session.commit()
+    assert client.post(path).status_code == 409
+    assert stored(mail_app) == (0, 0)
+
+
+def test_mail_server_down(tmp_path: Path, database_url: str, caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG)
+    application = make_mail_app(tmp_path, database_url, free_port())
+    answer = sign(application.test_client(), "mail", identifier=ADDRESS)
+    assert answer.status_code == 503
+    assert "could not send" in answer.get_data(as_text=True)
+    assert stored(application) == (0, 0)
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail"))
+    assert ADDRESS.lower() not in logged.lower()
+    application.extensions["samleng.engine"].dispose()
+
+
+def test_links_point_at_the_configured_origin(
+    tmp_path: Path, database_url: str, smtp: tuple[Inbox, int]
+) -> None:
+    # Outside tests and the demo, a forged Host header cannot redirect confirmation links.
+    inbox, port = smtp
+    application = make_mail_app(tmp_path, database_url, port, testing=False, seal_interval=0)
+    client = application.test_client()
+    sign(client, "mail", identifier=ADDRESS)
+    body = inbox.last()[1].get_content()
+    match = LINK.search(body)
+    assert match and match.group(1).startswith(f"https://{ORIGIN}/en/p/mail/confirm/")
+    application.extensions["samleng.engine"].dispose()
+
+
+def test_the_address_is_stored_and_logged_nowhere(
+    mail_app: Flask,
+    smtp: tuple[Inbox, int],
+    database_url: str,
+    tmp_path: Path,
+    caplog: Any,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    inbox, _ = smtp
+    client = mail_app.test_client()
+    sign(client, "mail", identifier=ADDRESS, comment="UniqueComment4417")
+    client.post(link_path(inbox.last()[1]))
+    sign(client, "mail", identifier=ADDRESS)
+    seal_all(mail_app.extensions["samleng.engine"], MASTER_KEY)
+    mail_app.extensions["samleng.engine"].dispose()
+    needles = [ADDRESS, ADDRESS.lower(), "sokdara@example.org", "sok.dara@example.org"]
+    needles.append("UniqueComment4417")
+    if database_url.startswith("sqlite"):
+        data = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    else:
+        pg_dump = require_program("pg_dump", "install postgresql-client")
+        assert PG_URL is not None
+        data = subprocess.run(
+            [pg_dump, "--data-only", "--inserts", PG_URL], capture_output=True, check=True
+        ).stdout
+    # What the app logged (the test's own SMTP server logs under "mail.log"; it is not ours).
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail"))
+    for needle in needles:
+        assert needle.lower().encode() not in data.lower(), needle
+        assert needle.lower() not in logged.lower(), needle
+
+
+def test_khmer_signer_gets_the_khmer_title(mail_app: Flask, smtp: tuple[Inbox, int]) -> None:
+    inbox, _ = smtp
+    client = mail_app.test_client()
+    answer = sign(client, "mail", "km", identifier=ADDRESS)
+    assert answer.status_code == 200 and '<html lang="km">' in answer.get_data(as_text=True)
+    message = inbox.last()[1]
+    assert message.get_content_charset() == "utf-8"
+    assert TEXTS["km"]["title"] in message.get_content()
+    assert link_path(message).startswith("/km/p/mail/confirm/")
+
+
+def test_folder_mailer_writes_private_files(tmp_path: Path) -> None:
+    folder = tmp_path / "mail"
+    mailer = FolderMailer(folder)
+    message = compose(
+        sender="Samleng <noreply@example.org>",
+        recipient="a@example.org",
+        subject="Confirm your signature",
+        body="ស្វាគមន៍\n",
+        domain="example.org",
+    )
+    mailer.send(message)
+    mailer.send(message)
+    files = sorted(folder.glob("*.eml"))
+    assert len(files) == 2
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        parsed = email.message_from_bytes(path.read_bytes(), policy=default_policy)
+        assert isinstance(parsed, EmailMessage)
+        assert parsed.get_content() == "ស្វាគមន៍\n"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_smtp_errors_say_nothing_of_the_address() -> None:
+    mailer = SmtpMailer(f"smtp://127.0.0.1:{free_port()}")
+    message = compose(
+        sender="s@example.org", recipient=ADDRESS, subject="x", body="x", domain="example.org"
+    )
+    with pytest.raises(MailError) as raised:
+        mailer.send(message)
+    assert ADDRESS not in str(raised.value)
+    with pytest.raises(Exception, match="SAMLENG_SMTP_URL"):
+        SmtpMailer("http://example.org")
