@@ -1,22 +1,22 @@
 """Overload drill: more concurrent signers than the Argon2 bound, through gunicorn.
 
-Starts the demo instance under gunicorn on loopback with the default Argon2 parameters and a
-small per-process Argon2 bound, fires a bounded number of concurrent sign requests, and prints
-how the answers split (200 / 503 / other) and how fast the 503s arrive compared with the
-accepted signatures. Loopback only; bounded in requests and time; stops by itself.
+Starts the demo instance under gunicorn (deploy/gunicorn.conf.py: one worker per core) on
+loopback with the default Argon2 parameters and a small per-process Argon2 bound, fires a
+bounded number of concurrent sign requests (a new connection each, like separate clients),
+and prints how the answers split (200 / 503 / other) and how fast the 503s arrive compared
+with the accepted signatures. Loopback only; bounded in requests and time; stops by itself.
 
     .venv/bin/python bench/load_sign.py [--signers 48] [--requests 400] [--bound 2]
+        [--threads 16] [--db sqlite|URL] [--no-record]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,14 +26,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-VENV_BIN = Path(sys.executable).parent
+from common import bench_env, cores, database, gunicorn, machine, prepare_demo, record
+
 TOKEN = re.compile(rb'name="form_token" value="([^"]+)"')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> int:
@@ -41,46 +36,35 @@ def main() -> int:
     parser.add_argument("--signers", type=int, default=48, help="concurrent clients")
     parser.add_argument("--requests", type=int, default=400, help="sign requests in all")
     parser.add_argument("--bound", type=int, default=2, help="Argon2 slots per worker")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--workers", type=int, default=cores(), help="default: one per core")
+    parser.add_argument("--threads", type=int, default=16, help="per worker (the conf's 16)")
+    parser.add_argument("--db", default="sqlite", help="'sqlite' or a PostgreSQL URL")
     parser.add_argument("--seconds", type=float, default=120, help="hard stop")
+    parser.add_argument("--no-record", action="store_true", help="do not append to README")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="samleng-load-"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAMLENG_")}
-    env.update(
-        SAMLENG_INSTANCE=str(work / "instance"),
-        SAMLENG_ARGON2_CONCURRENCY=str(args.bound),
-        SAMLENG_RATELIMIT_SIGN="1000000 per minute",
-        SAMLENG_RATELIMIT_PAGES="1000000 per minute",
-        SAMLENG_RATELIMIT_PETITION="1000000 per minute",
-        SAMLENG_FORM_MIN_SECONDS="0",
-        SAMLENG_SEAL_INTERVAL="0",
-        SAMLENG_DEMO="true",
-    )
-    subprocess.run(
-        [str(VENV_BIN / "samleng"), "demo", "--no-serve"], env=env, check=True,
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    threads_per_worker = 4
-    server = subprocess.Popen(
-        [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers",
-         str(args.workers), "--worker-class", "gthread", "--threads", str(threads_per_worker),
-         "--log-level", "warning", "service.wsgi:app"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        page = urllib.request.urlopen(base + "/en/p/demo").read()
+    threads_per_worker = args.threads
+    header = machine()
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(database(args.db))
+        env = bench_env(
+            work / "instance",
+            ARGON2_CONCURRENCY=str(args.bound),
+            RATELIMIT_SIGN="1000000 per minute",
+            RATELIMIT_PAGES="1000000 per minute",
+            RATELIMIT_PETITION="1000000 per minute",
+            FORM_MIN_SECONDS="0",
+            SEAL_INTERVAL="0",
+            **({"DATABASE_URL": url} if url else {}),
+        )
+        prepare_demo(env)
+        server = stack.enter_context(
+            gunicorn("service.wsgi:app", env, workers=args.workers, threads=threads_per_worker)
+        )
+        base = server.base
+        with urllib.request.urlopen(base + "/en/p/demo") as answer:
+            page = answer.read()
         match = TOKEN.search(page)
         assert match, "no form token"
         token = match.group(1).decode()
@@ -118,10 +102,8 @@ def main() -> int:
         for t in pool:
             t.join()
         wall = time.monotonic() - began
-    finally:
-        server.terminate()
-        _, errors = server.communicate(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
+        errors = server.errors()
+    shutil.rmtree(work, ignore_errors=True)
 
     def summary(status: int) -> str:
         times = sorted(t for s, t in results if s == status)
@@ -133,20 +115,24 @@ def main() -> int:
             f"  p95 {p95 * 1000:7.1f} ms"
         )
 
-    print(f"machine: {os.cpu_count()} cores; gunicorn {args.workers} workers x "
-          f"{threads_per_worker} threads; Argon2 bound {args.bound} per worker; "
-          f"{args.signers} concurrent signers; {len(results)} requests in {wall:.1f} s")  # fmt: skip  # noqa: E501
-    for status in sorted({s for s, _ in results}):
-        print(summary(status))
     accepted = sum(1 for s, _ in results if s == 200)
-    print(f"accepted signatures per second: {accepted / wall:.1f}")
-    print(
-        f"server errors (5xx other than 503): {sum(1 for s, _ in results if s >= 500 and s != 503)}"
-    )
-    if b"Traceback" in errors:
-        print("the server logged a traceback:\n" + errors.decode(errors="replace")[-2000:])
-        return 1
-    return 0
+    server_errors = sum(1 for s, _ in results if s >= 500 and s != 503)
+    lines = [
+        f"machine: {header}",
+        f"gunicorn: deploy/gunicorn.conf.py, {args.workers} workers x {threads_per_worker} "
+        f"threads; {'SQLite' if args.db == 'sqlite' else 'PostgreSQL'}; Argon2 default "
+        f"(t=2 m=19456 p=1), bound {args.bound} per worker; {args.signers} concurrent signers "
+        f"(a connection each); {len(results)} requests in {wall:.1f} s",
+        *(summary(status) for status in sorted({s for s, _ in results})),
+        f"accepted signatures per second: {accepted / wall:.1f}",
+        f"server errors (5xx other than 503): {server_errors}",
+    ]
+    if "Traceback" in errors:
+        lines.append("the server logged a traceback:\n" + errors[-2000:])
+    print("\n".join(lines))
+    if not args.no_record:
+        record(f"load_sign.py (threads {threads_per_worker}, bound {args.bound})", lines)
+    return 1 if "Traceback" in errors or server_errors else 0
 
 
 if __name__ == "__main__":

@@ -619,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--samples", type=int, default=200, help="inclusion proofs to time")
     parser.add_argument("--repeat", type=int, default=3, help="verify rounds (interleaved)")
+    parser.add_argument("--no-record", action="store_true", help="do not append to README")
     parser.add_argument(
         "--synthetic-leaves",
         type=int,
@@ -773,6 +774,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  verify_receipt        {spread(prf['verify_receipt'])} (incl. Ed25519 check)")
     say("=" * 78)
     print("\n".join(out), flush=True)
+    if not args.no_record:
+        from common import record  # bench/common.py, beside this script
+
+        record("log_1m.py", [line for line in out[1:] if not line.startswith("=")])
     return 0
 
 

@@ -257,7 +257,8 @@ class MemoryTree:
         for level, (first, nodes) in enumerate(_grow(self.size, leaf_hashes, self.subtree)):
             if level == len(self._levels):
                 self._levels.append([])
-            assert len(self._levels[level]) == first  # _grow continues each level where it ended
+            if len(self._levels[level]) != first:  # _grow continues each level where it ended
+                raise AssertionError(f"level {level} does not continue at node {first}")
             self._levels[level].extend(nodes)
 
     def subtree(self, level: int, index: int) -> bytes:

@@ -50,7 +50,7 @@ max_requests = 20000
 max_requests_jitter = 2000
 
 # The heartbeat file on shared memory, never on a disk (and inside the unit's sandbox).
-worker_tmp_dir = "/dev/shm"
+worker_tmp_dir = "/dev/shm"  # noqa: S108 - mkstemp heartbeat (own name, 0600), no data
 # gunicorn's control socket is not used, and would otherwise be created in $HOME.
 control_socket_disable = True
 proc_name = "samleng-web"

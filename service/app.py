@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, g, render_template, request
 from flask_babel import lazy_gettext
 from markupsafe import Markup
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from service import admin, db, i18n, mail, ratelimit, security
@@ -60,7 +61,8 @@ def create_app(config: Config | None = None) -> Flask:
     db.init_app(app, config.database_url)
     i18n.init_app(app, config.default_lang)
     stylesheet = STYLESHEET.read_text(encoding="utf-8")
-    app.jinja_env.globals["stylesheet"] = Markup(stylesheet)
+    # Our own file from the repository, not input; the CSP pins its hash.
+    app.jinja_env.globals["stylesheet"] = Markup(stylesheet)  # noqa: S704
     security.init_app(app, stylesheet, config.onion_address)
 
     from service import cli, public, transparency
@@ -95,9 +97,12 @@ def create_app(config: Config | None = None) -> Flask:
             response.headers["Retry-After"] = str(ratelimit.retry_after_seconds(app))
         return response
 
+    @app.errorhandler(RedisError)
     @app.errorhandler(ratelimit.Overloaded)
-    def _overloaded(_error: ratelimit.Overloaded) -> Any:
+    def _overloaded(_error: Exception) -> Any:
         # Shed at once rather than queue: a queued Argon2 request would only time out later.
+        # A RedisError reaches here when Redis fails under a request that was already talking
+        # to it (flask-limiter falls back only for the requests after); it is busy, not broken.
         g.lang = i18n.current_lang(config.default_lang)
         response = app.make_response(
             (render_template("public/error.html", code=503, message=ERROR_MESSAGES[503]), 503)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup, with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
 
 from service import demo as demo_module
 from service.config import Config
@@ -157,10 +158,16 @@ def seal_command(watch: bool) -> None:
     engine = current_app.extensions["samleng.engine"]
     interval = max(cfg.seal_interval, 1)
     while True:
-        for slug in close_expired_petitions(engine):
-            click.echo(f"closed {slug}: its deadline has passed")
-        for slug, size in seal_all(engine, cfg.master_key).items():
-            click.echo(f"sealed {slug}: log size {size}")
+        try:
+            for slug in close_expired_petitions(engine):
+                click.echo(f"closed {slug}: its deadline has passed")
+            for slug, size in seal_all(engine, cfg.master_key).items():
+                click.echo(f"sealed {slug}: log size {size}")
+        except SQLAlchemyError as exc:
+            if not watch:
+                raise click.ClickException(f"sealing failed: {type(exc).__name__}") from None
+            # The batch rolled back whole; its signatures stay pending for the next round.
+            click.echo(f"sealing failed ({type(exc).__name__}); retrying", err=True)
         if not watch:
             return
         time.sleep(interval)

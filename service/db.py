@@ -13,6 +13,7 @@ from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app, g
 from flask.cli import with_appcontext
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -87,7 +88,13 @@ def close_session(_exc: BaseException | None = None) -> None:
     """Close the session at the end of the request; uncommitted work is rolled back."""
     session = g.pop("db_session", None)
     if session is not None:
-        session.close()
+        try:
+            session.close()
+        except SQLAlchemyError:
+            # The rollback failed: the database went away during the request (a restart).
+            # Drop the connection instead of raising here, after the answer was made, where
+            # the server would replace it with its own bare 500 page.
+            session.invalidate()
 
 
 @click.command("init")

@@ -100,7 +100,8 @@ def write_bundle(
             )
             (work / DELIVERY_FILE).write_bytes(render_delivery_pdf(facts))
         (work / SUMS_FILE).write_bytes(sha256sums(work))
-        os.chmod(work, 0o755)
+        # The public bundle: nginx (another user) serves it; mkdtemp made the folder 0700.
+        os.chmod(work, 0o755)  # noqa: S103
         if target.exists():
             target.rmdir()
         work.rename(target)
@@ -168,7 +169,8 @@ def write_details(session: Session, petition: Petition, target: Path) -> int:
             for leaf in leaves_in_order(session, petition):
                 if decode_leaf(leaf.leaf).kind == LeafKind.HEADER:
                     continue
-                assert leaf.details_ciphertext is not None
+                if leaf.details_ciphertext is None:  # only the header leaf has none
+                    raise ValueError(f"signature leaf {leaf.index} has no details ciphertext")
                 out.write(encode_details_record(leaf.details_ciphertext))
                 records += 1
         partial.rename(target)

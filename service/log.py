@@ -290,7 +290,10 @@ def find_receipt(
             return ReceiptStatus(state="waiting")
         return ReceiptStatus(state="unknown")
     state = latest_checkpoint(session, petition)
-    assert state is not None and leaf.index < state.size
+    if state is None or leaf.index >= state.size:
+        # Leaves and their checkpoint are committed together, so this does not happen; if it
+        # did, "waiting" is the truth: in the log, not yet under a signed checkpoint.
+        return ReceiptStatus(state="waiting")
     path = inclusion_proof(leaf.index, state.size, _StoredSubtrees(session, petition.id))
     decoded = decode_leaf(leaf.leaf)
     extra = encode_receipt_extra(decoded.kind, secret, decoded.d)

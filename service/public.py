@@ -399,8 +399,7 @@ def receipt(slug: str) -> Any:
     status = find_receipt(
         get_session(), petition, receipt_commitment(petition.origin, secret), secret
     )
-    if status.state == "counted" and request.form.get("format") == "proof":
-        assert status.proof is not None
+    if status.proof is not None and request.form.get("format") == "proof":
         response = Response(status.proof, mimetype="text/plain")
         response.headers["Content-Disposition"] = (
             f'attachment; filename="{petition.slug}-receipt-proof.txt"'

@@ -51,7 +51,8 @@ def checkpoint(slug: str) -> Response:
     """The latest signed checkpoint."""
     petition = _published(slug)
     state = latest_checkpoint(get_session(), petition)
-    assert state is not None
+    if state is None:  # opening a petition publishes its first checkpoint; never here
+        abort(404)
     return _text(state.note)
 
 
@@ -68,8 +69,8 @@ def historical_checkpoint(slug: str, size: int) -> Response:
 def vkey(slug: str) -> Response:
     """The log's verifier key (also in petition.json)."""
     petition = _published(slug)
-    assert petition.log_vkey is not None
-    return _text(petition.log_vkey.encode() + b"\n")
+    vkey = petition.log_vkey or ""  # _published answers 404 when there is none
+    return _text(vkey.encode() + b"\n")
 
 
 @bp.get("/proof/consistency")
@@ -78,7 +79,8 @@ def consistency_proof(slug: str) -> Response:
     petition = _published(slug)
     session = get_session()
     state = latest_checkpoint(session, petition)
-    assert state is not None
+    if state is None:
+        abort(404)
     old = request.args.get("old", type=int)
     if old is None or not 1 <= old <= state.size:
         abort(400)
@@ -91,7 +93,8 @@ def count_json(slug: str) -> Response:
     """The count, the goal and the log size of the latest checkpoint."""
     petition = _published(slug)
     state = latest_checkpoint(get_session(), petition)
-    assert state is not None
+    if state is None:  # opening a petition publishes its first checkpoint; never here
+        abort(404)
     response = jsonify({"count": state.count, "goal": petition.goal, "size": state.size})
     response.headers["Cache-Control"] = CACHE
     return response

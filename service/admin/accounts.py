@@ -70,8 +70,9 @@ def authenticate(
     account = find_account(session, name[:100])
     if not verify_password(account.password_hash if account else None, password):
         raise LoginFailed("wrong name, password or code")
-    assert account is not None
-    if not account.active:
+    # verify_password is False without an account; checked again here, not by an assert,
+    # because asserts vanish under `python -O` and this is the login decision.
+    if account is None or not account.active:
         raise LoginFailed("wrong name, password or code")
     if account.wrapped_totp_secret is not None:
         secret = totp.unwrap_secret(master_key, account.wrapped_totp_secret, account.id)

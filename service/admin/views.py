@@ -289,7 +289,8 @@ def new() -> Any:
         return _draft_page(dict(form.values), dict(form.errors)), 400
     cfg = _config()
     session = get_session()
-    assert form.details_public_key is not None
+    if form.details_public_key is None:  # parse_draft_form reports it missing; never here
+        abort(400)
     try:
         petition = create_petition(
             session,

@@ -218,6 +218,14 @@ def test_duplicate_commitment(tmp_path: Path) -> None:
     fails(log.write_bundle(tmp_path / "b"), BundleCheck.DISTINCT, "leaf 6 repeats the commitment")
 
 
+def test_commitments_sharing_a_prefix_are_distinct(tmp_path: Path) -> None:
+    # Distinctness is checked on 8-byte prefixes first; a shared prefix alone is no duplicate.
+    log = make_log(5)
+    c = log.leaves[2][17:25] + bytes(reversed(log.leaves[2][25:49]))
+    log.append_leaf(encode_leaf(LeafKind.SIGNATURE, c, bytes(32)))
+    assert verify_bundle(log.write_bundle(tmp_path / "b")).count == 6
+
+
 def test_reserved_withdrawal_kind(tmp_path: Path) -> None:
     log = make_log(5)
     log.append_leaf(LEAF_PREFIX + b"\x03" + os.urandom(64))

@@ -1,0 +1,17 @@
+"""The baseline for bench/page_rps.py: the smallest Flask app, served the same way as Samleng."""
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def hello() -> str:
+    """The minimal page."""
+    return "hello"
+
+
+@app.get("/healthz")
+def healthz() -> str:
+    """What bench/common.py polls to know the server is up."""
+    return "ok\n"
