@@ -131,6 +131,7 @@ def add_petition(
     status: str = "open",
     texts: Mapping[str, Mapping[str, str]] = TEXTS,
     closes_on: dt.date | None = None,
+    verification_mode: str = "none",
 ) -> OpenPetition:
     """Create (and by default open) a petition directly through the service layer."""
     private, public = generate_details_keypair()
@@ -144,6 +145,7 @@ def add_petition(
             texts=texts,
             goal=100,
             identifier_mode=identifier_mode,
+            verification_mode=verification_mode,
             details_public_key=public,
             argon2=CHEAP_ARGON2,
             closes_on=closes_on,

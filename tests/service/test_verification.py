@@ -27,23 +27,22 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from crypto.details import generate_details_keypair
 from crypto.leaf import LeafKind, decode_leaf
 from service import create_app
 from service.db import get_session, upgrade
 from service.log import seal_all
 from service.mail import FolderMailer, MailError, SmtpMailer, compose
 from service.models import DedupToken, Leaf, PendingSignature
-from service.petitions import close_petition, create_petition, get_petition, open_petition
+from service.petitions import close_petition, get_petition
 from service.signing import Submission
 from service.verification import request_confirmation
 from tests.components import require, require_program
 from tests.conftest import (
-    CHEAP_ARGON2,
     MASTER_KEY,
     ORIGIN,
     PG_URL,
     TEXTS,
+    add_petition,
     make_config,
     receipt_of,
     sign,
@@ -98,23 +97,7 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 
 
 def add_email_petition(app: Flask, slug: str = "mail") -> None:
-    _, public = generate_details_keypair()
-    with app.app_context():
-        session = get_session()
-        petition = create_petition(
-            session,
-            master_key=MASTER_KEY,
-            origin=ORIGIN,
-            slug=slug,
-            texts=TEXTS,
-            goal=100,
-            identifier_mode="email",
-            verification_mode="email",
-            details_public_key=public,
-            argon2=CHEAP_ARGON2,
-        )
-        open_petition(session, petition, MASTER_KEY)
-        session.commit()
+    add_petition(app, slug=slug, identifier_mode="email", verification_mode="email")
 
 
 def make_mail_app(tmp_path: Path, database_url: str, port: int, **overrides: Any) -> Flask:
