@@ -72,7 +72,6 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(transparency.bp)
     cli.register(app)
     ratelimit.init_app(app, config)
-    public.init_confirm_limits(app)
     app.extensions["samleng.mailer"] = mail.mailer_for(
         config.smtp_url, config.demo, config.instance_path
     )

@@ -291,13 +291,6 @@ def _send_confirmation(petition: Petition, confirmation: ConfirmationRequest) ->
     )
 
 
-def _no_store(response: Any) -> Any:
-    """A page that holds a confirmation link or a receipt is never kept by a browser or cache."""
-    response = current_app.make_response(response)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 @bp.route("/p/<slug>/confirm/<link>", methods=["GET", "POST"])
 def confirm(slug: str, link: str) -> Any:
     """The link from the confirmation email: GET shows a Confirm button, POST counts it.
@@ -316,9 +309,7 @@ def confirm(slug: str, link: str) -> Any:
                 master_key=cfg.master_key,
                 max_age=cfg.confirm_max_age,
             )
-            return _no_store(
-                render_template("verification/confirm.html", petition=petition, text=text)
-            )
+            return render_template("verification/confirm.html", petition=petition, text=text)
         signed = confirm_signature(
             get_session(), petition, link, master_key=cfg.master_key, max_age=cfg.confirm_max_age
         )
@@ -349,28 +340,13 @@ def confirm(slug: str, link: str) -> Any:
     except PetitionStateError:
         error, status = lazy_gettext("This petition is closed."), 409
     else:
-        return _no_store(
-            render_template(
-                "verification/confirmed.html", petition=petition, text=text, receipt=signed.receipt
-            )
+        return render_template(
+            "verification/confirmed.html", petition=petition, text=text, receipt=signed.receipt
         )
-    return _no_store(
-        (
-            render_template("verification/confirm.html", petition=petition, text=text, error=error),
-            status,
-        )
+    return (
+        render_template("verification/confirm.html", petition=petition, text=text, error=error),
+        status,
     )
-
-
-def init_confirm_limits(app: Any) -> None:
-    """Confirming is limited per client like signing (call after service.ratelimit.init_app)."""
-    from service.ratelimit import _limit
-
-    limiter = app.extensions["samleng.limiter"]
-    view = app.view_functions["public.confirm"]
-    app.view_functions["public.confirm"] = limiter.limit(
-        _limit("ratelimit_sign"), methods=["POST"]
-    )(view)
 
 
 @bp.route("/p/<slug>/receipt", methods=["GET", "POST"])

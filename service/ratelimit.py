@@ -146,3 +146,8 @@ def init_app(app: Flask, config: Config) -> None:
     sign = limiter.limit(_limit("ratelimit_sign"))(sign)
     sign = limiter.limit(_limit("ratelimit_petition"), key_func=_petition_key)(sign)
     app.view_functions["public.sign"] = sign
+    # Confirming an emailed link counts a signature, so it is limited like signing.
+    confirm: Any = app.view_functions["public.confirm"]
+    app.view_functions["public.confirm"] = limiter.limit(
+        _limit("ratelimit_sign"), methods=["POST"]
+    )(confirm)

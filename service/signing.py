@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -60,6 +61,33 @@ def _insert_token_once(session: Session, petition_id: int, token: bytes) -> bool
     return inserted is not None
 
 
+def identifier_token(petition: Petition, identifier: str, master_key: bytes) -> bytes:
+    """The petition's Argon2id dedup token of a raw identifier (normalised first)."""
+    normalized = normalize_identifier(petition.identifier_mode, identifier, region=petition.region)
+    if petition.wrapped_dedup_key is None:
+        raise PetitionStateError(f"petition {petition.slug!r} has no dedup key")
+    dedup_key = unwrap_key(master_key, petition.wrapped_dedup_key, petition.origin)
+    return dedup_token(dedup_key, normalized, petition.salt, petition.argon2)
+
+
+def new_receipt(petition: Petition, details: Mapping[str, str]) -> tuple[bytes, bytes, bytes]:
+    """A fresh receipt secret, its commitment, and the details sealed to that commitment."""
+    secret = new_receipt_secret()
+    commitment = receipt_commitment(petition.origin, secret)
+    ciphertext = seal_details(petition.details_public_key, petition.origin, commitment, details)
+    return secret, commitment, ciphertext
+
+
+def token_counted(session: Session, petition_id: int, token: bytes) -> bool:
+    """Whether this dedup token has already been counted for the petition."""
+    found = session.scalar(
+        select(DedupToken.token).where(
+            DedupToken.petition_id == petition_id, DedupToken.token == token
+        )
+    )
+    return found is not None
+
+
 def sign_petition(
     session: Session, petition: Petition, submission: Submission, *, master_key: bytes
 ) -> Signed:
@@ -78,20 +106,10 @@ def sign_petition(
     if petition.identifier_mode != "none":
         if submission.identifier is None:
             raise ValueError("this petition needs an identifier")
-        normalized = normalize_identifier(
-            petition.identifier_mode, submission.identifier, region=petition.region
-        )
-        if petition.wrapped_dedup_key is None:
-            raise PetitionStateError(f"petition {petition.slug!r} has no dedup key")
-        dedup_key = unwrap_key(master_key, petition.wrapped_dedup_key, petition.origin)
-        token = dedup_token(dedup_key, normalized, petition.salt, petition.argon2)
-    secret = new_receipt_secret()
-    commitment = receipt_commitment(petition.origin, secret)
+        token = identifier_token(petition, submission.identifier, master_key)
     # Sealed before anything is stored, also for a repeated identifier, so that both answers
     # take the same time and a too-long input is refused with nothing written.
-    ciphertext = seal_details(
-        petition.details_public_key, petition.origin, commitment, submission.details
-    )
+    secret, commitment, ciphertext = new_receipt(petition, submission.details)
     counted = True
     if token is not None:
         counted = _insert_token_once(session, petition_id, token)

@@ -24,19 +24,23 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.details import DETAILS_CIPHERTEXT_BYTES, seal_details
-from crypto.identifiers import normalize_identifier
-from crypto.keywrap import unwrap_key
+from crypto.details import DETAILS_CIPHERTEXT_BYTES
 from crypto.leaf import LeafKind
-from crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
-from crypto.tokens import TOKEN_BYTES, dedup_token
+from crypto.receipts import format_receipt, receipt_commitment
+from crypto.tokens import TOKEN_BYTES
 from service.errors import Error, PetitionStateError
 from service.keys import derive_key
-from service.models import DedupToken, PendingSignature, Petition, utc_today
-from service.signing import Signed, Submission, _insert_token_once
+from service.models import PendingSignature, Petition, utc_today
+from service.signing import (
+    Signed,
+    Submission,
+    _insert_token_once,
+    identifier_token,
+    new_receipt,
+    token_counted,
+)
 
 _LINK_AAD = b"samleng-confirm/v1\n"
 _NONCE_BYTES = 12
@@ -166,18 +170,10 @@ def request_confirmation(
         raise PetitionStateError(f"petition {petition.slug!r} is not email-verified")
     if submission.identifier is None:
         raise ValueError("this petition needs an email address")
-    if petition.wrapped_dedup_key is None:
-        raise PetitionStateError(f"petition {petition.slug!r} has no dedup key")
     petition_id = petition.id
     session.commit()  # no read transaction stays open during the Argon2 work
-    normalized = normalize_identifier("email", submission.identifier, region=petition.region)
-    dedup_key = unwrap_key(master_key, petition.wrapped_dedup_key, petition.origin)
-    token = dedup_token(dedup_key, normalized, petition.salt, petition.argon2)
-    secret = new_receipt_secret()
-    commitment = receipt_commitment(petition.origin, secret)
-    ciphertext = seal_details(
-        petition.details_public_key, petition.origin, commitment, submission.details
-    )
+    token = identifier_token(petition, submission.identifier, master_key)
+    secret, _commitment, ciphertext = new_receipt(petition, submission.details)
     link = seal_link(
         master_key,
         petition,
@@ -189,11 +185,7 @@ def request_confirmation(
             details_ciphertext=ciphertext,
         ),
     )
-    signed_before = session.scalar(
-        select(DedupToken.token).where(
-            DedupToken.petition_id == petition_id, DedupToken.token == token
-        )
-    )
+    signed_before = token_counted(session, petition_id, token)
     session.commit()
     recipient = submission.identifier.strip()
     return ConfirmationRequest(recipient=recipient, link=None if signed_before else link)
@@ -211,12 +203,7 @@ def check_link(
     """Raise LinkError or PetitionStateError unless ``link`` can still be confirmed."""
     _accepting(petition)
     contents = open_link(master_key, petition, link, max_age=max_age, now=now)
-    used = session.scalar(
-        select(DedupToken.token).where(
-            DedupToken.petition_id == petition.id, DedupToken.token == contents.token
-        )
-    )
-    if used is not None:
+    if token_counted(session, petition.id, contents.token):
         raise LinkUsed("this address has signed already")
 
 
