@@ -20,8 +20,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.wait import WebDriverWait
 from werkzeug.serving import make_server
 
 from service import create_app
@@ -111,6 +115,33 @@ def chromium(profile: Path, *, javascript: bool) -> webdriver.Chrome:
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(60)
     return driver
+
+
+# What chromedriver says, besides StaleElementReferenceException, when asked about an element of
+# a document that has just been replaced (seen with Chromium 156 when the answer comes quickly).
+_REPLACED = ("does not belong to the document", "No node with given id")
+
+
+def _replaced(old: WebElement) -> Callable[[webdriver.Chrome], bool]:
+    def gone(_driver: webdriver.Chrome) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if any(words in (error.msg or "") for words in _REPLACED):
+                return True
+            raise
+        return False
+
+    return gone
+
+
+def click_and_wait(driver: webdriver.Chrome, by: str, selector: str) -> None:
+    """Click a link or button and wait until the next page has replaced this one."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(by, selector).click()
+    WebDriverWait(driver, 30).until(_replaced(page))
 
 
 def set_viewport(driver: webdriver.Chrome, name: str) -> None:

@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
-from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.browser.conftest import ARTIFACTS, SLUG, Site, chromium, set_viewport
+from tests.browser.conftest import ARTIFACTS, SLUG, Site, chromium, click_and_wait, set_viewport
 
 BLOCKING = ("serious", "critical")
 # WCAG 2.1 A and AA, and axe's best practices (landmarks, headings, ...).
@@ -74,9 +72,7 @@ def summary(violations: list[dict[str, Any]]) -> str:
 
 def submit(driver: webdriver.Chrome, button: str) -> None:
     """Press a form's button and wait for the answer page."""
-    page = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.CSS_SELECTOR, button).click()
-    WebDriverWait(driver, 30).until(staleness_of(page))
+    click_and_wait(driver, By.CSS_SELECTOR, button)
 
 
 def test_axe_finds_a_known_violation(audited: webdriver.Chrome) -> None:

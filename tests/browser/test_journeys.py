@@ -16,14 +16,13 @@ from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.expected_conditions import staleness_of
-from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.browser.conftest import (
     SLUG,
     VIEWPORTS,
     Site,
     chromium,
+    click_and_wait,
     horizontal_overflow,
     screenshot,
     set_viewport,
@@ -59,9 +58,7 @@ def text_of(browser: webdriver.Chrome) -> str:
 
 def follow(browser: webdriver.Chrome, by: str, selector: str) -> None:
     """Click a link or button and wait until the next page has replaced this one."""
-    page = browser.find_element(By.TAG_NAME, "html")
-    browser.find_element(by, selector).click()
-    WebDriverWait(browser, 30).until(staleness_of(page))
+    click_and_wait(browser, by, selector)
 
 
 def step(site: Site, browser: webdriver.Chrome, viewport: str, path: str) -> None:
