@@ -6,8 +6,8 @@ bounded number of concurrent sign requests (a new connection each, like separate
 and prints how the answers split (200 / 503 / other) and how fast the 503s arrive compared
 with the accepted signatures. Loopback only; bounded in requests and time; stops by itself.
 
-    .venv/bin/python bench/load_sign.py [--signers 48] [--requests 400] [--bound 2]
-        [--threads 16] [--db sqlite|URL] [--no-record]
+    .venv/bin/python bench/load_sign.py [--signers 48] [--requests 400] [--bound 1]
+        [--wait 0.5] [--threads 16] [--db sqlite|URL] [--no-record]
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--signers", type=int, default=48, help="concurrent clients")
     parser.add_argument("--requests", type=int, default=400, help="sign requests in all")
-    parser.add_argument("--bound", type=int, default=2, help="Argon2 slots per worker")
+    parser.add_argument("--bound", type=int, default=1, help="Argon2 slots per worker")
+    parser.add_argument("--wait", type=float, default=0.5, help="seconds to wait for a slot")
     parser.add_argument("--workers", type=int, default=cores(), help="default: one per core")
     parser.add_argument("--threads", type=int, default=16, help="per worker (the conf's 16)")
     parser.add_argument("--db", default="sqlite", help="'sqlite' or a PostgreSQL URL")
@@ -51,6 +52,7 @@ def main() -> int:
         env = bench_env(
             work / "instance",
             ARGON2_CONCURRENCY=str(args.bound),
+            ARGON2_WAIT=str(args.wait),
             RATELIMIT_SIGN="1000000 per minute",
             RATELIMIT_PAGES="1000000 per minute",
             RATELIMIT_PETITION="1000000 per minute",
@@ -121,7 +123,8 @@ def main() -> int:
         f"machine: {header}",
         f"gunicorn: deploy/gunicorn.conf.py, {args.workers} workers x {threads_per_worker} "
         f"threads; {'SQLite' if args.db == 'sqlite' else 'PostgreSQL'}; Argon2 default "
-        f"(t=2 m=19456 p=1), bound {args.bound} per worker; {args.signers} concurrent signers "
+        f"(t=2 m=19456 p=1), bound {args.bound} per worker, wait {args.wait:g} s; "
+        f"{args.signers} concurrent signers "
         f"(a connection each); {len(results)} requests in {wall:.1f} s",
         *(summary(status) for status in sorted({s for s, _ in results})),
         f"accepted signatures per second: {accepted / wall:.1f}",

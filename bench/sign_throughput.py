@@ -159,14 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-seconds", type=float, default=6)
     parser.add_argument("--clients", type=int, default=16, help="concurrent keep-alive clients")
     parser.add_argument("--threads", type=int, help="gunicorn threads (default: the conf's)")
-    parser.add_argument("--bound", type=int, help="Argon2 slots per worker (default: threads)")
+    parser.add_argument(
+        "--bound", type=int, default=1, help="Argon2 slots per worker (deploy/samleng.env: 1)"
+    )
+    parser.add_argument(
+        "--wait", type=float, default=0.5, help="seconds a signature may wait for a slot"
+    )
     parser.add_argument("--seal-interval", default="10", help="in-process sealer, seconds")
     parser.add_argument("--no-record", action="store_true", help="do not append to README")
     args = parser.parse_args(argv)
 
     n_cores = cores()
     threads = args.threads or 16
-    bound = args.bound or threads
+    bound = args.bound
     header = machine()
     note(header)
     work = Path(tempfile.mkdtemp(prefix="samleng-sign-"))
@@ -179,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         env = bench_env(
             work / "instance",
             DATABASE_URL=url,
-            ARGON2_CONCURRENCY=str(bound),  # by default it never sheds: every thread may hash
+            ARGON2_CONCURRENCY=str(bound),
+            ARGON2_WAIT=str(args.wait),
             RATELIMIT_SIGN="10000000 per minute",
             RATELIMIT_PAGES="10000000 per minute",
             RATELIMIT_PETITION="10000000 per minute",
@@ -257,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"machine: {header}",
         f"gunicorn: deploy/gunicorn.conf.py, {n_cores} gthread workers x {threads} threads; "
-        f"PostgreSQL; Argon2 t=2 m=19456 KiB p=1; bound {bound}/worker; sealer every "
+        f"PostgreSQL; Argon2 t=2 m=19456 KiB p=1; {bound} slot(s)/worker, wait up to "
+        f"{args.wait:g} s; sealer every "
         f"{args.seal_interval} s",
         f"clients: {args.clients} keep-alive threads in the bench process, distinct numbers; "
         f"{args.rounds} rounds of {args.seconds:.0f} s after {args.warmup:.0f} s warm-up",

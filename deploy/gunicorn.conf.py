@@ -10,9 +10,10 @@ import os
 # runs elsewhere, bind the private address instead (SAMLENG_BIND), never a public one.
 bind = [os.environ.get("SAMLENG_BIND", "127.0.0.1:8000")]
 
-# One process per core: Argon2 (about 40-60 ms of one core per signature) is the bound on
-# signing, and the app admits at most SAMLENG_ARGON2_CONCURRENCY computations per process
-# (1 with this layout), answering 503 + Retry-After beyond that at once.
+# One process per core: Argon2 (about 20-60 ms of one core per signature) is the bound on
+# signing, and the app runs at most SAMLENG_ARGON2_CONCURRENCY computations per process
+# (1 with this layout) on threads of its own; a signature waits up to SAMLENG_ARGON2_WAIT
+# for one, then gets 503 + Retry-After.
 workers = int(os.environ.get("SAMLENG_WORKERS", len(os.sched_getaffinity(0))))
 # Threads, so that while Argon2 holds a process's slot its other requests (pages, counts,
 # the 503 answers themselves) are served instead of queued behind it.

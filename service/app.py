@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from service import admin, db, i18n, mail, ratelimit, security
 from service.config import Config, load_config
+from service.pagecache import PageCache
 from service.scheduler import SealScheduler
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -53,6 +54,7 @@ def create_app(config: Config | None = None) -> Flask:
     from service.keys import derive_key
 
     app.extensions["samleng.form_key"] = derive_key(config.master_key, "form-token")
+    app.extensions["samleng.pages"] = PageCache(config.page_cache_seconds)
 
     # Requests are never logged by the app; Werkzeug's own access log is silenced because it
     # writes the client address and the time of every request.
@@ -99,7 +101,8 @@ def create_app(config: Config | None = None) -> Flask:
     @app.errorhandler(RedisError)
     @app.errorhandler(ratelimit.Overloaded)
     def _overloaded(_error: Exception) -> Any:
-        # Shed at once rather than queue: a queued Argon2 request would only time out later.
+        # Shed after the short wait for an Argon2 slot (SAMLENG_ARGON2_WAIT) rather than queue
+        # without bound: a request queued longer would only time out later.
         # A RedisError reaches here when Redis fails under a request that was already talking
         # to it (flask-limiter falls back only for the requests after); it is busy, not broken.
         g.lang = i18n.current_lang(config.default_lang)

@@ -48,7 +48,13 @@ class Config:
     ratelimit_fallback: str = "30 per minute"
     trusted_proxies: int = 0
     circuit_proxies: tuple[str, ...] = ()
-    argon2_concurrency: int = 2
+    # Argon2 computations in flight per process (one per core: gunicorn runs one process per
+    # core), and how long a signature may wait for a free one before the 503.
+    argon2_concurrency: int = 1
+    argon2_wait: float = 0.5
+    # How long a worker keeps a rendered petition page and "thank you" page
+    # (service/pagecache.py); 0: never.
+    page_cache_seconds: float = 1.0
     # The organisers' admin (/admin/): off with SAMLENG_ADMIN=false; with admin_host set it
     # answers only on that host name (e.g. a separate onion service) and 404 elsewhere.
     admin: bool = True
@@ -73,6 +79,10 @@ class Config:
             )
         if self.argon2_concurrency < 1:
             raise ConfigError("SAMLENG_ARGON2_CONCURRENCY must be at least 1")
+        if not 0 <= self.argon2_wait <= 30:
+            raise ConfigError("SAMLENG_ARGON2_WAIT must be between 0 and 30 seconds")
+        if not 0 <= self.page_cache_seconds <= 60:
+            raise ConfigError("SAMLENG_PAGE_CACHE_SECONDS must be between 0 and 60")
         if self.default_lang not in LANGUAGES:
             raise ConfigError(f"SAMLENG_DEFAULT_LANG must be one of {', '.join(LANGUAGES)}")
 
@@ -148,7 +158,9 @@ def load_config(*, demo: bool = False) -> Config:
         trusted_proxies=int(raw.get("TRUSTED_PROXIES", 0)),
         circuit_proxies=tuple(str(raw.get("CIRCUIT_PROXIES", "")).replace(",", " ").split()),
         argon2_concurrency=int(raw.get("ARGON2_CONCURRENCY", Config.argon2_concurrency)),
+        argon2_wait=float(raw.get("ARGON2_WAIT", Config.argon2_wait)),
         form_min_seconds=int(raw.get("FORM_MIN_SECONDS", Config.form_min_seconds)),
+        page_cache_seconds=float(raw.get("PAGE_CACHE_SECONDS", Config.page_cache_seconds)),
         admin=_flag(raw.get("ADMIN", True)),
         admin_host=str(raw.get("ADMIN_HOST") or "").lower() or None,
         admin_idle_timeout=int(raw.get("ADMIN_IDLE_TIMEOUT", Config.admin_idle_timeout)),

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app, g
 from flask.cli import with_appcontext
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -68,6 +66,10 @@ def exclusive_session(engine: Engine) -> Iterator[Session]:
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest migration."""
+    # Imported here: Alembic weighs about 11 MB, which a serving worker never needs.
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:

@@ -5,6 +5,7 @@ Views are thin: parse the request, call a service function with the session, ren
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +24,7 @@ from flask_babel import lazy_gettext
 
 from crypto.errors import DetailsTooLarge, InvalidEmail, InvalidIdentifier, ReceiptFormatError
 from crypto.receipts import format_receipt, parse_receipt, receipt_commitment
+from crypto.tokens import Argon2Params, dedup_token
 from service.config import LANGUAGES, Config
 from service.db import get_session
 from service.errors import PetitionNotFound, PetitionStateError
@@ -32,10 +34,11 @@ from service.log import find_receipt, latest_checkpoint
 from service.mail import Mailer, MailError, compose
 from service.markdown import render_markdown
 from service.models import Petition
+from service.pagecache import PageCache
 from service.petitions import get_petition, open_petitions, signature_count
 from service.ratelimit import WorkGate
-from service.security import request_hostname
-from service.signing import sign_petition
+from service.security import request_hostname, transport_warning
+from service.signing import TokenHasher, sign_petition
 from service.verification import (
     ConfirmationRequest,
     LinkExpired,
@@ -104,27 +107,39 @@ def _share_links(url: str, title: str) -> dict[str, str]:
     }
 
 
-def _render_petition(petition: Petition, form: SignForm | None = None, status: int = 200) -> Any:
+def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -> str:
     """The petition page: text, progress, the sign form (with ``form``'s values and errors)."""
     state = latest_checkpoint(get_session(), petition)
     text = petition.text(g.lang)
     page_url = url_for("public.petition", slug=petition.slug, _external=True)
-    return (
-        render_template(
-            "public/petition.html",
-            petition=petition,
-            text=text,
-            body=render_markdown(text.get("body", "")),
-            description=text.get("summary") or text.get("target") or text["title"],
-            page_url=page_url,
-            share=_share_links(page_url, text["title"]),
-            count=0 if state is None else state.count,
-            fingerprint=None if state is None else state.root[:8].hex(" ", 2),
-            form=form,
-            form_token=issue_form_token(_form_key(), petition.slug),
-        ),
-        status,
+    return render_template(
+        "public/petition.html",
+        petition=petition,
+        text=text,
+        body=render_markdown(text.get("body", "")),
+        description=text.get("summary") or text.get("target") or text["title"],
+        page_url=page_url,
+        share=_share_links(page_url, text["title"]),
+        count=0 if state is None else state.count,
+        fingerprint=None if state is None else state.root[:8].hex(" ", 2),
+        form=form,
+        form_token=form_token,
     )
+
+
+def _render_petition(petition: Petition, form: SignForm | None, status: int) -> Any:
+    """The petition page again, after a refused signature."""
+    token = issue_form_token(_form_key(), petition.slug)
+    return _petition_html(petition, form, token), status
+
+
+def _kept_page(template: str, slug: str, render: Callable[[str], str], value: str) -> str:
+    """``render``'s page, kept for a moment (service/pagecache.py), with ``value`` filled in."""
+    pages: PageCache = current_app.extensions["samleng.pages"]
+    # What the page depends on besides the database: it shows its own address and warns
+    # about the connection.
+    where = (request.scheme, request.host, request.script_root, transport_warning())
+    return pages.page((template, slug, g.lang, where), render, value)
 
 
 @root.get("/")
@@ -155,8 +170,13 @@ def safety() -> Any:
 
 @bp.get("/p/<slug>")
 def petition(slug: str) -> Any:
-    """The petition's text, its count and goal, and the sign form."""
-    return _render_petition(_visible_petition(slug))
+    """The petition's text, its count and goal, and the sign form (kept for a second)."""
+    return _kept_page(
+        "public/petition.html",
+        slug,
+        lambda slot: _petition_html(_visible_petition(slug), None, slot),
+        issue_form_token(_form_key(), slug),
+    )
 
 
 @bp.post("/p/<slug>/sign")
@@ -188,19 +208,20 @@ def sign(slug: str) -> Any:
             400,
             form,
         )
-    gate: WorkGate = current_app.extensions["samleng.argon2_gate"]
+    # Argon2 runs on the gate's threads, at most one hash per core; Overloaded (a 503) if no
+    # slot frees up in time, with nothing written.
+    hasher = _on_argon2_threads(current_app.extensions["samleng.argon2_gate"])
     confirmation: ConfirmationRequest | None = None
     try:
-        with gate.enter():
-            if petition.verification_mode == "email":
-                # Nothing is stored: the signature counts once the link in the mail is confirmed.
-                confirmation = request_confirmation(
-                    get_session(), petition, form.submission(), master_key=cfg.master_key
-                )
-            else:
-                signed = sign_petition(
-                    get_session(), petition, form.submission(), master_key=cfg.master_key
-                )
+        if petition.verification_mode == "email":
+            # Nothing is stored: the signature counts once the link in the mail is confirmed.
+            confirmation = request_confirmation(
+                get_session(), petition, form.submission(), master_key=cfg.master_key, hasher=hasher
+            )
+        else:
+            signed = sign_petition(
+                get_session(), petition, form.submission(), master_key=cfg.master_key, hasher=hasher
+            )
     except InvalidEmail:
         return _refuse(
             petition,
@@ -232,9 +253,23 @@ def sign(slug: str) -> Any:
         return _refuse(petition, "form", lazy_gettext("This petition is closed."), 409)
     if confirmation is not None:
         return _send_confirmation(petition, confirmation)
-    return render_template(
-        "public/signed.html", petition=petition, text=petition.text(g.lang), receipt=signed.receipt
+    return _kept_page(
+        "public/signed.html",
+        petition.slug,
+        lambda slot: render_template(
+            "public/signed.html", petition=petition, text=petition.text(g.lang), receipt=slot
+        ),
+        signed.receipt,
     )
+
+
+def _on_argon2_threads(gate: WorkGate) -> TokenHasher:
+    """dedup_token, run on the gate's own threads (see WorkGate for why)."""
+
+    def hasher(key: bytes, identifier: str, salt: bytes, params: Argon2Params) -> bytes:
+        return gate.run(dedup_token, key, identifier, salt, params)
+
+    return hasher
 
 
 def _confirmation_base_url() -> str:

@@ -8,7 +8,7 @@ SECURITY.md for what a repeated submission can still reveal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -20,9 +20,13 @@ from crypto.identifiers import normalize_identifier
 from crypto.keywrap import unwrap_key
 from crypto.leaf import LeafKind
 from crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
-from crypto.tokens import dedup_token
+from crypto.tokens import Argon2Params, dedup_token
 from service.errors import PetitionStateError
 from service.models import DedupToken, PendingSignature, Petition, utc_today
+
+# How a dedup token is computed: crypto.tokens.dedup_token itself, or a caller's way of running
+# it (the web app runs it on the Argon2 threads of its WorkGate; see service/ratelimit.py).
+TokenHasher = Callable[[bytes, str, bytes, Argon2Params], bytes]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,13 +65,15 @@ def _insert_token_once(session: Session, petition_id: int, token: bytes) -> bool
     return inserted is not None
 
 
-def identifier_token(petition: Petition, identifier: str, master_key: bytes) -> bytes:
+def identifier_token(
+    petition: Petition, identifier: str, master_key: bytes, hasher: TokenHasher = dedup_token
+) -> bytes:
     """The petition's Argon2id dedup token of a raw identifier (normalised first)."""
     normalized = normalize_identifier(petition.identifier_mode, identifier, region=petition.region)
     if petition.wrapped_dedup_key is None:
         raise PetitionStateError(f"petition {petition.slug!r} has no dedup key")
     dedup_key = unwrap_key(master_key, petition.wrapped_dedup_key, petition.origin)
-    return dedup_token(dedup_key, normalized, petition.salt, petition.argon2)
+    return hasher(dedup_key, normalized, petition.salt, petition.argon2)
 
 
 def new_receipt(petition: Petition, details: Mapping[str, str]) -> tuple[bytes, bytes, bytes]:
@@ -89,7 +95,12 @@ def token_counted(session: Session, petition_id: int, token: bytes) -> bool:
 
 
 def sign_petition(
-    session: Session, petition: Petition, submission: Submission, *, master_key: bytes
+    session: Session,
+    petition: Petition,
+    submission: Submission,
+    *,
+    master_key: bytes,
+    hasher: TokenHasher = dedup_token,
 ) -> Signed:
     """Record one signature (or nothing, for a repeated identifier) and return its receipt.
 
@@ -106,7 +117,7 @@ def sign_petition(
     if petition.identifier_mode != "none":
         if submission.identifier is None:
             raise ValueError("this petition needs an identifier")
-        token = identifier_token(petition, submission.identifier, master_key)
+        token = identifier_token(petition, submission.identifier, master_key, hasher)
     # Sealed before anything is stored, also for a repeated identifier, so that both answers
     # take the same time and a too-long input is refused with nothing written.
     secret, commitment, ciphertext = new_receipt(petition, submission.details)

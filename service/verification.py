@@ -29,13 +29,14 @@ from sqlalchemy.orm import Session
 from crypto.details import DETAILS_CIPHERTEXT_BYTES
 from crypto.leaf import LeafKind
 from crypto.receipts import format_receipt, receipt_commitment
-from crypto.tokens import TOKEN_BYTES
+from crypto.tokens import TOKEN_BYTES, dedup_token
 from service.errors import Error, PetitionStateError
 from service.keys import derive_key
 from service.models import PendingSignature, Petition, utc_today
 from service.signing import (
     Signed,
     Submission,
+    TokenHasher,
     _insert_token_once,
     identifier_token,
     new_receipt,
@@ -159,6 +160,7 @@ def request_confirmation(
     *,
     master_key: bytes,
     now: float | None = None,
+    hasher: TokenHasher = dedup_token,
 ) -> ConfirmationRequest:
     """Prepare the message for a sign form: a link, or "already signed". Stores nothing.
 
@@ -172,7 +174,7 @@ def request_confirmation(
         raise ValueError("this petition needs an email address")
     petition_id = petition.id
     session.commit()  # no read transaction stays open during the Argon2 work
-    token = identifier_token(petition, submission.identifier, master_key)
+    token = identifier_token(petition, submission.identifier, master_key, hasher)
     secret, _commitment, ciphertext = new_receipt(petition, submission.details)
     link = seal_link(
         master_key,

@@ -82,6 +82,9 @@ def make_config(tmp_path: Path, database_url: str, **overrides: object) -> Confi
         "ratelimit_pages": "100000 per minute",
         "ratelimit_sign": "100000 per minute",
         "argon2_concurrency": 64,
+        # Pages are rendered afresh, so that a test sees its change at once; the page cache
+        # has its own tests (tests/service/test_pagecache.py).
+        "page_cache_seconds": 0,
     }
     values.update(overrides)
     return Config(**values)  # type: ignore[arg-type]

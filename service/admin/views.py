@@ -115,6 +115,10 @@ def _authenticate() -> Any:
 def _no_store(response: Response) -> Response:
     # Admin pages show what only organisers may see: never kept by a browser or a proxy.
     response.headers["Cache-Control"] = "no-store"
+    if request.method == "POST":
+        # A petition may have changed: this worker shows it at once, the others within
+        # SAMLENG_PAGE_CACHE_SECONDS.
+        current_app.extensions["samleng.pages"].clear()
     return response
 
 

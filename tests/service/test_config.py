@@ -59,8 +59,11 @@ def test_reads_prefixed_environment(instance: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SAMLENG_SEAL_INTERVAL", "5")
     monkeypatch.setenv("SAMLENG_ARGON2_MEMORY_KIB", "8192")
     monkeypatch.setenv("SAMLENG_DEFAULT_LANG", "en")
+    monkeypatch.setenv("SAMLENG_ARGON2_WAIT", "0.25")
+    monkeypatch.setenv("SAMLENG_PAGE_CACHE_SECONDS", "2")
     cfg = load_config()
     assert cfg.seal_interval == 5 and cfg.argon2.memory_kib == 8192 and cfg.default_lang == "en"
+    assert cfg.argon2_wait == 0.25 and cfg.page_cache_seconds == 2
     assert cfg.database_url == f"sqlite:///{instance / 'samleng.sqlite3'}"
     assert "master_key" not in repr(cfg) or repr(cfg.master_key) not in repr(cfg)
 
@@ -82,3 +85,26 @@ def test_derived_keys_are_separate() -> None:
     master = bytes(32)
     assert derive_key(master, "form-token") != derive_key(master, "rate-limit")
     assert len(derive_key(master, "form-token")) == 32
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("argon2_wait", -1, "SAMLENG_ARGON2_WAIT must be between 0 and 30 seconds"),
+        ("argon2_wait", 31, "SAMLENG_ARGON2_WAIT must be between 0 and 30 seconds"),
+        ("page_cache_seconds", -0.5, "SAMLENG_PAGE_CACHE_SECONDS must be between 0 and 60"),
+        ("page_cache_seconds", 61, "SAMLENG_PAGE_CACHE_SECONDS must be between 0 and 60"),
+        ("argon2_concurrency", 0, "SAMLENG_ARGON2_CONCURRENCY must be at least 1"),
+    ],
+)
+def test_out_of_range_settings_are_refused(
+    tmp_path: Path, setting: str, value: float, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config(
+            instance_path=tmp_path,
+            database_url="sqlite://",
+            origin="x.org",
+            master_key=b"k" * 32,
+            **{setting: value},  # type: ignore[arg-type]
+        )

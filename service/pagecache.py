@@ -1,0 +1,89 @@
+"""Busy pages rendered at most once a second per worker, with one value filled in per request.
+
+A viral petition is read far more often than it changes: its text changes only through the
+admin, its count only when the sealer publishes a checkpoint. Rendering the petition page
+costs a few milliseconds (two queries, the Markdown body, about sixty translated strings);
+serving a kept copy costs a dictionary lookup. nginx cannot keep this page for us, because
+the sign form carries a fresh form token. So the worker keeps the page split around the one
+value that differs between requests and fills it in every time: the form token on the
+petition page, the receipt code on the "thank you" page (which is kept only as rendered
+around a placeholder, so no receipt code is ever kept).
+
+What a kept page depends on is all in its key: the page, the petition, the language, the
+address the request was made to (pages show their own address, and the transport warning
+depends on it). A change to the petition shows within ``seconds``. The number of kept pages
+is bounded, so that requests for many host names cannot grow the worker.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Hashable
+
+# When it runs out, the page before the form token, and the rest (None: no form on the page).
+_Kept = tuple[float, str, str | None]
+
+
+class PageCache:
+    """Rendered pages split around their one per-request value, each kept for ``seconds``."""
+
+    def __init__(
+        self, seconds: float, max_pages: int = 64, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self._max = max_pages
+        self._clock = clock
+        self._pages: dict[Hashable, _Kept] = {}
+        self._rendering: set[Hashable] = set()
+        self._lock = threading.Lock()
+        # What the template gets as the value while a page is rendered for keeping:
+        # nothing Jinja escapes, and unknown outside this process, so that no petition text or
+        # forged Host header can put it in a page a second time.
+        self._slot = "slot" + secrets.token_hex(16)
+
+    def page(self, key: Hashable, render: Callable[[str], str], value: str) -> str:
+        """The page for ``key`` with ``value`` in it; ``render(slot)`` makes it when needed.
+
+        ``render`` may raise (a 404, say): nothing is kept then. With ``seconds`` at 0 every
+        call renders.
+        """
+        if self.seconds <= 0:
+            return render(value)
+        kept = self._pages.get(key)
+        if kept is None or kept[0] <= self._clock():
+            with self._lock:
+                # One thread renders a page that ran out; the others serve it a moment longer.
+                mine = key not in self._rendering
+                if mine:
+                    self._rendering.add(key)
+            if mine or kept is None:
+                try:
+                    kept = self._render(key, render)
+                finally:
+                    if mine:
+                        with self._lock:
+                            self._rendering.discard(key)
+            if kept is None:  # the page could not be kept (see _render)
+                return render(value)
+        _, head, tail = kept
+        return head if tail is None else head + value + tail
+
+    def _render(self, key: Hashable, render: Callable[[str], str]) -> _Kept | None:
+        html = render(self._slot)
+        parts = html.split(self._slot)
+        if len(parts) > 2:  # cannot happen (see __init__); if it did, keep nothing
+            return None
+        # A page without the slot (a closed petition has no form) has nothing to fill in.
+        kept = (self._clock() + self.seconds, parts[0], parts[1] if len(parts) == 2 else None)
+        with self._lock:
+            if len(self._pages) >= self._max:
+                self._pages.clear()
+            self._pages[key] = kept
+        return kept
+
+    def clear(self) -> None:
+        """Forget every kept page (the admin changed a petition in this process)."""
+        with self._lock:
+            self._pages.clear()
