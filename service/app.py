@@ -16,6 +16,7 @@ from service import admin, db, i18n, mail, ratelimit, security
 from service.config import Config, load_config
 from service.pagecache import PageCache
 from service.scheduler import SealScheduler
+from service.signing import KeptKeys
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STYLESHEET = TEMPLATES / "style.css"
@@ -55,6 +56,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.extensions["samleng.form_key"] = derive_key(config.master_key, "form-token")
     app.extensions["samleng.pages"] = PageCache(config.page_cache_seconds)
+    app.extensions["samleng.signing_keys"] = KeptKeys()
 
     # Requests are never logged by the app; Werkzeug's own access log is silenced because it
     # writes the client address and the time of every request.

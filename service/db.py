@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ import click
 from flask import Flask, current_app, g
 from flask.cli import with_appcontext
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -50,7 +51,27 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if exclusive else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    engine = create_engine(url, hide_parameters=True)
+    event.listen(engine, "checkout", _check_alive)
+    return engine
+
+
+def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled PostgreSQL connection that the server has ended (the pool then opens
+    a new one), without a round trip.
+
+    An idle connection has nothing to read unless the server spoke unasked, and in this app
+    that is almost always its goodbye (a restart, a terminated backend: a FATAL message, then
+    EOF); on the rare harmless message (a notice) the connection is replaced all the same.
+    This replaces SQLAlchemy's pool_pre_ping, whose ``SELECT 1`` was a round trip and a
+    tenth of a signature's work besides its hash (bench/README.md).
+    """
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise DisconnectionError("the connection is closed")
+    poller = select.poll()  # not select.select: it fails on descriptors above 1023
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server spoke on an idle connection: ended or ending")
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from flask import (
     url_for,
 )
 from flask_babel import lazy_gettext
+from werkzeug.exceptions import NotFound
 
 from crypto.errors import DetailsTooLarge, InvalidEmail, InvalidIdentifier, ReceiptFormatError
 from crypto.receipts import format_receipt, parse_receipt, receipt_commitment
@@ -33,12 +34,12 @@ from service.formtoken import FormTokenError, check_form_token, issue_form_token
 from service.log import find_receipt, latest_checkpoint
 from service.mail import Mailer, MailError, compose
 from service.markdown import render_markdown
-from service.models import Petition
+from service.models import Petition, utc_today
 from service.pagecache import PageCache
 from service.petitions import get_petition, open_petitions, signature_count
 from service.ratelimit import WorkGate
 from service.security import request_hostname, transport_warning
-from service.signing import TokenHasher, sign_petition
+from service.signing import KeptKeys, SigningKeys, TokenHasher, sign_petition, signing_keys
 from service.verification import (
     ConfirmationRequest,
     LinkExpired,
@@ -181,85 +182,117 @@ def petition(slug: str) -> Any:
 
 @bp.post("/p/<slug>/sign")
 def sign(slug: str) -> Any:
-    """Sign. The answer shows the receipt code in the page body, never in a URL."""
-    petition = _visible_petition(slug)
-    if petition.status != "open":
-        return _refuse(petition, "form", lazy_gettext("This petition is closed."), 409)
-    form = parse_sign_form(request.form, request.files, petition.identifier_mode)
-    if form.errors:
-        return _render_petition(petition, form, 400)
+    """Sign. The answer shows the receipt code in the page body, never in a URL.
+
+    A signature reads nothing from the database before its hash: the petition's signing
+    material is kept by the worker, and the write checks that the petition still accepts
+    signatures. Refusals, rare, read the petition to show its page again.
+    """
     cfg = config()
+    keys = _signing_keys(slug)
+    if keys is None:
+        return _refusing(slug, lambda _petition: None)
+    form = parse_sign_form(request.form, request.files, keys.identifier_mode)
+    if form.errors:
+        return _refusing(slug, lambda petition: _render_petition(petition, form, 400))
     try:
         check_form_token(
             _form_key(),
-            petition.slug,
+            keys.slug,
             form.form_token,
             min_seconds=cfg.form_min_seconds,
             max_age=cfg.form_max_age,
         )
     except FormTokenError:
-        return _refuse(
-            petition,
-            "form",
-            lazy_gettext(
-                "This form is too old or was sent too quickly. Please check your answers and "
-                "send it again."
-            ),
-            400,
-            form,
-        )
+        return _refusing(slug, _refusal("form", _TOO_FAST_OR_OLD, form))
     # Argon2 runs on the gate's threads, at most one hash per core; Overloaded (a 503) if no
     # slot frees up in time, with nothing written.
     hasher = _on_argon2_threads(current_app.extensions["samleng.argon2_gate"])
-    confirmation: ConfirmationRequest | None = None
+    confirmation: tuple[Petition, ConfirmationRequest] | None = None
     try:
-        if petition.verification_mode == "email":
+        if keys.verification_mode == "email":
             # Nothing is stored: the signature counts once the link in the mail is confirmed.
-            confirmation = request_confirmation(
-                get_session(), petition, form.submission(), master_key=cfg.master_key, hasher=hasher
+            petition = _visible_petition(slug)
+            confirmation = (
+                petition,
+                request_confirmation(
+                    get_session(),
+                    petition,
+                    form.submission(),
+                    master_key=cfg.master_key,
+                    hasher=hasher,
+                ),
             )
         else:
-            signed = sign_petition(
-                get_session(), petition, form.submission(), master_key=cfg.master_key, hasher=hasher
-            )
+            signed = sign_petition(get_session(), keys, form.submission(), hasher=hasher)
     except InvalidEmail:
-        return _refuse(
-            petition,
-            "identifier",
-            lazy_gettext("This email address does not look right. Check it and try again."),
-            400,
-            form,
-        )
+        return _refusing(slug, _refusal("identifier", _BAD_EMAIL, form))
     except InvalidIdentifier:
-        return _refuse(
-            petition,
-            "identifier",
-            lazy_gettext(
-                "This phone number does not look right. Type it as you would dial it in "
-                "Cambodia, like 012 345 678, or with +855."
-            ),
-            400,
-            form,
-        )
+        return _refusing(slug, _refusal("identifier", _BAD_PHONE, form))
     except DetailsTooLarge:
-        return _refuse(
-            petition,
-            "comment",
-            lazy_gettext("Your details are too long together. Please shorten the comment."),
-            400,
-            form,
-        )
+        return _refusing(slug, _refusal("comment", _TOO_LONG, form))
     except PetitionStateError:
-        return _refuse(petition, "form", lazy_gettext("This petition is closed."), 409)
+        return _refusing(slug, lambda _petition: None)
     if confirmation is not None:
-        return _send_confirmation(petition, confirmation)
+        return _send_confirmation(*confirmation)
     return _kept_page(
         "public/signed.html",
-        petition.slug,
-        lambda slot: render_template(
-            "public/signed.html", petition=petition, text=petition.text(g.lang), receipt=slot
-        ),
+        slug,
+        lambda slot: _signed_html(_visible_petition(slug), slot),
         signed.receipt,
+    )
+
+
+_TOO_FAST_OR_OLD = lazy_gettext(
+    "This form is too old or was sent too quickly. Please check your answers and send it again."
+)
+_BAD_EMAIL = lazy_gettext("This email address does not look right. Check it and try again.")
+_BAD_PHONE = lazy_gettext(
+    "This phone number does not look right. Type it as you would dial it in Cambodia, like "
+    "012 345 678, or with +855."
+)
+_TOO_LONG = lazy_gettext("Your details are too long together. Please shorten the comment.")
+_CLOSED = lazy_gettext("This petition is closed.")
+
+
+def _signing_keys(slug: str) -> SigningKeys | None:
+    """The petition's signing material, kept by this worker; None unless it accepts
+    signatures; a 404 for a petition the public may not see."""
+    kept: KeptKeys = current_app.extensions["samleng.signing_keys"]
+    keys = kept.get(slug)
+    if keys is None:
+        petition = _visible_petition(slug)
+        if petition.status != "open" or petition.past_deadline(utc_today()):
+            return None
+        keys = signing_keys(petition, config().master_key)
+        kept.keep(keys)
+    return keys
+
+
+def _refusal(field: str, message: Any, form: SignForm) -> Callable[[Petition], Any]:
+    return lambda petition: _refuse(petition, field, message, 400, form)
+
+
+def _refusing(slug: str, answer: Callable[[Petition], Any]) -> Any:
+    """``answer(petition)``, unless the petition stopped accepting signatures meanwhile (or
+    ``answer`` has none to give): then the page saying it is closed."""
+    kept: KeptKeys = current_app.extensions["samleng.signing_keys"]
+    try:
+        petition = _visible_petition(slug)
+    except NotFound:
+        kept.drop(slug)
+        raise
+    if petition.status == "open" and not petition.past_deadline(utc_today()):
+        page = answer(petition)
+        if page is not None:
+            return page
+    kept.drop(slug)
+    return _refuse(petition, "form", _CLOSED, 409)
+
+
+def _signed_html(petition: Petition, receipt: str) -> str:
+    return render_template(
+        "public/signed.html", petition=petition, text=petition.text(g.lang), receipt=receipt
     )
 
 

@@ -1,6 +1,6 @@
-"""The signing path: normalise → dedup token → seal details → store, in one transaction.
+"""The signing path: normalise → dedup token → seal details → store, in one statement.
 
-This module takes the session and the master key as arguments and imports nothing of Flask.
+This module takes the session and the keys as arguments and imports nothing of Flask.
 A repeated identifier is answered exactly like a first one (same work, same page, a receipt
 code) so that the answer never tells a third party whether somebody had signed; see
 SECURITY.md for what a repeated submission can still reveal.
@@ -8,12 +8,28 @@ SECURITY.md for what a repeated submission can still reveal.
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import (
+    Engine,
+    LargeBinary,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from crypto.details import seal_details
 from crypto.identifiers import normalize_identifier
@@ -45,42 +61,224 @@ class Signed:
     counted: bool = field(repr=False)
 
 
-def _insert_token_once(session: Session, petition_id: int, token: bytes) -> bool:
-    """Insert the token unless present; True when this call inserted it.
+@dataclass(frozen=True, kw_only=True)
+class SigningKeys:
+    """What signing needs of an open petition: all of it fixed when the petition opened.
 
-    ON CONFLICT DO NOTHING lets the unique key decide between two workers racing on the same
-    identifier, without an exception and without aborting a PostgreSQL transaction.
+    A worker may therefore keep it between requests (service/public.py keeps it a few
+    seconds); whether the petition still accepts signatures is checked by the write itself.
     """
-    dialect = session.get_bind().dialect.name
-    values = {"petition_id": petition_id, "token": token}
-    stmt: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        stmt = postgresql.insert(DedupToken).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(DedupToken).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise NotImplementedError(dialect)
-    # RETURNING says whether a row went in; rowcount is not reliable across drivers here.
-    inserted = session.execute(stmt.returning(DedupToken.token)).first()
-    return inserted is not None
+
+    petition_id: int
+    slug: str
+    origin: str
+    identifier_mode: str
+    verification_mode: str
+    region: str
+    argon2: Argon2Params
+    salt: bytes = field(repr=False)
+    dedup_key: bytes = field(repr=False)
+    details_public_key: bytes = field(repr=False)
+
+
+def signing_keys(petition: Petition, master_key: bytes) -> SigningKeys:
+    """The petition's signing material, its dedup key unwrapped."""
+    if petition.wrapped_dedup_key is None:
+        raise PetitionStateError(f"petition {petition.slug!r} has no dedup key")
+    return SigningKeys(
+        petition_id=petition.id,
+        slug=petition.slug,
+        origin=petition.origin,
+        identifier_mode=petition.identifier_mode,
+        verification_mode=petition.verification_mode,
+        region=petition.region,
+        argon2=petition.argon2,
+        salt=petition.salt,
+        dedup_key=unwrap_key(master_key, petition.wrapped_dedup_key, petition.origin),
+        details_public_key=petition.details_public_key,
+    )
+
+
+class KeptKeys:
+    """Open petitions' SigningKeys, kept by one worker for ``seconds``: a signature then needs
+    no query and no key unwrap before its hash. Only the fixed material is kept; whether the
+    petition still accepts signatures is checked by the write. Bounded, so that many
+    petitions cannot grow the worker.
+
+    The cost: a worker holds an open petition's unwrapped dedup key between requests; it is
+    read afresh after ``seconds``, so it is held at most that long after closing (SECURITY.md).
+    """
+
+    def __init__(
+        self,
+        seconds: float = 10.0,
+        max_petitions: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.seconds = seconds
+        self._max = max_petitions
+        self._clock = clock
+        self._kept: dict[str, tuple[float, SigningKeys]] = {}
+
+    def get(self, slug: str) -> SigningKeys | None:
+        """The kept keys of ``slug``, or None when there are none or they ran out."""
+        found = self._kept.get(slug)
+        if found is None:
+            return None
+        if self._clock() >= found[0]:
+            self.drop(slug)
+            return None
+        return found[1]
+
+    def keep(self, keys: SigningKeys) -> None:
+        """Keep ``keys`` for ``seconds`` from now."""
+        if self.seconds <= 0:
+            return
+        if len(self._kept) >= self._max:
+            self._kept.clear()
+        self._kept[keys.slug] = (self._clock() + self.seconds, keys)
+
+    def drop(self, slug: str) -> None:
+        """Forget ``slug``'s keys (its petition stopped accepting signatures)."""
+        self._kept.pop(slug, None)
+
+    def clear(self) -> None:
+        """Forget every kept key (an organiser changed something)."""
+        self._kept.clear()
+
+
+class Recorded(enum.Enum):
+    """What storing a signature did."""
+
+    COUNTED = "counted"  # the token (if any) and the pending signature went in
+    REPEATED = "repeated"  # the token was there already: nothing was written
+    CLOSED = "closed"  # the petition no longer accepts signatures: nothing was written
+
+
+def _accepting() -> ColumnElement[bool]:
+    """The petition row ``:petition_id`` accepts signatures on the UTC day ``:today``."""
+    return and_(
+        Petition.id == bindparam("petition_id"),
+        Petition.status == "open",
+        or_(Petition.closes_on.is_(None), Petition.closes_on >= bindparam("today")),
+    )
+
+
+# The tables, not the ORM classes: these are plain Core statements, run without the ORM's
+# bulk-insert machinery (which does not take INSERT … SELECT).
+_DEDUP_TOKEN = cast(Table, DedupToken.__table__)
+_PENDING_SIGNATURE = cast(Table, PendingSignature.__table__)
+
+
+def _token_insert(insert_into: Callable[[Any], Any]) -> Any:
+    """INSERT the token if the petition accepts signatures; ON CONFLICT lets the unique key
+    decide between two workers racing on one identifier, without aborting a transaction."""
+    rows = select(Petition.id, bindparam("token", type_=LargeBinary)).where(_accepting())
+    return (
+        insert_into(_DEDUP_TOKEN)
+        .from_select(["petition_id", "token"], rows)
+        .on_conflict_do_nothing()
+        .returning(_DEDUP_TOKEN.c.petition_id)
+    )
+
+
+def _pending_insert(petition_id: Any, *where: ColumnElement[bool]) -> Any:
+    """INSERT the pending signature for each ``petition_id`` the selection yields."""
+    rows: Select[Any] = select(
+        bindparam("commitment", type_=LargeBinary),
+        petition_id,
+        bindparam("kind"),
+        bindparam("details_ciphertext", type_=LargeBinary),
+    ).where(*where)
+    return (
+        insert(_PENDING_SIGNATURE)
+        .from_select(["commitment", "petition_id", "kind", "details_ciphertext"], rows)
+        .returning(_PENDING_SIGNATURE.c.petition_id)
+    )
+
+
+def _postgresql_statement(with_token: bool) -> Any:
+    """The whole write as one statement, so one round trip: a data-modifying CTE that also
+    says whether the petition accepts signatures and whether the signature went in."""
+    if with_token:
+        counted = _token_insert(postgresql.insert).cte("counted")
+    else:
+        counted = select(Petition.id.label("petition_id")).where(_accepting()).cte("counted")
+    pending = _pending_insert(counted.c.petition_id).cte("pending")
+    return select(
+        exists(select(Petition.id).where(_accepting())).label("accepting"),
+        exists(select(pending.c.petition_id)).label("counted"),
+    )
+
+
+# Built once: SQLAlchemy then finds each compiled statement in its cache.
+_POSTGRESQL = {True: _postgresql_statement(True), False: _postgresql_statement(False)}
+_SQLITE_TOKEN = _token_insert(sqlite.insert)
+_SQLITE_PENDING = _pending_insert(Petition.id, _accepting())
+_SQLITE_ACCEPTING = select(Petition.id).where(_accepting())
+
+
+def record_signature(
+    session: Session,
+    *,
+    petition_id: int,
+    token: bytes | None,
+    commitment: bytes,
+    kind: LeafKind,
+    details_ciphertext: bytes,
+    today: dt.date | None = None,
+) -> Recorded:
+    """Store a signature: its dedup token (None: the petition has none) and pending row, both
+    or neither, and only while the petition accepts signatures. Commits.
+
+    On PostgreSQL this is one statement in one round trip, committed by itself. SQLite cannot
+    modify data in a CTE; there the first statement is an INSERT, so the transaction holds the
+    write lock before it reads anything (a read first could fail later on a stale snapshot).
+    """
+    params = {
+        "petition_id": petition_id,
+        "today": today or utc_today(),
+        "token": token,
+        "commitment": commitment,
+        "kind": int(kind),
+        "details_ciphertext": details_ciphertext,
+    }
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql" and isinstance(bind, Engine):
+        if session.in_transaction():
+            session.commit()  # nothing of the session's stays open meanwhile
+        # A single statement is its own transaction: run alone, with neither the BEGIN and
+        # COMMIT round trips nor the ORM session's bookkeeping.
+        with bind.connect() as connection:
+            alone = connection.execution_options(isolation_level="AUTOCOMMIT")
+            accepting, counted = alone.execute(_POSTGRESQL[token is not None], params).one()
+    elif token is not None:
+        counted = session.execute(_SQLITE_TOKEN, params).first() is not None
+        if counted:
+            session.execute(_SQLITE_PENDING, params)
+        accepting = counted or session.execute(_SQLITE_ACCEPTING, params).first() is not None
+    else:
+        counted = session.execute(_SQLITE_PENDING, params).first() is not None
+        accepting = counted
+    session.commit()
+    if not accepting:
+        return Recorded.CLOSED
+    return Recorded.COUNTED if counted else Recorded.REPEATED
 
 
 def identifier_token(
-    petition: Petition, identifier: str, master_key: bytes, hasher: TokenHasher = dedup_token
+    keys: SigningKeys, identifier: str, hasher: TokenHasher = dedup_token
 ) -> bytes:
     """The petition's Argon2id dedup token of a raw identifier (normalised first)."""
-    normalized = normalize_identifier(petition.identifier_mode, identifier, region=petition.region)
-    if petition.wrapped_dedup_key is None:
-        raise PetitionStateError(f"petition {petition.slug!r} has no dedup key")
-    dedup_key = unwrap_key(master_key, petition.wrapped_dedup_key, petition.origin)
-    return hasher(dedup_key, normalized, petition.salt, petition.argon2)
+    normalized = normalize_identifier(keys.identifier_mode, identifier, region=keys.region)
+    return hasher(keys.dedup_key, normalized, keys.salt, keys.argon2)
 
 
-def new_receipt(petition: Petition, details: Mapping[str, str]) -> tuple[bytes, bytes, bytes]:
+def new_receipt(keys: SigningKeys, details: Mapping[str, str]) -> tuple[bytes, bytes, bytes]:
     """A fresh receipt secret, its commitment, and the details sealed to that commitment."""
     secret = new_receipt_secret()
-    commitment = receipt_commitment(petition.origin, secret)
-    ciphertext = seal_details(petition.details_public_key, petition.origin, commitment, details)
+    commitment = receipt_commitment(keys.origin, secret)
+    ciphertext = seal_details(keys.details_public_key, keys.origin, commitment, details)
     return secret, commitment, ciphertext
 
 
@@ -96,42 +294,38 @@ def token_counted(session: Session, petition_id: int, token: bytes) -> bool:
 
 def sign_petition(
     session: Session,
-    petition: Petition,
+    keys: SigningKeys,
     submission: Submission,
     *,
-    master_key: bytes,
     hasher: TokenHasher = dedup_token,
+    today: dt.date | None = None,
 ) -> Signed:
     """Record one signature (or nothing, for a repeated identifier) and return its receipt.
 
     Raises crypto.errors.InvalidIdentifier and DetailsTooLarge for bad input and
     PetitionStateError when the petition is not open; nothing is written in those cases.
     """
-    if petition.status != "open" or petition.past_deadline(utc_today()):
-        raise PetitionStateError(f"petition {petition.slug!r} is not accepting signatures")
-    # End the read transaction now: none stays open during the Argon2 work, and on SQLite the
-    # write below then waits for the lock instead of failing on a stale read snapshot.
-    petition_id = petition.id
-    session.commit()
+    # No read transaction stays open during the Argon2 work (nor, on SQLite, a stale
+    # snapshot that would make the write below fail instead of waiting for the lock).
+    if session.in_transaction():
+        session.commit()
     token: bytes | None = None
-    if petition.identifier_mode != "none":
+    if keys.identifier_mode != "none":
         if submission.identifier is None:
             raise ValueError("this petition needs an identifier")
-        token = identifier_token(petition, submission.identifier, master_key, hasher)
+        token = identifier_token(keys, submission.identifier, hasher)
     # Sealed before anything is stored, also for a repeated identifier, so that both answers
     # take the same time and a too-long input is refused with nothing written.
-    secret, commitment, ciphertext = new_receipt(petition, submission.details)
-    counted = True
-    if token is not None:
-        counted = _insert_token_once(session, petition_id, token)
-    if counted:
-        session.add(
-            PendingSignature(
-                commitment=commitment,
-                petition_id=petition_id,
-                kind=int(LeafKind.SIGNATURE),
-                details_ciphertext=ciphertext,
-            )
-        )
-    session.commit()
-    return Signed(receipt=format_receipt(secret), counted=counted)
+    secret, commitment, ciphertext = new_receipt(keys, submission.details)
+    recorded = record_signature(
+        session,
+        petition_id=keys.petition_id,
+        token=token,
+        commitment=commitment,
+        kind=LeafKind.SIGNATURE,
+        details_ciphertext=ciphertext,
+        today=today,
+    )
+    if recorded is Recorded.CLOSED:
+        raise PetitionStateError(f"petition {keys.slug!r} is not accepting signatures")
+    return Signed(receipt=format_receipt(secret), counted=recorded is Recorded.COUNTED)

@@ -32,14 +32,16 @@ from crypto.receipts import format_receipt, receipt_commitment
 from crypto.tokens import TOKEN_BYTES, dedup_token
 from service.errors import Error, PetitionStateError
 from service.keys import derive_key
-from service.models import PendingSignature, Petition, utc_today
+from service.models import Petition, utc_today
 from service.signing import (
+    Recorded,
     Signed,
     Submission,
     TokenHasher,
-    _insert_token_once,
     identifier_token,
     new_receipt,
+    record_signature,
+    signing_keys,
     token_counted,
 )
 
@@ -174,8 +176,9 @@ def request_confirmation(
         raise ValueError("this petition needs an email address")
     petition_id = petition.id
     session.commit()  # no read transaction stays open during the Argon2 work
-    token = identifier_token(petition, submission.identifier, master_key, hasher)
-    secret, _commitment, ciphertext = new_receipt(petition, submission.details)
+    keys = signing_keys(petition, master_key)
+    token = identifier_token(keys, submission.identifier, hasher)
+    secret, _commitment, ciphertext = new_receipt(keys, submission.details)
     link = seal_link(
         master_key,
         petition,
@@ -224,18 +227,18 @@ def confirm_signature(
     """
     _accepting(petition)
     contents = open_link(master_key, petition, link, max_age=max_age, now=now)
-    petition_id = petition.id
+    petition_id, origin, slug = petition.id, petition.origin, petition.slug
     session.commit()
-    if not _insert_token_once(session, petition_id, contents.token):
-        session.rollback()
-        raise LinkUsed("this address has signed already")
-    session.add(
-        PendingSignature(
-            commitment=receipt_commitment(petition.origin, contents.secret),
-            petition_id=petition_id,
-            kind=int(LeafKind.VERIFIED_SIGNATURE),
-            details_ciphertext=contents.details_ciphertext,
-        )
+    recorded = record_signature(
+        session,
+        petition_id=petition_id,
+        token=contents.token,
+        commitment=receipt_commitment(origin, contents.secret),
+        kind=LeafKind.VERIFIED_SIGNATURE,
+        details_ciphertext=contents.details_ciphertext,
     )
-    session.commit()
+    if recorded is Recorded.REPEATED:
+        raise LinkUsed("this address has signed already")
+    if recorded is Recorded.CLOSED:
+        raise PetitionStateError(f"petition {slug!r} is not accepting signatures")
     return Signed(receipt=format_receipt(contents.secret), counted=True)

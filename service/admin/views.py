@@ -117,8 +117,9 @@ def _no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     if request.method == "POST":
         # A petition may have changed: this worker shows it at once, the others within
-        # SAMLENG_PAGE_CACHE_SECONDS.
+        # SAMLENG_PAGE_CACHE_SECONDS; and no worker keeps its keys more than ten seconds.
         current_app.extensions["samleng.pages"].clear()
+        current_app.extensions["samleng.signing_keys"].clear()
     return response
 
 

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from crypto.details import open_details
 from crypto.receipts import parse_receipt, receipt_commitment
-from service.db import get_session
-from service.models import DedupToken, PendingSignature
-from tests.conftest import OpenPetition, add_petition, form_token, post_raw, receipt_of, sign
+from crypto.tokens import DEFAULT_ARGON2
+from service import create_app
+from service.db import get_session, upgrade
+from service.models import DedupToken, PendingSignature, utc_today
+from service.petitions import close_petition, forget_petition, get_petition
+from service.signing import KeptKeys, SigningKeys
+from tests.conftest import (
+    OpenPetition,
+    add_petition,
+    form_token,
+    make_config,
+    post_raw,
+    receipt_of,
+    sign,
+)
 
 
 def rows(app: Flask) -> tuple[int, int]:
@@ -222,3 +237,128 @@ def test_errors_are_translated_pages_without_trace(client: FlaskClient) -> None:
     assert '<html lang="km">' in body
     assert "Traceback" not in body
     assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def _stop_accepting(app: Flask, slug: str, how: str) -> None:
+    """Change the petition in the database only, behind the worker's kept keys."""
+    with app.app_context():
+        session = get_session()
+        petition = get_petition(session, slug)
+        if how == "past its last day":
+            petition.closes_on = utc_today() - dt.timedelta(days=1)
+        else:
+            close_petition(session, petition)
+            if how == "forgotten":
+                forget_petition(session, petition)
+        session.commit()
+
+
+@pytest.mark.parametrize("mode", ["phone", "none"])
+@pytest.mark.parametrize("how", ["closed", "past its last day", "forgotten"])
+def test_the_write_refuses_a_petition_that_stopped_behind_the_kept_keys(
+    app: Flask, client: FlaskClient, mode: str, how: str
+) -> None:
+    """The worker keeps an open petition's keys, not its status: the write checks that."""
+    add_petition(app, slug="kept", identifier_mode=mode)
+    first = {"identifier": "012 345 678"} if mode == "phone" else {}
+    assert sign(client, "kept", **first).status_code == 200
+    kept: KeptKeys = app.extensions["samleng.signing_keys"]
+    assert kept.get("kept") is not None
+    token = form_token(client, "kept")
+    before = rows(app)
+    _stop_accepting(app, "kept", how)
+    second = {"identifier": "012 345 679"} if mode == "phone" else {}
+    response = client.post(
+        "/en/p/kept/sign", data={"form_token": token, "consent": "yes", **second}
+    )
+    if how == "forgotten":
+        assert response.status_code == 404
+    else:
+        assert response.status_code == 409
+        assert "This petition is closed." in response.get_data(as_text=True)
+    assert kept.get("kept") is None
+    after = rows(app)
+    # A forgotten petition's tokens are gone; nothing else changed.
+    assert after == ((0, before[1]) if how == "forgotten" else before)
+
+
+def test_a_repeated_identifier_writes_nothing_and_looks_the_same(
+    app: Flask, client: FlaskClient, petition: OpenPetition
+) -> None:
+    first = sign(client, petition.slug, identifier="012 345 678")
+    again = sign(client, petition.slug, identifier="+855 12 345 678")
+    assert first.status_code == again.status_code == 200
+    assert receipt_of(first) != receipt_of(again)
+    assert rows(app) == (1, 1)
+
+
+def test_a_signature_is_one_statement_on_postgresql(tmp_path: Path, database_url: str) -> None:
+    """With the page and the keys kept, nothing is read before the hash; on PostgreSQL the
+    write is a single statement (SQLite, which cannot write in a CTE, takes two)."""
+    application = create_app(make_config(tmp_path, database_url, page_cache_seconds=60))
+    engine = application.extensions["samleng.engine"]
+    upgrade(engine)
+    add_petition(application, slug="one")
+    client = application.test_client()
+    assert sign(client, "one", identifier="012 345 600").status_code == 200  # warms both
+    token = form_token(client, "one")
+    statements: list[str] = []
+    # SQLite's BEGIN is sent by the app itself (service/db.py); PostgreSQL's by the driver.
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda *a: a[2].startswith("BEGIN") or statements.append(a[2]),
+    )
+    response = client.post(
+        "/en/p/one/sign", data={"form_token": token, "consent": "yes", "identifier": "012 345 601"}
+    )
+    assert response.status_code == 200
+    expected = 1 if engine.dialect.name == "postgresql" else 2
+    assert len(statements) == expected, statements
+    assert all(s.lstrip().startswith(("WITH", "INSERT")) for s in statements), statements
+    assert rows(application) == (2, 2)
+    engine.dispose()
+
+
+def test_kept_keys_run_out_are_bounded_and_can_be_dropped() -> None:
+    now = [0.0]
+    kept = KeptKeys(seconds=10, max_petitions=2, clock=lambda: now[0])
+    keys = [_keys(slug) for slug in ("a", "b", "c")]
+    kept.keep(keys[0])
+    assert kept.get("a") is keys[0]
+    now[0] = 9.9
+    assert kept.get("a") is keys[0]
+    now[0] = 10.0
+    assert kept.get("a") is None
+    kept.keep(keys[0])
+    kept.keep(keys[1])
+    kept.keep(keys[2])  # full: the others go
+    assert (kept.get("a"), kept.get("b"), kept.get("c")) == (None, None, keys[2])
+    kept.drop("c")
+    assert kept.get("c") is None
+    kept.keep(keys[0])
+    kept.clear()
+    assert kept.get("a") is None
+    never = KeptKeys(seconds=0)
+    never.keep(keys[0])
+    assert never.get("a") is None
+
+
+def test_kept_keys_do_not_show_secrets_in_their_repr() -> None:
+    keys = _keys("a")
+    assert keys.dedup_key.hex() not in repr(keys) and "dedup_key" not in repr(keys)
+
+
+def _keys(slug: str) -> SigningKeys:
+    return SigningKeys(
+        petition_id=1,
+        slug=slug,
+        origin="https://example.org/p/" + slug,
+        identifier_mode="phone",
+        verification_mode="none",
+        region="KH",
+        argon2=DEFAULT_ARGON2,
+        salt=bytes(16),
+        dedup_key=bytes(range(32)),
+        details_public_key=bytes(32),
+    )
