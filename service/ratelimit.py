@@ -27,6 +27,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
+from limits.storage import MemoryStorage
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.config import Config
@@ -102,6 +103,34 @@ class WorkGate:
             return self._threads.submit(fn, *args, **kwargs).result()
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """limits' memory storage, with expired keys swept at most once a second, inline.
+
+    The library's own sweeps every 10 ms on a timer thread that ends after each sweep and is
+    started again by the next hit: under load, one new thread per request (bench/README.md).
+    Reads check expiry themselves, so sweeping less often changes no limit; it only bounds
+    memory, and one sweep a second does that as well.
+    """
+
+    STORAGE_SCHEME = ["samleng-memory"]
+    SWEEP_SECONDS = 1.0
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str):
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self._swept = time.monotonic()
+        self._sweeping = threading.Lock()
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - overrides the private hook
+        now = time.monotonic()
+        if now - self._swept < self.SWEEP_SECONDS or not self._sweeping.acquire(blocking=False):
+            return
+        try:
+            self._swept = now
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+        finally:
+            self._sweeping.release()
+
+
 class ClientKeys:
     """Turns a client address or circuit into a pseudonym that rotates every UTC day."""
 
@@ -171,13 +200,16 @@ def init_app(app: Flask, config: Config) -> None:
     app.extensions["samleng.client_keys"] = ClientKeys(config.master_key)
     app.extensions["samleng.argon2_gate"] = WorkGate(config.argon2_concurrency, config.argon2_wait)
     options: dict[str, Any] = {}
-    if config.ratelimit_storage_uri.startswith(("redis://", "rediss://")):
+    storage_uri = config.ratelimit_storage_uri
+    if storage_uri.startswith(("redis://", "rediss://")):
         options = dict(_REDIS_OPTIONS)
+    elif storage_uri == "memory://":
+        storage_uri = "samleng-memory://"
     limiter = Limiter(
         client_key,
         app=app,
         default_limits=[config.ratelimit_pages],
-        storage_uri=config.ratelimit_storage_uri,
+        storage_uri=storage_uri,
         storage_options=options,
         strategy="sliding-window-counter",
         key_prefix="samleng",

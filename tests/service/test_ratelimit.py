@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from limits import parse
+from limits.strategies import FixedWindowRateLimiter, SlidingWindowCounterRateLimiter
 
 from service import create_app
 from service.db import upgrade
-from service.ratelimit import CIRCUIT_HEADER, ClientKeys, Overloaded, WorkGate
+from service.ratelimit import CIRCUIT_HEADER, ClientKeys, Overloaded, SweptMemoryStorage, WorkGate
 from tests.components import require_program
 from tests.conftest import add_petition, make_config, sign
 
@@ -304,3 +306,39 @@ def test_the_gate_works_in_a_forked_child() -> None:
         time.sleep(0.05)
     os.kill(pid, 9)
     raise AssertionError("the forked child's gate never ran the work")
+
+
+def test_the_memory_storage_starts_no_thread_per_hit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """limits' own memory storage starts a timer thread after almost every hit under load."""
+    storage = SweptMemoryStorage()
+    started: list[threading.Timer] = []
+    real_start = threading.Timer.start
+
+    def counted(timer: threading.Timer) -> None:
+        started.append(timer)
+        real_start(timer)
+
+    monkeypatch.setattr(threading.Timer, "start", counted)
+    limiter = SlidingWindowCounterRateLimiter(storage)
+    limit = parse("1000 per minute")
+    for n in range(200):
+        assert limiter.hit(limit, f"client-{n % 7}")
+        time.sleep(0.0005)
+    assert started == []
+    assert limiter.get_window_stats(limit, "client-0").remaining < 1000
+
+
+def test_the_memory_storage_still_forgets_expired_keys() -> None:
+    storage = SweptMemoryStorage()
+    storage.SWEEP_SECONDS = 0.05
+    limiter = FixedWindowRateLimiter(storage)
+    limiter.hit(parse("5 per second"), "gone")
+    time.sleep(1.2)
+    limiter.hit(parse("5 per hour"), "other")  # a hit sweeps, at most once per SWEEP_SECONDS
+    assert not any("gone" in key for key in storage.storage)
+    assert any("other" in key for key in storage.storage)
+
+
+def test_memory_uri_selects_the_swept_storage(tmp_path: Path) -> None:
+    app = limited_app(tmp_path, "memory://")
+    assert isinstance(app.extensions["samleng.limiter"].storage, SweptMemoryStorage)

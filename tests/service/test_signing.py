@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -292,7 +294,9 @@ def test_a_repeated_identifier_writes_nothing_and_looks_the_same(
     assert rows(app) == (1, 1)
 
 
-def test_a_signature_is_one_statement_on_postgresql(tmp_path: Path, database_url: str) -> None:
+def test_a_signature_is_one_statement_on_postgresql(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With the page and the keys kept, nothing is read before the hash; on PostgreSQL the
     write is a single statement (SQLite, which cannot write in a CTE, takes two)."""
     application = create_app(make_config(tmp_path, database_url, page_cache_seconds=60))
@@ -303,12 +307,20 @@ def test_a_signature_is_one_statement_on_postgresql(tmp_path: Path, database_url
     assert sign(client, "one", identifier="012 345 600").status_code == 200  # warms both
     token = form_token(client, "one")
     statements: list[str] = []
-    # SQLite's BEGIN is sent by the app itself (service/db.py); PostgreSQL's by the driver.
+    # What goes through SQLAlchemy (SQLite's BEGIN is sent by the app itself, service/db.py;
+    # PostgreSQL's by the driver), and what the signing write sends to psycopg directly.
     event.listen(
         engine,
         "before_cursor_execute",
         lambda *a: a[2].startswith("BEGIN") or statements.append(a[2]),
     )
+    real_execute = psycopg.Connection.execute
+
+    def execute(connection: psycopg.Connection[Any], query: Any, *args: Any, **kw: Any) -> Any:
+        statements.append(str(query))
+        return real_execute(connection, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
     response = client.post(
         "/en/p/one/sign", data={"form_token": token, "consent": "yes", "identifier": "012 345 601"}
     )
