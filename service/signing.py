@@ -211,11 +211,13 @@ def _postgresql_statement(with_token: bool) -> Any:
     )
 
 
-# Built once: SQLAlchemy then finds each compiled statement in its cache.
+# Built once (SQLAlchemy then finds the SQLite ones compiled in its cache; the PostgreSQL
+# ones are compiled once per dialect into _COMPILED).
 _POSTGRESQL = {True: _postgresql_statement(True), False: _postgresql_statement(False)}
 _SQLITE_TOKEN = _token_insert(sqlite.insert)
 _SQLITE_PENDING = _pending_insert(Petition.id, _accepting())
 _SQLITE_ACCEPTING = select(Petition.id).where(_accepting())
+_COMPILED: dict[tuple[str, str, bool], tuple[str, dict[str, Any]]] = {}
 
 
 def _run_alone(engine: Engine, with_token: bool, params: dict[str, Any]) -> tuple[bool, bool]:
@@ -240,9 +242,6 @@ def _run_alone(engine: Engine, with_token: bool, params: dict[str, Any]) -> tupl
     finally:
         pooled.close()  # back to the pool; a broken connection is dropped there
     return bool(row[0]), bool(row[1])
-
-
-_COMPILED: dict[tuple[str, str, bool], tuple[str, dict[str, Any]]] = {}
 
 
 def record_signature(
@@ -271,19 +270,20 @@ def record_signature(
         "details_ciphertext": details_ciphertext,
     }
     bind = session.get_bind()
-    if bind.dialect.name == "postgresql" and isinstance(bind, Engine):
+    if bind.dialect.name == "postgresql":
         if session.in_transaction():
             session.commit()  # nothing of the session's stays open meanwhile
-        accepting, counted = _run_alone(bind, token is not None, params)
-    elif token is not None:
-        counted = session.execute(_SQLITE_TOKEN, params).first() is not None
-        if counted:
-            session.execute(_SQLITE_PENDING, params)
-        accepting = counted or session.execute(_SQLITE_ACCEPTING, params).first() is not None
+        accepting, counted = _run_alone(bind.engine, token is not None, params)
     else:
-        counted = session.execute(_SQLITE_PENDING, params).first() is not None
-        accepting = counted
-    session.commit()
+        if token is not None:
+            counted = session.execute(_SQLITE_TOKEN, params).first() is not None
+            if counted:
+                session.execute(_SQLITE_PENDING, params)
+            accepting = counted or session.execute(_SQLITE_ACCEPTING, params).first() is not None
+        else:
+            counted = session.execute(_SQLITE_PENDING, params).first() is not None
+            accepting = counted
+        session.commit()
     if not accepting:
         return Recorded.CLOSED
     return Recorded.COUNTED if counted else Recorded.REPEATED
