@@ -97,7 +97,7 @@ def create_app(config: Config | None = None) -> Flask:
             (render_template("public/error.html", code=code, message=message), code)
         )
         if code == 429:
-            response.headers["Retry-After"] = str(ratelimit.retry_after_seconds(app))
+            response.headers["Retry-After"] = str(ratelimit.retry_after_seconds(app, error))
         return response
 
     @app.errorhandler(RedisError)

@@ -6,16 +6,22 @@ header, believed only when the request comes straight from a configured proxy ad
 is turned into an HMAC under a key that changes every UTC day, so no address or circuit ID is
 ever held in clear, not in memory stores and not in Redis.
 
-If the limiter's storage fails, flask-limiter falls back to per-process memory limits: the
+If the limiter's storage fails, every limit falls back to per-process memory limits: the
 service never fails open and never answers 500 because Redis is down.
+
+Signing is limited by ``SigningLimits`` rather than flask-limiter (same storage, strategy and
+keys): flask-limiter's generic work per request cost a signature more CPU than the two
+storage hits themselves (bench/README.md).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
+import logging
 import os
 import threading
 import time
@@ -27,7 +33,12 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
-from limits.storage import MemoryStorage
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, Storage
+from limits.strategies import SlidingWindowCounterRateLimiter
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.config import Config
@@ -36,6 +47,7 @@ from service.keys import derive_key
 
 P = ParamSpec("P")
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 CIRCUIT_HEADER = "X-Samleng-Circuit"
 # Storage calls must fail fast so that a dead Redis degrades to fallback limits quickly.
 _REDIS_OPTIONS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
@@ -131,6 +143,66 @@ class SweptMemoryStorage(MemoryStorage):
             self._sweeping.release()
 
 
+class SigningLimits:
+    """The limits on signing, per client and per petition, checked on the limiter's storage.
+
+    The same strategy (sliding-window counter) and storage keys as flask-limiter would use,
+    without its per-request machinery: resolving a route's limits, exemptions and its request
+    context cost more CPU than the storage hits. While the storage fails, signing falls back
+    like every other route: ``fallback`` per client in this process's memory, and the storage
+    is tried again every ``RETRY_SECONDS``.
+    """
+
+    RETRY_SECONDS = 5.0
+    SCOPE = "public.sign"
+
+    def __init__(
+        self, storage: Storage, *, per_client: str, per_petition: str, fallback: str
+    ) -> None:
+        self._shared = SlidingWindowCounterRateLimiter(storage)
+        self._local = SlidingWindowCounterRateLimiter(SweptMemoryStorage())
+        self._per_client = parse_many(per_client)
+        self._per_petition = parse_many(per_petition)
+        self._fallback = parse_many(fallback)
+        self._retry_at = 0.0  # while the storage fails: when to try it again
+
+    def hit(self, client: str, slug: str) -> None:
+        """Count one signature; TooManyRequests (with retry_after) if a limit is exceeded."""
+        if time.monotonic() >= self._retry_at:
+            try:
+                self._count(self._shared, self._per_client, client)
+                self._count(self._shared, self._per_petition, "petition:" + slug)
+            except (RedisError, StorageError) as exc:
+                if not self._retry_at:
+                    name = type(exc).__name__
+                    log.warning("rate-limit storage failed (%s): signing limits in memory", name)
+                self._retry_at = time.monotonic() + self.RETRY_SECONDS
+            else:
+                if self._retry_at:
+                    log.warning("rate-limit storage answers again: signing limits shared")
+                    self._retry_at = 0.0
+                return
+        self._count(self._local, self._fallback, client)
+
+    def _count(
+        self, strategy: SlidingWindowCounterRateLimiter, items: list[RateLimitItem], key: str
+    ) -> None:
+        for item in items:
+            if not strategy.hit(item, "samleng", key, self.SCOPE):
+                reset = strategy.get_window_stats(item, "samleng", key, self.SCOPE).reset_time
+                raise TooManyRequests(retry_after=max(1, int(reset - time.time()) + 1))
+
+    def limit(self, view: Callable[P, T]) -> Callable[P, T]:
+        """``view`` (with a ``slug`` argument), refused with 429 beyond the limits."""
+
+        @functools.wraps(view)
+        def limited(*args: P.args, **kwargs: P.kwargs) -> T:
+            self.hit(client_key(), str(kwargs.get("slug", "")))
+            return view(*args, **kwargs)
+
+        return limited
+
+
 class ClientKeys:
     """Turns a client address or circuit into a pseudonym that rotates every UTC day."""
 
@@ -179,12 +251,10 @@ def client_key() -> str:
     return keys.pseudonym("ip", request.remote_addr or "")
 
 
-def _petition_key() -> str:
-    return "petition:" + str((request.view_args or {}).get("slug", ""))
-
-
-def retry_after_seconds(app: Flask) -> int:
+def retry_after_seconds(app: Flask, refusal: HTTPException) -> int:
     """Seconds until the limit that refused the current request resets (at least 1)."""
+    if isinstance(refusal, TooManyRequests) and isinstance(refusal.retry_after, int):
+        return refusal.retry_after  # from SigningLimits
     limiter: Limiter = app.extensions["samleng.limiter"]
     current = limiter.current_limit
     if current is None:
@@ -220,10 +290,16 @@ def init_app(app: Flask, config: Config) -> None:
     )
     app.extensions["samleng.limiter"] = limiter
     limiter.exempt(app.view_functions["root.healthz"])
+    # Signing has limits of its own, on the same storage (see SigningLimits).
+    signing = SigningLimits(
+        limiter.storage,
+        per_client=config.ratelimit_sign,
+        per_petition=config.ratelimit_petition,
+        fallback=config.ratelimit_fallback,
+    )
+    limiter.request_filter(lambda: request.endpoint == "public.sign")
     sign: Any = app.view_functions["public.sign"]
-    sign = limiter.limit(config.ratelimit_sign)(sign)
-    sign = limiter.limit(config.ratelimit_petition, key_func=_petition_key)(sign)
-    app.view_functions["public.sign"] = sign
+    app.view_functions["public.sign"] = signing.limit(sign)
     # Confirming an emailed link counts a signature, so it is limited like signing.
     confirm: Any = app.view_functions["public.confirm"]
     app.view_functions["public.confirm"] = limiter.limit(config.ratelimit_sign, methods=["POST"])(

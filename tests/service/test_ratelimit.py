@@ -19,9 +19,16 @@ from limits.strategies import FixedWindowRateLimiter, SlidingWindowCounterRateLi
 
 from service import create_app
 from service.db import upgrade
-from service.ratelimit import CIRCUIT_HEADER, ClientKeys, Overloaded, SweptMemoryStorage, WorkGate
+from service.ratelimit import (
+    CIRCUIT_HEADER,
+    ClientKeys,
+    Overloaded,
+    SigningLimits,
+    SweptMemoryStorage,
+    WorkGate,
+)
 from tests.components import require_program
-from tests.conftest import add_petition, make_config, sign
+from tests.conftest import add_petition, form_token, make_config, sign
 
 CIRCUITS = ["fc00:dead:beef:4dad::0:1", "fc00:dead:beef:4dad::0:2"]
 ADDRESSES = ["198.51.100.7", "198.51.100.8", "203.0.113.5", "127.0.0.1"]
@@ -188,6 +195,52 @@ def test_redis_stopped_mid_run(tmp_path: Path, private_redis: PrivateRedis) -> N
     after = [client.get("/en/").status_code for _ in range(7)]
     assert 500 not in after and 429 in after
     assert as_client(app, ADDRESSES[1]).get("/en/").status_code == 200
+
+
+def test_all_clients_together_are_limited_per_petition(tmp_path: Path, storage_uri: str) -> None:
+    app = limited_app(tmp_path, storage_uri, ratelimit_sign="100 per minute",
+                      ratelimit_petition="4 per minute")  # fmt: skip
+    add_petition(app, slug="other")
+    answers = [
+        statuses(as_client(app, address), 2, start=100 * i)
+        for i, address in enumerate(ADDRESSES[:3])
+    ]
+    assert answers == [[200, 200], [200, 200], [429, 429]]
+    refused = sign(as_client(app, ADDRESSES[3]), "free-them", identifier="012 345 900")
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 61
+    # The limit is the petition's: another petition still takes signatures.
+    other = as_client(app, ADDRESSES[2])
+    assert sign(other, "other", identifier="012 345 901").status_code == 200
+
+
+def test_signing_falls_back_while_redis_is_down_and_shares_again_after(
+    tmp_path: Path, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SigningLimits, "RETRY_SECONDS", 0.5)
+    app = limited_app(tmp_path, private_redis.url, ratelimit_fallback="3 per minute")
+    token = form_token(as_client(app, ADDRESSES[3]), "free-them")
+
+    def posts(client: FlaskClient, n: int, start: int) -> list[int]:
+        # Straight to the sign endpoint: the pages' own fallback limit is not in the way.
+        fields = {"form_token": token, "consent": "yes", "website": ""}
+        return [
+            client.post(
+                "/en/p/free-them/sign", data={**fields, "identifier": f"012 345 {start + i:03d}"}
+            ).status_code
+            for i in range(n)
+        ]
+
+    client = as_client(app, ADDRESSES[0])
+    assert posts(client, 2, start=0) == [200, 200]
+    private_redis.stop()
+    # Never open, never a 500: the fallback, per client, in this process.
+    assert posts(client, 4, start=10) == [200, 200, 200, 429]
+    assert posts(as_client(app, ADDRESSES[1]), 1, start=20) == [200]
+    private_redis.start()  # empty, on the same port
+    time.sleep(0.6)
+    # The shared limits again (3 per minute, counted afresh), not the spent fallback.
+    assert posts(client, 4, start=30) == [200, 200, 200, 429]
+    assert b"LIMITER" in private_redis.dump_everything()
 
 
 def test_redis_holds_no_address_or_circuit(tmp_path: Path, private_redis: PrivateRedis) -> None:
