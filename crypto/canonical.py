@@ -1,5 +1,6 @@
 """Canonical encodings shared by every format: canonical JSON and the petition origin string."""
 
+import functools
 import json
 import unicodedata
 
@@ -16,11 +17,13 @@ def canonical_json(value: object) -> bytes:
     return text.encode("utf-8")
 
 
+@functools.lru_cache(maxsize=256)
 def encode_origin(origin: str) -> bytes:
     """Return the UTF-8 bytes of a petition origin, refusing values that could blur a format.
 
     An origin ends up in binding contexts (AAD, HPKE info, commitments) and as the checkpoint
     key name, so it must be non-empty and free of whitespace, control characters and ``+``.
+    Results are cached: every signature encodes its petition's origin twice.
     """
     if not origin:
         raise ValueError("origin is empty")

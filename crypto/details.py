@@ -6,6 +6,7 @@ HPKE (RFC 9180, base mode) with ``info = "samleng-details/v1\\n" || origin || "\
 which binds the ciphertext to one petition and one signature's commitment ``c``.
 """
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -115,8 +116,13 @@ def seal_details(
     if len(public_key) != _X25519_KEY_BYTES:
         raise ValueError(f"details public key must be {_X25519_KEY_BYTES} bytes")
     info = details_info(origin, commitment)
-    recipient = X25519PublicKey.from_public_bytes(public_key)
-    return DETAILS_SUITE.encrypt(pad_details(fields), recipient, info)
+    return DETAILS_SUITE.encrypt(pad_details(fields), _recipient(public_key), info)
+
+
+@functools.lru_cache(maxsize=256)
+def _recipient(public_key: bytes) -> X25519PublicKey:
+    # Loading the key is a tenth of a seal; a petition seals every signature to the same one.
+    return X25519PublicKey.from_public_bytes(public_key)
 
 
 def open_details(
