@@ -27,8 +27,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
+from queue import SimpleQueue
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, request
@@ -72,47 +73,111 @@ class WorkGate:
     thread started from such a thread inherits it; hashing on request threads, or on threads
     they start, made a signature cost 1.5 hashes. Dedicated threads also keep Argon2's
     19 MiB in one malloc arena each, instead of one arena per request thread (300 MiB).
+
+    Requests queue their work and the gate's threads take the next item as soon as they are
+    done, holding a slot while they work: a thread never idles waiting for the next request
+    thread to be woken and scheduled (with the GIL) to hand its work over, and a request
+    sleeps and wakes once. ``enter`` holds a slot on the caller's own thread (the admin
+    login's password hash), which the gate's threads then wait for.
     """
 
     def __init__(self, limit: int, wait: float = 0.0) -> None:
-        self._slots = threading.BoundedSemaphore(limit)
         self._wait = wait
         self._limit = limit
-        self._threads = self._start_threads()
+        self._lanes = _Lanes(limit)
+        weakref.finalize(self, self._lanes.close)
         # After a fork (gunicorn --preload) the child has none of these threads: start anew.
         gate = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _restart(gate))
 
-    def _start_threads(self) -> ThreadPoolExecutor:
-        threads = ThreadPoolExecutor(self._limit, thread_name_prefix="samleng-argon2")
-        for started in [threads.submit(time.sleep, 0.01) for _ in range(self._limit)]:
-            started.result()  # all of them now, from this thread, before any request
-        weakref.finalize(self, threads.shutdown, wait=False)
-        return threads
-
     @contextmanager
     def enter(self) -> Iterator[None]:
         """Hold a slot for the block, or raise Overloaded when none frees up in time."""
+        slots = self._lanes.slots
         free = (
-            self._slots.acquire(timeout=self._wait)
-            if self._wait > 0
-            else self._slots.acquire(blocking=False)
+            slots.acquire(timeout=self._wait) if self._wait > 0 else slots.acquire(blocking=False)
         )
         if not free:
             raise Overloaded("no Argon2 slot free")
         try:
             yield
         finally:
-            self._slots.release()
+            slots.release()
 
     def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` on one of the gate's threads, once a slot is free.
 
-        Raises Overloaded when none frees up within the wait. The slot is held for the hash
-        alone: a request's other work (queries, sealing, the page) runs beside the next hash.
+        Raises Overloaded when the work has not started within the wait. The slot is held
+        for the hash alone: a request's other work (queries, sealing, the page) runs beside
+        the next hash.
         """
-        with self.enter():
-            return self._threads.submit(fn, *args, **kwargs).result()
+        lanes = self._lanes
+        if self._wait <= 0:
+            # No waiting: a slot now (handed to the gate's thread with the work) or shed.
+            if not lanes.slots.acquire(blocking=False):
+                raise Overloaded("no Argon2 slot free")
+            return lanes.submit(fn, args, kwargs, slot_taken=True).result()
+        work = lanes.submit(fn, args, kwargs, slot_taken=False)
+        try:
+            return work.result(timeout=self._wait)
+        except TimeoutError:
+            if work.cancel():  # still queued: it never ran and never will
+                raise Overloaded("no Argon2 slot free") from None
+            return work.result()  # started within the wait
+
+
+_Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any], bool]
+
+
+class _Lanes:
+    """A gate's threads, the queue they take work from and the slots they hold while working.
+
+    Nothing here refers to the gate, so that the threads end when the gate is collected.
+    A gate's work items either all bring their slot (no wait) or none does (the threads take
+    one), so a thread never waits for a slot that an item behind it holds.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.slots = threading.BoundedSemaphore(limit)
+        self._queue: SimpleQueue[_Work | None] = SimpleQueue()
+        self._count = limit
+        for i in range(limit):  # all of them now, from this thread, before any request
+            threading.Thread(
+                target=_serve,
+                args=(self._queue, self.slots),
+                name=f"samleng-argon2-{i}",
+                daemon=True,
+            ).start()
+
+    def submit(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], slot_taken: bool
+    ) -> Future[T]:
+        work: Future[T] = Future()
+        self._queue.put((work, fn, args, kwargs, slot_taken))
+        return work
+
+    def close(self) -> None:
+        for _ in range(self._count):
+            self._queue.put(None)
+
+
+def _serve(queue: SimpleQueue[_Work | None], slots: threading.BoundedSemaphore) -> None:
+    """A gate thread: run queued work, each item holding a slot, until told to stop."""
+    while (item := queue.get()) is not None:
+        work, fn, args, kwargs, slot_taken = item
+        if not slot_taken:
+            slots.acquire()
+        if not work.set_running_or_notify_cancel():  # its request stopped waiting
+            slots.release()
+            continue
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting request, as futures do
+            slots.release()  # before the request hears back, so its next run finds it free
+            work.set_exception(exc)
+        else:
+            slots.release()
+            work.set_result(result)
 
 
 class SweptMemoryStorage(MemoryStorage):
@@ -234,8 +299,8 @@ def _restart(gate: weakref.ReferenceType[WorkGate]) -> None:
     """In a forked child: the parent's threads, and any slot they held, did not come along."""
     alive = gate()
     if alive is not None:
-        alive._slots = threading.BoundedSemaphore(alive._limit)
-        alive._threads = alive._start_threads()
+        alive._lanes = _Lanes(alive._limit)
+        weakref.finalize(alive, alive._lanes.close)
 
 
 def client_key() -> str:

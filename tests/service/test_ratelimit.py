@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import socket
 import subprocess
@@ -255,6 +256,27 @@ def test_redis_holds_no_address_or_circuit(tmp_path: Path, private_redis: Privat
         assert needle.encode() not in everything, needle
 
 
+class HeldSlot:
+    """One of ``gate``'s slots, held on a thread of its own until released."""
+
+    def __init__(self, gate: WorkGate) -> None:
+        self._holding, self._released = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._hold, args=(gate,))
+        self._thread.start()
+        assert self._holding.wait(10)
+
+    def _hold(self, gate: WorkGate) -> None:
+        with gate.enter():
+            self._holding.set()
+            self._released.wait(10)
+
+    def release(self, after: float = 0) -> None:
+        threading.Timer(after, self._released.set).start()
+
+    def join(self) -> None:
+        self._thread.join(10)
+
+
 def test_overload_is_shed_with_503_after_the_wait(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://", argon2_concurrency=1, argon2_wait=0.3)
     gate: WorkGate = app.extensions["samleng.argon2_gate"]
@@ -273,21 +295,12 @@ def test_overload_is_shed_with_503_after_the_wait(tmp_path: Path) -> None:
 def test_a_slot_freed_during_the_wait_is_taken(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://", argon2_concurrency=1, argon2_wait=10)
     gate: WorkGate = app.extensions["samleng.argon2_gate"]
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with gate.enter():
-            holding.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    holding.wait(10)
-    threading.Timer(0.2, release.set).start()
+    held = HeldSlot(gate)
+    held.release(after=0.2)
     started = time.monotonic()
     response = sign(as_client(app, ADDRESSES[0]), "free-them", identifier="012 345 678")
     elapsed = time.monotonic() - started
-    holder.join(10)
+    held.join()
     assert response.status_code == 200
     assert 0.2 <= elapsed < 5
 
@@ -327,20 +340,44 @@ def test_the_slot_is_held_only_while_hashing_on_the_gates_own_thread() -> None:
             gate.run(int)
 
 
+def test_work_shed_after_the_wait_never_runs_later() -> None:
+    gate = WorkGate(1, 0.2)
+    ran: list[int] = []
+    held = HeldSlot(gate)
+    started = time.monotonic()
+    with pytest.raises(Overloaded):
+        gate.run(ran.append, 1)
+    assert 0.2 <= time.monotonic() - started < 5
+    held.release()
+    held.join()
+    assert gate.run(ran.append, 2) is None
+    assert ran == [2]  # the shed work was dropped from the queue, not run late
+
+
+def test_an_error_in_the_work_reaches_the_caller_and_frees_the_slot() -> None:
+    gate = WorkGate(1, 0)
+    with pytest.raises(ZeroDivisionError):
+        gate.run(divmod, 1, 0)
+    assert gate.run(divmod, 7, 2) == (3, 1)  # no wait: the slot was free at once
+
+
+def test_the_gates_threads_end_with_the_gate() -> None:
+    before = set(threading.enumerate())
+    gate = WorkGate(2, 0)
+    threads = [t for t in set(threading.enumerate()) - before if t.name.startswith("samleng-")]
+    assert len(threads) == 2
+    del gate
+    gc.collect()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+
+
 def test_the_gate_works_in_a_forked_child() -> None:
     # gunicorn --preload builds the app before it forks: the child must get its own threads.
     gate = WorkGate(1, 1)
     assert gate.run(sum, [1, 2]) == 3
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with gate.enter():
-            holding.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)  # a slot taken at the moment of the fork
-    holder.start()
-    holding.wait(10)
+    held = HeldSlot(gate)  # a slot taken at the moment of the fork
     pid = os.fork()
     if pid == 0:  # the child: exit status 0 only if the gate answers (with the slot free)
         code = 1
@@ -348,8 +385,8 @@ def test_the_gate_works_in_a_forked_child() -> None:
             code = 0 if gate.run(sum, [2, 3]) == 5 else 1
         finally:
             os._exit(code)
-    release.set()
-    holder.join(10)
+    held.release()
+    held.join()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
