@@ -1,25 +1,38 @@
-# Samleng: `make run` serves the demo, `make test` runs every check.
+# Samleng: `make run` serves the demo, `make test` runs every check. Both start from nothing:
+# deploy/bootstrap installs the Debian packages they need, the venv holds the rest.
 VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
 PO      := $(wildcard service/translations/*/LC_MESSAGES/messages.po)
 MO      := $(PO:.po=.mo)
+# mypy sees crypto/ and service/ under the names they are installed as (pyproject.toml).
+TYPECHECK := build/typecheck/samleng
 
-.PHONY: run test lint typecheck pytest install translations extract clean
+.PHONY: run test lint typecheck pytest install translations extract wheelhouse clean \
+	bootstrap-run bootstrap-test
 
-run: $(VENV)/.installed-run translations
+run: bootstrap-run $(VENV)/.installed-run translations
 	$(BIN)/samleng demo
 
-test: $(VENV)/.installed-dev translations lint typecheck pytest
+test: bootstrap-test $(VENV)/.installed-dev translations lint typecheck pytest
 
-lint:
+bootstrap-run:
+	deploy/bootstrap run
+
+bootstrap-test:
+	deploy/bootstrap test
+
+lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck:
+typecheck: $(VENV)/.installed-dev
+	mkdir -p $(TYPECHECK)
+	ln -sfn ../../../crypto $(TYPECHECK)/crypto
+	ln -sfn ../../../service $(TYPECHECK)/service
 	$(BIN)/mypy
 
-pytest:
+pytest: $(VENV)/.installed-dev translations
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed-run
@@ -28,12 +41,12 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed-run: pyproject.toml crypto/pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e ./crypto -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-run
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml crypto/pyproject.toml $(VENV)/.installed-run
+	$(BIN)/pip install -q -e ./crypto -e '.[dev]'
 	touch $@
 
 translations: $(MO)
@@ -46,5 +59,14 @@ extract: $(VENV)/.installed-dev
 	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext --no-location --sort-output -o service/translations/messages.pot .
 	$(BIN)/pybabel update -N --no-wrap -i service/translations/messages.pot -d service/translations
 
+# samleng-audit and everything it depends on, as wheels, for an air-gapped machine:
+#   pip install --no-index --find-links dist/wheelhouse samleng-audit
+WHEELHOUSE ?= dist/wheelhouse
+wheelhouse: | $(VENV)/bin/python
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/pip wheel -q --wheel-dir $(WHEELHOUSE) ./crypto
+	rm -rf crypto/build
+	@echo "wrote $(WHEELHOUSE): pip install --no-index --find-links $(WHEELHOUSE) samleng-audit"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(MO)
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache $(MO)

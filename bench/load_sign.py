@@ -62,7 +62,9 @@ def main() -> int:
         )
         prepare_demo(env)
         server = stack.enter_context(
-            gunicorn("service.wsgi:app", env, workers=args.workers, threads=threads_per_worker)
+            gunicorn(
+                "samleng.service.wsgi:app", env, workers=args.workers, threads=threads_per_worker
+            )
         )
         base = server.base
         with urllib.request.urlopen(base + "/en/p/demo") as answer:

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from crypto.bundle import (  # noqa: E402
+from samleng.crypto.bundle import (  # noqa: E402
     CHECKPOINT_FILE,
     CHECKPOINTS_DIR,
     LEAVES_FILE,
@@ -58,21 +58,21 @@ from crypto.bundle import (  # noqa: E402
     verify_bundle,
     vkey_file,
 )
-from crypto.canonical import canonical_json  # noqa: E402
-from crypto.checkpoint import Checkpoint, generate_log_signer, sign_checkpoint  # noqa: E402
-from crypto.details import generate_details_keypair  # noqa: E402
-from crypto.leaf import LEAF_PREFIX, LeafKind, header_leaf  # noqa: E402
-from crypto.merkle import CompactTree, inclusion_proof, leaf_hash, verify_inclusion  # noqa: E402
-from crypto.receipts import new_receipt_secret, receipt_commitment  # noqa: E402
-from crypto.tlogproof import verify_receipt  # noqa: E402
-from crypto.tokens import Argon2Params  # noqa: E402
-from service import create_app  # noqa: E402
-from service.config import Config  # noqa: E402
-from service.db import upgrade  # noqa: E402
-from service.export import write_bundle  # noqa: E402
-from service.log import _StoredSubtrees, find_receipt, latest_checkpoint, seal_all  # noqa: E402
-from service.models import Leaf, PendingSignature, Petition  # noqa: E402
-from service.petitions import create_petition, open_petition  # noqa: E402
+from samleng.crypto.canonical import canonical_json  # noqa: E402
+from samleng.crypto.checkpoint import Checkpoint, generate_log_signer, sign_checkpoint  # noqa: E402
+from samleng.crypto.details import generate_details_keypair  # noqa: E402
+from samleng.crypto.leaf import LEAF_PREFIX, LeafKind, header_leaf  # noqa: E402
+from samleng.crypto.merkle import CompactTree, inclusion_proof, leaf_hash, verify_inclusion  # noqa: E402
+from samleng.crypto.receipts import new_receipt_secret, receipt_commitment  # noqa: E402
+from samleng.crypto.tlogproof import verify_receipt  # noqa: E402
+from samleng.crypto.tokens import Argon2Params  # noqa: E402
+from samleng.service import create_app  # noqa: E402
+from samleng.service.config import Config  # noqa: E402
+from samleng.service.db import upgrade  # noqa: E402
+from samleng.service.export import write_bundle  # noqa: E402
+from samleng.service.log import _StoredSubtrees, find_receipt, latest_checkpoint, seal_all  # noqa: E402
+from samleng.service.models import Leaf, PendingSignature, Petition  # noqa: E402
+from samleng.service.petitions import create_petition, open_petition  # noqa: E402
 
 DETAILS_BYTES = 1072  # a sealed details record (HPKE ciphertext of the padded details)
 ORIGIN = "bench.samleng.invalid"
@@ -316,7 +316,7 @@ def export(app: Any, engine: Engine, petition_id: int, target: Path) -> dict[str
         assert petition is not None
         rss0 = peak_rss_mib()
         t0 = time.perf_counter()
-        size = write_bundle(session, petition, target, progress)
+        size = write_bundle(session, petition, target, progress).size
         t = time.perf_counter() - t0
     bundle_bytes = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     return {
@@ -390,7 +390,7 @@ def verify(target: Path, repeat: int, expected_root: bytes, expected_size: int) 
 
     # The console script, as an auditor runs it (interpreter start included).
     exe = Path(sys.executable).with_name("samleng-audit")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "crypto.audit"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "samleng.crypto.audit"]
     cli_times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -558,7 +558,7 @@ def proofs(
 
 
 def database_figures(engine: Engine, petition_id: int, db_path: Path | None) -> dict[str, Any]:
-    from service.models import TreeNode
+    from samleng.service.models import TreeNode
 
     with Session(engine) as session:
         nodes = session.scalar(

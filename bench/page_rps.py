@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--path", default="/en/p/demo")
     parser.add_argument("--limiter", choices=["memory", "redis"], default="memory")
-    parser.add_argument("--app", default="service.wsgi:app", help="WSGI app to compare (tests)")
+    parser.add_argument(
+        "--app", default="samleng.service.wsgi:app", help="WSGI app to compare (tests)"
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to README")
     args = parser.parse_args(argv)
 

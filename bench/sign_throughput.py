@@ -69,7 +69,7 @@ RECEIPT = re.compile(rb'<p class="receipt">')
 
 def _hash_loop(args: tuple[int, float, float]) -> tuple[int, float, float]:
     """In a pool process: dedup tokens with the default parameters for ``seconds``."""
-    from crypto.tokens import DEFAULT_ARGON2, dedup_token
+    from samleng.crypto.tokens import DEFAULT_ARGON2, dedup_token
 
     seed, start_at, seconds = args
     key, salt = os.urandom(32), os.urandom(16)
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         prepare_demo(env)
         alone, _ = argon2_ceiling(pool, 1, args.ceiling_seconds)  # also warms the pool up
-        with gunicorn("service.wsgi:app", env, threads=args.threads) as server:
+        with gunicorn("samleng.service.wsgi:app", env, threads=args.threads) as server:
             port = int(server.base.rsplit(":", 1)[1])
             conn = http.client.HTTPConnection("127.0.0.1", port)
             conn.request("GET", "/en/p/demo")

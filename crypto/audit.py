@@ -36,20 +36,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from crypto.bundle import LEAVES_FILE, PETITION_FILE, BundleReport, verify_bundle
-from crypto.checkpoint import Checkpoint
-from crypto.details import DETAILS_FIELDS
-from crypto.detailsfile import open_details_file
-from crypto.errors import Error, KeyFileError, VerificationError
-from crypto.keyfile import (
+from samleng.crypto.bundle import LEAVES_FILE, PETITION_FILE, BundleReport, verify_bundle
+from samleng.crypto.checkpoint import Checkpoint
+from samleng.crypto.details import DETAILS_FIELDS
+from samleng.crypto.detailsfile import open_details_file
+from samleng.crypto.errors import Error, KeyFileError, VerificationError
+from samleng.crypto.keyfile import (
     KEYFILE_ARGON2,
     check_passphrase,
     generate_key_files,
     open_private_key,
     parse_key_file,
 )
-from crypto.sample import detection_probability, fabricated_count, sample_indices
-from crypto.tlogproof import verify_receipt
+from samleng.crypto.sample import detection_probability, fabricated_count, sample_indices
+from samleng.crypto.tlogproof import verify_receipt
 
 # Receipt proofs are a few kilobytes; this bounds what a mistaken path can make us read.
 _MAX_RECEIPT_BYTES = 2 << 20
@@ -104,6 +104,16 @@ def _read_vkey_argument(value: str) -> str:
     """Return the verifier key given directly or as the path of a file containing it."""
     path = Path(value)
     if not path.is_file():
+        if "://" in value:
+            raise AuditInputError(
+                "--vkey takes the verifier key itself or a file holding it, not a URL: "
+                "download the bundle's vkey file first (this tool never goes online)"
+            )
+        if "+" not in value:
+            raise AuditInputError(
+                f"--vkey {value!r} is neither a file nor a verifier key "
+                "(the key looks like ORIGIN+KEYID+BASE64, as in the bundle's vkey file)"
+            )
         return value
     if path.stat().st_size > _MAX_VKEY_FILE_BYTES:
         raise VerificationError(f"{value} is too large to be a verifier key file")
@@ -134,15 +144,21 @@ def _new_passphrase(args: argparse.Namespace) -> str:
     """Return the passphrase for a new key file: from --passphrase-file, or typed twice."""
     if args.passphrase_file:
         passphrase = _read_passphrase_file(args.passphrase_file)
-    else:
-        passphrase = getpass.getpass("New passphrase for the private key: ")
-        if getpass.getpass("The same passphrase again: ") != passphrase:
-            raise AuditInputError("the two passphrases differ; nothing was written")
+        _check_new_passphrase(passphrase)
+        return passphrase
+    passphrase = getpass.getpass("New passphrase for the private key: ")
+    # Checked before it is asked again: a refused passphrase should not be typed twice.
+    _check_new_passphrase(passphrase)
+    if getpass.getpass("The same passphrase again: ") != passphrase:
+        raise AuditInputError("the two passphrases differ; nothing was written")
+    return passphrase
+
+
+def _check_new_passphrase(passphrase: str) -> None:
     try:
         check_passphrase(passphrase)
     except ValueError as err:
-        raise AuditInputError(str(err)) from None
-    return passphrase
+        raise AuditInputError(f"{err}; nothing was written") from None
 
 
 def _create_exclusive(path: Path, data: bytes, mode: int) -> None:
@@ -286,8 +302,13 @@ def _sample(args: argparse.Namespace) -> int:
     final = Checkpoint(origin=report.origin, size=report.size, root=report.root)
     fabricated = fabricated_count(report.count, args.fake_fraction)
     indices = sample_indices(final, args.seed, args.k)
-    for index in indices:
-        print(index)
+    listing = "".join(f"{index}\n" for index in indices)
+    if args.out:
+        # Written only now that the sample is drawn: a refused sample leaves no file behind
+        # (a shell's "> FILE" would leave an empty one).
+        _create_exclusive(Path(args.out), listing.encode("ascii"), 0o644)
+    else:
+        sys.stdout.write(listing)
     probability = detection_probability(report.count, args.k, fabricated)
     print(
         f"sample of {args.k} of {report.count} signature leaves, from the checkpoint of size "
@@ -374,6 +395,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="F",
         help="fraction of fabricated leaves to compute the detection probability for "
         "(default 0.01)",
+    )
+    sample.add_argument(
+        "--out", metavar="FILE", help="write the indices to this new file, only on success"
     )
     sample.set_defaults(run=_sample)
     return parser

@@ -1,4 +1,6 @@
-"""Export bundles (DESIGN §4): the files an auditor receives, and their full verification.
+"""Export bundles: the files an auditor receives, and their full verification.
+
+Normative: docs/formats.md §12.
 
 A bundle is a directory::
 
@@ -30,11 +32,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from crypto.checkpoint import Checkpoint, verify_checkpoint
-from crypto.errors import BundleError, VerificationError
-from crypto.leaf import LEAF_PREFIX, LEAF_SIZE, ZERO_HASH, LeafKind
-from crypto.merkle import EMPTY_ROOT, CompactTree
-from crypto.note import NoteVerifier, parse_vkey
+from samleng.crypto.checkpoint import Checkpoint, verify_checkpoint
+from samleng.crypto.errors import BundleError, VerificationError
+from samleng.crypto.leaf import LEAF_PREFIX, LEAF_SIZE, ZERO_HASH, LeafKind
+from samleng.crypto.merkle import EMPTY_ROOT, CompactTree
+from samleng.crypto.note import NoteVerifier, parse_vkey
 
 PETITION_FILE = "petition.json"
 VKEY_FILE = "vkey"

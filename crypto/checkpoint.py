@@ -1,7 +1,7 @@
 """C2SP tlog-checkpoint v1.0.0 checkpoints (https://c2sp.org/tlog-checkpoint) for Samleng logs.
 
 The body is exactly ``origin\\nsize\\nbase64(root)\\n``, signed as a C2SP signed note by the
-log's Ed25519 key whose key name is the origin (DESIGN §4).
+log's Ed25519 key whose key name is the origin (docs/formats.md §8).
 
 Extension lines: the spec allows them, but Samleng never signs any, and this module only
 verifies Samleng's own logs, so a body with a fourth line is rejected. Anything it would say
@@ -14,10 +14,10 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from crypto.canonical import encode_origin
-from crypto.errors import CheckpointFormatError
-from crypto.merkle import HASH_SIZE, MAX_TREE_SIZE
-from crypto.note import NoteSigner, is_valid_key_name, open_note, parse_vkey, sign_note
+from samleng.crypto.canonical import encode_origin
+from samleng.crypto.errors import CheckpointFormatError
+from samleng.crypto.merkle import HASH_SIZE, MAX_TREE_SIZE
+from samleng.crypto.note import NoteSigner, is_valid_key_name, open_note, parse_vkey, sign_note
 
 _SIZE = re.compile(rb"0|[1-9][0-9]{0,18}")  # ASCII decimal, no leading zero, fits int64
 _MAX_BODY_BYTES = 4096

@@ -15,8 +15,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
-from crypto.canonical import canonical_json, encode_origin
-from crypto.errors import DetailsDecryptionError, DetailsTooLarge
+from samleng.crypto.canonical import canonical_json, encode_origin
+from samleng.crypto.errors import DetailsDecryptionError, DetailsTooLarge
 
 DETAILS_BLOCK = 1024
 DETAILS_INFO_PREFIX = b"samleng-details/v1\n"

@@ -1,9 +1,9 @@
 """The export-details file for the organisers' key holder, and opening it against a bundle.
 
 ``samleng export-details`` writes one record per signature leaf, in index order (leaf 1
-first): ``u16be(len(ct)) || ct``, where ``ct`` is the sealed details (DESIGN §4). Nothing else
-is in the file: which record belongs to which leaf is given by the order alone, and every
-record is checked against its leaf's ``d = SHA-256(ct)`` before it is opened.
+first): ``u16be(len(ct)) || ct``, where ``ct`` is the sealed details (docs/formats.md §13).
+Nothing else is in the file: which record belongs to which leaf is given by the order alone,
+and every record is checked against its leaf's ``d = SHA-256(ct)`` before it is opened.
 """
 
 import struct
@@ -11,9 +11,9 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from crypto.details import details_digest, open_details
-from crypto.errors import DetailsDecryptionError, DetailsFileError
-from crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
+from samleng.crypto.details import details_digest, open_details
+from samleng.crypto.errors import DetailsDecryptionError, DetailsFileError
+from samleng.crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
 
 _LENGTH = struct.Struct(">H")
 MAX_RECORD_BYTES = (1 << 16) - 1

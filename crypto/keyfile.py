@@ -30,8 +30,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from crypto.errors import KeyFileError, PassphraseError
-from crypto.tokens import Argon2Params
+from samleng.crypto.errors import KeyFileError, PassphraseError
+from samleng.crypto.tokens import Argon2Params
 
 KEYFILE_VERSION = "samleng-organiser-key/v1"
 # RFC 9106 §4's memory-constrained option made four times heavier (m = 256 MiB): the file

@@ -10,8 +10,8 @@ import secrets
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from crypto.canonical import encode_origin
-from crypto.errors import KeyUnwrapError
+from samleng.crypto.canonical import encode_origin
+from samleng.crypto.errors import KeyUnwrapError
 
 WRAP_AAD_PREFIX = b"samleng-wrap/v1\n"
 MASTER_KEY_BYTES = 32

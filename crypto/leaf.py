@@ -1,4 +1,6 @@
-"""Samleng log leaves (DESIGN §4, normative): ``"samleng-leaf/v1\\n" || kind || c || d``, 81 bytes.
+"""Samleng log leaves: ``"samleng-leaf/v1\\n" || kind || c || d``, 81 bytes.
+
+Normative: docs/formats.md §5.
 
 Leaf 0 is the header (``c = H(petition.json)``, ``d`` zero); every other leaf is a signature
 with its receipt commitment ``c`` and details ciphertext hash ``d``.
@@ -8,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from crypto.errors import LeafFormatError
+from samleng.crypto.errors import LeafFormatError
 
 LEAF_PREFIX = b"samleng-leaf/v1\n"
 HASH_SIZE = 32
@@ -22,7 +24,7 @@ class LeafKind(IntEnum):
     HEADER = 0
     SIGNATURE = 1
     VERIFIED_SIGNATURE = 2
-    WITHDRAWAL = 3  # reserved by DESIGN §4; no v1 verifier accepts it (see decode_leaf)
+    WITHDRAWAL = 3  # reserved (docs/formats.md §18); no v1 verifier accepts it (see decode_leaf)
 
 
 # Kinds this v1 verifier accepts. WITHDRAWAL is reserved but has no defined meaning yet: a
@@ -57,8 +59,9 @@ def encode_leaf(kind: LeafKind, c: bytes, d: bytes) -> bytes:
 def decode_leaf(leaf: bytes) -> Leaf:
     """Parse a leaf, raising LeafFormatError for a wrong size, prefix or kind.
 
-    Kind 0x03 (withdrawal) is reserved and is rejected here like any unknown kind: DESIGN §4
-    says verifiers reject unknown kinds, and this v1 verifier does not know what it means.
+    Kind 0x03 (withdrawal) is reserved and is rejected here like any unknown kind:
+    docs/formats.md §5 says verifiers reject unknown kinds, and this v1 verifier does not know
+    what it means.
     """
     if len(leaf) != LEAF_SIZE:
         raise LeafFormatError(f"leaf is {len(leaf)} bytes, not {LEAF_SIZE}")

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 
-from crypto.errors import ConsistencyProofError, InclusionProofError
+from samleng.crypto.errors import ConsistencyProofError, InclusionProofError
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()

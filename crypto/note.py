@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from crypto.errors import KeyFormatError, NoteFormatError, NoteSignatureError
+from samleng.crypto.errors import KeyFormatError, NoteFormatError, NoteSignatureError
 
 ALG_ED25519 = 0x01
 KEY_ID_SIZE = 4

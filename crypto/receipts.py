@@ -10,8 +10,8 @@ import hashlib
 import re
 import secrets
 
-from crypto.canonical import encode_origin
-from crypto.errors import ReceiptFormatError
+from samleng.crypto.canonical import encode_origin
+from samleng.crypto.errors import ReceiptFormatError
 
 RECEIPT_PREFIX = b"samleng-receipt/v1\n"
 RECEIPT_BYTES = 16

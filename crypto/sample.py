@@ -18,8 +18,8 @@ import hmac
 import math
 from fractions import Fraction
 
-from crypto.checkpoint import Checkpoint
-from crypto.errors import SampleError
+from samleng.crypto.checkpoint import Checkpoint
+from samleng.crypto.errors import SampleError
 
 SAMPLE_DOMAIN = b"samleng-sample/v1"
 _SPACE = 1 << 64

@@ -1,6 +1,6 @@
 """C2SP tlog-proof@v1 files (https://c2sp.org/tlog-proof): a signer's offline receipt proof.
 
-DESIGN §4 (normative)::
+docs/formats.md §9 (normative)::
 
     c2sp.org/tlog-proof@v1
     extra <base64(kind || r || d)>
@@ -21,12 +21,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crypto.checkpoint import verify_checkpoint
-from crypto.errors import ProofFormatError
-from crypto.leaf import HASH_SIZE, LeafKind, encode_leaf, is_signature
-from crypto.merkle import MAX_PROOF_LENGTH, leaf_hash, verify_inclusion
-from crypto.note import MAX_NOTE_BYTES
-from crypto.receipts import RECEIPT_BYTES, receipt_commitment
+from samleng.crypto.checkpoint import verify_checkpoint
+from samleng.crypto.errors import ProofFormatError
+from samleng.crypto.leaf import HASH_SIZE, LeafKind, encode_leaf, is_signature
+from samleng.crypto.merkle import MAX_PROOF_LENGTH, leaf_hash, verify_inclusion
+from samleng.crypto.note import MAX_NOTE_BYTES
+from samleng.crypto.receipts import RECEIPT_BYTES, receipt_commitment
 
 PROOF_HEADER = b"c2sp.org/tlog-proof@v1"
 EXTRA_SIZE = 1 + RECEIPT_BYTES + HASH_SIZE  # kind || r || d

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from argon2.low_level import Type, hash_secret_raw
 
-from crypto.keywrap import DEDUP_KEY_BYTES, SALT_BYTES
+from samleng.crypto.keywrap import DEDUP_KEY_BYTES, SALT_BYTES
 
 TOKEN_BYTES = 32
 

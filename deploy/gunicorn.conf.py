@@ -1,4 +1,5 @@
-"""gunicorn settings for a Samleng app server: ``gunicorn -c gunicorn.conf.py service.wsgi:app``.
+"""gunicorn settings for a Samleng app server:
+``gunicorn -c gunicorn.conf.py samleng.service.wsgi:app``.
 
 Command-line options override these (the tests bind free ports that way). The app reads its
 own settings from SAMLENG_* variables (see README.md); nothing here names a client.

@@ -12,11 +12,11 @@ from markupsafe import Markup
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from service import admin, db, i18n, mail, ratelimit, security
-from service.config import Config, load_config
-from service.pagecache import PageCache
-from service.scheduler import SealScheduler
-from service.signing import KeptKeys
+from samleng.service import admin, db, i18n, mail, ratelimit, security
+from samleng.service.config import Config, load_config
+from samleng.service.pagecache import PageCache
+from samleng.service.scheduler import SealScheduler
+from samleng.service.signing import KeptKeys
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STYLESHEET = TEMPLATES / "style.css"
@@ -52,7 +52,7 @@ def create_app(config: Config | None = None) -> Flask:
     )
     app.extensions["samleng.config"] = config
 
-    from service.keys import derive_key
+    from samleng.service.keys import derive_key
 
     app.extensions["samleng.form_key"] = derive_key(config.master_key, "form-token")
     app.extensions["samleng.pages"] = PageCache(config.page_cache_seconds)
@@ -69,7 +69,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.jinja_env.globals["stylesheet"] = Markup(stylesheet)  # noqa: S704
     security.init_app(app, stylesheet, config.onion_address)
 
-    from service import cli, public, transparency
+    from samleng.service import cli, public, transparency
 
     app.register_blueprint(public.root)
     app.register_blueprint(public.bp)

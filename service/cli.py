@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -12,17 +11,19 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup, FlaskGroup, with_appcontext
+from flask.cli import AppGroup, ScriptInfo, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
-from service import demo as demo_module
-from service.config import Config
-from service.db import get_session
-from service.errors import ConfigError, Error, PetitionNotFound
-from service.export import write_bundle, write_details
-from service.log import seal_all
-from service.models import Petition
-from service.petitions import (
+from samleng.crypto.bundle import verify_bundle
+from samleng.crypto.errors import Error as CryptoError
+from samleng.service import demo as demo_module
+from samleng.service.config import Config, instance_folder
+from samleng.service.db import get_session
+from samleng.service.errors import ConfigError, Error, PetitionNotFound
+from samleng.service.export import write_bundle, write_details
+from samleng.service.log import seal_all
+from samleng.service.models import Petition
+from samleng.service.petitions import (
     close_petition,
     create_petition,
     forget_petition,
@@ -30,7 +31,7 @@ from service.petitions import (
     open_petition,
     parse_details_public_key,
 )
-from service.scheduler import close_expired_petitions
+from samleng.service.scheduler import close_expired_petitions
 
 
 def _config() -> Config:
@@ -176,26 +177,37 @@ def seal_command(watch: bool) -> None:
 @click.command("export")
 @click.argument("slug")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--no-pdf",
-    is_flag=True,
-    help="Leave out delivery.pdf (when WeasyPrint or the Khmer fonts cannot be installed).",
-)
+@click.option("--no-pdf", is_flag=True, help="Leave out delivery.pdf.")
 @with_appcontext
 def export_command(slug: str, directory: Path, no_pdf: bool) -> None:
-    """Write the public, verifiable bundle of petition SLUG to DIRECTORY."""
+    """Write the public, verifiable bundle of petition SLUG to DIRECTORY, and verify it.
+
+    When delivery.pdf cannot be made, the rest of the bundle is still written and verified,
+    and the command says what is missing and exits with status 1.
+    """
     petition = _petition(slug)
 
     def progress(done: int, total: int) -> None:
         click.echo(f"  leaves {done}/{total}", err=True)
 
     try:
-        size = write_bundle(get_session(), petition, directory, progress, delivery=not no_pdf)
+        written = write_bundle(get_session(), petition, directory, progress, delivery=not no_pdf)
     except (Error, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {directory} (log size {written.size})")
+    try:
+        report = verify_bundle(directory)
+    except CryptoError as exc:
+        raise click.ClickException(f"the bundle written does not verify: {exc}") from None
     click.echo(
-        f"wrote {directory} (log size {size}); check it with: samleng-audit verify {directory}"
+        f"verified: count {report.count}; anyone can check it with: "
+        f"samleng-audit verify {directory}"
     )
+    if written.delivery_error is not None:
+        raise click.ClickException(
+            f"{written.delivery_error}; the bundle was written and verified without "
+            "delivery.pdf: fix that and export again, or export with --no-pdf"
+        )
 
 
 @click.command("export-details")
@@ -218,26 +230,29 @@ keys_group = click.Group("keys", help="The instance's secrets.")
 @keys_group.command("generate")
 def keys_generate() -> None:
     """Create the master key file in the instance folder (never overwrites one)."""
-    from service.keys import ensure_master_key
+    from samleng.service.keys import ensure_master_key
 
-    instance = Path(os.environ.get("SAMLENG_INSTANCE", "instance")).resolve()
+    instance = instance_folder()
     if ensure_master_key(instance):
         click.echo(f"created {instance / 'master.key'} (mode 0600); back it up offline")
     else:
         click.echo(f"{instance / 'master.key'} exists; left unchanged")
 
 
+def _app_commands() -> list[click.Command]:
+    from samleng.service.admin.cli import admin_group
+
+    return [petition_group, seal_command, export_command, export_details_command, admin_group]
+
+
 def register(app: Flask) -> None:
     """Add the commands that need the app to its CLI."""
-    from service.admin.cli import admin_group
-
-    for command in (petition_group, seal_command, export_command, export_details_command):
+    for command in _app_commands():
         app.cli.add_command(command)
-    app.cli.add_command(admin_group)
 
 
 def _create_app() -> Flask:
-    from service.app import create_app
+    from samleng.service.app import create_app
 
     try:
         return create_app()
@@ -246,18 +261,20 @@ def _create_app() -> Flask:
         sys.exit(2)
 
 
-cli = FlaskGroup(
-    name="samleng",
-    create_app=_create_app,
-    add_default_commands=False,
-    add_version_option=False,
-    load_dotenv=False,
-    help="Samleng: anonymous petitions with verifiable counts.",
+# A plain group with every command in it, rather than Flask's FlaskGroup: listing the commands
+# (``samleng --help``) then needs no settings, and Flask's own options and the groups that
+# extensions add to app.cli stay out of the operator's way. A command that needs the app
+# builds it when it runs (with_appcontext, through the ScriptInfo that main() passes).
+cli = click.Group(
+    "samleng",
+    help="Samleng: anonymous petitions with verifiable counts.\n\n"
+    "Settings come from SAMLENG_* variables and the instance folder's config.toml "
+    "(SAMLENG_INSTANCE, by default ./instance); see README.md.",
 )
-cli.add_command(keys_group)
-cli.add_command(demo_module.demo_command)
+for _command in (keys_group, demo_module.demo_command, *_app_commands()):
+    cli.add_command(_command)
 
 
 def main() -> None:
     """Entry point of the ``samleng`` console script."""
-    cli.main(prog_name="samleng")
+    cli.main(prog_name="samleng", obj=ScriptInfo(create_app=_create_app, set_debug_flag=False))

@@ -1,22 +1,29 @@
 """Configuration: one frozen object built from ``SAMLENG_*`` variables.
 
+Settings come from the instance folder's ``config.toml`` (Flask's instance-folder convention:
+``samleng demo`` records its settings there), then from ``SAMLENG_*`` variables, which win.
 Secrets have no default: outside demo mode the app refuses to start without them and says
 which one is missing. The demo generates its secrets into its own instance folder.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import flask
 
-from crypto.tokens import DEFAULT_ARGON2, Argon2Params
-from service.errors import ConfigError
+from samleng.crypto.tokens import DEFAULT_ARGON2, Argon2Params
+from samleng.service.errors import ConfigError
 
 LANGUAGES = ("km", "en")
 MASTER_KEY_FILE = "master.key"
+# The instance's own settings (keys without the SAMLENG_ prefix), read before the variables.
+INSTANCE_CONFIG_FILE = "config.toml"
 DEMO_ORIGIN = "demo.samleng.invalid"
 # An origin is a host name with an optional port and path: no scheme, no spaces, no "+"
 # (it becomes the key name of signed notes, where "+" and spaces are not allowed).
@@ -122,12 +129,46 @@ def _flag(value: object) -> bool:
     raise ConfigError(f"expected true or false, not {value!r}")
 
 
+def instance_folder() -> Path:
+    """The instance folder: ``SAMLENG_INSTANCE``, by default ``./instance``."""
+    return Path(os.environ.get("SAMLENG_INSTANCE") or "instance").resolve()
+
+
+def write_instance_config(instance_path: Path, settings: dict[str, str | bool | int]) -> None:
+    """Record ``settings`` as the instance's config.toml (mode 0600), replacing it."""
+    lines = ["# This instance's settings; SAMLENG_* variables of the same names override them."]
+    for key, value in sorted(settings.items()):
+        if isinstance(value, bool):
+            rendered = "true" if value else "false"
+        elif isinstance(value, int):
+            rendered = str(value)
+        else:
+            rendered = json.dumps(value)  # a JSON string is a TOML basic string
+        lines.append(f"{key} = {rendered}")
+    partial = instance_path / f".{INSTANCE_CONFIG_FILE}.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    partial.replace(instance_path / INSTANCE_CONFIG_FILE)
+
+
+def _read_instance_config(raw: flask.Config, instance_path: Path) -> None:
+    path = instance_path / INSTANCE_CONFIG_FILE
+    if not path.exists():
+        return
+    try:
+        raw.from_file(str(path), load=tomllib.load, text=False)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
 def load_config(*, demo: bool = False) -> Config:
-    """Build the configuration from ``SAMLENG_*`` variables (Flask's prefixed-env rules)."""
-    raw = flask.Config(str(Path.cwd()))
+    """Build the configuration from the instance's config.toml and ``SAMLENG_*`` variables."""
+    instance_path = instance_folder()
+    raw = flask.Config(str(instance_path))
+    _read_instance_config(raw, instance_path)
     raw.from_prefixed_env("SAMLENG")
-    demo = demo or bool(raw.get("DEMO", False))
-    instance_path = Path(str(raw.get("INSTANCE", "instance"))).resolve()
+    demo = demo or _flag(raw.get("DEMO", False))
     origin = str(raw.get("ORIGIN", DEMO_ORIGIN if demo else ""))
     if not origin:
         raise ConfigError(

@@ -1,32 +1,42 @@
 """The delivery document: ``delivery.pdf``, the printable page for the petition's recipients.
 
 Rendered from ``templates/delivery/delivery.html`` with WeasyPrint, which shapes Khmer with
-HarfBuzz through Pango, using fonts installed on the system (Debian's fonts-khmeros). What it
-shows comes from the frozen petition.json and the final checkpoint, so the paper says exactly
-what the bundle proves. Rendering never touches the network: the only resource the template
-may load is the QR code, inlined as a ``data:`` URI.
+HarfBuzz through Pango. The fonts ship with Samleng (PyPI font packages, SIL Open Font
+License), so the document looks the same on every machine and never depends on the fonts a
+server happens to have. What it shows comes from the frozen petition.json and the final
+checkpoint, so the paper says exactly what the bundle proves. Rendering never touches the
+network: the only resources it may load are those font files and the QR code, inlined as a
+``data:`` URI.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import fontpkg
 from flask import render_template
 
-from service.errors import Error
-from service.markdown import render_markdown
+from samleng.service.errors import Error
+from samleng.service.markdown import render_markdown
 
 DELIVERY_FILE = "delivery.pdf"
 _KHMER_DIGITS = str.maketrans("0123456789", "០១២៣៤៥៦៧៨៩")
 # The order of the texts in the document: the recipient's language first.
 _LANGUAGE_ORDER = ("km", "en")
-# Shown when the installed fonts cannot draw the document's text.
-_FONT_HINT = "install a Khmer font (Debian: apt-get install fonts-khmeros)"
+# The document's fonts: CSS family -> (fontpkg family, the weights it is set in). Noto Sans
+# Khmer draws Khmer and Latin; it is a variable font, so both weights are one file.
+_FONTS = {
+    "Samleng Text": ("Noto Sans Khmer", (400, 700)),
+    "Samleng Mono": ("IBM Plex Mono", (400, 700)),
+}
+_PANGO_HINT = "install Pango (Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0)"
 
 
 class DeliveryError(Error):
@@ -116,32 +126,68 @@ def delivery_html(facts: DeliveryFacts) -> str:
     )
 
 
+@functools.cache
+def font_faces() -> tuple[str, frozenset[str]]:
+    """The @font-face rules of the shipped fonts, and the file URLs they name."""
+    rules, urls = [], set()
+    for css_family, (package_family, weights) in _FONTS.items():
+        for weight in weights:
+            url = fontpkg.path(package_family, weight).resolve().as_uri()
+            urls.add(url)
+            rules.append(
+                f'@font-face {{ font-family: "{css_family}"; src: url("{url}"); '
+                f"font-weight: {weight}; font-style: normal; }}"
+            )
+    return "\n".join(rules), frozenset(urls)
+
+
 def render_delivery_pdf(facts: DeliveryFacts) -> bytes:
-    """Render delivery.pdf; DeliveryError when WeasyPrint or the fonts it needs are missing.
+    """Render delivery.pdf; DeliveryError when WeasyPrint cannot run or a glyph is missing.
 
     Fails rather than produce a document with boxes for letters the fonts cannot draw.
     """
     try:
-        from weasyprint import HTML
+        from weasyprint import CSS, HTML
+        from weasyprint.text.fonts import FontConfiguration
         from weasyprint.urls import FatalURLFetchingError, URLFetcher
     except (ImportError, OSError) as exc:
         # WeasyPrint loads Pango with ctypes-like dlopen: a missing system library is OSError.
         raise DeliveryError(
-            f"cannot make {DELIVERY_FILE}: WeasyPrint cannot be loaded ({exc}); install Pango "
-            "(Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0), or export with --no-pdf"
+            f"cannot make {DELIVERY_FILE}: WeasyPrint cannot be loaded ({exc}); {_PANGO_HINT}"
         ) from None
-    # Only data: URIs may be fetched, and a refused fetch stops the rendering.
-    offline = URLFetcher(allowed_protocols={"data"}, fail_on_errors=True)
+    rules, font_urls = font_faces()
+
+    class _Offline(URLFetcher):  # type: ignore[misc]
+        """Fetches data: URIs and the shipped font files, nothing else."""
+
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            if not (url.startswith("data:") or url in font_urls):
+                raise ValueError(f"{DELIVERY_FILE} may not load {url[:80]}")
+            return super().fetch(url, headers)
+
+    # A refused fetch stops the rendering.
+    offline = _Offline(fail_on_errors=True)
     try:
-        document = HTML(string=delivery_html(facts), url_fetcher=offline).render()
+        with warnings.catch_warnings():
+            # On a machine without system fonts WeasyPrint warns of ugly output; it would
+            # be, but for the fonts declared here, which are all the document uses.
+            warnings.filterwarnings("ignore", "No fonts configured in FontConfig")
+            fonts = FontConfiguration()
+            document = HTML(string=delivery_html(facts), url_fetcher=offline).render(
+                stylesheets=[CSS(string=rules, font_config=fonts, url_fetcher=offline)],
+                font_config=fonts,
+            )
     except FatalURLFetchingError as exc:
         # A BaseException in WeasyPrint: turned into our error so callers can handle it.
-        raise DeliveryError(f"{DELIVERY_FILE} may not load anything: {exc}") from None
+        raise DeliveryError(
+            f"cannot make {DELIVERY_FILE}: it may load nothing but its own fonts ({exc})"
+        ) from None
     pdf: bytes = document.write_pdf()
     missing = sorted({cp for font in document.fonts.values() for cp in font.missing})
     if missing:
         shown = " ".join(f"U+{cp:04X}" for cp in missing[:8])
         raise DeliveryError(
-            f"cannot make {DELIVERY_FILE}: no installed font draws {shown}; {_FONT_HINT}"
+            f"cannot make {DELIVERY_FILE}: the shipped fonts cannot draw {shown} "
+            "(a script other than Khmer and Latin)"
         )
     return pdf

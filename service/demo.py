@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 
-from crypto.details import generate_details_keypair
-from service.keys import ensure_master_key, write_secret_file
+from samleng.crypto.details import generate_details_keypair
+from samleng.service.config import instance_folder
+from samleng.service.keys import ensure_master_key, write_secret_file
 
 DEMO_SLUG = "demo"
 DETAILS_PRIVATE = "demo-details.key"
@@ -75,15 +76,24 @@ def ensure_details_keypair(instance: Path) -> bytes:
 
 def prepare_demo(instance: Path) -> Any:
     """Create (or reuse) the demo instance and return its app, ready to serve."""
-    from service.admin.cli import DEMO_ADMIN, ensure_demo_admin
-    from service.app import create_app
-    from service.config import load_config
-    from service.db import get_session, upgrade
-    from service.errors import PetitionNotFound
-    from service.petitions import create_petition, get_petition, open_petition
+    from samleng.service.admin.cli import DEMO_ADMIN, ensure_demo_admin
+    from samleng.service.app import create_app
+    from samleng.service.config import (
+        DEMO_ORIGIN,
+        INSTANCE_CONFIG_FILE,
+        load_config,
+        write_instance_config,
+    )
+    from samleng.service.db import get_session, upgrade
+    from samleng.service.errors import PetitionNotFound
+    from samleng.service.petitions import create_petition, get_petition, open_petition
 
     instance.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_master_key(instance)
+    if not (instance / INSTANCE_CONFIG_FILE).exists():
+        # Recorded, so that `samleng seal`, `export` or `petition close` work on this
+        # instance with only SAMLENG_INSTANCE set.
+        write_instance_config(instance, {"DEMO": True, "ORIGIN": DEMO_ORIGIN})
     os.environ["SAMLENG_INSTANCE"] = str(instance)
     app = create_app(load_config(demo=True))
     with app.app_context():
@@ -145,7 +155,7 @@ def serve(app: Any, host: str, port: int) -> None:
 @click.option("--no-serve", is_flag=True, help="Prepare the instance and exit.")
 def demo_command(host: str, port: int | None, no_serve: bool) -> None:
     """Create or reuse a demo instance with the open petition 'demo' and serve it."""
-    instance = Path(os.environ.get("SAMLENG_INSTANCE", "instance")).resolve()
+    instance = instance_folder()
     app = prepare_demo(instance)
     port = port or int(os.environ.get("SAMLENG_PORT", "8000"))
     click.echo(f"instance: {instance}")

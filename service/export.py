@@ -1,8 +1,10 @@
-"""The export bundle (DESIGN §4) and the details file for the key holder.
+"""The export bundle (docs/formats.md §12) and the details file for the key holder (§13).
 
 The bundle also holds ``delivery.pdf`` (service/delivery.py), listed in SHA256SUMS like every
-file, unless the caller asks for none. A bundle is written to a temporary folder beside the
-target and renamed into place at the end, so a failed export leaves nothing half-written.
+file, unless the caller asks for none. The verifiable bundle never depends on the PDF: when it
+cannot be made, the rest is written all the same and the caller is told why. A bundle is
+written to a temporary folder beside the target and renamed into place at the end, so a
+failed export leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import render_template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.bundle import (
+from samleng.crypto.bundle import (
     CHECKPOINT_FILE,
     CHECKPOINTS_DIR,
     LEAVES_FILE,
@@ -31,18 +34,32 @@ from crypto.bundle import (
     sha256sums,
     vkey_file,
 )
-from crypto.detailsfile import encode_details_record
-from crypto.leaf import LeafKind, decode_leaf
-from service.delivery import DELIVERY_FILE, DeliveryFacts, bundle_url, render_delivery_pdf
-from service.errors import PetitionStateError
-from service.log import latest_checkpoint, leaf_bytes_in_order, leaves_in_order
-from service.models import Petition, SignedCheckpoint
+from samleng.crypto.detailsfile import encode_details_record
+from samleng.crypto.leaf import LeafKind, decode_leaf
+from samleng.service.delivery import (
+    DELIVERY_FILE,
+    DeliveryError,
+    DeliveryFacts,
+    bundle_url,
+    render_delivery_pdf,
+)
+from samleng.service.errors import PetitionStateError
+from samleng.service.log import latest_checkpoint, leaf_bytes_in_order, leaves_in_order
+from samleng.service.models import Petition, SignedCheckpoint
 
 Progress = Callable[[int, int], None]
 
 
 def _no_progress(_done: int, _total: int) -> None:
     pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class WrittenBundle:
+    """What :func:`write_bundle` wrote: the log size, and why delivery.pdf is missing."""
+
+    size: int
+    delivery_error: DeliveryError | None = None
 
 
 def write_bundle(
@@ -52,12 +69,12 @@ def write_bundle(
     progress: Progress = _no_progress,
     *,
     delivery: bool = True,
-) -> int:
-    """Write the public bundle of ``petition`` to the new folder ``target``; returns its size.
+) -> WrittenBundle:
+    """Write the public bundle of ``petition`` to the new folder ``target``.
 
     Needs an app context (VERIFY.txt and delivery.pdf are templates). With ``delivery`` the
-    bundle includes delivery.pdf, and DeliveryError is raised (nothing written) if it cannot
-    be made.
+    bundle includes delivery.pdf when it can be made; when it cannot, the bundle is written
+    without it and the result says why.
     """
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target} exists and is not an empty folder")
@@ -91,6 +108,7 @@ def write_bundle(
             "export/VERIFY.txt", petition=petition, size=state.size, count=state.count
         )
         (work / VERIFY_FILE).write_text(verify_text, encoding="utf-8")
+        delivery_error = None
         if delivery:
             facts = DeliveryFacts(
                 petition_json=petition.petition_json,
@@ -98,7 +116,10 @@ def write_bundle(
                 size=state.size,
                 bundle_url=bundle_url(petition.origin),
             )
-            (work / DELIVERY_FILE).write_bytes(render_delivery_pdf(facts))
+            try:
+                (work / DELIVERY_FILE).write_bytes(render_delivery_pdf(facts))
+            except DeliveryError as exc:
+                delivery_error = exc
         (work / SUMS_FILE).write_bytes(sha256sums(work))
         # The public bundle: nginx (another user) serves it; mkdtemp made the folder 0700.
         os.chmod(work, 0o755)  # noqa: S103
@@ -108,7 +129,7 @@ def write_bundle(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return state.size
+    return WrittenBundle(size=state.size, delivery_error=delivery_error)
 
 
 # Fixed metadata, so that the same bundle always zips to the same bytes.
@@ -132,7 +153,9 @@ def cached_bundle_zip(session: Session, petition: Petition, cache: Path) -> Path
 
     The cache keeps one zip per petition, ``<cache>/<slug>/<size>.zip``; a newer checkpoint
     (signatures sealed after closing) makes a new one. A file lock per petition lets one
-    process build it while the others wait for it. Needs an app context.
+    process build it while the others wait for it. Needs an app context. Raises
+    DeliveryError, caching nothing, when delivery.pdf cannot be made: the published zip is
+    always complete, and is made once the operator has fixed what is missing.
     """
     state = latest_checkpoint(session, petition)
     if state is None:
@@ -147,7 +170,9 @@ def cached_bundle_zip(session: Session, petition: Petition, cache: Path) -> Path
         if not zip_path.is_file():
             with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as work:
                 bundle = Path(work) / "bundle"
-                write_bundle(session, petition, bundle)
+                written = write_bundle(session, petition, bundle)
+                if written.delivery_error is not None:
+                    raise written.delivery_error
                 partial = Path(work) / "bundle.zip"
                 zip_bundle(bundle, partial, f"{petition.slug}-bundle")
                 os.chmod(partial, 0o644)

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from flask_babel import LazyString, lazy_gettext
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from crypto.details import DETAILS_FIELDS
-from crypto.errors import InvalidIdentifier
-from crypto.identifiers import normalize_email
-from service.i18n import localized_number
-from service.signing import Submission
+from samleng.crypto.details import DETAILS_FIELDS
+from samleng.crypto.errors import InvalidIdentifier
+from samleng.service.i18n import localized_number
+from samleng.service.identifiers import normalize_email
+from samleng.service.signing import Submission
 
 # Character limits per field: generous for a name, short enough that the padded details
 # (1024 bytes, Khmer takes 3 bytes a character) usually fit; the byte limit is checked too.

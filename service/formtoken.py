@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import time
 
-from service.errors import Error
+from samleng.service.errors import Error
 
 _LABEL = b"samleng-form/v1\n"
 

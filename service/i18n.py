@@ -12,7 +12,7 @@ from pathlib import Path
 from flask import Flask, g, request, url_for
 from flask_babel import Babel, format_date, format_decimal
 
-from service.config import LANGUAGES
+from samleng.service.config import LANGUAGES
 
 TRANSLATIONS = Path(__file__).parent / "translations"
 LANGUAGE_NAMES = {"km": "ខ្មែរ", "en": "English"}

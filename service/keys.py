@@ -13,8 +13,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from crypto.keywrap import new_master_key
-from service.config import MASTER_KEY_FILE
+from samleng.crypto.keywrap import new_master_key
+from samleng.service.config import MASTER_KEY_FILE
 
 _LABEL = b"samleng-service/v1\n"
 

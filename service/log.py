@@ -17,22 +17,22 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
-from crypto.canonical import canonical_json
-from crypto.checkpoint import Checkpoint, LogSigner, generate_log_signer, sign_checkpoint
-from crypto.details import DETAILS_SUITE_IDS, DETAILS_SUITE_NAME, details_digest
-from crypto.keywrap import unwrap_key, wrap_key
-from crypto.leaf import LeafKind, decode_leaf, encode_leaf, header_leaf
-from crypto.merkle import (
+from samleng.crypto.canonical import canonical_json
+from samleng.crypto.checkpoint import Checkpoint, LogSigner, generate_log_signer, sign_checkpoint
+from samleng.crypto.details import DETAILS_SUITE_IDS, DETAILS_SUITE_NAME, details_digest
+from samleng.crypto.keywrap import unwrap_key, wrap_key
+from samleng.crypto.leaf import LeafKind, decode_leaf, encode_leaf, header_leaf
+from samleng.crypto.merkle import (
     append_nodes,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
     root_from_subtrees,
 )
-from crypto.tlogproof import encode_receipt_extra, format_proof
-from service.errors import PetitionStateError
-from service.keys import derive_key
-from service.models import Leaf, PendingSignature, Petition, SignedCheckpoint, TreeNode
+from samleng.crypto.tlogproof import encode_receipt_extra, format_proof
+from samleng.service.errors import PetitionStateError
+from samleng.service.keys import derive_key
+from samleng.service.models import Leaf, PendingSignature, Petition, SignedCheckpoint, TreeNode
 
 PETITION_FORMAT = "samleng-petition/v1"
 # Any constant works; it only has to be the same for every sealer of the database.
@@ -54,7 +54,7 @@ class LogState:
 
 
 def petition_document(petition: Petition, vkey: str) -> bytes:
-    """The canonical petition.json that leaf 0 commits to (DESIGN §4)."""
+    """The canonical petition.json that leaf 0 commits to (docs/formats.md §11)."""
     return canonical_json(
         {
             "format": PETITION_FORMAT,
@@ -267,7 +267,7 @@ def petitions_with_pending(session: Session) -> list[int]:
 
 def seal_all(engine: Engine, master_key: bytes) -> dict[str, int]:
     """Seal every petition with pending signatures; returns slug → new log size."""
-    from service.db import exclusive_session
+    from samleng.service.db import exclusive_session
 
     sealed: dict[str, int] = {}
     with Session(engine) as session:

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from crypto.tokens import Argon2Params
+from samleng.crypto.tokens import Argon2Params
 
 STATUSES = ("draft", "open", "closed", "forgotten")
 ROLES = ("admin", "organiser")

@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from crypto.keywrap import new_dedup_key, new_salt, wrap_key
-from crypto.tokens import Argon2Params
-from service.config import LANGUAGES
-from service.errors import PetitionNotFound, PetitionStateError
-from service.log import latest_checkpoint, start_log
-from service.models import (
+from samleng.crypto.keywrap import new_dedup_key, new_salt, wrap_key
+from samleng.crypto.tokens import Argon2Params
+from samleng.service.config import LANGUAGES
+from samleng.service.errors import PetitionNotFound, PetitionStateError
+from samleng.service.log import latest_checkpoint, start_log
+from samleng.service.models import (
     IDENTIFIER_MODES,
     VERIFICATION_MODES,
     DedupToken,

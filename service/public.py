@@ -23,24 +23,29 @@ from flask import (
 from flask_babel import lazy_gettext
 from werkzeug.exceptions import NotFound
 
-from crypto.errors import DetailsTooLarge, InvalidEmail, InvalidIdentifier, ReceiptFormatError
-from crypto.receipts import format_receipt, parse_receipt, receipt_commitment
-from crypto.tokens import Argon2Params, dedup_token
-from service.config import LANGUAGES, Config
-from service.db import get_session
-from service.errors import PetitionNotFound, PetitionStateError
-from service.forms import SignForm, parse_sign_form
-from service.formtoken import FormTokenError, check_form_token, issue_form_token
-from service.log import find_receipt, latest_checkpoint
-from service.mail import Mailer, MailError, compose
-from service.markdown import render_markdown
-from service.models import Petition, utc_today
-from service.pagecache import PageCache
-from service.petitions import get_petition, open_petitions, signature_count
-from service.ratelimit import WorkGate
-from service.security import request_hostname, transport_warning
-from service.signing import KeptKeys, SigningKeys, TokenHasher, sign_petition, signing_keys
-from service.verification import (
+from samleng.crypto.errors import (
+    DetailsTooLarge,
+    InvalidEmail,
+    InvalidIdentifier,
+    ReceiptFormatError,
+)
+from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
+from samleng.crypto.tokens import Argon2Params, dedup_token
+from samleng.service.config import LANGUAGES, Config
+from samleng.service.db import get_session
+from samleng.service.errors import PetitionNotFound, PetitionStateError
+from samleng.service.forms import SignForm, parse_sign_form
+from samleng.service.formtoken import FormTokenError, check_form_token, issue_form_token
+from samleng.service.log import find_receipt, latest_checkpoint
+from samleng.service.mail import Mailer, MailError, compose
+from samleng.service.markdown import render_markdown
+from samleng.service.models import Petition, utc_today
+from samleng.service.pagecache import PageCache
+from samleng.service.petitions import get_petition, open_petitions, signature_count
+from samleng.service.ratelimit import WorkGate
+from samleng.service.security import request_hostname, transport_warning
+from samleng.service.signing import KeptKeys, SigningKeys, TokenHasher, sign_petition, signing_keys
+from samleng.service.verification import (
     ConfirmationRequest,
     LinkExpired,
     LinkInvalid,

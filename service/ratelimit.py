@@ -42,9 +42,9 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service.config import Config
-from service.errors import Error
-from service.keys import derive_key
+from samleng.service.config import Config
+from samleng.service.errors import Error
+from samleng.service.keys import derive_key
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -12,9 +12,9 @@ import threading
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from crypto.errors import Error as CryptoError
-from service.errors import Error as ServiceError
-from service.log import seal_all
+from samleng.crypto.errors import Error as CryptoError
+from samleng.service.errors import Error as ServiceError
+from samleng.service.log import seal_all
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ def close_expired_petitions(engine: Engine) -> list[str]:
     """Close the open petitions whose deadline has passed (each sealing round does)."""
     from sqlalchemy.orm import Session
 
-    from service.admin.drafts import close_expired
-    from service.models import utc_today
+    from samleng.service.admin.drafts import close_expired
+    from samleng.service.models import utc_today
 
     with Session(engine, expire_on_commit=False) as session:
         return close_expired(session, utc_today())

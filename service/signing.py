@@ -31,14 +31,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from crypto.details import seal_details
-from crypto.identifiers import normalize_identifier
-from crypto.keywrap import unwrap_key
-from crypto.leaf import LeafKind
-from crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
-from crypto.tokens import Argon2Params, dedup_token
-from service.errors import PetitionStateError
-from service.models import DedupToken, PendingSignature, Petition, utc_today
+from samleng.crypto.details import seal_details
+from samleng.crypto.keywrap import unwrap_key
+from samleng.crypto.leaf import LeafKind
+from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
+from samleng.crypto.tokens import Argon2Params, dedup_token
+from samleng.service.errors import PetitionStateError
+from samleng.service.identifiers import normalize_identifier
+from samleng.service.models import DedupToken, PendingSignature, Petition, utc_today
 
 # How a dedup token is computed: crypto.tokens.dedup_token itself, or a caller's way of running
 # it (the web app runs it on the Argon2 threads of its WorkGate; see service/ratelimit.py).

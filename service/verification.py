@@ -26,14 +26,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from sqlalchemy.orm import Session
 
-from crypto.details import DETAILS_CIPHERTEXT_BYTES
-from crypto.leaf import LeafKind
-from crypto.receipts import format_receipt, receipt_commitment
-from crypto.tokens import TOKEN_BYTES, dedup_token
-from service.errors import Error, PetitionStateError
-from service.keys import derive_key
-from service.models import Petition, utc_today
-from service.signing import (
+from samleng.crypto.details import DETAILS_CIPHERTEXT_BYTES
+from samleng.crypto.leaf import LeafKind
+from samleng.crypto.receipts import format_receipt, receipt_commitment
+from samleng.crypto.tokens import TOKEN_BYTES, dedup_token
+from samleng.service.errors import Error, PetitionStateError
+from samleng.service.keys import derive_key
+from samleng.service.models import Petition, utc_today
+from samleng.service.signing import (
     Recorded,
     Signed,
     Submission,

@@ -1,5 +1,5 @@
-"""WSGI entry point for gunicorn: ``gunicorn service.wsgi:app`` (configured by SAMLENG_*)."""
+"""WSGI entry point for gunicorn: ``gunicorn samleng.service.wsgi:app`` (set by SAMLENG_*)."""
 
-from service.app import create_app
+from samleng.service.app import create_app
 
 app = create_app()

@@ -1,7 +1,9 @@
-"""Fixtures shared by the service tests: the app on SQLite and (when configured) PostgreSQL.
+"""Fixtures shared by the service tests: the app on SQLite and on PostgreSQL.
 
-Argon2 is made cheap here (t=1, m=8 KiB) so the suite exercises the real code path quickly;
-the production parameters have their own known-answer test in tests/crypto.
+PostgreSQL is the suite's own cluster (tests/components.py), started once per run, unless
+``SAMLENG_TEST_DATABASE_URL`` names an existing server's database. Argon2 is made cheap here
+(t=1, m=8 KiB) so the suite exercises the real code path quickly; the production parameters
+have their own known-answer test in tests/crypto.
 """
 
 from __future__ import annotations
@@ -19,18 +21,24 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import Engine, create_engine, text
 from werkzeug.test import TestResponse
 
-from crypto.details import generate_details_keypair
-from crypto.tokens import Argon2Params
-from service import create_app
-from service.config import Config
-from service.db import get_session, normalise_url, upgrade
-from service.petitions import create_petition, open_petition
-from tests.components import require
+from samleng.crypto.details import generate_details_keypair
+from samleng.crypto.tokens import Argon2Params
+from samleng.service import create_app
+from samleng.service.config import Config
+from samleng.service.db import get_session, normalise_url, upgrade
+from samleng.service.petitions import create_petition, open_petition
+from tests.components import (
+    USED,
+    PostgresServer,
+    PrivatePostgres,
+    program_version,
+)
 
 CHEAP_ARGON2 = Argon2Params(time_cost=1, memory_kib=8, parallelism=1)
 MASTER_KEY = bytes(range(32))
 ORIGIN = "petitions.example.org"
-PG_URL = os.environ.get("SAMLENG_TEST_DATABASE_URL")
+# An existing PostgreSQL database to use instead of the suite's own cluster.
+EXTERNAL_PG_URL = os.environ.get("SAMLENG_TEST_DATABASE_URL")
 
 TEXTS = {
     "km": {
@@ -57,15 +65,39 @@ def reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The PostgreSQL server of this run: the suite's own cluster, started on first use."""
+    if EXTERNAL_PG_URL:
+        USED["PostgreSQL"] = "the server of SAMLENG_TEST_DATABASE_URL"
+        yield PostgresServer(EXTERNAL_PG_URL)
+        return
+    cluster = PrivatePostgres()
+    try:
+        cluster.init()
+        cluster.start()
+        USED["PostgreSQL"] = f"{cluster.version()} (a private cluster on port {cluster.port})"
+        yield PostgresServer(cluster.url())
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg_url(postgres_server: PostgresServer) -> str:
+    """The URL of the database the app tests use on PostgreSQL."""
+    if EXTERNAL_PG_URL:
+        return EXTERNAL_PG_URL
+    return postgres_server.create_database("test")
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every app test runs on SQLite, and on PostgreSQL when SAMLENG_TEST_DATABASE_URL is set."""
+    """Every app test runs on SQLite and on PostgreSQL (an emptied database)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'samleng.sqlite3'}"
-    require("PostgreSQL", PG_URL is not None, "set SAMLENG_TEST_DATABASE_URL")
-    assert PG_URL is not None
-    reset_postgres(PG_URL)
-    return PG_URL
+    url: str = request.getfixturevalue("pg_url")
+    reset_postgres(url)
+    return url
 
 
 def make_config(tmp_path: Path, database_url: str, **overrides: object) -> Config:
@@ -200,3 +232,57 @@ def receipt_of(response: TestResponse) -> str:
     match = RECEIPT.search(response.get_data(as_text=True))
     assert match, "the answer page shows no receipt code"
     return match.group(1)
+
+
+# What the run uses, said at its start and its end.
+_PROGRAMS = {
+    "Redis": ["redis-server", "--version"],
+    "Chromium": ["chromium", "--version"],
+    "chromedriver": ["chromedriver", "--version"],
+    "nginx": ["nginx", "-v"],
+    "tor": ["tor", "--version"],
+    "Go": ["go", "version"],
+}
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """One line naming the real components this run finds."""
+    postgres = (
+        "SAMLENG_TEST_DATABASE_URL"
+        if EXTERNAL_PG_URL
+        else "a private cluster of " + program_version([_postgres_binary(), "--version"])
+    )
+    found = [f"PostgreSQL: {postgres}"]
+    found += [f"{name}: {program_version(command)}" for name, command in _PROGRAMS.items()]
+    return ["components: " + "; ".join(found)]
+
+
+def _postgres_binary() -> str:
+    from tests.components import pg_program
+
+    try:
+        return str(Path(pg_program("pg_ctl")).with_name("postgres"))
+    except BaseException:  # pytest's Failed outside a test: report it as missing
+        return "postgres"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Which real components ran, and a failure when any test was skipped."""
+    if USED:
+        terminalreporter.section("real components this run used")
+        for name, version in sorted(USED.items(), key=lambda item: item[0].lower()):
+            terminalreporter.write_line(f"{name}: {version}")
+    skipped = len(terminalreporter.stats.get("skipped", []))
+    if skipped:
+        terminalreporter.write_line(
+            f"{skipped} test(s) skipped: every test must run (make test installs every "
+            "component); this run fails",
+            red=True,
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run with a skipped test fails: a skip would hide a component that never ran."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

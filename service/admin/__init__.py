@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service.config import Config
+from samleng.service.config import Config
 
 
 def init_app(app: Flask, config: Config) -> None:
@@ -19,6 +19,6 @@ def init_app(app: Flask, config: Config) -> None:
     """
     if not config.admin:
         return
-    from service.admin import views
+    from samleng.service.admin import views
 
     views.register(app, config)

@@ -15,11 +15,11 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Exists
 
-from service.admin import totp
-from service.admin.errors import AccountError, LoginFailed
-from service.admin.passwords import hash_password, needs_rehash, verify_password
-from service.errors import PetitionNotFound
-from service.models import ROLES, Account, Petition, PetitionGrant
+from samleng.service.admin import totp
+from samleng.service.admin.errors import AccountError, LoginFailed
+from samleng.service.admin.passwords import hash_password, needs_rehash, verify_password
+from samleng.service.errors import PetitionNotFound
+from samleng.service.models import ROLES, Account, Petition, PetitionGrant
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 

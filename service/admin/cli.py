@@ -10,10 +10,10 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.admin import accounts, audit
-from service.admin.errors import AccountError, PasswordPolicyError
-from service.db import get_session
-from service.models import Account
+from samleng.service.admin import accounts, audit
+from samleng.service.admin.errors import AccountError, PasswordPolicyError
+from samleng.service.db import get_session
+from samleng.service.models import Account
 
 admin_group = AppGroup("admin", help="Accounts of the organisers' admin.")
 

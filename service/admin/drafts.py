@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.admin.audit import SYSTEM_ACTOR, record
-from service.config import LANGUAGES
-from service.errors import PetitionStateError
-from service.models import (
+from samleng.service.admin.audit import SYSTEM_ACTOR, record
+from samleng.service.config import LANGUAGES
+from samleng.service.errors import PetitionStateError
+from samleng.service.models import (
     IDENTIFIER_MODES,
     VERIFICATION_MODES,
     PendingSignature,
     Petition,
     SignedCheckpoint,
 )
-from service.petitions import (
+from samleng.service.petitions import (
     SLUG,
     TEXT_FIELDS,
     close_petition,

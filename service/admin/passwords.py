@@ -12,8 +12,8 @@ import unicodedata
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from crypto.tokens import Argon2Params
-from service.admin.errors import PasswordPolicyError
+from samleng.crypto.tokens import Argon2Params
+from samleng.service.admin.errors import PasswordPolicyError
 
 # RFC 9106 §4, second recommended option: t=3, m=64 MiB, p=4. Logins are rare; the Argon2
 # gate bounds how many run at once, and the login throttle how many an attacker may try.

@@ -29,25 +29,25 @@ from flask import (
 from flask_limiter import Limiter
 from sqlalchemy.orm import Session
 
-from crypto.errors import Error as CryptoError
-from service.admin import accounts as acc
-from service.admin import audit, drafts, sessions, totp
-from service.admin.errors import AccountError, LoginFailed, PasswordPolicyError
-from service.config import LANGUAGES, Config
-from service.db import get_session
-from service.errors import PetitionNotFound, PetitionStateError
-from service.keys import derive_key
-from service.log import latest_checkpoint
-from service.markdown import render_markdown
-from service.models import Account, Petition, utc_today
-from service.petitions import (
+from samleng.crypto.errors import Error as CryptoError
+from samleng.service.admin import accounts as acc
+from samleng.service.admin import audit, drafts, sessions, totp
+from samleng.service.admin.errors import AccountError, LoginFailed, PasswordPolicyError
+from samleng.service.config import LANGUAGES, Config
+from samleng.service.db import get_session
+from samleng.service.errors import PetitionNotFound, PetitionStateError
+from samleng.service.keys import derive_key
+from samleng.service.log import latest_checkpoint
+from samleng.service.markdown import render_markdown
+from samleng.service.models import Account, Petition, utc_today
+from samleng.service.petitions import (
     close_petition,
     create_petition,
     forget_petition,
     open_petition,
 )
-from service.ratelimit import client_key
-from service.security import request_hostname
+from samleng.service.ratelimit import client_key
+from samleng.service.security import request_hostname
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -28,9 +28,9 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 from werkzeug.serving import make_server
 
-from service import create_app
-from service.db import upgrade
-from service.log import seal_all
+from samleng.service import create_app
+from samleng.service.db import upgrade
+from samleng.service.log import seal_all
 from tests.components import require, require_program
 from tests.conftest import MASTER_KEY, add_petition, make_config
 from tests.petition_texts import LONG_TEXTS
@@ -100,7 +100,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 def chromium(profile: Path, *, javascript: bool) -> webdriver.Chrome:
     """Debian's Chromium through chromedriver, headless; JavaScript off unless asked."""
-    binary = require_program("chromium", "apt-get install chromium (see .ci/packages.txt)")
+    binary = require_program("chromium", "apt-get install chromium")
     driver_path = require_program("chromedriver", "apt-get install chromium-driver")
     options = Options()
     options.binary_location = binary
@@ -177,7 +177,7 @@ def horizontal_overflow(driver: webdriver.Chrome) -> float:
 def axe_source() -> str:
     """axe-core's script, installed from tests/browser/package-lock.json on first use."""
     if not AXE.exists():
-        npm = require_program("npm", "install nodejs (see .ci/packages.txt)")
+        npm = require_program("npm", "install nodejs (see deploy/debian-packages.txt)")
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=HERE,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from crypto.tokens import Argon2Params
+from samleng.crypto.tokens import Argon2Params
 
 # The cheapest parameters Argon2 accepts, so token tests run in microseconds.
 CHEAP_ARGON2 = Argon2Params(time_cost=1, memory_kib=8, parallelism=1)

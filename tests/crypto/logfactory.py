@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crypto.bundle import (
+from samleng.crypto.bundle import (
     CHECKPOINT_FILE,
     LEAVES_FILE,
     PETITION_FILE,
@@ -19,12 +19,12 @@ from crypto.bundle import (
     sha256sums,
     vkey_file,
 )
-from crypto.canonical import canonical_json
-from crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint
-from crypto.leaf import LeafKind, encode_leaf, header_leaf
-from crypto.merkle import MemoryTree, leaf_hash
-from crypto.receipts import receipt_commitment
-from crypto.tlogproof import encode_receipt_extra, format_proof
+from samleng.crypto.canonical import canonical_json
+from samleng.crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint
+from samleng.crypto.leaf import LeafKind, encode_leaf, header_leaf
+from samleng.crypto.merkle import MemoryTree, leaf_hash
+from samleng.crypto.receipts import receipt_commitment
+from samleng.crypto.tlogproof import encode_receipt_extra, format_proof
 
 ORIGIN = "petitions.example.org/p/end-impunity"
 VERIFY_TEXT = (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto.audit import main
+from samleng.crypto.audit import main
 from tests.crypto.logfactory import PetitionLog, make_log, reseal
 
 AUDIT = Path(sys.executable).parent / "samleng-audit"
@@ -58,8 +58,8 @@ def test_verify_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_verify_progress_for_large_logs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("crypto.audit._PROGRESS_MIN_LEAVES", 10)
-    monkeypatch.setattr("crypto.bundle.CHUNK_LEAVES", 4)
+    monkeypatch.setattr("samleng.crypto.audit._PROGRESS_MIN_LEAVES", 10)
+    monkeypatch.setattr("samleng.crypto.bundle.CHUNK_LEAVES", 4)
     directory = make_log(40).write_bundle(tmp_path / "b")
     assert main(["verify", str(directory)]) == 0
     out, err = capsys.readouterr()
@@ -142,7 +142,7 @@ def test_installed_program(bundle: Path, log: PetitionLog, tmp_path: Path) -> No
 _MEASURED = """
 import sys
 import time
-from crypto.audit import main
+from samleng.crypto.audit import main
 status = main(sys.argv[1:])
 peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 print("peak", peak[0].split()[1], file=sys.stderr)
@@ -170,3 +170,20 @@ def test_million_leaves_in_bounded_memory(tmp_path: Path) -> None:
     # The bound leaves room yet fails if leaves.bin or every leaf hash were kept in memory.
     peak_mib = int(done.stderr.split("peak ")[1].split()[0]) / 1024
     assert peak_mib < 250, peak_mib
+
+
+@pytest.mark.parametrize(
+    ("vkey", "said"),
+    [
+        ("https://petitions.example.org/p/free-them/vkey", "not a URL: download the bundle's"),
+        ("no-such-file.vkey", "is neither a file nor a verifier key"),
+    ],
+)
+def test_receipt_vkey_says_what_it_takes(
+    log: PetitionLog, tmp_path: Path, capsys: pytest.CaptureFixture[str], vkey: str, said: str
+) -> None:
+    proof = tmp_path / "receipt.tlog-proof"
+    proof.write_bytes(log.receipt_proof(log.signatures[4]))
+    assert main(["receipt", str(proof), "--vkey", vkey]) == 1
+    err = capsys.readouterr().err
+    assert said in err and "'+'-separated" not in err

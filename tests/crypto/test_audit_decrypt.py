@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from crypto.audit import main
-from crypto.canonical import canonical_json
-from crypto.checkpoint import LogSigner
-from crypto.details import details_digest, generate_details_keypair, seal_details
-from crypto.detailsfile import encode_details_record, read_details_record
-from crypto.errors import DetailsFileError
-from crypto.keyfile import generate_key_files, parse_key_file
-from crypto.leaf import LeafKind, encode_leaf, header_leaf
-from crypto.receipts import receipt_commitment
-from crypto.tokens import Argon2Params
+from samleng.crypto.audit import main
+from samleng.crypto.canonical import canonical_json
+from samleng.crypto.checkpoint import LogSigner
+from samleng.crypto.details import details_digest, generate_details_keypair, seal_details
+from samleng.crypto.detailsfile import encode_details_record, read_details_record
+from samleng.crypto.errors import DetailsFileError
+from samleng.crypto.keyfile import generate_key_files, parse_key_file
+from samleng.crypto.leaf import LeafKind, encode_leaf, header_leaf
+from samleng.crypto.receipts import receipt_commitment
+from samleng.crypto.tokens import Argon2Params
 from tests.crypto.logfactory import PetitionLog, reseal
 
 ORIGIN = "petitions.example.org/p/end-impunity"

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from crypto.audit import main
-from crypto.keyfile import open_private_key
-from crypto.tokens import Argon2Params
+from samleng.crypto.audit import main
+from samleng.crypto.keyfile import open_private_key
+from samleng.crypto.tokens import Argon2Params
 
 PASSPHRASE = "seven random words make a fine passphrase"
 
@@ -17,7 +17,8 @@ PASSPHRASE = "seven random words make a fine passphrase"
 def cheap_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keygen with the cheapest Argon2id, so the tests take milliseconds."""
     monkeypatch.setattr(
-        "crypto.audit.KEYFILE_ARGON2", Argon2Params(time_cost=1, memory_kib=8, parallelism=1)
+        "samleng.crypto.audit.KEYFILE_ARGON2",
+        Argon2Params(time_cost=1, memory_kib=8, parallelism=1),
     )
 
 
@@ -84,3 +85,19 @@ def test_keygen_refuses_a_short_passphrase(
     assert main(["keygen", "--out", str(tmp_path / "k"), "--passphrase-file", str(short)]) == 1
     assert "at least 12 characters" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["short"]
+
+
+def test_a_short_passphrase_is_refused_before_it_is_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts: list[str] = []
+
+    def typed(prompt: str) -> str:
+        prompts.append(prompt)
+        return "short"
+
+    monkeypatch.setattr("getpass.getpass", typed)
+    assert main(["keygen", "--out", str(tmp_path / "organisers")]) == 1
+    assert len(prompts) == 1
+    assert "nothing was written" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

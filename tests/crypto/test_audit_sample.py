@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from crypto.audit import main
-from crypto.checkpoint import Checkpoint
-from crypto.sample import sample_indices
+from samleng.crypto.audit import main
+from samleng.crypto.checkpoint import Checkpoint
+from samleng.crypto.sample import sample_indices
 from tests.crypto.logfactory import PetitionLog, make_log, reseal
 
 SEED = "Cambodia lottery 2026-03-01: 482913"
@@ -76,3 +76,20 @@ def test_bundle_must_verify(bundle: Path, capsys: pytest.CaptureFixture[str]) ->
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines()[-1].startswith("error: historical checkpoint signatures")
+
+
+def test_out_is_written_only_when_the_sample_is_drawn(
+    log: PetitionLog, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = tmp_path / "too-many.txt"
+    assert sample(bundle, "-k", "300", "--out", str(refused)) == 1
+    assert "error: " in capsys.readouterr().err
+    assert not refused.exists()
+
+    drawn = tmp_path / "sample.txt"
+    assert sample(bundle, "-k", "12", "--out", str(drawn)) == 0
+    assert capsys.readouterr().out == ""
+    final = Checkpoint(origin=log.origin, size=log.size, root=log.tree.root(log.size))
+    assert [int(line) for line in drawn.read_text().splitlines()] == sample_indices(final, SEED, 12)
+    assert sample(bundle, "-k", "12", "--out", str(drawn)) == 1  # never overwrites
+    assert "exists; refusing to overwrite" in capsys.readouterr().err

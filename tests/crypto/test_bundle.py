@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import crypto.bundle
-from crypto.bundle import (
+import samleng.crypto.bundle
+from samleng.crypto.bundle import (
     BundleCheck,
     BundleReport,
     checkpoint_path,
@@ -16,10 +16,10 @@ from crypto.bundle import (
     sha256sums,
     verify_bundle,
 )
-from crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint
-from crypto.errors import BundleError, VerificationError
-from crypto.leaf import LEAF_PREFIX, LeafKind, encode_leaf, header_leaf
-from crypto.merkle import CompactTree, leaf_hash, root_hash
+from samleng.crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint
+from samleng.crypto.errors import BundleError, VerificationError
+from samleng.crypto.leaf import LEAF_PREFIX, LeafKind, encode_leaf, header_leaf
+from samleng.crypto.merkle import CompactTree, leaf_hash, root_hash
 from tests.crypto.logfactory import PetitionLog, make_log, reseal
 
 HISTORY = [1, 2, 5, 9]
@@ -74,7 +74,7 @@ def test_count_is_signature_kinds_only(tmp_path: Path) -> None:
 
 def test_many_chunks_and_checkpoints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Chunks of 7 leaves put checkpoint sizes and duplicate checks across chunk boundaries.
-    monkeypatch.setattr(crypto.bundle, "CHUNK_LEAVES", 7)
+    monkeypatch.setattr(samleng.crypto.bundle, "CHUNK_LEAVES", 7)
     log = make_log(60)
     directory = log.write_bundle(tmp_path / "b", history=list(range(0, 61)))
     progress: list[tuple[int, int]] = []
@@ -86,7 +86,7 @@ def test_many_chunks_and_checkpoints(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 
 def test_duplicate_across_chunks_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(crypto.bundle, "CHUNK_LEAVES", 7)
+    monkeypatch.setattr(samleng.crypto.bundle, "CHUNK_LEAVES", 7)
     log = make_log(20)
     log.append_leaf(log.leaves[3])
     fails(log.write_bundle(tmp_path / "b"), BundleCheck.DISTINCT, "leaf 21 repeats")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crypto.canonical import canonical_json, encode_origin
+from samleng.crypto.canonical import canonical_json, encode_origin
 
 KHMER_NAME = "សុខ ចាន់"
 

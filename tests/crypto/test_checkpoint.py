@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crypto.checkpoint import (
+from samleng.crypto.checkpoint import (
     Checkpoint,
     LogSigner,
     generate_log_signer,
@@ -14,15 +14,15 @@ from crypto.checkpoint import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from crypto.errors import (
+from samleng.crypto.errors import (
     CheckpointFormatError,
     KeyFormatError,
     NoteFormatError,
     NoteSignatureError,
     VerificationError,
 )
-from crypto.merkle import EMPTY_ROOT
-from crypto.note import NoteSigner, sign_note
+from samleng.crypto.merkle import EMPTY_ROOT
+from samleng.crypto.note import NoteSigner, sign_note
 
 ORIGIN = "petitions.example.org/p/end-impunity"
 ROOT = bytes(range(32))

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 
-from crypto.details import (
+from samleng.crypto.details import (
     DETAILS_BLOCK,
     DETAILS_FIELDS,
     DETAILS_INFO_PREFIX,
@@ -22,8 +22,8 @@ from crypto.details import (
     seal_details,
     unpad_details,
 )
-from crypto.errors import DetailsDecryptionError, DetailsTooLarge
-from crypto.receipts import receipt_commitment
+from samleng.crypto.errors import DetailsDecryptionError, DetailsTooLarge
+from samleng.crypto.receipts import receipt_commitment
 
 ORIGIN = "petitions.example.org/p/end-impunity"
 COMMITMENT = receipt_commitment(ORIGIN, bytes(range(16)))

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto.errors import KeyFileError, PassphraseError
-from crypto.keyfile import (
+from samleng.crypto.errors import KeyFileError, PassphraseError
+from samleng.crypto.keyfile import (
     KEYFILE_ARGON2,
     KEYFILE_VERSION,
     generate_key_files,
@@ -20,7 +20,7 @@ from crypto.keyfile import (
     public_key_file,
     seal_private_key,
 )
-from crypto.tokens import Argon2Params
+from samleng.crypto.tokens import Argon2Params
 
 CHEAP = Argon2Params(time_cost=1, memory_kib=8, parallelism=1)
 PASSPHRASE = "correct horse battery staple"

@@ -5,8 +5,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crypto.errors import KeyUnwrapError
-from crypto.keywrap import (
+from samleng.crypto.errors import KeyUnwrapError
+from samleng.crypto.keywrap import (
     WRAP_AAD_PREFIX,
     new_dedup_key,
     new_master_key,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crypto.errors import LeafFormatError, VerificationError
-from crypto.leaf import (
+from samleng.crypto.errors import LeafFormatError, VerificationError
+from samleng.crypto.leaf import (
     LEAF_PREFIX,
     LEAF_SIZE,
     Leaf,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto.errors import ConsistencyProofError, InclusionProofError, VerificationError
-from crypto.merkle import (
+from samleng.crypto.errors import ConsistencyProofError, InclusionProofError, VerificationError
+from samleng.crypto.merkle import (
     EMPTY_ROOT,
     CompactTree,
     MemoryTree,

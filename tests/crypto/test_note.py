@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crypto.errors import KeyFormatError, NoteFormatError, NoteSignatureError
-from crypto.note import (
+from samleng.crypto.errors import KeyFormatError, NoteFormatError, NoteSignatureError
+from samleng.crypto.note import (
     MAX_SIGNATURES,
     NoteSigner,
     NoteVerifier,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crypto.errors import ReceiptFormatError
-from crypto.receipts import (
+from samleng.crypto.errors import ReceiptFormatError
+from samleng.crypto.receipts import (
     RECEIPT_BYTES,
     RECEIPT_PREFIX,
     format_receipt,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto.checkpoint import Checkpoint
-from crypto.errors import SampleError
-from crypto.sample import (
+from samleng.crypto.checkpoint import Checkpoint
+from samleng.crypto.errors import SampleError
+from samleng.crypto.sample import (
     detection_probability,
     fabricated_count,
     sample_indices,

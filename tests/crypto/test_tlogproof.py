@@ -4,17 +4,17 @@ import base64
 
 import pytest
 
-from crypto.errors import (
+from samleng.crypto.errors import (
     CheckpointFormatError,
     InclusionProofError,
     NoteSignatureError,
     ProofFormatError,
     VerificationError,
 )
-from crypto.leaf import LeafKind
-from crypto.merkle import leaf_hash
-from crypto.receipts import receipt_commitment
-from crypto.tlogproof import (
+from samleng.crypto.leaf import LeafKind
+from samleng.crypto.merkle import leaf_hash
+from samleng.crypto.receipts import receipt_commitment
+from samleng.crypto.tlogproof import (
     ReceiptCheck,
     TlogProof,
     encode_receipt_extra,

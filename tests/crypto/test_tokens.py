@@ -8,7 +8,7 @@ from argon2.low_level import Type, hash_secret_raw
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crypto.tokens import DEFAULT_ARGON2, Argon2Params, dedup_token
+from samleng.crypto.tokens import DEFAULT_ARGON2, Argon2Params, dedup_token
 
 KEY = bytes(range(32))
 SALT = bytes(range(100, 116))

@@ -7,12 +7,12 @@ import http.client
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.components import wait_for_port
 from tests.deploy.render import CLEARNET_HOST, ONION_HOST, NginxSite
 
 
@@ -109,19 +109,6 @@ def clearnet(
     headers = {k.replace("_", "-"): v for k, v in kw.items()}
     conn = ClearnetConnection(site.https_port, site.root / "tls" / "fullchain.pem", source)
     return exchange(conn, method, path, CLEARNET_HOST, body, headers)
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, seconds: float = 30) -> None:
-    """Wait until something accepts connections on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{what} exited with status {proc.returncode}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"{what} did not listen on {port} within {seconds} s")
 
 
 @contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.components import free_port
+
+__all__ = ["free_port"]
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 CLEARNET_HOST = "petitions.example.org"
@@ -25,13 +28,6 @@ ONION_HOST = "samlengtestn3rwmdqyb4c5znclkz7qvsgmxtf2g5szzvz5ol7cqdwid.onion"
 # The header the stack tests add to see what the microcache did (not shipped: a visitor
 # has no need to learn whether someone else loaded a page in the last seconds).
 CACHE_STATUS_HEADER = "add_header X-Cache-Status $upstream_cache_status always;"
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rewrite(text: str, replacements: list[tuple[str, str]], name: str) -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.components import require, require_program
-from tests.conftest import PG_URL
 from tests.deploy.render import (
     DEPLOY,
     render_nginx,
@@ -177,8 +176,8 @@ try:
 except OSError:
     pass
 from pathlib import Path
-from service import create_app
-from service.db import upgrade
+from samleng.service import create_app
+from samleng.service.db import upgrade
 from tests.conftest import add_petition, make_config, receipt_of, sign
 tmp = Path(sys.argv[1])
 app = create_app(make_config(tmp, f"sqlite:///{tmp / 'db.sqlite3'}"))
@@ -201,19 +200,16 @@ def test_the_app_runs_without_writable_executable_memory(tmp_path: Path) -> None
         timeout=120,
         cwd=DEPLOY.parent,
     )
-    if result.returncode == 77:
-        pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 or later)")
+    require("a kernel with PR_SET_MDWE (Linux 6.3 or later)", result.returncode != 77)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
-def test_postgresql_knows_every_setting() -> None:
+def test_postgresql_knows_every_setting(pg_url: str) -> None:
     """Each setting of deploy/postgresql/samleng.conf exists, with a value of its type."""
-    require("PostgreSQL", PG_URL is not None, "set SAMLENG_TEST_DATABASE_URL")
     import psycopg
 
-    assert PG_URL is not None
     wanted = settings(DEPLOY / "postgresql" / "samleng.conf")
-    with psycopg.connect(PG_URL) as conn:
+    with psycopg.connect(pg_url) as conn:
         rows = conn.execute(
             "SELECT name, vartype, enumvals FROM pg_settings WHERE name = ANY(%s)",
             (list(wanted),),

@@ -29,17 +29,17 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from crypto.bundle import verify_bundle
-from crypto.details import generate_details_keypair
-from crypto.tokens import Argon2Params
-from service import create_app
-from service.config import Config, read_master_key
-from service.db import get_session, upgrade
-from service.export import write_bundle
-from service.keys import ensure_master_key
-from service.petitions import create_petition, get_petition, open_petition
-from tests.components import require, require_program
-from tests.conftest import PG_URL, TEXTS
+from samleng.crypto.bundle import verify_bundle
+from samleng.crypto.details import generate_details_keypair
+from samleng.crypto.tokens import Argon2Params
+from samleng.service import create_app
+from samleng.service.config import Config, read_master_key
+from samleng.service.db import get_session, upgrade
+from samleng.service.export import write_bundle
+from samleng.service.keys import ensure_master_key
+from samleng.service.petitions import create_petition, get_petition, open_petition
+from tests.components import PostgresServer, require, require_program
+from tests.conftest import TEXTS
 from tests.deploy.clients import (
     Answer,
     clearnet,
@@ -87,6 +87,7 @@ class Stack:
     app: Flask
     database_url: str
     redis_port: int
+    postgres: PostgresServer
     app_ports: list[int] = field(default_factory=list)
     site: NginxSite | None = None
     # Files the test wrote before anything ran (configurations, certificates): not logs.
@@ -124,27 +125,6 @@ def export(app: Flask, slug: str, target: Path) -> None:
         write_bundle(session, get_petition(session, slug), target, delivery=False)
 
 
-def admin_url(database: str) -> str:
-    """The test server's URL with another database name."""
-    assert PG_URL is not None
-    return urllib.parse.urlsplit(PG_URL)._replace(path="/" + database).geturl()
-
-
-def create_database(name: str) -> str:
-    import psycopg
-
-    with psycopg.connect(admin_url("postgres"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return admin_url(name)
-
-
-def drop_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def start(command: list[str], log: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -177,8 +157,9 @@ def stop_all(procs: list[subprocess.Popen[bytes]], quick: bool = False) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    require("PostgreSQL", PG_URL is not None, "set SAMLENG_TEST_DATABASE_URL")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer
+) -> Iterator[Stack]:
     nginx = require_program("nginx", "apt-get install nginx-light")
     redis_server = require_program("redis-server", "apt-get install redis-server")
     require("gunicorn", (BIN / "gunicorn").exists(), "make install")
@@ -188,8 +169,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     procs: list[subprocess.Popen[bytes]] = []
     gunicorns: list[subprocess.Popen[bytes]] = []
     with ExitStack() as cleanup:
-        database_url = create_database(database)
-        cleanup.callback(drop_database, database)
+        database_url = postgres_server.create_database(database)
+        cleanup.callback(postgres_server.drop_database, database)
         cleanup.callback(stop_all, procs)
         cleanup.callback(stop_all, gunicorns, quick=True)
         ensure_master_key(instance)
@@ -223,7 +204,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             port, log = free_port(), root / f"gunicorn-{name}.log"
             command = [
                 str(BIN / "gunicorn"), "-c", str(DEPLOY / "gunicorn.conf.py"),
-                "--bind", f"127.0.0.1:{port}", "--workers", "2", "service.wsgi:app",
+                "--bind", f"127.0.0.1:{port}", "--workers", "2", "samleng.service.wsgi:app",
             ]  # fmt: skip
             gunicorns.append(start(command, log, env, root))
             servers.append((port, gunicorns[-1], log))
@@ -241,7 +222,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 )  # fmt: skip
                 open_petition(session, petition, master_key)
             session.commit()
-        stack = Stack(root, env, app, database_url, redis_port)
+        stack = Stack(root, env, app, database_url, redis_port, postgres_server)
         stack.site = render_nginx(
             root / "nginx", [port for port, _, _ in servers], cache_status=True
         )
@@ -498,7 +479,7 @@ def test_backup_restores_without_the_keys_inside(stack: Stack, tmp_path: Path) -
     assert master_key not in dump.read_bytes()
 
     name = f"samleng_restore_{secrets.token_hex(4)}"
-    restored_url = create_database(name)
+    restored_url = stack.postgres.create_database(name)
     try:
         env["SAMLENG_BACKUP_DB"] = restored_url
         back = subprocess.run(
@@ -519,7 +500,7 @@ def test_backup_restores_without_the_keys_inside(stack: Stack, tmp_path: Path) -
             tmp_path / "original" / "leaves.bin"
         ).read_bytes()
     finally:
-        drop_database(name)
+        stack.postgres.drop_database(name)
 
 
 def test_nothing_written_names_a_client(stack: Stack) -> None:

@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from crypto.receipts import parse_receipt, receipt_commitment
+from samleng.crypto.receipts import parse_receipt, receipt_commitment
 
 TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
 RECEIPT = re.compile(r'<p class="receipt">([A-Z2-7-]+)</p>')

@@ -8,36 +8,13 @@ ports chosen at random.
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import signal
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
-from tests.components import require, require_program
-from tests.deploy.clients import wait_for_port
-from tests.deploy.render import DEPLOY, free_port, render_redis
+from tests.components import PrivatePostgres, PrivateRedis, stop_process
 
-# The PostgreSQL server programs are not on PATH on Debian (only the client wrappers are).
-_PG_BIN_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin")
-
-
-def pg_program(name: str) -> str:
-    """The path of PostgreSQL server program ``name`` (initdb, pg_ctl), or skip/fail."""
-    found = shutil.which(name)
-    if found is None:
-        for pattern in _PG_BIN_GLOBS:
-            candidates = sorted(glob.glob(os.path.join(pattern, name)), reverse=True)
-            if candidates:
-                found = candidates[0]
-                break
-    require(name, found is not None, "apt-get install postgresql")
-    assert found is not None
-    return found
+__all__ = ["PrivatePostgres", "PrivateRedis", "Sealer", "children", "stop_process"]
 
 
 def children(pid: int) -> set[int]:
@@ -55,125 +32,6 @@ def children(pid: int) -> set[int]:
         if int(ppid) == pid and state != "Z":
             found.add(int(entry.name))
     return found
-
-
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    """Send ``sig`` and wait; a process that does not exit within 20 s is killed."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of the drill's own, with deploy/postgresql/samleng.conf.
-
-    initdb refuses to run as root, so as root every server program runs as the ``postgres``
-    user, in a folder that user owns (outside pytest's root-only temporary folders).
-    """
-
-    def __init__(self) -> None:
-        self.initdb = pg_program("initdb")
-        self.pg_ctl = pg_program("pg_ctl")
-        self.as_owner: list[str] = []
-        owner: pwd.struct_passwd | None = None
-        if os.geteuid() == 0:
-            runuser = require_program("runuser", "apt-get install util-linux")
-            try:
-                owner = pwd.getpwnam("postgres")
-            except KeyError:
-                owner = None
-            require("the postgres user", owner is not None, "apt-get install postgresql")
-            self.as_owner = [runuser, "-u", "postgres", "--"]
-        self.root = Path(tempfile.mkdtemp(prefix="samleng-drill-pg-"))
-        if owner is not None:
-            os.chown(self.root, owner.pw_uid, owner.pw_gid)
-        self.data = self.root / "data"
-        self.log = self.root / "server.log"
-        self.port = free_port()
-
-    def url(self, database: str, **params: str) -> str:
-        """A libpq URL for ``database`` on this cluster (trust authentication, loopback)."""
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}" + (
-            f"?{query}" if query else ""
-        )
-
-    def _run(self, *command: str) -> None:
-        done = subprocess.run(
-            [*self.as_owner, *command], capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, f"{command[0]} failed:\n{done.stdout}\n{done.stderr}"
-
-    def init(self) -> None:
-        """Create the cluster: the deployment's settings, then this drill's port and socket."""
-        self._run(
-            self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust",
-            "--encoding=UTF8", "--no-instructions",
-        )  # fmt: skip
-        settings = (DEPLOY / "postgresql" / "samleng.conf").read_text()
-        settings += (
-            f"\n# The drill's own cluster\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
-            f"unix_socket_directories = '{self.root}'\n"
-        )
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(settings)
-
-    def start(self) -> None:
-        """Start the server and wait until it accepts connections."""
-        self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        """Stop the server: ``fast`` (disconnects clients, clean) or ``immediate`` (a crash)."""
-        self._run(self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
-
-    def running(self) -> bool:
-        """Whether the server's postmaster is up."""
-        done = subprocess.run(
-            [*self.as_owner, self.pg_ctl, "-D", str(self.data), "status"],
-            capture_output=True,
-            timeout=30,
-        )
-        return done.returncode == 0
-
-    def destroy(self) -> None:
-        """Stop the server if it runs and delete the cluster."""
-        if (self.data / "postmaster.pid").exists() and self.running():
-            self.stop("immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-class PrivateRedis:
-    """redis-server with deploy/redis/samleng.conf on a free port; can stop and start again."""
-
-    def __init__(self, root: Path) -> None:
-        self.binary = require_program("redis-server", "apt-get install redis-server")
-        self.port = free_port()
-        self.conf = render_redis(root, self.port)
-        self.log = root / "redis.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """The limiter's storage URI."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start the server and wait until it listens."""
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [self.binary, str(self.conf)], stdout=out, stderr=subprocess.STDOUT
-            )
-        wait_for_port(self.port, self.proc, "redis-server")
-
-    def stop(self) -> None:
-        """Stop the server as ``systemctl stop`` would (SIGTERM)."""
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
 
 
 class Sealer:

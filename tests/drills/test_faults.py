@@ -40,15 +40,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from crypto.details import generate_details_keypair
-from crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
-from crypto.tlogproof import verify_receipt
-from crypto.tokens import Argon2Params
-from service import create_app
-from service.config import Config, read_master_key
-from service.db import get_session, upgrade
-from service.keys import ensure_master_key
-from service.petitions import create_petition, open_petition
+from samleng.crypto.details import generate_details_keypair
+from samleng.crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
+from samleng.crypto.tlogproof import verify_receipt
+from samleng.crypto.tokens import Argon2Params
+from samleng.service import create_app
+from samleng.service.config import Config, read_master_key
+from samleng.service.db import get_session, upgrade
+from samleng.service.keys import ensure_master_key
+from samleng.service.petitions import create_petition, open_petition
 from tests.components import require
 from tests.conftest import TEXTS
 from tests.deploy.render import DEPLOY, free_port
@@ -250,7 +250,7 @@ class Timeline:
 def start_gunicorn(env: dict[str, str], port: int, log: Path, cwd: Path) -> subprocess.Popen[bytes]:
     command = [
         str(BIN / "gunicorn"), "-c", str(DEPLOY / "gunicorn.conf.py"),
-        "--bind", f"127.0.0.1:{port}", "--workers", "2", "service.wsgi:app",
+        "--bind", f"127.0.0.1:{port}", "--workers", "2", "samleng.service.wsgi:app",
     ]  # fmt: skip
     with log.open("ab") as out:
         proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -306,7 +306,7 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
         with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
             conn.execute("CREATE DATABASE samleng")
         database_url = postgres.url("samleng")
-        redis = PrivateRedis(root / "redis")
+        redis = PrivateRedis(root / "redis", deploy=True)
         redis.start()
         cleanup.callback(redis.stop)
 

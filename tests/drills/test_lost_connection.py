@@ -15,18 +15,16 @@ import pytest
 from flask import Flask
 from sqlalchemy import text
 
-from service.db import get_session
-from tests.conftest import PG_URL
+from samleng.service.db import get_session
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_page_survives_its_connection(app: Flask) -> None:
+def test_a_page_survives_its_connection(app: Flask, database_url: str) -> None:
     @app.get("/drill/lose-connection")
     def lose_connection() -> str:
         pid = get_session().execute(text("SELECT pg_backend_pid()")).scalar_one()
-        assert PG_URL is not None
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
+        with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             deadline = time.monotonic() + 10
             while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto.bundle import BundleReport, verify_bundle
-from crypto.errors import BundleError
-from crypto.leaf import LeafKind, encode_leaf
+from samleng.crypto.bundle import BundleReport, verify_bundle
+from samleng.crypto.errors import BundleError
+from samleng.crypto.leaf import LeafKind, encode_leaf
 from tests.crypto.logfactory import make_log, reseal
 from tests.fuzz.mutations import examples, mutated
 

@@ -16,17 +16,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto import errors
-from crypto.checkpoint import parse_checkpoint_body, verify_checkpoint
-from crypto.details import details_digest, generate_details_keypair, seal_details
-from crypto.detailsfile import encode_details_record, open_details_file, read_details_record
-from crypto.identifiers import normalize_email, normalize_identifier, normalize_phone
-from crypto.keyfile import open_private_key, parse_key_file, seal_private_key
-from crypto.leaf import LeafKind, encode_leaf
-from crypto.note import open_note, parse_vkey
-from crypto.receipts import format_receipt, parse_receipt, receipt_commitment
-from crypto.tlogproof import parse_proof, verify_receipt
-from crypto.tokens import Argon2Params
+from samleng.crypto import errors
+from samleng.crypto.checkpoint import parse_checkpoint_body, verify_checkpoint
+from samleng.crypto.details import details_digest, generate_details_keypair, seal_details
+from samleng.crypto.detailsfile import encode_details_record, open_details_file, read_details_record
+from samleng.crypto.keyfile import open_private_key, parse_key_file, seal_private_key
+from samleng.crypto.leaf import LeafKind, encode_leaf
+from samleng.crypto.note import open_note, parse_vkey
+from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
+from samleng.crypto.tlogproof import parse_proof, verify_receipt
+from samleng.crypto.tokens import Argon2Params
+from samleng.service.identifiers import normalize_email, normalize_identifier, normalize_phone
 from tests.crypto.logfactory import make_log
 from tests.fuzz.mutations import bytes_like, examples, mutated, text_like
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from service.models import DedupToken, PendingSignature
+from samleng.service.models import DedupToken, PendingSignature
 from tests.conftest import add_petition, form_token
 from tests.fuzz.mutations import examples
 

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from crypto.bundle import verify_bundle
-from crypto.errors import BundleError
-from crypto.merkle import consistency_proof, inclusion_proof, verify_consistency, verify_inclusion
-from crypto.tlogproof import verify_receipt
+from samleng.crypto.bundle import verify_bundle
+from samleng.crypto.errors import BundleError
+from samleng.crypto.merkle import (
+    consistency_proof,
+    inclusion_proof,
+    verify_consistency,
+    verify_inclusion,
+)
+from samleng.crypto.tlogproof import verify_receipt
 from tests.crypto.logfactory import PetitionLog, make_log, reseal
 from tests.interop.conftest import run
 

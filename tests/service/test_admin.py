@@ -19,19 +19,19 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
-from crypto.details import generate_details_keypair
-from crypto.keyfile import public_key_file
-from crypto.tokens import Argon2Params
-from service import create_app
-from service.admin import passwords, totp
-from service.admin.accounts import create_account, grant
-from service.admin.cli import ensure_demo_admin
-from service.admin.drafts import signatures_per_day
-from service.admin.sessions import LOGIN_COOKIE, SESSION_COOKIE
-from service.app import STYLESHEET as STYLESHEET_PATH
-from service.db import get_session, upgrade
-from service.log import seal_all
-from service.models import (
+from samleng.crypto.details import generate_details_keypair
+from samleng.crypto.keyfile import public_key_file
+from samleng.crypto.tokens import Argon2Params
+from samleng.service import create_app
+from samleng.service.admin import passwords, totp
+from samleng.service.admin.accounts import create_account, grant
+from samleng.service.admin.cli import ensure_demo_admin
+from samleng.service.admin.drafts import signatures_per_day
+from samleng.service.admin.sessions import LOGIN_COOKIE, SESSION_COOKIE
+from samleng.service.app import STYLESHEET as STYLESHEET_PATH
+from samleng.service.db import get_session, upgrade
+from samleng.service.log import seal_all
+from samleng.service.models import (
     Account,
     AdminSession,
     AuditEvent,
@@ -39,9 +39,9 @@ from service.models import (
     Petition,
     SignedCheckpoint,
 )
-from service.petitions import get_petition
-from service.scheduler import close_expired_petitions
-from service.security import content_security_policy
+from samleng.service.petitions import get_petition
+from samleng.service.scheduler import close_expired_petitions
+from samleng.service.security import content_security_policy
 from tests.conftest import MASTER_KEY, add_petition, make_config, sign
 
 PASSWORD = "correct horse battery staple"

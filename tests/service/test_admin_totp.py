@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.admin import totp
+from samleng.service.admin import totp
 
 SHA1_SECRET = b"12345678901234567890"
 SHA256_SECRET = b"12345678901234567890123456789012"

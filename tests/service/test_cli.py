@@ -10,9 +10,9 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
-from crypto.details import generate_details_keypair
-from service.db import get_session
-from service.models import DedupToken, Petition
+from samleng.crypto.details import generate_details_keypair
+from samleng.service.db import get_session
+from samleng.service.models import DedupToken, Petition
 from tests.conftest import TEXTS, sign
 
 

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Flask
 from sqlalchemy import func, select
 
-from service.db import get_session
-from service.models import DedupToken, PendingSignature
+from samleng.service.db import get_session
+from samleng.service.models import DedupToken, PendingSignature
 from tests.conftest import OpenPetition, sign
 
 

@@ -12,18 +12,15 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine, text
 
-from service import create_app
-from service.db import upgrade
-from tests.components import require
-from tests.conftest import PG_URL, add_petition, make_config, reset_postgres, sign
+from samleng.service import create_app
+from samleng.service.db import upgrade
+from tests.conftest import add_petition, make_config, reset_postgres, sign
 
 
 @pytest.fixture
-def pg_app(tmp_path: Path) -> Iterator[Flask]:
-    require("PostgreSQL", PG_URL is not None, "set SAMLENG_TEST_DATABASE_URL")
-    assert PG_URL is not None
-    reset_postgres(PG_URL)
-    application = create_app(make_config(tmp_path, PG_URL))
+def pg_app(tmp_path: Path, pg_url: str) -> Iterator[Flask]:
+    reset_postgres(pg_url)
+    application = create_app(make_config(tmp_path, pg_url))
     upgrade(application.extensions["samleng.engine"])
     yield application
     application.extensions["samleng.engine"].dispose()
@@ -34,10 +31,9 @@ def backend_pid(engine: Engine) -> int:
         return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def end_other_backends() -> None:
+def end_other_backends(pg_url: str) -> None:
     """What a PostgreSQL restart does to the app's idle connections."""
-    assert PG_URL is not None
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
+    with psycopg.connect(pg_url, autocommit=True) as admin:
         others = "datname = current_database() AND pid <> pg_backend_pid()"
         admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {others}")  # noqa: S608
         for _ in range(100):
@@ -53,17 +49,17 @@ def test_a_live_connection_is_kept(pg_app: Flask) -> None:
     assert backend_pid(engine) == backend_pid(engine)
 
 
-def test_connections_the_server_ended_are_replaced_unseen(pg_app: Flask) -> None:
+def test_connections_the_server_ended_are_replaced_unseen(pg_app: Flask, pg_url: str) -> None:
     engine: Engine = pg_app.extensions["samleng.engine"]
     add_petition(pg_app)
     client = pg_app.test_client()
     assert sign(client, "free-them", identifier="012 345 601").status_code == 200
     before = backend_pid(engine)
-    end_other_backends()
+    end_other_backends(pg_url)
     # The page (a read through the session) and the signature (the write's own connection).
     assert sign(client, "free-them", identifier="012 345 602").status_code == 200
     assert backend_pid(engine) != before
-    end_other_backends()
+    end_other_backends(pg_url)
     assert sign(client, "free-them", identifier="012 345 603").status_code == 200
     with engine.connect() as connection:
         counted = connection.execute(text("SELECT count(*) FROM dedup_token")).scalar_one()

@@ -10,19 +10,21 @@ import io
 import re
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from werkzeug.test import TestResponse
 
-from crypto.bundle import verify_bundle
-from service.db import get_session
-from service.delivery import DeliveryError, DeliveryFacts, render_delivery_pdf
-from service.log import seal_all
-from service.petitions import close_petition, forget_petition, get_petition
+from samleng.crypto.bundle import verify_bundle
+from samleng.service.db import get_session
+from samleng.service.delivery import DeliveryError, DeliveryFacts, render_delivery_pdf
+from samleng.service.log import seal_all
+from samleng.service.petitions import close_petition, forget_petition, get_petition
 from tests.components import require_program
 from tests.conftest import MASTER_KEY, TEXTS, OpenPetition, sign
 
@@ -90,7 +92,11 @@ def test_delivery_pdf_in_the_bundle(
 
     pdffonts = require_program("pdffonts", "apt-get install poppler-utils")
     fonts = subprocess.run([pdffonts, str(pdf)], capture_output=True, check=True, text=True)
-    assert "Khmer-OS" in fonts.stdout, fonts.stdout
+    # The shipped fonts (service/delivery.py), embedded and subset; no system font.
+    families = {line.split()[0].split("+", 1)[1] for line in fonts.stdout.splitlines()[2:]}
+    assert {"Samleng-Text", "Samleng-Mono"} <= families, fonts.stdout
+    assert families <= {"Samleng-Text", "Samleng-Text-Bold", "Samleng-Mono", "Samleng-Mono-Bold"}
+    assert all(" yes yes yes " in line for line in fonts.stdout.splitlines()[2:]), fonts.stdout
 
     pdftoppm = require_program("pdftoppm", "apt-get install poppler-utils")
     if "sqlite" in database_url:  # one set of pictures is enough
@@ -104,7 +110,7 @@ def test_delivery_pdf_in_the_bundle(
             assert (ARTIFACTS / f"delivery-page-{page}.png").stat().st_size > 10_000
 
 
-def test_export_fails_clearly_without_weasyprint(
+def test_the_bundle_never_depends_on_the_pdf(
     app: Flask,
     client: FlaskClient,
     runner: FlaskCliRunner,
@@ -112,19 +118,26 @@ def test_export_fails_clearly_without_weasyprint(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Without WeasyPrint the verifiable bundle is still written and verified; the command
+    says what is missing and fails, so that nobody takes the bundle for complete."""
     signed_and_sealed(app, client, petition.slug, 2)
     monkeypatch.setitem(sys.modules, "weasyprint", None)  # import weasyprint now fails
     bundle = tmp_path / "out" / "bundle"
     result = runner.invoke(args=["export", petition.slug, str(bundle)])
     assert result.exit_code == 1
     assert "cannot make delivery.pdf: WeasyPrint cannot be loaded" in result.output
-    assert "--no-pdf" in result.output
-    assert list(bundle.parent.iterdir()) == []  # nothing half-written
-
-    result = runner.invoke(args=["export", petition.slug, str(bundle), "--no-pdf"])
-    assert result.exit_code == 0, result.output
+    assert "install Pango" in result.output and "--no-pdf" in result.output
+    assert "verified: count 2" in result.output
     assert not (bundle / "delivery.pdf").exists()
+    assert "delivery.pdf" not in (bundle / "SHA256SUMS").read_text()
     assert verify_bundle(bundle).count == 2
+    assert [p.name for p in bundle.parent.iterdir()] == ["bundle"]  # no leftovers
+
+    again = tmp_path / "again"
+    result = runner.invoke(args=["export", petition.slug, str(again), "--no-pdf"])
+    assert result.exit_code == 0, result.output
+    assert not (again / "delivery.pdf").exists()
+    assert verify_bundle(again).count == 2
 
 
 def test_missing_glyphs_fail_rather_than_print_boxes(app: Flask, petition: OpenPetition) -> None:
@@ -140,27 +153,34 @@ def test_missing_glyphs_fail_rather_than_print_boxes(app: Flask, petition: OpenP
             size=1,
             bundle_url="https://example.org/bundle.zip",
         )
-        with pytest.raises(DeliveryError, match=r"no installed font draws U\+E000; install"):
+        with pytest.raises(DeliveryError, match=r"the shipped fonts cannot draw U\+E000 "):
             render_delivery_pdf(facts)
 
 
 def test_the_document_loads_nothing_from_the_network(
     app: Flask, petition: OpenPetition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A remote resource stops the rendering instead of being fetched."""
-    fetched: list[object] = []
+    """A remote resource stops the rendering instead of being fetched; only the shipped font
+    files are read."""
+    opened: list[str] = []
+    real_open = urllib.request.OpenerDirector.open
+
+    def recording_open(self: urllib.request.OpenerDirector, url: Any, *a: Any, **k: Any) -> Any:
+        opened.append(url if isinstance(url, str) else url.full_url)
+        return real_open(self, url, *a, **k)
+
+    monkeypatch.setattr("urllib.request.OpenerDirector.open", recording_open)
     monkeypatch.setattr(
-        "urllib.request.OpenerDirector.open", lambda self, url, *a, **k: fetched.append(url)
-    )
-    monkeypatch.setattr(
-        "service.delivery.delivery_html",
+        "samleng.service.delivery.delivery_html",
         lambda facts: '<p>x</p><img src="https://tracker.invalid/p.png">',
     )
-    with app.app_context(), pytest.raises(DeliveryError, match="may not load anything"):
+    with app.app_context(), pytest.raises(DeliveryError, match="tracker.invalid") as refused:
         render_delivery_pdf(
             DeliveryFacts(petition_json=b"{}", checkpoint=b"", size=1, bundle_url="")
         )
-    assert fetched == []
+    assert "may load nothing but its own fonts" in str(refused.value)
+    assert opened and all(url.startswith("file://") for url in opened), opened
+    assert all(url.endswith(".ttf") for url in opened), opened
 
 
 def get(client: FlaskClient, url: str) -> TestResponse:

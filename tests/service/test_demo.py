@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.components import require_program
 from tests.service.test_privacy import needles_in
 
 SAMLENG = Path(sys.executable).parent / "samleng"
@@ -111,3 +112,68 @@ def test_demo_is_idempotent(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     assert log.read_text().count("Samleng demo: http://127.0.0.1:") == 2
     assert "Traceback" not in log.read_text()
+
+
+def only_instance(instance: Path, **extra: str) -> dict[str, str]:
+    """The environment of "another shell": no SAMLENG_ setting but the instance folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAMLENG_")}
+    env.update(SAMLENG_INSTANCE=str(instance), **extra)
+    return env
+
+
+def run(
+    command: list[str | Path], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(part) for part in command], env=env, cwd=cwd, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_the_demo_instance_seals_exports_and_closes_from_another_shell(
+    tmp_path: Path, demo: tuple[Path, int, Path]
+) -> None:
+    """The quick start's walk-through: with only SAMLENG_INSTANCE set, and no system font
+    at all (an empty fontconfig configuration), the demo's bundle is sealed, exported with
+    its delivery.pdf in the shipped fonts, and verified."""
+    instance, port, _ = demo
+    sign_over_http(port, "+855 12 345 679", "Sok Dara")
+    empty_fonts = tmp_path / "fonts.conf"
+    empty_fonts.write_text('<?xml version="1.0"?>\n<fontconfig></fontconfig>\n')
+    env = only_instance(instance, FONTCONFIG_FILE=str(empty_fonts))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    sealed = run([SAMLENG, "seal"], env, elsewhere)
+    assert sealed.returncode == 0, sealed.stderr
+    bundle = tmp_path / "b"
+    exported = run([SAMLENG, "export", "demo", bundle], env, elsewhere)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert "verified: count 1" in exported.stdout
+    audited = run([SAMLENG.with_name("samleng-audit"), "verify", bundle], env, elsewhere)
+    assert audited.returncode == 0, audited.stderr
+    assert audited.stdout.strip().splitlines()[-1] == "count 1"
+
+    pdffonts = require_program("pdffonts", "apt-get install poppler-utils")
+    fonts = run([pdffonts, bundle / "delivery.pdf"], env, elsewhere).stdout
+    assert "+Samleng-Text " in fonts and "+Samleng-Mono " in fonts, fonts
+    assert all(" yes yes " in line for line in fonts.splitlines()[2:]), fonts  # embedded
+
+    closed = run([SAMLENG, "petition", "close", "demo"], env, elsewhere)
+    assert closed.returncode == 0, closed.stderr
+    assert "petition demo is closed" in closed.stdout
+
+
+def test_help_needs_no_settings(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAMLENG_")}
+    for tool in ("samleng", "samleng-audit"):
+        shown = run([SAMLENG.with_name(tool), "--help"], env, tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stderr == ""
+        assert "Usage" in shown.stdout or "usage" in shown.stdout
+    listed = run([SAMLENG, "--help"], env, tmp_path).stdout
+    for command in ("demo", "petition", "seal", "export", "export-details", "admin", "keys"):
+        assert f"  {command} " in listed, command
+    # Flask's own options and the groups extensions add are not the operator's business.
+    for hidden in ("--app", "--debug", "-e, --env-file", "limiter"):
+        assert hidden not in listed, hidden

@@ -16,9 +16,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
-from crypto.audit import main as audit
-from crypto.tokens import Argon2Params
-from service.log import seal_all
+from samleng.crypto.audit import main as audit
+from samleng.crypto.tokens import Argon2Params
+from samleng.service.log import seal_all
 from tests.conftest import MASTER_KEY, TEXTS, receipt_of, sign
 
 PASSPHRASE = "ដើមត្នោត rice field monsoon lantern"
@@ -45,7 +45,8 @@ def test_organisers_path(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(
-        "crypto.audit.KEYFILE_ARGON2", Argon2Params(time_cost=1, memory_kib=8, parallelism=1)
+        "samleng.crypto.audit.KEYFILE_ARGON2",
+        Argon2Params(time_cost=1, memory_kib=8, parallelism=1),
     )
     offline = tmp_path / "offline"
     offline.mkdir()

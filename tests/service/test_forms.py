@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from service.forms import _bad_characters
+from samleng.service.forms import _bad_characters
 
 LINE_BREAKS = "\n\r\t"
 

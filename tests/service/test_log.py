@@ -15,9 +15,9 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
-from crypto.audit import main as audit
-from crypto.bundle import sha256sums
-from crypto.checkpoint import (
+from samleng.crypto.audit import main as audit
+from samleng.crypto.bundle import sha256sums
+from samleng.crypto.checkpoint import (
     Checkpoint,
     LogSigner,
     generate_log_signer,
@@ -25,14 +25,14 @@ from crypto.checkpoint import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from crypto.details import details_digest, open_details
-from crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
-from crypto.merkle import verify_consistency
-from crypto.receipts import parse_receipt, receipt_commitment
-from crypto.tlogproof import verify_receipt
-from service.db import get_session
-from service.log import log_signer, seal_all
-from service.models import Leaf, Petition
+from samleng.crypto.details import details_digest, open_details
+from samleng.crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
+from samleng.crypto.merkle import verify_consistency
+from samleng.crypto.receipts import parse_receipt, receipt_commitment
+from samleng.crypto.tlogproof import verify_receipt
+from samleng.service.db import get_session
+from samleng.service.log import log_signer, seal_all
+from samleng.service.models import Leaf, Petition
 from tests.conftest import MASTER_KEY, OpenPetition, receipt_of, sign
 
 

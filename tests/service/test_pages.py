@@ -16,12 +16,12 @@ from flask import Flask, request, request_finished
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from service import create_app
-from service.app import STYLESHEET
-from service.db import get_session, upgrade
-from service.log import seal_all
-from service.petitions import close_petition, get_petition
-from service.security import content_security_policy
+from samleng.service import create_app
+from samleng.service.app import STYLESHEET
+from samleng.service.db import get_session, upgrade
+from samleng.service.log import seal_all
+from samleng.service.petitions import close_petition, get_petition
+from samleng.service.security import content_security_policy
 from tests.conftest import (
     MASTER_KEY,
     OpenPetition,

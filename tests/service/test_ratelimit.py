@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import os
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,9 +16,9 @@ from flask.testing import FlaskClient
 from limits import parse
 from limits.strategies import FixedWindowRateLimiter, SlidingWindowCounterRateLimiter
 
-from service import create_app
-from service.db import upgrade
-from service.ratelimit import (
+from samleng.service import create_app
+from samleng.service.db import upgrade
+from samleng.service.ratelimit import (
     CIRCUIT_HEADER,
     ClientKeys,
     Overloaded,
@@ -28,64 +26,11 @@ from service.ratelimit import (
     SweptMemoryStorage,
     WorkGate,
 )
-from tests.components import require_program
+from tests.components import PrivateRedis, free_port
 from tests.conftest import add_petition, form_token, make_config, sign
 
 CIRCUITS = ["fc00:dead:beef:4dad::0:1", "fc00:dead:beef:4dad::0:2"]
 ADDRESSES = ["198.51.100.7", "198.51.100.8", "203.0.113.5", "127.0.0.1"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateRedis:
-    """A real redis-server of the test's own on a free port, so it can be stopped safely
-    and scanned without touching the machine's shared Redis."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.binary = require_program("redis-server", "apt-get install redis-server")
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def dump_everything(self) -> bytes:
-        import redis
-
-        conn = redis.Redis.from_url(self.url)
-        blob = b""
-        for key in conn.scan_iter("*"):
-            blob += key + b"\n" + (conn.dump(key) or b"") + b"\n"
-        conn.close()
-        return blob
 
 
 @pytest.fixture

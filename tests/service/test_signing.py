@@ -12,14 +12,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
-from crypto.details import open_details
-from crypto.receipts import parse_receipt, receipt_commitment
-from crypto.tokens import DEFAULT_ARGON2
-from service import create_app
-from service.db import get_session, upgrade
-from service.models import DedupToken, PendingSignature, utc_today
-from service.petitions import close_petition, forget_petition, get_petition
-from service.signing import KeptKeys, SigningKeys
+from samleng.crypto.details import open_details
+from samleng.crypto.receipts import parse_receipt, receipt_commitment
+from samleng.crypto.tokens import DEFAULT_ARGON2
+from samleng.service import create_app
+from samleng.service.db import get_session, upgrade
+from samleng.service.models import DedupToken, PendingSignature, utc_today
+from samleng.service.petitions import close_petition, forget_petition, get_petition
+from samleng.service.signing import KeptKeys, SigningKeys
 from tests.conftest import (
     OpenPetition,
     add_petition,

@@ -27,20 +27,19 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from crypto.leaf import LeafKind, decode_leaf
-from service import create_app
-from service.db import get_session, upgrade
-from service.log import seal_all
-from service.mail import FolderMailer, MailError, SmtpMailer, compose
-from service.models import DedupToken, Leaf, PendingSignature
-from service.petitions import close_petition, get_petition
-from service.signing import Submission
-from service.verification import request_confirmation
+from samleng.crypto.leaf import LeafKind, decode_leaf
+from samleng.service import create_app
+from samleng.service.db import get_session, upgrade
+from samleng.service.log import seal_all
+from samleng.service.mail import FolderMailer, MailError, SmtpMailer, compose
+from samleng.service.models import DedupToken, Leaf, PendingSignature
+from samleng.service.petitions import close_petition, get_petition
+from samleng.service.signing import Submission
+from samleng.service.verification import request_confirmation
 from tests.components import require, require_program
 from tests.conftest import (
     MASTER_KEY,
     ORIGIN,
-    PG_URL,
     TEXTS,
     add_petition,
     make_config,
@@ -323,9 +322,8 @@ def test_the_address_is_stored_and_logged_nowhere(
         data = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     else:
         pg_dump = require_program("pg_dump", "install postgresql-client")
-        assert PG_URL is not None
         data = subprocess.run(
-            [pg_dump, "--data-only", "--inserts", PG_URL], capture_output=True, check=True
+            [pg_dump, "--data-only", "--inserts", database_url], capture_output=True, check=True
         ).stdout
     # What the app logged (the test's own SMTP server logs under "mail.log"; it is not ours).
     logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail"))

@@ -11,7 +11,7 @@ import unicodedata
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from crypto.errors import InvalidEmail, InvalidPhone
+from samleng.crypto.errors import InvalidEmail, InvalidPhone
 
 IDENTIFIER_MODES = ("email", "phone", "none")
 DEFAULT_REGION = "KH"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from crypto.errors import InvalidEmail, InvalidIdentifier, InvalidPhone
-from crypto.identifiers import (
+from samleng.crypto.errors import InvalidEmail, InvalidIdentifier, InvalidPhone
+from samleng.service.identifiers import (
     DEFAULT_REGION,
     IDENTIFIER_MODES,
     normalize_email,
