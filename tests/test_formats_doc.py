@@ -1,0 +1,852 @@
+"""The worked examples of docs/formats.md, checked against the code.
+
+Every fenced code block with the info string ``example <kind>`` in docs/formats.md is parsed
+(the convention is its §1.2) and checked by the function registered below for its kind: outputs
+are recomputed from the inputs with the project's code and, where that is cheap, again from the
+text of the spec; signatures and proofs are verified. Three meta-tests keep the examples honest:
+every kind has an example and a check, every field of an example is read by its check, and
+changing any one character of a field makes the check fail.
+"""
+
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import io
+import json
+import re
+import tempfile
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from samleng.crypto import audit
+from samleng.crypto.bundle import sha256sums, verify_bundle, vkey_file
+from samleng.crypto.canonical import canonical_json, encode_origin
+from samleng.crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint, verify_checkpoint
+from samleng.crypto.details import (
+    details_digest,
+    details_info,
+    open_details,
+    pad_details,
+    seal_details,
+    unpad_details,
+)
+from samleng.crypto.detailsfile import encode_details_record, open_details_file
+from samleng.crypto.errors import (
+    InvalidIdentifier,
+    LeafFormatError,
+    ReceiptFormatError,
+    VerificationError,
+)
+from samleng.crypto.keyfile import open_private_key, public_key_file, seal_private_key
+from samleng.crypto.keywrap import unwrap_key
+from samleng.crypto.leaf import LeafKind, decode_leaf, encode_leaf, header_leaf
+from samleng.crypto.merkle import (
+    MemoryTree,
+    leaf_hash,
+    root_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from samleng.crypto.note import NoteSigner, is_valid_key_name, parse_vkey
+from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
+from samleng.crypto.sample import sample_indices, sample_key
+from samleng.crypto.tlogproof import encode_receipt_extra, format_proof, verify_receipt
+from samleng.crypto.tokens import Argon2Params, dedup_token
+from samleng.service.identifiers import normalize_identifier
+from samleng.service.keys import derive_key
+from samleng.service.log import PETITION_FORMAT, petition_document
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "formats.md"
+
+LEAF_LABEL = b"samleng-leaf/v1\n"
+ALG_ED25519 = b"\x01"
+DETAILS_BLOCK = 1024
+SEALED_DETAILS_BYTES = 32 + DETAILS_BLOCK + 16
+
+
+# --- Reading the examples (docs/formats.md §1.2) ------------------------------------------------
+
+_OPEN = re.compile(r"```example ([a-z0-9-]+)")
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._/-]*"
+_FIELD = re.compile(rf"({_NAME}): (.+)")
+_REFERENCE = re.compile(rf"@([a-z0-9-]+)\.({_NAME})")
+_MAX_REFERENCE_DEPTH = 8
+
+
+class ExampleError(Exception):
+    """docs/formats.md holds an example that does not follow the convention of its §1.2."""
+
+
+def _parse_fields(kind: str, body: list[str]) -> dict[str, str]:
+    """Return the fields of one example's body, values as the text they stand for."""
+    fields: dict[str, str] = {}
+    i = 0
+    while i < len(body):
+        match = _FIELD.fullmatch(body[i])
+        if not match:
+            raise ExampleError(f"example {kind}: {body[i]!r} does not start a field")
+        name, value = match.groups()
+        if name in fields:
+            raise ExampleError(f"example {kind}: field {name} occurs twice")
+        i += 1
+        if value in ("|", ">"):
+            lines: list[str] = []
+            while i < len(body) and (body[i].startswith("  ") or not body[i].strip()):
+                lines.append(body[i][2:] if body[i].strip() else "")
+                i += 1
+            while lines and not lines[-1]:
+                lines.pop()
+            if not lines:
+                raise ExampleError(f"example {kind}: field {name} has no lines")
+            if value == ">":
+                if "" in lines:
+                    raise ExampleError(f"example {kind}: field {name} (>) has an empty line")
+                value = "".join(lines)
+            else:
+                value = "".join(line + "\n" for line in lines)
+        fields[name] = value
+    return fields
+
+
+def parse_examples(text: str) -> dict[str, dict[str, str]]:
+    """Return every example of a Markdown text: kind -> field name -> value."""
+    examples: dict[str, dict[str, str]] = {}
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.startswith("```example"):
+            continue
+        match = _OPEN.fullmatch(line)
+        if not match:
+            raise ExampleError(f"malformed example header {line!r}")
+        kind = match.group(1)
+        if kind in examples:
+            raise ExampleError(f"example {kind} occurs twice")
+        start = i
+        while i < len(lines) and lines[i] != "```":
+            i += 1
+        if i == len(lines):
+            raise ExampleError(f"example {kind} is not closed")
+        examples[kind] = _parse_fields(kind, lines[start:i])
+        i += 1
+    return examples
+
+
+class Book:
+    """All examples, resolving ``@kind.name`` references; hands out one Example per kind."""
+
+    def __init__(self, raw: dict[str, dict[str, str]]) -> None:
+        self.raw = raw
+        self._examples: dict[str, Example] = {}
+
+    def resolve(self, kind: str, name: str, depth: int = 0) -> str:
+        """Return the value of field ``name`` of example ``kind``, following references."""
+        if depth > _MAX_REFERENCE_DEPTH:
+            raise ExampleError(f"references from {kind}.{name} go round in circles")
+        try:
+            value = self.raw[kind][name]
+        except KeyError:
+            raise ExampleError(f"there is no field {kind}.{name}") from None
+        reference = _REFERENCE.fullmatch(value)
+        if reference:
+            return self.resolve(reference.group(1), reference.group(2), depth + 1)
+        return value
+
+    def __getitem__(self, kind: str) -> "Example":
+        if kind not in self.raw:
+            raise ExampleError(f"there is no example {kind}")
+        return self._examples.setdefault(kind, Example(self, kind))
+
+
+class Example:
+    """One example's fields, typed on reading; records which fields were read."""
+
+    def __init__(self, book: Book, kind: str) -> None:
+        self.book = book
+        self.kind = kind
+        self.used: set[str] = set()
+
+    def names(self) -> list[str]:
+        """Return the names of this example's fields, in order."""
+        return list(self.book.raw[self.kind])
+
+    def text(self, name: str) -> str:
+        """Return a field's value as text."""
+        self.used.add(name)
+        return self.book.resolve(self.kind, name)
+
+    def bytes(self, name: str) -> bytes:
+        """Return a text field's UTF-8 bytes."""
+        return self.text(name).encode("utf-8")
+
+    def hex(self, name: str) -> bytes:
+        """Return a hex field's bytes."""
+        return bytes.fromhex(self.text(name))
+
+    def int(self, name: str) -> int:
+        """Return a decimal field's value."""
+        value = self.text(name)
+        assert re.fullmatch(r"0|[1-9][0-9]*", value), f"{self.kind}.{name} is not decimal"
+        return int(value)
+
+    def lines(self, name: str) -> list[str]:
+        """Return the lines of a ``|`` field."""
+        value = self.text(name)
+        assert value.endswith("\n"), f"{self.kind}.{name} is not a list of lines"
+        return value[:-1].split("\n")
+
+    def hex_list(self, name: str) -> list[bytes]:
+        """Return a ``|`` field holding one hex byte string per line."""
+        return [bytes.fromhex(line) for line in self.lines(name)]
+
+
+def _raises(
+    error: type[Exception], function: Callable[..., object], *args: object, **kwargs: object
+) -> bool:
+    """Return whether ``function(*args, **kwargs)`` raises ``error``."""
+    try:
+        function(*args, **kwargs)
+    except error:
+        return True
+    return False
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return _sha256(b"\x01" + left + right)
+
+
+def _argon2(text: str) -> Argon2Params:
+    """Read ``t=<n> m=<KiB> p=<n>``."""
+    match = re.fullmatch(r"t=([0-9]+) m=([0-9]+) p=([0-9]+)", text)
+    assert match, f"not Argon2 parameters: {text!r}"
+    t, m, p = (int(v) for v in match.groups())
+    return Argon2Params(time_cost=t, memory_kib=m, parallelism=p)
+
+
+def _run_audit(argv: list[str]) -> tuple[int, str]:
+    """Run samleng-audit in-process; return its status and standard output."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = audit.main(argv)
+    return status, out.getvalue()
+
+
+# --- The checks, one per kind -------------------------------------------------------------------
+
+Check = Callable[[Example], None]
+CHECKS: dict[str, Check] = {}
+
+
+def check(kind: str) -> Callable[[Check], Check]:
+    """Register the check of the examples of ``kind``."""
+
+    def register(function: Check) -> Check:
+        CHECKS[kind] = function
+        return function
+
+    return register
+
+
+@check("origin")
+def check_origin(ex: Example) -> None:
+    for origin in ex.lines("accepts"):
+        assert encode_origin(origin) == origin.encode("utf-8")
+        assert is_valid_key_name(origin)
+    for origin in ex.lines("rejects"):
+        assert _raises(ValueError, encode_origin, origin), origin
+
+
+@check("canonical-json")
+def check_canonical_json(ex: Example) -> None:
+    canonical = ex.bytes("canonical")
+    assert canonical_json(json.loads(ex.text("value"))) == canonical
+    assert canonical_json(json.loads(canonical)) == canonical
+
+
+@check("receipt-code")
+def check_receipt_code(ex: Example) -> None:
+    r, code = ex.hex("r"), ex.text("code")
+    plain = base64.b32encode(r).decode("ascii").rstrip("=")
+    assert len(plain) == 26
+    assert code == "-".join(plain[i : i + 4] for i in range(0, 26, 4))
+    assert format_receipt(r) == code
+    for text in ex.lines("accepts"):
+        assert parse_receipt(text) == r, text
+    for text in ex.lines("rejects"):
+        assert _raises(ReceiptFormatError, parse_receipt, text), text
+
+
+@check("receipt-commitment")
+def check_receipt_commitment(ex: Example) -> None:
+    origin, r = ex.text("origin"), ex.hex("r")
+    data = ex.hex("input")
+    assert data == b"samleng-receipt/v1\n" + origin.encode() + b"\n" + r
+    assert ex.hex("c") == _sha256(data) == receipt_commitment(origin, r)
+
+
+@check("petition-json")
+def check_petition_json(ex: Example) -> None:
+    document = ex.bytes("document")
+    assert ex.hex("sha256") == _sha256(document)
+    assert canonical_json(json.loads(document)) == document
+    value = json.loads(document)
+    assert value["format"] == PETITION_FORMAT
+    # The service's own function, fed the document's values, must write the same bytes: so the
+    # example has exactly the members, names and constants the code writes.
+    argon2 = value["argon2"]
+    petition = SimpleNamespace(
+        origin=value["origin"],
+        slug=value["slug"],
+        texts=value["texts"],
+        goal=value["goal"],
+        opens_on=dt.date.fromisoformat(value["opens_on"]),
+        closes_on=dt.date.fromisoformat(value["closes_on"]),
+        identifier_mode=value["identifier_mode"],
+        region=value["region"],
+        verification_mode=value["verification_mode"],
+        details_public_key=base64.b64decode(value["details"]["public_key"]),
+        salt=base64.b64decode(value["salt"]),
+        argon2_time_cost=argon2["time_cost"],
+        argon2_memory_kib=argon2["memory_kib"],
+        argon2_parallelism=argon2["parallelism"],
+    )
+    assert petition_document(petition, value["log"]["vkey"]) == document  # type: ignore[arg-type]
+    # The story of the examples: this petition's keys are those of the other examples.
+    book = ex.book
+    assert value["log"]["vkey"] == book.resolve("note-key", "vkey")
+    assert base64.b64decode(value["details"]["public_key"]).hex() == book.resolve(
+        "details-open", "public-key"
+    )
+    assert value["origin"] == book.resolve("leaf-signature", "origin")
+
+
+@check("leaf-header")
+def check_leaf_header(ex: Example) -> None:
+    petition_json = ex.bytes("petition.json")
+    c, d, leaf = ex.hex("c"), ex.hex("d"), ex.hex("leaf")
+    assert c == _sha256(petition_json)
+    assert d == bytes(32)
+    assert leaf == LEAF_LABEL + b"\x00" + c + d == header_leaf(petition_json)
+    assert decode_leaf(leaf).kind == LeafKind.HEADER
+
+
+def _check_signature_leaf(ex: Example, kind: LeafKind) -> None:
+    assert int(ex.text("kind"), 16) == kind
+    origin, r, c, d, leaf = (
+        ex.text("origin"),
+        ex.hex("r"),
+        ex.hex("c"),
+        ex.hex("d"),
+        ex.hex("leaf"),
+    )
+    assert c == receipt_commitment(origin, r)
+    assert leaf == LEAF_LABEL + bytes([kind]) + c + d == encode_leaf(kind, c, d)
+    decoded = decode_leaf(leaf)
+    assert (decoded.kind, decoded.c, decoded.d) == (kind, c, d)
+
+
+@check("leaf-signature")
+def check_leaf_signature(ex: Example) -> None:
+    _check_signature_leaf(ex, LeafKind.SIGNATURE)
+
+
+@check("leaf-verified")
+def check_leaf_verified(ex: Example) -> None:
+    _check_signature_leaf(ex, LeafKind.VERIFIED_SIGNATURE)
+
+
+@check("leaf-rejected")
+def check_leaf_rejected(ex: Example) -> None:
+    names = ex.names()
+    assert {"kind-03", "kind-06"} <= set(names)
+    for name in names:
+        assert _raises(LeafFormatError, decode_leaf, ex.hex(name)), name
+
+
+@check("merkle")
+def check_merkle(ex: Example) -> None:
+    leaves = [ex.hex(f"leaf-{i}") for i in range(3)]
+    h = [_sha256(b"\x00" + leaf) for leaf in leaves]
+    for i, leaf in enumerate(leaves):
+        assert ex.hex(f"leaf-hash-{i}") == h[i] == leaf_hash(leaf)
+    roots = {0: _sha256(b""), 1: h[0], 2: _node(h[0], h[1]), 3: _node(_node(h[0], h[1]), h[2])}
+    tree = MemoryTree(h)
+    for size, root in roots.items():
+        assert ex.hex(f"root-{size}") == root == tree.root(size) == root_hash(h[:size])
+    # The proofs of RFC 9162 §2.1.3 and §2.1.4 for these sizes, worked out by hand.
+    inclusion = {1: [h[0], h[2]], 2: [roots[2]]}
+    for index, expected in inclusion.items():
+        proof = ex.hex_list(f"inclusion-{index}-3")
+        assert proof == expected == tree.inclusion_proof(index, 3)
+        verify_inclusion(h[index], index, 3, proof, roots[3])
+    consistency = {1: [h[1], h[2]], 2: [h[2]]}
+    for old, expected in consistency.items():
+        proof = ex.hex_list(f"consistency-{old}-3")
+        assert proof == expected == tree.consistency_proof(old, 3)
+        verify_consistency(old, 3, roots[old], roots[3], proof)
+
+
+@check("note-key")
+def check_note_key(ex: Example) -> None:
+    name, seed, public_key = ex.text("name"), ex.hex("seed"), ex.hex("public-key")
+    signer = NoteSigner(name=name, seed=seed)
+    assert signer.verifier.public_key == public_key
+    key_id = _sha256(name.encode() + b"\n" + ALG_ED25519 + public_key)[:4]
+    assert ex.hex("key-id") == key_id == signer.key_id
+    vkey = f"{name}+{key_id.hex()}+{_b64(ALG_ED25519 + public_key)}"
+    assert ex.text("vkey") == vkey == signer.vkey
+    assert parse_vkey(vkey) == signer.verifier
+    skey = f"PRIVATE+KEY+{name}+{key_id.hex()}+{_b64(ALG_ED25519 + seed)}"
+    assert ex.text("skey") == skey == signer.skey
+    assert NoteSigner.from_skey(skey).vkey == vkey
+
+
+@check("checkpoint")
+def check_checkpoint(ex: Example) -> None:
+    origin, size, root = ex.text("origin"), ex.int("size"), ex.hex("root")
+    body = ex.bytes("body")
+    assert body == f"{origin}\n{size}\n{_b64(root)}\n".encode()
+    checkpoint = Checkpoint(origin=origin, size=size, root=root)
+    assert checkpoint.body() == body
+    signer = LogSigner(origin=origin, seed=ex.hex("seed"))
+    verifier = parse_vkey(ex.text("vkey"))
+    signature = ex.hex("signature")
+    Ed25519PublicKey.from_public_bytes(verifier.public_key).verify(signature, body)
+    note = ex.bytes("note")
+    line = "— ".encode() + origin.encode() + b" " + _b64(verifier.key_id + signature).encode()
+    assert note == body + b"\n" + line + b"\n" == sign_checkpoint(checkpoint, signer)
+    assert verify_checkpoint(note, ex.text("vkey")) == checkpoint
+
+
+@check("receipt-extra")
+def check_receipt_extra(ex: Example) -> None:
+    kind, r, d = int(ex.text("kind"), 16), ex.hex("r"), ex.hex("d")
+    extra = ex.hex("extra")
+    assert len(extra) == 49
+    assert extra == bytes([kind]) + r + d == encode_receipt_extra(LeafKind(kind), r, d)
+    assert ex.text("line") == f"extra {_b64(extra)}"
+
+
+@check("tlog-proof")
+def check_tlog_proof(ex: Example) -> None:
+    extra, index, path = ex.hex("extra"), ex.int("index"), ex.hex_list("path")
+    checkpoint, vkey = ex.bytes("checkpoint"), ex.text("vkey")
+    proof = ex.bytes("file")
+    written = (
+        f"c2sp.org/tlog-proof@v1\nextra {_b64(extra)}\nindex {index}\n"
+        + "".join(f"{_b64(h)}\n" for h in path)
+        + "\n"
+    ).encode() + checkpoint
+    assert proof == written
+    assert proof == format_proof(extra=extra, index=index, path=path, checkpoint=checkpoint)
+    signed = verify_checkpoint(checkpoint, vkey)
+    result = verify_receipt(proof, vkey)
+    assert (result.origin, result.index, result.size, result.kind) == (
+        signed.origin,
+        index,
+        signed.size,
+        extra[0],
+    )
+    moved = proof.replace(f"\nindex {index}\n".encode(), f"\nindex {index + 1}\n".encode())
+    assert _raises(VerificationError, verify_receipt, moved, vkey)
+    with tempfile.TemporaryDirectory() as work:
+        file = Path(work) / "receipt-proof.txt"
+        file.write_bytes(proof)
+        assert _run_audit(["receipt", str(file), "--vkey", vkey]) == (0, ex.text("audit-output"))
+
+
+@check("details-padding")
+def check_details_padding(ex: Example) -> None:
+    fields = json.loads(ex.text("fields"))
+    given = {key: value for key, value in fields.items() if value}
+    body = ex.bytes("json")
+    assert body == canonical_json(given)
+    assert ex.hex("length") == len(body).to_bytes(2, "big")
+    start = ex.hex("block-start")
+    assert start == ex.hex("length") + body
+    block = pad_details(fields)
+    assert block == start + bytes(DETAILS_BLOCK - len(start))
+    assert ex.hex("block-sha256") == _sha256(block)
+    assert unpad_details(block) == given
+    empty = b"\x00\x02{}" + bytes(DETAILS_BLOCK - 4)
+    assert pad_details({}) == empty
+    assert ex.hex("empty-block-sha256") == _sha256(empty)
+
+
+@check("details-info")
+def check_details_info(ex: Example) -> None:
+    origin, c = ex.text("origin"), ex.hex("c")
+    info = ex.hex("info")
+    assert info == b"samleng-details/v1\n" + origin.encode() + b"\n" + c == details_info(origin, c)
+
+
+# RFC 9180 ids 0x0020, 0x0001, 0x0003, built here rather than taken from crypto.details.
+_HPKE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
+
+
+def _check_sealed_details(ex: Example) -> tuple[bytes, str, bytes]:
+    """Check a sealed record opens to its fields; return (private key, origin, c)."""
+    private_key, origin, c = ex.hex("private-key"), ex.text("origin"), ex.hex("c")
+    sealed, fields = ex.hex("ciphertext"), json.loads(ex.text("fields"))
+    assert len(sealed) == SEALED_DETAILS_BYTES
+    assert ex.hex("d") == _sha256(sealed) == details_digest(sealed)
+    info = b"samleng-details/v1\n" + origin.encode() + b"\n" + c
+    block = _HPKE.decrypt(sealed, X25519PrivateKey.from_private_bytes(private_key), info)
+    assert unpad_details(block) == fields
+    assert open_details(private_key, origin, c, sealed) == fields
+    return private_key, origin, c
+
+
+@check("details-open")
+def check_details_open(ex: Example) -> None:
+    private_key, origin, c = _check_sealed_details(ex)
+    public_key = ex.hex("public-key")
+    assert X25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes_raw() == (
+        public_key
+    )
+    assert ex.hex("info") == details_info(origin, c)
+    # Sealing is randomised: seal afresh with the example's key pair and open it again.
+    fields = json.loads(ex.text("fields"))
+    fresh = seal_details(public_key, origin, c, fields)
+    assert len(fresh) == SEALED_DETAILS_BYTES
+    assert open_details(private_key, origin, c, fresh) == fields
+
+
+@check("details-empty")
+def check_details_empty(ex: Example) -> None:
+    _check_sealed_details(ex)
+
+
+@check("details-file")
+def check_details_file(ex: Example) -> None:
+    book = ex.book
+    records = [ex.hex("record-1"), ex.hex("record-2")]
+    prefix = ex.hex("length-prefix")
+    assert all(len(record).to_bytes(2, "big") == prefix for record in records)
+    data = b"".join(prefix + record for record in records)
+    assert data == b"".join(encode_details_record(record) for record in records)
+    assert len(data) == ex.int("file-length")
+    assert ex.hex("file-sha256") == _sha256(data)
+    leaves = b"".join(
+        bytes.fromhex(book.resolve(kind, "leaf"))
+        for kind in ("leaf-header", "leaf-signature", "leaf-verified")
+    )
+    opened = open_details_file(
+        io.BytesIO(leaves),
+        io.BytesIO(data),
+        origin=book.resolve("leaf-signature", "origin"),
+        private_key=bytes.fromhex(book.resolve("details-open", "private-key")),
+    )
+    assert [(record.index, record.details, record.problem) for record in opened] == [
+        (1, json.loads(book.resolve("details-open", "fields")), None),
+        (2, json.loads(book.resolve("details-empty", "fields")), None),
+    ]
+
+
+@check("bundle")
+def check_bundle(ex: Example) -> None:
+    book = ex.book
+    origin = book.resolve("checkpoint", "origin")
+    vkey = book.resolve("note-key", "vkey")
+    latest = book.resolve("checkpoint", "note").encode()
+    first = ex.bytes("checkpoints/1")
+    signer = LogSigner(origin=origin, seed=bytes.fromhex(book.resolve("note-key", "seed")))
+    header_root = bytes.fromhex(book.resolve("merkle", "root-1"))
+    assert first == sign_checkpoint(Checkpoint(origin=origin, size=1, root=header_root), signer)
+    files = {
+        "petition.json": book.resolve("petition-json", "document").encode(),
+        "vkey": vkey_file(vkey),
+        "checkpoint": latest,
+        "checkpoints/1": first,
+        "checkpoints/3": latest,
+        "leaves.bin": b"".join(
+            bytes.fromhex(book.resolve(kind, "leaf"))
+            for kind in ("leaf-header", "leaf-signature", "leaf-verified")
+        ),
+        "VERIFY.txt": ex.bytes("VERIFY.txt"),
+    }
+    sums = ex.bytes("SHA256SUMS")
+    assert sums == "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
+    ).encode("utf-8")
+    with tempfile.TemporaryDirectory() as work:
+        directory = Path(work) / "bundle"
+        (directory / "checkpoints").mkdir(parents=True)
+        for name, data in files.items():
+            (directory / name).write_bytes(data)
+        assert sha256sums(directory) == sums
+        (directory / "SHA256SUMS").write_bytes(sums)
+        report = verify_bundle(directory)
+        assert (report.origin, report.size, report.count) == (origin, 3, 2)
+        expected = ex.text("audit-output").replace("DIR", str(directory))
+        assert _run_audit(["verify", str(directory)]) == (0, expected)
+        assert expected.endswith(f"\ncount {report.count}\n")
+
+
+@check("sample")
+def check_sample(ex: Example) -> None:
+    origin, size, root = ex.text("origin"), ex.int("size"), ex.hex("root")
+    seed, k = ex.text("seed"), ex.int("k")
+    checkpoint = Checkpoint(origin=origin, size=size, root=root)
+    body = f"{origin}\n{size}\n{_b64(root)}\n".encode()
+    key = hmac.digest(b"samleng-sample/v1", body + seed.encode(), "sha256")
+    assert ex.hex("key") == key == sample_key(checkpoint, seed)
+    # The derivation of docs/formats.md §14, step by step.
+    m = size - 1
+    limit = 2**64 - 2**64 % m
+    drawn: list[int] = []
+    j = 0
+    while len(drawn) < k:
+        x = int.from_bytes(hmac.digest(key, j.to_bytes(8, "big"), "sha256")[:8], "big")
+        j += 1
+        if x < limit and 1 + x % m not in drawn:
+            drawn.append(1 + x % m)
+    indices = [int(v) for v in ex.text("indices").split(" ")]
+    assert indices == drawn == sample_indices(checkpoint, seed, k)
+
+
+@check("key-file")
+def check_key_file(ex: Example) -> None:
+    private_key, passphrase = ex.hex("private-key"), ex.text("passphrase")
+    params = _argon2(ex.text("argon2"))
+    salt, nonce = ex.hex("salt"), ex.hex("nonce")
+    file_key = hash_secret_raw(
+        secret=unicodedata.normalize("NFC", passphrase).encode("utf-8"),
+        salt=salt,
+        time_cost=params.time_cost,
+        memory_cost=params.memory_kib,
+        parallelism=params.parallelism,
+        hash_len=32,
+        type=Type.ID,
+    )
+    assert ex.hex("file-key") == file_key
+    public_key = X25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes_raw()
+    data = ex.bytes("file")
+    lines = data.decode("ascii").split("\n")
+    assert lines[:5] == [
+        "samleng-organiser-key/v1",
+        f"argon2id: {ex.text('argon2')}",
+        f"salt: {_b64(salt)}",
+        f"nonce: {_b64(nonce)}",
+        f"public-key: {_b64(public_key)}",
+    ]
+    assert len(lines) == 7 and lines[6] == "" and lines[5].startswith("private-key: ")
+    header = "".join(line + "\n" for line in lines[:5]).encode("ascii")
+    sealed = base64.b64decode(lines[5].removeprefix("private-key: "), validate=True)
+    assert ChaCha20Poly1305(file_key).decrypt(nonce, sealed, header) == private_key
+    assert seal_private_key(private_key, passphrase, params, salt=salt, nonce=nonce) == data
+    assert open_private_key(data, passphrase) == private_key
+    assert (
+        ex.bytes("public-key-file")
+        == f"{_b64(public_key)}\n".encode()
+        == public_key_file(public_key)
+    )
+
+
+@check("identifiers")
+def check_identifiers(ex: Example) -> None:
+    for case in ex.lines("cases"):
+        given, expected = case.split(" => ")
+        mode, region, raw = given.split(" ", 2)
+        if expected == "reject":
+            refused = _raises(InvalidIdentifier, normalize_identifier, mode, raw, region=region)
+            assert refused, case
+        else:
+            assert normalize_identifier(mode, raw, region=region) == expected, case
+
+
+@check("dedup-token")
+def check_dedup_token(ex: Example) -> None:
+    dedup_key, identifier, salt = ex.hex("dedup-key"), ex.text("identifier"), ex.hex("salt")
+    params = _argon2(ex.text("argon2"))
+    password = hmac.digest(dedup_key, identifier.encode("utf-8"), "sha256")
+    assert ex.hex("password") == password
+    token = hash_secret_raw(
+        secret=password,
+        salt=salt,
+        time_cost=params.time_cost,
+        memory_cost=params.memory_kib,
+        parallelism=params.parallelism,
+        hash_len=32,
+        type=Type.ID,
+    )
+    assert ex.hex("token") == token == dedup_token(dedup_key, identifier, salt, params)
+
+
+@check("key-wrap")
+def check_key_wrap(ex: Example) -> None:
+    master_key, origin, key = ex.hex("master-key"), ex.text("origin"), ex.hex("key")
+    aad, nonce, wrapped = ex.hex("aad"), ex.hex("nonce"), ex.hex("wrapped")
+    assert aad == b"samleng-wrap/v1\n" + origin.encode()
+    assert wrapped == nonce + ChaCha20Poly1305(master_key).encrypt(nonce, key, aad)
+    assert unwrap_key(master_key, wrapped, origin) == key
+
+
+@check("service-key")
+def check_service_key(ex: Example) -> None:
+    master_key, purpose = ex.hex("master-key"), ex.text("purpose")
+    info = ex.hex("info")
+    assert info == b"samleng-service/v1\n" + purpose.encode()
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master_key)
+    assert ex.hex("key") == derived == derive_key(master_key, purpose)
+
+
+# --- The tests ----------------------------------------------------------------------------------
+
+EXAMPLES = parse_examples(DOC.read_text(encoding="utf-8"))
+EXPECTED_KINDS = {
+    "origin",
+    "canonical-json",
+    "receipt-code",
+    "receipt-commitment",
+    "leaf-header",
+    "leaf-signature",
+    "leaf-verified",
+    "leaf-rejected",
+    "merkle",
+    "note-key",
+    "checkpoint",
+    "receipt-extra",
+    "tlog-proof",
+    "details-padding",
+    "details-info",
+    "details-open",
+    "details-empty",
+    "petition-json",
+    "bundle",
+    "details-file",
+    "sample",
+    "key-file",
+    "identifiers",
+    "dedup-token",
+    "key-wrap",
+    "service-key",
+}
+# Fields listing inputs that must be refused or accepted as they are: most one-character
+# changes leave such an input refused (or accepted), so they cannot be mutation-tested.
+NOT_MUTATED = {("origin", "accepts"), ("origin", "rejects"), ("receipt-code", "rejects")}
+NOT_MUTATED_KINDS = {"leaf-rejected"}
+
+
+def test_every_example_is_there_and_has_a_check() -> None:
+    assert set(EXAMPLES) == EXPECTED_KINDS
+    assert set(CHECKS) == EXPECTED_KINDS
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_KINDS))
+def test_example(kind: str) -> None:
+    book = Book(EXAMPLES)
+    CHECKS[kind](book[kind])
+    unread = set(EXAMPLES[kind]) - book[kind].used
+    assert not unread, f"example {kind} has fields no check reads: {sorted(unread)}"
+
+
+def _mutate(value: str) -> str:
+    """Change the last ASCII letter or digit of ``value`` into another (hex stays hex)."""
+    for i in reversed(range(len(value))):
+        ch = value[i]
+        if not (ch.isascii() and ch.isalnum()):
+            continue
+        if ch in "9zZfF":
+            new = {"9": "8", "z": "y", "Z": "Y", "f": "e", "F": "E"}[ch]
+        else:
+            new = chr(ord(ch) + 1)
+        return value[:i] + new + value[i + 1 :]
+    return value + "x"
+
+
+def _own_fields(kind: str) -> list[str]:
+    """The fields of an example that hold a value rather than a reference."""
+    return [
+        name
+        for name, value in EXAMPLES[kind].items()
+        if not _REFERENCE.fullmatch(value) and (kind, name) not in NOT_MUTATED
+    ]
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_KINDS - NOT_MUTATED_KINDS))
+def test_a_changed_field_fails(kind: str) -> None:
+    survivors = []
+    for name in _own_fields(kind):
+        changed = {k: dict(fields) for k, fields in EXAMPLES.items()}
+        changed[kind][name] = _mutate(changed[kind][name])
+        if not _raises(Exception, CHECKS[kind], Book(changed)[kind]):
+            survivors.append(name)
+    assert not survivors, f"example {kind}: changing {survivors} goes unnoticed"
+
+
+def test_reading_the_example_convention() -> None:
+    text = "\n".join(
+        [
+            "prose",
+            "```example one",
+            "a: plain text",
+            "b: |",
+            "  line 1",
+            "",
+            "    indented",
+            "c: >",
+            "  00ff",
+            "  ee",
+            "```",
+            "```example two",
+            "d: @one.b",
+            "```",
+        ]
+    )
+    examples = parse_examples(text)
+    assert examples == {
+        "one": {"a": "plain text", "b": "line 1\n\n  indented\n", "c": "00ffee"},
+        "two": {"d": "@one.b"},
+    }
+    book = Book(examples)
+    assert book["two"].text("d") == "line 1\n\n  indented\n"
+    for bad in (
+        "```example x\nno field here\n```",
+        "```example x\na: 1\na: 2\n```",
+        "```example x\na: 1\n",
+        "```example X\na: 1\n```",
+        "```example x\na: 1\n```\n```example x\nb: 2\n```",
+    ):
+        with pytest.raises(ExampleError):
+            parse_examples(bad)
+
+
+def test_code_cites_existing_sections() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    sections = [int(n) for n in re.findall(r"^## ([0-9]+)\. ", text, flags=re.MULTILINE)]
+    assert sections == list(range(1, len(sections) + 1))
+    cited: list[tuple[str, int]] = []
+    for folder in ("crypto", "service"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            source = path.read_text(encoding="utf-8")
+            assert "DESIGN §4" not in source, f"{path} cites DESIGN §4, not docs/formats.md"
+            cited += [
+                (path.name, int(n)) for n in re.findall(r"docs/formats\.md §([0-9]+)", source)
+            ]
+    assert cited, "the code cites no section of docs/formats.md"
+    assert all(n in sections for _, n in cited), cited
