@@ -29,6 +29,10 @@ class DetailsTooLarge(Error):
     """Optional details whose canonical JSON does not fit the padded block."""
 
 
+class PendingDecryptionError(Error):
+    """A pending signature that does not open with its epoch's key, or is malformed."""
+
+
 class DetailsDecryptionError(Error):
     """A details ciphertext that does not open with this key and context."""
 

@@ -16,7 +16,8 @@ from samleng.service import admin, db, i18n, mail, ratelimit, security
 from samleng.service.config import Config, load_config
 from samleng.service.pagecache import PageCache
 from samleng.service.scheduler import SealScheduler
-from samleng.service.signing import KeptKeys
+from samleng.service.signing import CurrentEpoch, KeptKeys
+from samleng.service.vault import Vault
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STYLESHEET = TEMPLATES / "style.css"
@@ -57,6 +58,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["samleng.form_key"] = derive_key(config.master_key, "form-token")
     app.extensions["samleng.pages"] = PageCache(config.page_cache_seconds)
     app.extensions["samleng.signing_keys"] = KeptKeys()
+    app.extensions["samleng.vault"] = Vault(config.instance_path, config.master_key)
+    app.extensions["samleng.epochs"] = CurrentEpoch()
 
     # Requests are never logged by the app; Werkzeug's own access log is silenced because it
     # writes the client address and the time of every request.
@@ -83,7 +86,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     if config.seal_interval > 0 and not config.testing:
         scheduler = SealScheduler(
-            app.extensions["samleng.engine"], config.master_key, config.seal_interval
+            app.extensions["samleng.engine"], app.extensions["samleng.vault"], config.seal_interval
         )
         app.extensions["samleng.scheduler"] = scheduler
         app.before_request(scheduler.start_once)

@@ -18,7 +18,7 @@ from samleng.crypto.bundle import verify_bundle
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service import demo as demo_module
 from samleng.service.config import Config, instance_folder
-from samleng.service.db import get_session
+from samleng.service.db import get_session, scrub
 from samleng.service.errors import ConfigError, Error, PetitionNotFound
 from samleng.service.export import write_bundle, write_details
 from samleng.service.log import seal_all
@@ -31,12 +31,18 @@ from samleng.service.petitions import (
     open_petition,
     parse_details_public_key,
 )
-from samleng.service.scheduler import close_expired_petitions
+from samleng.service.scheduler import close_expired_petitions, destroy_forgotten_keys
+from samleng.service.vault import Vault
 
 
 def _config() -> Config:
     cfg: Config = current_app.extensions["samleng.config"]
     return cfg
+
+
+def _vault() -> Vault:
+    vault: Vault = current_app.extensions["samleng.vault"]
+    return vault
 
 
 def read_details_public_key(path: Path) -> bytes:
@@ -86,7 +92,7 @@ def petition_create(
         texts = json.loads(texts_file.read_text(encoding="utf-8"))
         petition = create_petition(
             get_session(),
-            master_key=cfg.master_key,
+            vault=_vault(),
             origin=cfg.origin,
             slug=slug,
             texts=texts,
@@ -127,8 +133,8 @@ def _lifecycle(slug: str, action: Any, done: str) -> None:
 @click.argument("slug")
 def petition_open(slug: str) -> None:
     """Open petition SLUG for signing (its texts are frozen)."""
-    master_key = _config().master_key
-    _lifecycle(slug, lambda s, p: open_petition(s, p, master_key), "petition {slug} is open")
+    vault = _vault()
+    _lifecycle(slug, lambda s, p: open_petition(s, p, vault), "petition {slug} is open")
 
 
 @petition_group.command("close")
@@ -147,7 +153,23 @@ def petition_forget(slug: str, yes: bool) -> None:
         typed = click.prompt(f"Type the slug ({slug}) to destroy its dedup key and tokens")
         if typed != slug:
             raise click.ClickException("the slug did not match; nothing was changed")
-    _lifecycle(slug, forget_petition, "petition {slug} is forgotten ({result} tokens destroyed)")
+    vault, engine = _vault(), current_app.extensions["samleng.engine"]
+    # Whatever still waits is sealed first: its dedup token is still to be checked.
+    seal_all(engine, vault)
+    key_file = _petition(slug).dedup_key_file
+    _lifecycle(
+        slug,
+        lambda s, p: forget_petition(s, p, vault),
+        "petition {slug} is forgotten ({result} tokens destroyed)",
+    )
+    for problem in scrub(engine):
+        click.echo(f"warning: {problem}", err=True)
+    if key_file is not None:
+        click.echo(
+            f"its key file {key_file}.key is destroyed; copies of it in backups of the "
+            "instance's keys made before now would still open the tokens in database backups "
+            "made before now: destroy those key backups"
+        )
 
 
 @click.command("seal")
@@ -162,8 +184,13 @@ def seal_command(watch: bool) -> None:
         try:
             for slug in close_expired_petitions(engine):
                 click.echo(f"closed {slug}: its deadline has passed")
-            for slug, size in seal_all(engine, cfg.master_key).items():
-                click.echo(f"sealed {slug}: log size {size}")
+            sealed = seal_all(engine, _vault())
+            destroy_forgotten_keys(engine, _vault())
+            if not watch:
+                # Not with --watch: in the journal, with its timestamps, these lines would
+                # date each batch to the second.
+                for slug in sealed:
+                    click.echo(f"sealed {slug}")
         except SQLAlchemyError as exc:
             if not watch:
                 raise click.ClickException(f"sealing failed: {type(exc).__name__}") from None
@@ -225,6 +252,15 @@ def export_details_command(slug: str, file: Path) -> None:
 
 
 keys_group = click.Group("keys", help="The instance's secrets.")
+
+
+@keys_group.command("tidy")
+@with_appcontext
+def keys_tidy() -> None:
+    """Destroy this machine's key files of forgotten petitions (run on every app server
+    after a forget; the sealer does it each round on its own machine)."""
+    for name in destroy_forgotten_keys(current_app.extensions["samleng.engine"], _vault()):
+        click.echo(f"destroyed {name}.key")
 
 
 @keys_group.command("generate")

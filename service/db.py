@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from typing import Any
 import click
 from flask import Flask, current_app, g
 from flask.cli import with_appcontext
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,10 +28,22 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _create_private_file(database: str | None) -> None:
+    """Create an SQLite database file with mode 0600 if it does not exist yet: SQLite gives
+    its -wal and -shm files the database file's mode, so all three stay the owner's."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys, a busy timeout and WAL journaling."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        _create_private_file(make_url(url).database)
         # hide_parameters: a failed statement must never print a token or ciphertext to a log.
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
@@ -98,6 +111,34 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def scrub(engine: Engine) -> list[str]:
+    """Leave no copy of deleted rows where the database itself still keeps them, after a
+    forget: SQLite's WAL and free pages (secure_delete zeroes what VACUUM frees); PostgreSQL's
+    dead tuples, index entries and old table files (VACUUM FULL writes new ones and unlinks
+    the old) and, after a CHECKPOINT, the WAL that held them is no longer needed (it is
+    removed by later checkpoints: deploy/postgresql/samleng.conf keeps little of it).
+
+    Returns what could not be done, for the operator (CHECKPOINT needs the pg_checkpoint
+    role, or superuser).
+    """
+    if engine.dialect.name == "sqlite":
+        from samleng.service.log import vacuum_sqlite
+
+        vacuum_sqlite(engine)
+        return []
+    problems = []
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM FULL dedup_token, petition")
+        try:
+            connection.exec_driver_sql("CHECKPOINT")
+        except SQLAlchemyError:
+            problems.append(
+                "PostgreSQL refused CHECKPOINT (grant the role pg_checkpoint to Samleng's "
+                "database user): the old WAL stays until the next timed checkpoint"
+            )
+    return problems
+
+
 def get_session() -> Session:
     """The session of the current request or command, opened on first use."""
     if "db_session" not in g:
@@ -123,9 +164,19 @@ def close_session(_exc: BaseException | None = None) -> None:
 @click.command("init")
 @with_appcontext
 def init_command() -> None:
-    """Create or upgrade the database schema."""
+    """Create or upgrade the database schema, and move keys out of the database."""
+    from samleng.service.petitions import move_dedup_keys_to_files
+
     upgrade(current_app.extensions["samleng.engine"])
     click.echo("database is at the newest schema")
+    session = get_session()
+    moved = move_dedup_keys_to_files(session, current_app.extensions["samleng.vault"])
+    session.commit()
+    for slug in moved:
+        click.echo(
+            f"petition {slug}: its dedup key is now wrapped under a key file of its own; "
+            "backups from before still hold it under the master key"
+        )
 
 
 def init_app(app: Flask, url: str) -> None:

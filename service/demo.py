@@ -106,7 +106,7 @@ def prepare_demo(instance: Path) -> Any:
         except PetitionNotFound:
             petition = create_petition(
                 session,
-                master_key=cfg.master_key,
+                vault=app.extensions["samleng.vault"],
                 origin=cfg.origin,
                 slug=DEMO_SLUG,
                 texts=DEMO_TEXTS,
@@ -116,7 +116,7 @@ def prepare_demo(instance: Path) -> Any:
                 argon2=cfg.argon2,
             )
         if petition.status == "draft":
-            open_petition(session, petition, cfg.master_key)
+            open_petition(session, petition, app.extensions["samleng.vault"])
         session.commit()
         admin_password = ensure_demo_admin(session)
         if admin_password is not None:

@@ -1,7 +1,10 @@
 """The per-petition signature log: header, sealing, checkpoints and proofs.
 
-Data flows one way: pending signatures are sealed in shuffled batches into leaves, the stored
-perfect-subtree hashes are extended, and a new checkpoint is signed, all in one transaction.
+Data flows one way: pending signatures, sealed to their epoch's key, are opened by the
+sealer; their dedup tokens are checked and written, in token order, and a repeat dropped;
+the rest become leaves in a shuffled batch, the stored perfect-subtree hashes are extended,
+and a new checkpoint is signed, all in one transaction. Each round also moves signing to a
+new epoch and retires the epochs it emptied, destroying their keys (service/epochs.py).
 Only one sealer works at a time (a PostgreSQL advisory lock; an immediate transaction on
 SQLite). Takes sessions and keys as arguments; imports nothing of Flask.
 """
@@ -14,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, delete, insert, select, text
+from sqlalchemy import Engine, Table, bindparam, delete, insert, select, text, union
 from sqlalchemy.orm import Session
 
 from samleng.crypto.canonical import canonical_json
@@ -29,10 +32,31 @@ from samleng.crypto.merkle import (
     leaf_hash,
     root_from_subtrees,
 )
+from samleng.crypto.pending import PendingRecord, open_pending_record
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof
+from samleng.service.epochs import (
+    current_epoch,
+    epoch_private_key,
+    epochs_with_signatures,
+    key_name,
+    open_epoch,
+    retire_epochs,
+    tidy_epoch_keys,
+)
 from samleng.service.errors import PetitionStateError
 from samleng.service.keys import derive_key
-from samleng.service.models import Leaf, PendingSignature, Petition, SignedCheckpoint, TreeNode
+from samleng.service.models import (
+    DedupToken,
+    Leaf,
+    LegacyPendingSignature,
+    Maintenance,
+    PendingSignature,
+    Petition,
+    SignedCheckpoint,
+    TreeNode,
+    utc_today,
+)
+from samleng.service.vault import Vault
 
 PETITION_FORMAT = "samleng-petition/v1"
 # Any constant works; it only has to be the same for every sealer of the database.
@@ -158,6 +182,8 @@ def _append(
 _LEAF = cast(Table, Leaf.__table__)
 _TREE_NODE = cast(Table, TreeNode.__table__)
 _PENDING = cast(Table, PendingSignature.__table__)
+_LEGACY_PENDING = cast(Table, LegacyPendingSignature.__table__)
+_DEDUP_TOKEN = cast(Table, DedupToken.__table__)
 
 
 def _insert_rows(session: Session, table: Table, rows: list[tuple[Any, ...]]) -> None:
@@ -228,59 +254,234 @@ def _lock_sealer(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
 
 
-def seal_pending(session: Session, petition: Petition, master_key: bytes) -> LogState | None:
-    """Seal this petition's pending signatures as one shuffled batch. None if none waited.
+def _open_pending(
+    session: Session, petition: Petition, vault: Vault, before: int
+) -> list[tuple[int, PendingRecord]]:
+    """Take the petition's pending signatures of the epochs before ``before`` (and any from
+    before epochs) out of the table, opened. In one statement each: a signature arriving
+    meanwhile waits for the next batch; if anything fails later, the rollback puts these back.
+    """
+    rows = session.execute(
+        delete(_PENDING)
+        .where(_PENDING.c.petition_id == petition.id, _PENDING.c.epoch_id < before)
+        .returning(_PENDING.c.epoch_id, _PENDING.c.sealed)
+    ).all()
+    keys: dict[int, bytes] = {}
+    records = []
+    for epoch_id, sealed in rows:
+        if epoch_id not in keys:
+            keys[epoch_id] = epoch_private_key(vault, epoch_id)
+        records.append((epoch_id, open_pending_record(keys[epoch_id], petition.origin, sealed)))
+    legacy = session.execute(
+        delete(_LEGACY_PENDING)
+        .where(_LEGACY_PENDING.c.petition_id == petition.id)
+        .returning(
+            _LEGACY_PENDING.c.commitment,
+            _LEGACY_PENDING.c.kind,
+            _LEGACY_PENDING.c.details_ciphertext,
+        )
+    ).all()
+    # Their tokens were written when they were signed.
+    records += [
+        (0, PendingRecord(kind=LeafKind(kind), token=None, commitment=c, details_ciphertext=ct))
+        for c, kind, ct in legacy
+    ]
+    return records
+
+
+_CHUNK = 500
+
+
+def _count_once(
+    session: Session, petition_id: int, records: list[tuple[int, PendingRecord]]
+) -> list[PendingRecord]:
+    """Drop every signature whose dedup token is counted already, or repeated in the batch;
+    write the new tokens in token order, so that the table's order says nothing about the
+    order of signing.
+
+    Of a token repeated in the batch, the signature of the oldest epoch stays: a person who
+    signs again later keeps their first receipt. Within one epoch nothing says which came
+    first (that is the point), so one of them, at random, stays.
+    """
+    secrets.SystemRandom().shuffle(records)
+    records.sort(key=lambda pair: pair[0])  # stable: random within an epoch
+    first: dict[bytes, PendingRecord] = {}
+    without_token = []
+    for _epoch, record in records:
+        if record.token is None:
+            without_token.append(record)
+        else:
+            first.setdefault(record.token, record)
+    tokens = sorted(first)
+    counted: set[bytes] = set()
+    for start in range(0, len(tokens), _CHUNK):
+        counted.update(
+            session.scalars(
+                select(DedupToken.token).where(
+                    DedupToken.petition_id == petition_id,
+                    DedupToken.token.in_(tokens[start : start + _CHUNK]),
+                )
+            )
+        )
+    new = [token for token in tokens if token not in counted]
+    _insert_rows(session, _DEDUP_TOKEN, [(petition_id, token) for token in new])
+    return [first[token] for token in new] + without_token
+
+
+def seal_pending(
+    session: Session, petition: Petition, vault: Vault, before: int
+) -> LogState | None:
+    """Seal this petition's pending signatures of the epochs before ``before`` as one
+    shuffled batch. None if none waited.
 
     The caller's session must be fresh (nothing read yet), so that the lock is taken before
     the pending rows are read; the function commits.
     """
     _lock_sealer(session)
     session.refresh(petition)
-    # Taken and removed in one statement: a signature arriving meanwhile waits for the next
-    # batch; if anything below fails, the rollback puts these back.
-    pending = list(
-        session.execute(
-            delete(_PENDING)
-            .where(_PENDING.c.petition_id == petition.id)
-            .returning(_PENDING.c.commitment, _PENDING.c.kind, _PENDING.c.details_ciphertext)
-        )
-    )
+    records = _open_pending(session, petition, vault, before)
     state = latest_checkpoint(session, petition)
-    if not pending or state is None:
+    if not records or state is None:
         session.rollback()
         return None
+    counted = _count_once(session, petition.id, records)
+    if not counted:
+        session.commit()  # only repeats: nothing to append, but they are gone
+        return state
     # Batches are shuffled so that a leaf's position says nothing about when it was signed.
-    secrets.SystemRandom().shuffle(pending)
+    secrets.SystemRandom().shuffle(counted)
     leaves = [
-        (commitment, encode_leaf(LeafKind(kind), commitment, details_digest(ct)), ct)
-        for commitment, kind, ct in pending
+        (
+            record.commitment,
+            encode_leaf(record.kind, record.commitment, details_digest(record.details_ciphertext)),
+            record.details_ciphertext,
+        )
+        for record in counted
     ]
-    new_state = _append(session, petition, log_signer(petition, master_key), state.size, leaves)
+    new_state = _append(
+        session, petition, log_signer(petition, vault.master_key), state.size, leaves
+    )
     session.commit()
     return new_state
 
 
-def petitions_with_pending(session: Session) -> list[int]:
-    """Ids of petitions that have signatures waiting to be sealed."""
-    return list(session.scalars(select(PendingSignature.petition_id).distinct()))
+def petitions_with_pending(session: Session, before: int | None = None) -> list[int]:
+    """Ids of petitions that have signatures waiting (of the epochs before ``before``)."""
+    pending = select(PendingSignature.petition_id)
+    if before is not None:
+        pending = pending.where(PendingSignature.epoch_id < before)
+    legacy = select(LegacyPendingSignature.petition_id)
+    return sorted(set(session.scalars(union(pending, legacy))))
 
 
-def seal_all(engine: Engine, master_key: bytes) -> dict[str, int]:
-    """Seal every petition with pending signatures; returns slug → new log size."""
+def seal_all(engine: Engine, vault: Vault) -> dict[str, int]:
+    """One sealing round; returns slug → new log size for each petition sealed.
+
+    Signing moves to a new epoch (when the current one holds signatures); then the older
+    epochs' signatures are sealed, and the epochs left empty are retired and their keys
+    destroyed. A signature is thus sealed by the first round after it was written.
+    """
     from samleng.service.db import exclusive_session
 
+    with exclusive_session(engine) as session:
+        _lock_sealer(session)
+        tidy_epoch_keys(session, vault)
+        current = current_epoch(session)
+        if current is None or current.id in epochs_with_signatures(session):
+            current = open_epoch(session, vault)
+        session.commit()
     sealed: dict[str, int] = {}
     with Session(engine) as session:
-        ids = petitions_with_pending(session)
+        ids = petitions_with_pending(session, before=current.id)
     for petition_id in ids:
         with exclusive_session(engine) as session:
             petition = session.get(Petition, petition_id)
             if petition is None:
                 continue
-            state = seal_pending(session, petition, master_key)
+            state = seal_pending(session, petition, vault, before=current.id)
             if state is not None:
                 sealed[petition.slug] = state.size
+    with exclusive_session(engine) as session:
+        _lock_sealer(session)
+        retired = retire_epochs(session, before=current.id)
+        session.commit()
+    for epoch_id in retired:
+        vault.destroy(key_name(epoch_id))
+    rewrite_tokens_daily(engine)
     return sealed
+
+
+def has_pending(session: Session, petition: Petition) -> bool:
+    """Whether signatures of the petition wait to be sealed."""
+    return petition.id in petitions_with_pending(session)
+
+
+_REWRITE_TASK = "token-rewrite"
+
+
+def rewrite_tokens(engine: Engine) -> None:
+    """Rewrite the token table in token order, in one transaction, leaving the old files.
+
+    Until the rewrite, a token's place in the table (its PostgreSQL tuple and xmin, the
+    order of SQLite's pages) tells which sealing batch wrote it; after it, every token
+    looks written at once. PostgreSQL: TRUNCATE (a new file; the old one is unlinked at
+    commit) and the rows put back in order. SQLite: the table keeps rows in key order
+    already; VACUUM rewrites the file so that page numbers forget the batches too.
+    """
+    from samleng.service.db import exclusive_session
+
+    if engine.dialect.name == "postgresql":
+        with exclusive_session(engine) as session:
+            _lock_sealer(session)
+            session.execute(text("LOCK TABLE dedup_token IN ACCESS EXCLUSIVE MODE"))
+            session.execute(
+                text(
+                    "CREATE TEMPORARY TABLE token_rewrite ON COMMIT DROP AS "
+                    "SELECT petition_id, token FROM dedup_token"
+                )
+            )
+            session.execute(text("TRUNCATE dedup_token"))
+            session.execute(
+                text(
+                    "INSERT INTO dedup_token (petition_id, token) "
+                    "SELECT petition_id, token FROM token_rewrite ORDER BY petition_id, token"
+                )
+            )
+            session.commit()
+        return
+    vacuum_sqlite(engine)
+
+
+def vacuum_sqlite(engine: Engine) -> None:
+    """Rewrite an SQLite database file and empty its WAL (secure_delete is on, so freed
+    pages are zeroed). On the driver's connection: VACUUM cannot run inside the
+    transaction that SQLAlchemy would begin."""
+    pooled = engine.raw_connection()
+    try:
+        cursor = pooled.driver_connection.cursor()  # type: ignore[union-attr]
+        for statement in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM"):
+            cursor.execute(statement)
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.close()
+    finally:
+        pooled.close()
+
+
+def rewrite_tokens_daily(engine: Engine) -> bool:
+    """Rewrite the token table once per UTC day (the first sealing round of the day claims
+    the day, so that racing sealers do it once). True if this round did it."""
+    from samleng.service.db import exclusive_session
+
+    today = utc_today()
+    with exclusive_session(engine) as session:
+        _lock_sealer(session)
+        done = session.get(Maintenance, _REWRITE_TASK)
+        if done is not None and done.last_on >= today:
+            return False
+        session.merge(Maintenance(task=_REWRITE_TASK, last_on=today))
+        session.commit()
+    rewrite_tokens(engine)
+    return True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -301,8 +502,10 @@ def find_receipt(
         select(Leaf).where(Leaf.petition_id == petition.id, Leaf.commitment == commitment)
     )
     if leaf is None:
-        waiting = session.get(PendingSignature, commitment)
-        if waiting is not None and waiting.petition_id == petition.id:
+        # A pending signature is sealed to its epoch's key: which one is whose cannot be
+        # told, so every code not in the log waits while any signature waits, a repeat's
+        # code and a new signer's alike, until the round that seals them.
+        if has_pending(session, petition):
             return ReceiptStatus(state="waiting")
         return ReceiptStatus(state="unknown")
     state = latest_checkpoint(session, petition)

@@ -2,7 +2,10 @@
 
 What is deliberately absent matters as much as what is here: no row that belongs to a
 signer has an id that orders it, a timestamp, or any link between a dedup token and a
-signature. Schema changes go through Alembic migrations in ``service/migrations``.
+signature. A pending signature is sealed to its epoch's key (crypto/pending.py), and dedup
+tokens are written by the sealer, a batch at a time in token order, into tables without
+SQLite's rowid, so neither their order nor their transaction says when anyone signed.
+Schema changes go through Alembic migrations in ``service/migrations``.
 """
 
 from __future__ import annotations
@@ -73,8 +76,11 @@ class Petition(Base):
     verification_mode: Mapped[str] = mapped_column(String(8), default="none")
     region: Mapped[str] = mapped_column(String(2), default="KH")
     salt: Mapped[bytes] = mapped_column(LargeBinary(16))
-    # None once the petition is forgotten: the tokens can then never be recomputed.
+    # Wrapped under the key in the petition's key file (service/vault.py), which forget
+    # destroys; None once forgotten. A petition from before key files has it wrapped under
+    # the master key (dedup_key_file None) until `samleng init` gives it a key file.
     wrapped_dedup_key: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    dedup_key_file: Mapped[str | None] = mapped_column(String(40))
     argon2_time_cost: Mapped[int] = mapped_column(Integer)
     argon2_memory_kib: Mapped[int] = mapped_column(Integer)
     argon2_parallelism: Mapped[int] = mapped_column(Integer)
@@ -108,9 +114,15 @@ class Petition(Base):
 
 
 class DedupToken(Base):
-    """One per counted identifier: the Argon2id token and its petition, nothing else."""
+    """One per counted identifier: the Argon2id token and its petition, nothing else.
+
+    Written only by the sealer, in token order; on SQLite without a rowid, so rows are kept
+    in key order. PostgreSQL's tuple order and xmin still show the sealing batch, until the
+    daily rewrite (service/log.py, rewrite_tokens) puts every row into one transaction.
+    """
 
     __tablename__ = "dedup_token"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     petition_id: Mapped[int] = mapped_column(
         ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
@@ -118,15 +130,53 @@ class DedupToken(Base):
     token: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
 
 
+class SealEpoch(Base):
+    """A sealing epoch: pending signatures are sealed to its public key while it is current
+    (the newest). Its private key is a key file (service/vault.py); the row is deleted, and
+    the key file destroyed, once no pending signature of the epoch is left."""
+
+    __tablename__ = "seal_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
 class PendingSignature(Base):
-    """A signature waiting for the next sealed batch. Keyed by its random commitment."""
+    """A signature waiting for the next sealed batch, sealed to its epoch's public key.
+
+    Keyed by random bytes, without SQLite's rowid: nothing in it is in the clear but the
+    petition and the epoch. The foreign key to its epoch is what keeps an epoch's key alive
+    while a signature of it may still be written (service/log.py, retire_epochs).
+    """
 
     __tablename__ = "pending_signature"
+    __table_args__ = {"sqlite_with_rowid": False}
 
-    commitment: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    id: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
     petition_id: Mapped[int] = mapped_column(
         ForeignKey("petition.id", ondelete="CASCADE"), index=True
     )
+    epoch_id: Mapped[int] = mapped_column(ForeignKey("seal_epoch.id"), index=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Maintenance(Base):
+    """The UTC day the sealer last did a periodic task (the token table's rewrite)."""
+
+    __tablename__ = "maintenance"
+
+    task: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_on: Mapped[dt.date]
+
+
+class LegacyPendingSignature(Base):
+    """Pending signatures written before epochs (their tokens were written at signing).
+    Sealed like the others by the first sealing round after the upgrade."""
+
+    __tablename__ = "legacy_pending_signature"
+
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petition.id", ondelete="CASCADE"))
     kind: Mapped[int] = mapped_column(SmallInteger)
     details_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
 

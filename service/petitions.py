@@ -10,22 +10,26 @@ import base64
 import binascii
 import datetime as dt
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from samleng.crypto.keywrap import new_dedup_key, new_salt, wrap_key
+from samleng.crypto.keywrap import new_dedup_key, new_salt, unwrap_key, wrap_key
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.config import LANGUAGES
+from samleng.service.epochs import ensure_epoch
 from samleng.service.errors import PetitionNotFound, PetitionStateError
-from samleng.service.log import latest_checkpoint, start_log
+from samleng.service.log import has_pending, latest_checkpoint, start_log
 from samleng.service.models import (
     IDENTIFIER_MODES,
     VERIFICATION_MODES,
     DedupToken,
     Petition,
+    utc_today,
 )
+from samleng.service.vault import Vault
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 TEXT_FIELDS = ("title", "target", "summary", "body")
@@ -49,6 +53,50 @@ def parse_details_public_key(text: str) -> bytes:
     return key
 
 
+def dedup_key(petition: Petition, vault: Vault) -> bytes:
+    """The petition's dedup key, unwrapped with its key file (or, for a petition from before
+    key files, with the master key)."""
+    if petition.wrapped_dedup_key is None:
+        raise PetitionStateError(f"petition {petition.slug!r} has no dedup key")
+    if petition.dedup_key_file is not None:
+        wrapping = vault.read(petition.dedup_key_file)
+    else:
+        wrapping = vault.master_key
+    return unwrap_key(wrapping, petition.wrapped_dedup_key, petition.origin)
+
+
+def _wrap_under_new_key_file(vault: Vault, origin: str, key: bytes) -> tuple[str, bytes]:
+    """A new key file of random name, and ``key`` wrapped under the key it holds.
+
+    A random name, not the slug: a key file can then never be mistaken for another
+    petition's, even when two organisers race to create the same slug.
+    """
+    name = f"dedup-{secrets.token_hex(8)}"
+    return name, wrap_key(vault.create_random(name), key, origin)
+
+
+def move_dedup_keys_to_files(session: Session, vault: Vault) -> list[str]:
+    """Give every petition still wrapped under the master key a key file of its own (after
+    an upgrade; `samleng init` does it). Returns their slugs; the caller commits.
+
+    The old wrapped key stays in the database's WAL and in backups made before: there it
+    opens with the master key until those are gone (SECURITY.md says so).
+    """
+    moved = []
+    for petition in session.scalars(
+        select(Petition).where(
+            Petition.dedup_key_file.is_(None), Petition.wrapped_dedup_key.is_not(None)
+        )
+    ):
+        key = dedup_key(petition, vault)
+        petition.dedup_key_file, petition.wrapped_dedup_key = _wrap_under_new_key_file(
+            vault, petition.origin, key
+        )
+        moved.append(petition.slug)
+    session.flush()
+    return moved
+
+
 def validate_texts(texts: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
     """Check texts per language: known languages and fields, a title and body in each."""
     if not texts:
@@ -69,7 +117,7 @@ def validate_texts(texts: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str
 def create_petition(
     session: Session,
     *,
-    master_key: bytes,
+    vault: Vault,
     origin: str,
     slug: str,
     texts: Mapping[str, Mapping[str, str]],
@@ -81,7 +129,8 @@ def create_petition(
     region: str = "KH",
     closes_on: dt.date | None = None,
 ) -> Petition:
-    """Create a draft petition with fresh per-petition secrets (dedup key wrapped, salt)."""
+    """Create a draft petition with fresh per-petition secrets: a dedup key, wrapped under a
+    key file of the petition's own (the caller commits), and a salt."""
     if not SLUG.match(slug):
         raise ValueError("a slug is 1-64 lower-case letters, digits and inner hyphens")
     if identifier_mode not in IDENTIFIER_MODES:
@@ -97,6 +146,7 @@ def create_petition(
     if session.scalar(select(Petition.id).where(Petition.slug == slug)) is not None:
         raise ValueError(f"a petition with slug {slug!r} already exists")
     full_origin = petition_origin(origin, slug)
+    key_file, wrapped_dedup_key = _wrap_under_new_key_file(vault, full_origin, new_dedup_key())
     petition = Petition(
         slug=slug,
         origin=full_origin,
@@ -108,14 +158,19 @@ def create_petition(
         verification_mode=verification_mode,
         region=region,
         salt=new_salt(),
-        wrapped_dedup_key=wrap_key(master_key, new_dedup_key(), full_origin),
+        wrapped_dedup_key=wrapped_dedup_key,
+        dedup_key_file=key_file,
         argon2_time_cost=argon2.time_cost,
         argon2_memory_kib=argon2.memory_kib,
         argon2_parallelism=argon2.parallelism,
         details_public_key=details_public_key,
     )
-    session.add(petition)
-    session.flush()
+    try:
+        session.add(petition)
+        session.flush()
+    except BaseException:
+        vault.destroy(key_file)
+        raise
     return petition
 
 
@@ -143,12 +198,14 @@ def _transition(petition: Petition, allowed_from: str, to: str) -> None:
     petition.status = to
 
 
-def open_petition(session: Session, petition: Petition, master_key: bytes) -> None:
-    """Open a draft for signing: freeze its texts into petition.json and start its log."""
+def open_petition(session: Session, petition: Petition, vault: Vault) -> None:
+    """Open a draft for signing: freeze its texts into petition.json, start its log, and make
+    sure there is a sealing epoch to sign into."""
     _transition(petition, "draft", "open")
     if petition.opens_on is None:
-        petition.opens_on = dt.date.today()
-    start_log(session, petition, master_key)
+        petition.opens_on = utc_today()
+    start_log(session, petition, vault.master_key)
+    ensure_epoch(session, vault)
     session.flush()
 
 
@@ -158,9 +215,40 @@ def close_petition(session: Session, petition: Petition) -> None:
     session.flush()
 
 
-def forget_petition(session: Session, petition: Petition) -> int:
-    """Destroy the dedup key and every token of a closed petition. Returns tokens deleted."""
+def destroy_forgotten_key_files(session: Session, vault: Vault) -> list[str]:
+    """Destroy the key files of forgotten petitions left on this machine (an app server
+    other than the one that ran forget keeps a copy). Returns their names.
+
+    Only files a forgotten petition names: a key file whose petition is being created has no
+    committed row yet, and must not be taken for an orphan.
+    """
+    destroyed = []
+    for name in session.scalars(
+        select(Petition.dedup_key_file).where(
+            Petition.status == "forgotten", Petition.dedup_key_file.is_not(None)
+        )
+    ):
+        if name is not None and vault.destroy(name):
+            destroyed.append(name)
+    return destroyed
+
+
+def forget_petition(session: Session, petition: Petition, vault: Vault) -> int:
+    """Destroy the dedup key and every token of a closed petition. Returns tokens deleted.
+
+    The key file goes first: from then on the wrapped key and the tokens are useless
+    wherever a copy of them survives (WAL, free pages, replicas, backups), even if the
+    caller's commit then fails (forget can simply be run again). Refused while signatures
+    of the petition wait to be sealed (their tokens are still to be checked).
+    """
+    if petition.status == "closed" and has_pending(session, petition):
+        raise PetitionStateError(
+            f"petition {petition.slug!r} still has signatures waiting to be sealed; "
+            "run `samleng seal` first"
+        )
     _transition(petition, "closed", "forgotten")
+    if petition.dedup_key_file is not None:
+        vault.destroy(petition.dedup_key_file)
     petition.wrapped_dedup_key = None
     result = session.execute(delete(DedupToken).where(DedupToken.petition_id == petition.id))
     session.flush()

@@ -224,12 +224,18 @@ def sign(slug: str) -> Any:
                     get_session(),
                     petition,
                     form.submission(),
-                    master_key=cfg.master_key,
+                    vault=current_app.extensions["samleng.vault"],
                     hasher=hasher,
                 ),
             )
         else:
-            signed = sign_petition(get_session(), keys, form.submission(), hasher=hasher)
+            signed = sign_petition(
+                get_session(),
+                keys,
+                form.submission(),
+                hasher=hasher,
+                epochs=current_app.extensions["samleng.epochs"],
+            )
     except InvalidEmail:
         return _refusing(slug, _refusal("identifier", _BAD_EMAIL, form))
     except InvalidIdentifier:
@@ -269,7 +275,7 @@ def _signing_keys(slug: str) -> SigningKeys | None:
         petition = _visible_petition(slug)
         if petition.status != "open" or petition.past_deadline(utc_today()):
             return None
-        keys = signing_keys(petition, config().master_key)
+        keys = signing_keys(petition, current_app.extensions["samleng.vault"])
         kept.keep(keys)
     return keys
 

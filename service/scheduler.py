@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service.errors import Error as ServiceError
 from samleng.service.log import seal_all
+from samleng.service.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,22 @@ def close_expired_petitions(engine: Engine) -> list[str]:
         return close_expired(session, utc_today())
 
 
+def destroy_forgotten_keys(engine: Engine, vault: Vault) -> list[str]:
+    """Destroy this machine's copies of forgotten petitions' key files (each round does)."""
+    from sqlalchemy.orm import Session
+
+    from samleng.service.petitions import destroy_forgotten_key_files
+
+    with Session(engine) as session:
+        return destroy_forgotten_key_files(session, vault)
+
+
 class SealScheduler:
     """Starts its thread on first use, i.e. inside the worker process after any fork."""
 
-    def __init__(self, engine: Engine, master_key: bytes, interval: float) -> None:
+    def __init__(self, engine: Engine, vault: Vault, interval: float) -> None:
         self._engine = engine
-        self._master_key = master_key
+        self._vault = vault
         self._interval = interval
         self._started = False
         self._lock = threading.Lock()
@@ -58,7 +69,8 @@ class SealScheduler:
         while not self._stop.wait(self._interval):
             try:
                 close_expired_petitions(self._engine)
-                seal_all(self._engine, self._master_key)
+                seal_all(self._engine, self._vault)
+                destroy_forgotten_keys(self._engine, self._vault)
             except (SQLAlchemyError, CryptoError, ServiceError, LookupError) as exc:
                 # Pending signatures stay pending and are sealed in a later round.
                 log.error("sealing failed: %s", type(exc).__name__)

@@ -1,15 +1,21 @@
-"""The signing path: normalise → dedup token → seal details → store, in one statement.
+"""The signing path: normalise → dedup token → seal details → seal to the epoch → store.
+
+A signature is stored as one row sealed to the current sealing epoch's public key
+(crypto/pending.py), in one statement; nothing else is written when someone signs, so
+nothing written then can tie a dedup token to a leaf or to a time. The sealer opens the
+row, checks the dedup token and appends the leaf (service/log.py).
 
 This module takes the session and the keys as arguments and imports nothing of Flask.
 A repeated identifier is answered exactly like a first one (same work, same page, a receipt
-code) so that the answer never tells a third party whether somebody had signed; see
-SECURITY.md for what a repeated submission can still reveal.
+code, the same row) so that the answer never tells a third party whether somebody had
+signed; see SECURITY.md for what a repeated submission can still reveal.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,8 +23,8 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Engine,
+    Integer,
     LargeBinary,
-    Select,
     Table,
     and_,
     bindparam,
@@ -27,18 +33,21 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from samleng.crypto.details import seal_details
-from samleng.crypto.keywrap import unwrap_key
 from samleng.crypto.leaf import LeafKind
+from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
 from samleng.crypto.tokens import Argon2Params, dedup_token
+from samleng.service.epochs import Epoch, SealingUnavailable, current_epoch
 from samleng.service.errors import PetitionStateError
 from samleng.service.identifiers import normalize_identifier
-from samleng.service.models import DedupToken, PendingSignature, Petition, utc_today
+from samleng.service.models import DedupToken, PendingSignature, Petition, SealEpoch, utc_today
+from samleng.service.petitions import dedup_key
+from samleng.service.vault import Vault
 
 # How a dedup token is computed: crypto.tokens.dedup_token itself, or a caller's way of running
 # it (the web app runs it on the Argon2 threads of its WorkGate; see service/ratelimit.py).
@@ -55,10 +64,10 @@ class Submission:
 
 @dataclass(frozen=True, kw_only=True)
 class Signed:
-    """What the signer is shown: the receipt code. Whether it was new is known only here."""
+    """What the signer is shown: the receipt code. Whether it was a repeat nobody knows
+    until the sealer checks its dedup token."""
 
     receipt: str = field(repr=False)
-    counted: bool = field(repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,10 +90,8 @@ class SigningKeys:
     details_public_key: bytes = field(repr=False)
 
 
-def signing_keys(petition: Petition, master_key: bytes) -> SigningKeys:
+def signing_keys(petition: Petition, vault: Vault) -> SigningKeys:
     """The petition's signing material, its dedup key unwrapped."""
-    if petition.wrapped_dedup_key is None:
-        raise PetitionStateError(f"petition {petition.slug!r} has no dedup key")
     return SigningKeys(
         petition_id=petition.id,
         slug=petition.slug,
@@ -94,7 +101,7 @@ def signing_keys(petition: Petition, master_key: bytes) -> SigningKeys:
         region=petition.region,
         argon2=petition.argon2,
         salt=petition.salt,
-        dedup_key=unwrap_key(master_key, petition.wrapped_dedup_key, petition.origin),
+        dedup_key=dedup_key(petition, vault),
         details_public_key=petition.details_public_key,
     )
 
@@ -150,9 +157,35 @@ class KeptKeys:
 class Recorded(enum.Enum):
     """What storing a signature did."""
 
-    COUNTED = "counted"  # the token (if any) and the pending signature went in
-    REPEATED = "repeated"  # the token was there already: nothing was written
+    COUNTED = "counted"  # the pending signature went in (a repeat is dropped at sealing)
     CLOSED = "closed"  # the petition no longer accepts signatures: nothing was written
+
+
+class CurrentEpoch:
+    """The newest sealing epoch, as one worker keeps it for a couple of seconds: a signature
+    then reads nothing before its write. A stale one is harmless: the write refuses an epoch
+    that is gone, and the epoch's key lives until its last signature is sealed."""
+
+    def __init__(self, seconds: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._kept: tuple[float, Epoch] | None = None
+
+    def get(self, session: Session, *, fresh: bool = False) -> Epoch:
+        """The current epoch; read from the database when ``fresh`` or when it ran out."""
+        kept = self._kept
+        if not fresh and kept is not None and self._clock() < kept[0]:
+            return kept[1]
+        epoch = current_epoch(session)
+        # The read ends here: on SQLite a transaction that read before it writes can fail
+        # at the write if another writer committed meanwhile.
+        session.commit()
+        if epoch is None:
+            # The sealer makes the first one when a petition opens; without one nothing
+            # can be written, and the signer is asked to try again.
+            raise SealingUnavailable("there is no sealing epoch yet")
+        self._kept = (self._clock() + self.seconds, epoch)
+        return epoch
 
 
 def _accepting() -> ColumnElement[bool]:
@@ -164,70 +197,56 @@ def _accepting() -> ColumnElement[bool]:
     )
 
 
-# The tables, not the ORM classes: these are plain Core statements, run without the ORM's
-# bulk-insert machinery (which does not take INSERT … SELECT).
-_DEDUP_TOKEN = cast(Table, DedupToken.__table__)
+# The table, not the ORM class: a plain Core INSERT … SELECT, without the ORM's machinery.
 _PENDING_SIGNATURE = cast(Table, PendingSignature.__table__)
 
 
-def _token_insert(insert_into: Callable[[Any], Any]) -> Any:
-    """INSERT the token if the petition accepts signatures; ON CONFLICT lets the unique key
-    decide between two workers racing on one identifier, without aborting a transaction."""
-    rows = select(Petition.id, bindparam("token", type_=LargeBinary)).where(_accepting())
-    return (
-        insert_into(_DEDUP_TOKEN)
-        .from_select(["petition_id", "token"], rows)
-        .on_conflict_do_nothing()
-        .returning(_DEDUP_TOKEN.c.petition_id)
+def _pending_insert() -> Any:
+    """INSERT the sealed pending signature if the petition accepts signatures and the epoch
+    it was sealed to is still there with that key."""
+    epoch = select(SealEpoch.id).where(
+        SealEpoch.id == bindparam("epoch_id"),
+        SealEpoch.public_key == bindparam("epoch_key", type_=LargeBinary),
     )
-
-
-def _pending_insert(petition_id: Any, *where: ColumnElement[bool]) -> Any:
-    """INSERT the pending signature for each ``petition_id`` the selection yields."""
-    rows: Select[Any] = select(
-        bindparam("commitment", type_=LargeBinary),
-        petition_id,
-        bindparam("kind"),
-        bindparam("details_ciphertext", type_=LargeBinary),
-    ).where(*where)
+    rows = select(
+        bindparam("id", type_=LargeBinary),
+        Petition.id,
+        bindparam("epoch_id", type_=Integer),
+        bindparam("sealed", type_=LargeBinary),
+    ).where(_accepting(), exists(epoch))
     return (
         insert(_PENDING_SIGNATURE)
-        .from_select(["commitment", "petition_id", "kind", "details_ciphertext"], rows)
+        .from_select(["id", "petition_id", "epoch_id", "sealed"], rows)
         .returning(_PENDING_SIGNATURE.c.petition_id)
     )
 
 
-def _postgresql_statement(with_token: bool) -> Any:
+def _postgresql_statement() -> Any:
     """The whole write as one statement, so one round trip: a data-modifying CTE that also
     says whether the petition accepts signatures and whether the signature went in."""
-    if with_token:
-        counted = _token_insert(postgresql.insert).cte("counted")
-    else:
-        counted = select(Petition.id.label("petition_id")).where(_accepting()).cte("counted")
-    pending = _pending_insert(counted.c.petition_id).cte("pending")
+    pending = _pending_insert().cte("pending")
     return select(
         exists(select(Petition.id).where(_accepting())).label("accepting"),
-        exists(select(pending.c.petition_id)).label("counted"),
+        exists(select(pending.c.petition_id)).label("written"),
     )
 
 
 # Built once (SQLAlchemy then finds the SQLite ones compiled in its cache; the PostgreSQL
-# ones are compiled once per dialect into _COMPILED).
-_POSTGRESQL = {True: _postgresql_statement(True), False: _postgresql_statement(False)}
-_SQLITE_TOKEN = _token_insert(sqlite.insert)
-_SQLITE_PENDING = _pending_insert(Petition.id, _accepting())
+# one is compiled once per dialect into _COMPILED).
+_POSTGRESQL = _postgresql_statement()
+_SQLITE_PENDING = _pending_insert()
 _SQLITE_ACCEPTING = select(Petition.id).where(_accepting())
-_COMPILED: dict[tuple[str, str, bool], tuple[str, dict[str, Any]]] = {}
+_COMPILED: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
 
-def _run_alone(engine: Engine, with_token: bool, params: dict[str, Any]) -> tuple[bool, bool]:
+def _run_alone(engine: Engine, params: dict[str, Any]) -> tuple[bool, bool]:
     """The PostgreSQL statement, committed by itself (autocommit: no BEGIN and COMMIT round
     trips) on a pooled connection, through psycopg directly: SQLAlchemy's execution, for
     one statement, costs as much CPU again as the driver's (bench/README.md)."""
-    key = (engine.dialect.name, engine.dialect.driver, with_token)
+    key = (engine.dialect.name, engine.dialect.driver)
     compiled = _COMPILED.get(key)
     if compiled is None:
-        statement = _POSTGRESQL[with_token].compile(dialect=engine.dialect)
+        statement = _POSTGRESQL.compile(dialect=engine.dialect)
         compiled = _COMPILED[key] = (str(statement), dict(statement.params))
     sql, constants = compiled
     pooled = engine.raw_connection()
@@ -244,49 +263,58 @@ def _run_alone(engine: Engine, with_token: bool, params: dict[str, Any]) -> tupl
     return bool(row[0]), bool(row[1])
 
 
-def record_signature(
-    session: Session,
-    *,
-    petition_id: int,
-    token: bytes | None,
-    commitment: bytes,
-    kind: LeafKind,
-    details_ciphertext: bytes,
-    today: dt.date | None = None,
-) -> Recorded:
-    """Store a signature: its dedup token (None: the petition has none) and pending row, both
-    or neither, and only while the petition accepts signatures. Commits.
-
-    On PostgreSQL this is one statement in one round trip, committed by itself. SQLite cannot
-    modify data in a CTE; there the first statement is an INSERT, so the transaction holds the
-    write lock before it reads anything (a read first could fail later on a stale snapshot).
-    """
-    params = {
-        "petition_id": petition_id,
-        "today": today or utc_today(),
-        "token": token,
-        "commitment": commitment,
-        "kind": int(kind),
-        "details_ciphertext": details_ciphertext,
-    }
+def _write_pending(session: Session, params: dict[str, Any]) -> tuple[bool, bool]:
+    """Write one sealed pending signature; (petition accepts signatures, row written)."""
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         if session.in_transaction():
             session.commit()  # nothing of the session's stays open meanwhile
-        accepting, counted = _run_alone(bind.engine, token is not None, params)
-    else:
-        if token is not None:
-            counted = session.execute(_SQLITE_TOKEN, params).first() is not None
-            if counted:
-                session.execute(_SQLITE_PENDING, params)
-            accepting = counted or session.execute(_SQLITE_ACCEPTING, params).first() is not None
-        else:
-            counted = session.execute(_SQLITE_PENDING, params).first() is not None
-            accepting = counted
-        session.commit()
-    if not accepting:
-        return Recorded.CLOSED
-    return Recorded.COUNTED if counted else Recorded.REPEATED
+        return _run_alone(bind.engine, params)
+    written = session.execute(_SQLITE_PENDING, params).first() is not None
+    accepting = written or session.execute(_SQLITE_ACCEPTING, params).first() is not None
+    session.commit()
+    return accepting, written
+
+
+def record_signature(
+    session: Session,
+    *,
+    petition_id: int,
+    origin: str,
+    pending: PendingRecord,
+    epochs: CurrentEpoch | None = None,
+    today: dt.date | None = None,
+) -> Recorded:
+    """Store a signature, sealed to the current epoch, while the petition accepts signatures.
+    Commits. Nothing else is written: the sealer checks the dedup token.
+
+    On PostgreSQL this is one statement in one round trip, committed by itself. An epoch
+    retired meanwhile (a stale ``epochs``) is read afresh and the write tried once more.
+    """
+    epochs = epochs or CurrentEpoch(seconds=0)
+    params: dict[str, Any] = {
+        "id": secrets.token_bytes(16),
+        "petition_id": petition_id,
+        "today": today or utc_today(),
+    }
+    for attempt in range(2):
+        epoch = epochs.get(session, fresh=attempt > 0)
+        params.update(
+            epoch_id=epoch.id,
+            epoch_key=epoch.public_key,
+            sealed=seal_pending_record(epoch.public_key, origin, pending),
+        )
+        try:
+            accepting, written = _write_pending(session, params)
+        except IntegrityError:
+            # The epoch was retired between the read and the write (its foreign key).
+            session.rollback()
+            continue
+        if not accepting:
+            return Recorded.CLOSED
+        if written:
+            return Recorded.COUNTED
+    raise SealingUnavailable("the sealing epoch changed twice during one signature")
 
 
 def identifier_token(
@@ -321,9 +349,11 @@ def sign_petition(
     submission: Submission,
     *,
     hasher: TokenHasher = dedup_token,
+    epochs: CurrentEpoch | None = None,
     today: dt.date | None = None,
 ) -> Signed:
-    """Record one signature (or nothing, for a repeated identifier) and return its receipt.
+    """Record one signature (sealed; a repeated identifier is dropped when sealing) and
+    return its receipt.
 
     Raises crypto.errors.InvalidIdentifier and DetailsTooLarge for bad input and
     PetitionStateError when the petition is not open; nothing is written in those cases.
@@ -337,18 +367,23 @@ def sign_petition(
         if submission.identifier is None:
             raise ValueError("this petition needs an identifier")
         token = identifier_token(keys, submission.identifier, hasher)
-    # Sealed before anything is stored, also for a repeated identifier, so that both answers
-    # take the same time and a too-long input is refused with nothing written.
+    # Sealed before anything is stored, so that a too-long input is refused with nothing
+    # written. A repeated identifier is written all the same: the sealer drops it, so the
+    # answer, and what the database holds meanwhile, is the same for both.
     secret, commitment, ciphertext = new_receipt(keys, submission.details)
     recorded = record_signature(
         session,
         petition_id=keys.petition_id,
-        token=token,
-        commitment=commitment,
-        kind=LeafKind.SIGNATURE,
-        details_ciphertext=ciphertext,
+        origin=keys.origin,
+        pending=PendingRecord(
+            kind=LeafKind.SIGNATURE,
+            token=token,
+            commitment=commitment,
+            details_ciphertext=ciphertext,
+        ),
+        epochs=epochs,
         today=today,
     )
     if recorded is Recorded.CLOSED:
         raise PetitionStateError(f"petition {keys.slug!r} is not accepting signatures")
-    return Signed(receipt=format_receipt(secret), counted=recorded is Recorded.COUNTED)
+    return Signed(receipt=format_receipt(secret))

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from samleng.crypto.details import DETAILS_CIPHERTEXT_BYTES
 from samleng.crypto.leaf import LeafKind
+from samleng.crypto.pending import PendingRecord
 from samleng.crypto.receipts import format_receipt, receipt_commitment
 from samleng.crypto.tokens import TOKEN_BYTES, dedup_token
 from samleng.service.errors import Error, PetitionStateError
@@ -44,6 +45,7 @@ from samleng.service.signing import (
     signing_keys,
     token_counted,
 )
+from samleng.service.vault import Vault
 
 _LINK_AAD = b"samleng-confirm/v1\n"
 _NONCE_BYTES = 12
@@ -160,7 +162,7 @@ def request_confirmation(
     petition: Petition,
     submission: Submission,
     *,
-    master_key: bytes,
+    vault: Vault,
     now: float | None = None,
     hasher: TokenHasher = dedup_token,
 ) -> ConfirmationRequest:
@@ -176,11 +178,11 @@ def request_confirmation(
         raise ValueError("this petition needs an email address")
     petition_id = petition.id
     session.commit()  # no read transaction stays open during the Argon2 work
-    keys = signing_keys(petition, master_key)
+    keys = signing_keys(petition, vault)
     token = identifier_token(keys, submission.identifier, hasher)
     secret, _commitment, ciphertext = new_receipt(keys, submission.details)
     link = seal_link(
-        master_key,
+        vault.master_key,
         petition,
         _LinkContents(
             petition_id=petition_id,
@@ -232,13 +234,14 @@ def confirm_signature(
     recorded = record_signature(
         session,
         petition_id=petition_id,
-        token=contents.token,
-        commitment=receipt_commitment(origin, contents.secret),
-        kind=LeafKind.VERIFIED_SIGNATURE,
-        details_ciphertext=contents.details_ciphertext,
+        origin=origin,
+        pending=PendingRecord(
+            kind=LeafKind.VERIFIED_SIGNATURE,
+            token=contents.token,
+            commitment=receipt_commitment(origin, contents.secret),
+            details_ciphertext=contents.details_ciphertext,
+        ),
     )
-    if recorded is Recorded.REPEATED:
-        raise LinkUsed("this address has signed already")
     if recorded is Recorded.CLOSED:
         raise PetitionStateError(f"petition {slug!r} is not accepting signatures")
-    return Signed(receipt=format_receipt(contents.secret), counted=True)
+    return Signed(receipt=format_receipt(contents.secret))

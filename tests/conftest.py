@@ -18,14 +18,18 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, select, text
 from werkzeug.test import TestResponse
 
 from samleng.crypto.details import generate_details_keypair
+from samleng.crypto.pending import PendingRecord, open_pending_record
 from samleng.crypto.tokens import Argon2Params
 from samleng.service import create_app
 from samleng.service.config import Config
 from samleng.service.db import get_session, normalise_url, upgrade
+from samleng.service.epochs import epoch_private_key
+from samleng.service.log import seal_all
+from samleng.service.models import PendingSignature, Petition
 from samleng.service.petitions import create_petition, open_petition
 from tests.components import (
     USED,
@@ -174,7 +178,7 @@ def add_petition(
         session = get_session()
         petition = create_petition(
             session,
-            master_key=MASTER_KEY,
+            vault=app.extensions["samleng.vault"],
             origin=ORIGIN,
             slug=slug,
             texts=texts,
@@ -186,7 +190,7 @@ def add_petition(
             closes_on=closes_on,
         )
         if status == "open":
-            open_petition(session, petition, MASTER_KEY)
+            open_petition(session, petition, app.extensions["samleng.vault"])
         session.commit()
         return OpenPetition(slug=slug, details_private_key=private, origin=petition.origin)
 
@@ -286,3 +290,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def seal(app: Flask) -> dict[str, int]:
+    """Run one sealing round of the app's database and vault."""
+    return seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+
+
+def pending_records(app: Flask) -> list[PendingRecord]:
+    """Every pending signature, opened with its epoch's key file, as the sealer would."""
+    vault = app.extensions["samleng.vault"]
+    with app.app_context():
+        session = get_session()
+        rows = session.execute(
+            select(PendingSignature.epoch_id, PendingSignature.sealed, Petition.origin).join(
+                Petition, Petition.id == PendingSignature.petition_id
+            )
+        ).all()
+    return [
+        open_pending_record(epoch_private_key(vault, epoch), origin, sealed)
+        for epoch, sealed, origin in rows
+    ]

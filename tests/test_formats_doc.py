@@ -61,6 +61,13 @@ from samleng.crypto.merkle import (
     verify_inclusion,
 )
 from samleng.crypto.note import NoteSigner, is_valid_key_name, parse_vkey
+from samleng.crypto.pending import (
+    PendingRecord,
+    encode_pending,
+    open_pending_record,
+    pending_info,
+    seal_pending_record,
+)
 from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
 from samleng.crypto.sample import sample_indices, sample_key
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof, verify_receipt
@@ -715,6 +722,31 @@ def check_service_key(ex: Example) -> None:
     assert ex.hex("key") == derived == derive_key(master_key, purpose)
 
 
+@check("pending-record")
+def check_pending_record(ex: Example) -> None:
+    private_key, public_key = ex.hex("epoch-private-key"), ex.hex("epoch-public-key")
+    assert X25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes_raw() == (
+        public_key
+    )
+    origin = ex.text("origin")
+    record = PendingRecord(
+        kind=LeafKind(int(ex.text("kind"))),
+        token=ex.hex("token"),
+        commitment=ex.hex("c"),
+        details_ciphertext=ex.hex("details"),
+    )
+    plaintext = ex.hex("plaintext")
+    assert plaintext == bytes([int(record.kind), 1]) + ex.hex("token") + ex.hex("c") + ex.hex(
+        "details"
+    )
+    assert plaintext == encode_pending(record)
+    assert ex.hex("info") == b"samleng-pending/v1\n" + origin.encode() == pending_info(origin)
+    assert open_pending_record(private_key, origin, ex.hex("sealed")) == record
+    # Sealing is randomised: seal afresh and open again.
+    fresh = seal_pending_record(public_key, origin, record)
+    assert open_pending_record(private_key, origin, fresh) == record
+
+
 # --- The tests ----------------------------------------------------------------------------------
 
 EXAMPLES = parse_examples(DOC.read_text(encoding="utf-8"))
@@ -745,6 +777,7 @@ EXPECTED_KINDS = {
     "dedup-token",
     "key-wrap",
     "service-key",
+    "pending-record",
 }
 # Fields listing inputs that must be refused or accepted as they are: most one-character
 # changes leave such an input refused (or accepted), so they cannot be mutation-tested.

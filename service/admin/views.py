@@ -34,10 +34,10 @@ from samleng.service.admin import accounts as acc
 from samleng.service.admin import audit, drafts, sessions, totp
 from samleng.service.admin.errors import AccountError, LoginFailed, PasswordPolicyError
 from samleng.service.config import LANGUAGES, Config
-from samleng.service.db import get_session
+from samleng.service.db import get_session, scrub
 from samleng.service.errors import PetitionNotFound, PetitionStateError
 from samleng.service.keys import derive_key
-from samleng.service.log import latest_checkpoint
+from samleng.service.log import latest_checkpoint, seal_all
 from samleng.service.markdown import render_markdown
 from samleng.service.models import Account, Petition, utc_today
 from samleng.service.petitions import (
@@ -299,7 +299,7 @@ def new() -> Any:
     try:
         petition = create_petition(
             session,
-            master_key=cfg.master_key,
+            vault=current_app.extensions["samleng.vault"],
             origin=cfg.origin,
             slug=form.values["slug"],
             texts=form.texts,
@@ -417,7 +417,7 @@ def open_(slug: str) -> Any:
             raise PetitionStateError("email verification needs mail: set SAMLENG_SMTP_URL")
         if petition.past_deadline(utc_today()):
             raise PetitionStateError("the deadline has passed; change it first")
-        open_petition(session, petition, _config().master_key)
+        open_petition(session, petition, current_app.extensions["samleng.vault"])
         return ""
 
     return _lifecycle(slug, "open", change)
@@ -437,14 +437,25 @@ def close(slug: str) -> Any:
 @bp.post("/p/<slug>/forget")
 def forget(slug: str) -> Any:
     """Destroy the dedup key and every token of a closed petition, once its slug is typed."""
+    engine, vault = (
+        current_app.extensions["samleng.engine"],
+        current_app.extensions["samleng.vault"],
+    )
 
     def change(session: Session, petition: Petition) -> str:
         if request.form.get("confirm_slug", "").strip() != petition.slug:
             raise ValueError("type the petition's slug to confirm; nothing was changed")
-        destroyed = forget_petition(session, petition)
+        # Whatever still waits is sealed first: its dedup token is still to be checked.
+        session.rollback()
+        seal_all(engine, vault)
+        destroyed = forget_petition(session, petition, vault)
         return f"{destroyed} tokens destroyed"
 
-    return _lifecycle(slug, "forget", change)
+    answer = current_app.make_response(_lifecycle(slug, "forget", change))
+    if answer.status_code < 400:
+        for problem in scrub(engine):
+            current_app.logger.warning("forget %s: %s", slug, problem)
+    return answer
 
 
 def _grant_change(slug: str, give: bool) -> Any:

@@ -32,7 +32,7 @@ from samleng.service import create_app
 from samleng.service.db import upgrade
 from samleng.service.log import seal_all
 from tests.components import require, require_program
-from tests.conftest import MASTER_KEY, add_petition, make_config
+from tests.conftest import add_petition, make_config
 from tests.petition_texts import LONG_TEXTS
 
 HERE = Path(__file__).resolve().parent
@@ -70,7 +70,7 @@ class Site:
 
     def seal(self) -> None:
         """Seal pending signatures into the log, as the scheduler would."""
-        seal_all(self.app.extensions["samleng.engine"], MASTER_KEY)
+        seal_all(self.app.extensions["samleng.engine"], self.app.extensions["samleng.vault"])
 
 
 @pytest.fixture(scope="session")

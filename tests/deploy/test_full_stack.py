@@ -213,14 +213,14 @@ def stack(
         upgrade(app.extensions["samleng.engine"])
         with app.app_context():
             session = get_session()
-            master_key = read_master_key(instance)
+            vault = app.extensions["samleng.vault"]
             for slug in ("stack", "viral"):
                 petition = create_petition(
-                    session, master_key=master_key, origin=ORIGIN, slug=slug, texts=TEXTS,
+                    session, vault=vault, origin=ORIGIN, slug=slug, texts=TEXTS,
                     goal=1000, identifier_mode="phone", argon2=CHEAP_ARGON2,
                     details_public_key=generate_details_keypair()[1],
                 )  # fmt: skip
-                open_petition(session, petition, master_key)
+                open_petition(session, petition, vault)
             session.commit()
         stack = Stack(root, env, app, database_url, redis_port, postgres_server)
         stack.site = render_nginx(

@@ -41,14 +41,18 @@ import psycopg
 import pytest
 
 from samleng.crypto.details import generate_details_keypair
+from samleng.crypto.errors import PendingDecryptionError
 from samleng.crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
+from samleng.crypto.pending import open_pending_record
 from samleng.crypto.tlogproof import verify_receipt
 from samleng.crypto.tokens import Argon2Params
 from samleng.service import create_app
 from samleng.service.config import Config, read_master_key
 from samleng.service.db import get_session, upgrade
+from samleng.service.epochs import epoch_private_key
 from samleng.service.keys import ensure_master_key
 from samleng.service.petitions import create_petition, open_petition
+from samleng.service.vault import KeyFileError, Vault
 from tests.components import require
 from tests.conftest import TEXTS
 from tests.deploy.render import DEPLOY, free_port
@@ -92,13 +96,14 @@ class LogState:
     @property
     def consistent(self) -> bool:
         """Every leaf under the newest checkpoint, every subtree hash stored, each pending
-        row sealed at most once, and one dedup token per signature."""
+        row sealed at most once, and one dedup token per sealed signature (the sealer
+        writes them; a pending signature has none yet)."""
         expected_nodes = sum(self.size >> level for level in range(64))
         return (
             self.leaves == self.size
             and self.nodes == expected_nodes
             and self.overlap == 0
-            and self.tokens == self.size - 1 + self.pending
+            and self.tokens == self.size - 1
         )
 
 
@@ -122,35 +127,56 @@ class Drill:
     checked: list[tuple[float, float]] = field(default_factory=list)
     results: dict[str, str] = field(default_factory=dict)
 
-    def log_state(self) -> LogState:
-        """Count the petition's rows in one snapshot."""
-        query = """
+    def _snapshot(self) -> tuple[tuple[int, ...], set[bytes], set[bytes]]:
+        """The row counts, the sealed commitments and the pending ones (opened with the
+        sealer's epoch keys, as it would), all of one snapshot."""
+        counts = """
             SELECT (SELECT count(*) FROM leaf WHERE petition_id = p.id),
                    (SELECT max(size) FROM checkpoint WHERE petition_id = p.id),
                    (SELECT count(*) FROM tree_node WHERE petition_id = p.id),
                    (SELECT count(*) FROM pending_signature WHERE petition_id = p.id),
-                   (SELECT count(*) FROM dedup_token WHERE petition_id = p.id),
-                   (SELECT count(*) FROM leaf l JOIN pending_signature s
-                        ON s.commitment = l.commitment WHERE l.petition_id = p.id)
+                   (SELECT count(*) FROM dedup_token WHERE petition_id = p.id)
             FROM petition p WHERE p.slug = %s
         """
-        with psycopg.connect(self.database_url, connect_timeout=10) as conn:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            row = conn.execute(query, (SLUG,)).fetchone()
-        assert row is not None
-        return LogState(*(int(v) for v in row))
-
-    def stored_commitments(self) -> set[bytes]:
-        """Commitments of every signature stored: sealed or waiting."""
-        query = """
+        sealed = """
             SELECT commitment FROM leaf WHERE index > 0
                 AND petition_id = (SELECT id FROM petition WHERE slug = %s)
-            UNION ALL SELECT commitment FROM pending_signature
+        """
+        pending = """
+            SELECT epoch_id, sealed FROM pending_signature
                 WHERE petition_id = (SELECT id FROM petition WHERE slug = %s)
         """
-        with psycopg.connect(self.database_url, connect_timeout=10) as conn:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            return {bytes(row[0]) for row in conn.execute(query, (SLUG, SLUG))}
+        vault = Vault(Path(self.env["SAMLENG_INSTANCE"]), b"")
+        for _ in range(50):
+            with psycopg.connect(self.database_url, connect_timeout=10) as conn:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                row = conn.execute(counts, (SLUG,)).fetchone()
+                leaves = {bytes(r[0]) for r in conn.execute(sealed, (SLUG,))}
+                rows = conn.execute(pending, (SLUG,)).fetchall()
+            assert row is not None
+            try:
+                waiting = {
+                    open_pending_record(
+                        epoch_private_key(vault, epoch), f"{ORIGIN}/p/{SLUG}", bytes(blob)
+                    ).commitment
+                    for epoch, blob in rows
+                }
+            except (KeyFileError, PendingDecryptionError):
+                # Sealed, and its key destroyed (or being overwritten) since the snapshot.
+                time.sleep(0.1)
+                continue
+            return tuple(int(v) for v in row), leaves, waiting
+        raise AssertionError("the pending signatures' epoch keys keep vanishing")
+
+    def log_state(self) -> LogState:
+        """Count the petition's rows in one snapshot."""
+        counts, leaves, waiting = self._snapshot()
+        return LogState(*counts, overlap=len(leaves & waiting))
+
+    def sealed_and_waiting(self) -> tuple[set[bytes], set[bytes]]:
+        """Commitments of every signature stored: sealed, and waiting."""
+        _, leaves, waiting = self._snapshot()
+        return leaves, waiting
 
     def wait_signing(self) -> None:
         """Wait until signatures are being acknowledged."""
@@ -168,12 +194,18 @@ class Drill:
         """Every receipt that must be in the log is stored, no repeat's receipt is, and the
         rows are consistent."""
         ledger = Ledger.of(self.load.snapshot())
-        stored = self.stored_commitments()
-        origin = f"{ORIGIN}/p/{SLUG}"
-        missing = [r for r in ledger.required if commitment(origin, r) not in stored]
-        assert missing == [], f"{len(missing)} acknowledged signatures are not stored"
-        repeated = [r for r in ledger.repeats if commitment(origin, r) in stored]
-        assert repeated == [], f"{len(repeated)} repeated signatures were stored"
+        sealed, waiting = self.sealed_and_waiting()
+        shown = ledger.receipts_of(f"{ORIGIN}/p/{SLUG}")
+        # Every acknowledged person has a receipt stored (a repeat waits like any signature
+        # and is dropped when sealed), unless an attempt of theirs that nobody saw may be.
+        lost = [
+            person
+            for person in ledger.acknowledged - ledger.maybe_stored
+            if not shown[person] & (sealed | waiting)
+        ]
+        assert lost == [], f"{len(lost)} acknowledged signers have nothing stored"
+        twice = [person for person, mine in shown.items() if len(mine & sealed) > 1]
+        assert twice == [], f"{len(twice)} signers were sealed twice"
         state = self.log_state()
         assert state.consistent, state
 
@@ -284,11 +316,12 @@ def create_drill_petition(instance: Path, database_url: str) -> None:
         with app.app_context():
             session = get_session()
             petition = create_petition(
-                session, master_key=config.master_key, origin=ORIGIN, slug=SLUG, texts=TEXTS,
+                session, vault=app.extensions["samleng.vault"], origin=ORIGIN, slug=SLUG,
+                texts=TEXTS,
                 goal=100_000, identifier_mode="phone", argon2=CHEAP_ARGON2,
                 details_public_key=generate_details_keypair()[1],
             )  # fmt: skip
-            open_petition(session, petition, config.master_key)
+            open_petition(session, petition, app.extensions["samleng.vault"])
             session.commit()
     finally:
         engine.dispose()
@@ -515,6 +548,34 @@ def test_kill_9_the_sealer_inside_a_batch(drill: Drill) -> None:
     )
 
 
+def test_kill_9_the_sealer_anywhere_in_its_round(drill: Drill) -> None:
+    """Killed at any moment of a round (opening an epoch, sealing, retiring epochs and
+    destroying their keys), a sealer loses nothing: every epoch key a waiting signature
+    needs is still there, and the next sealer seals them and tidies the keys left over."""
+    drill.wait_signing()
+    began = time.monotonic()
+    drill.sealer.hold()
+    rng = random.Random(22)
+    try:
+        for _ in range(8):
+            time.sleep(0.5)  # a backlog builds up
+            proc = drill.sealer.spawn()
+            # `samleng seal --watch` takes about a second to start on a loaded machine; kill
+            # it anywhere from its start-up to well into its rounds.
+            time.sleep(rng.uniform(0.5, 4.0))
+            proc.kill()
+            proc.wait()
+            state = drill.log_state()  # opens every waiting signature with its epoch key
+            assert state.consistent, state
+    finally:
+        drill.sealer.release()
+    released = time.monotonic()
+    sealed = drill.wait_sealed_beyond(drill.log_state().size, released)
+    drill.check_answers(began)
+    drill.assert_nothing_lost()
+    drill.note("sealer kill -9 anywhere", f"8 kills, nothing lost, next batch {sealed:.1f} s")
+
+
 def test_every_acknowledged_signature_is_in_the_log(drill: Drill, tmp_path: Path) -> None:
     """Runs last: stop the load, let the sealer finish, export and verify the bundle, and
     find every receipt that must be there (also through the receipt page's proof)."""
@@ -526,6 +587,11 @@ def test_every_acknowledged_signature_is_in_the_log(drill: Drill, tmp_path: Path
         assert time.monotonic() < deadline, f"{state.pending} signatures stay pending"
         time.sleep(0.2)
     assert state.consistent, state
+    # Every epoch but the current one is retired once nothing waits, and its key is gone.
+    deadline = time.monotonic() + SEALING_SECONDS
+    while len(list((Path(drill.env["SAMLENG_INSTANCE"]) / "keys").glob("epoch-*.key"))) > 1:
+        assert time.monotonic() < deadline, "epoch keys outlive their signatures"
+        time.sleep(0.2)
 
     bundle = tmp_path / "bundle"
     run = [str(BIN / "samleng"), "export", SLUG, str(bundle), "--no-pdf"]
@@ -553,7 +619,12 @@ def test_every_acknowledged_signature_is_in_the_log(drill: Drill, tmp_path: Path
 
     # A signer's own check: the receipt page's proof, verified offline against the vkey.
     vkey = (bundle / "vkey").read_text().strip()
-    for code in random.sample(sorted(ledger.required), min(8, len(ledger.required))):
+    sealed_codes = sorted(
+        code
+        for code in {**ledger.required, **ledger.optional, **ledger.repeats}
+        if commitment(origin, code) in index
+    )
+    for code in random.sample(sealed_codes, min(8, len(sealed_codes))):
         check = verify_receipt(post_receipt(drill.port, code), vkey)
         assert check.index == index[commitment(origin, code)] and check.size == state.size
 

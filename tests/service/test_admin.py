@@ -42,7 +42,7 @@ from samleng.service.models import (
 from samleng.service.petitions import get_petition
 from samleng.service.scheduler import close_expired_petitions
 from samleng.service.security import content_security_policy
-from tests.conftest import MASTER_KEY, add_petition, make_config, sign
+from tests.conftest import add_petition, make_config, seal, sign
 
 PASSWORD = "correct horse battery staple"
 # Captured before the fixture below makes hashing cheap for the rest of this module.
@@ -547,7 +547,7 @@ def test_lifecycle_through_the_admin(app: Flask) -> None:
     public = app.test_client()
     for phone in ("012 345 678", "097 765 4321"):
         assert sign(public, "river", identifier=phone).status_code == 200
-    seal_all(app.extensions["samleng.engine"], MASTER_KEY)
+    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
     dashboard = client.get("/admin/p/river").get_data(as_text=True)
     assert "<strong>2</strong> signatures counted" in dashboard
     assert "<code>petitions.example.org/p/river</code><br><code>3</code>" in dashboard
@@ -589,6 +589,7 @@ def test_forget_leaves_no_token_bytes_in_the_database_file(tmp_path: Path) -> No
     add_petition(app)
     public = app.test_client()
     assert sign(public, "free-them", identifier="012 345 678").status_code == 200
+    seal(app)
     with app.app_context():
         tokens = get_session().scalars(select(DedupToken.token)).all()
     assert len(tokens) == 1
@@ -641,7 +642,7 @@ def test_signatures_per_day_from_checkpoint_dates(app: Flask) -> None:
     engine = app.extensions["samleng.engine"]
     for phone in ("012 345 678", "097 765 4321", "012 222 333"):
         sign(public, "free-them", identifier=phone)
-        seal_all(engine, MASTER_KEY)
+        seal_all(engine, app.extensions["samleng.vault"])
     days = [dt.date(2026, 3, 1), dt.date(2026, 3, 1), dt.date(2026, 3, 3), dt.date(2026, 3, 3)]
     with app.app_context():
         session = get_session()

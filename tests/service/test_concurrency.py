@@ -1,4 +1,5 @@
-"""Two workers signing the same identifier at the same moment still make one signature."""
+"""Two workers signing the same identifier at the same moment still make one signature, and
+sealers racing each other seal each signature once."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from samleng.service.db import get_session
-from samleng.service.models import DedupToken, PendingSignature
-from tests.conftest import OpenPetition, sign
+from samleng.service.models import DedupToken, Leaf, PendingSignature
+from tests.conftest import OpenPetition, seal, sign
 
 
 def test_200_concurrent_submissions_of_20_identifiers(app: Flask, petition: OpenPetition) -> None:
@@ -25,5 +26,13 @@ def test_200_concurrent_submissions_of_20_identifiers(app: Flask, petition: Open
     assert statuses == [200] * 200
     with app.app_context():
         session = get_session()
+        assert session.scalar(select(func.count()).select_from(DedupToken)) == 0
+        assert session.scalar(select(func.count()).select_from(PendingSignature)) == 200
+    # Three sealers at once, as the in-process schedulers of three workers might be.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda _: seal(app), range(3)))
+    with app.app_context():
+        session = get_session()
         assert session.scalar(select(func.count()).select_from(DedupToken)) == 20
-        assert session.scalar(select(func.count()).select_from(PendingSignature)) == 20
+        assert session.scalar(select(func.count()).select_from(PendingSignature)) == 0
+        assert session.scalar(select(func.count()).select_from(Leaf)) == 21

@@ -62,5 +62,5 @@ def test_connections_the_server_ended_are_replaced_unseen(pg_app: Flask, pg_url:
     end_other_backends(pg_url)
     assert sign(client, "free-them", identifier="012 345 603").status_code == 200
     with engine.connect() as connection:
-        counted = connection.execute(text("SELECT count(*) FROM dedup_token")).scalar_one()
+        counted = connection.execute(text("SELECT count(*) FROM pending_signature")).scalar_one()
     assert counted == 3

@@ -26,7 +26,7 @@ from samleng.service.delivery import DeliveryError, DeliveryFacts, render_delive
 from samleng.service.log import seal_all
 from samleng.service.petitions import close_petition, forget_petition, get_petition
 from tests.components import require_program
-from tests.conftest import MASTER_KEY, TEXTS, OpenPetition, sign
+from tests.conftest import TEXTS, OpenPetition, sign
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -35,7 +35,7 @@ def signed_and_sealed(app: Flask, client: FlaskClient, slug: str, count: int) ->
     for i in range(count):
         response = sign(client, slug, identifier=f"012 345 {i:03d}", name="សុខ")
         assert response.status_code == 200
-    seal_all(app.extensions["samleng.engine"], MASTER_KEY)
+    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
 
 
 def close(app: Flask, slug: str, *, forget: bool = False) -> None:
@@ -44,7 +44,7 @@ def close(app: Flask, slug: str, *, forget: bool = False) -> None:
         petition = get_petition(session, slug)
         close_petition(session, petition)
         if forget:
-            forget_petition(session, petition)
+            forget_petition(session, petition, app.extensions["samleng.vault"])
         session.commit()
 
 
@@ -224,7 +224,7 @@ def test_bundle_zip_only_once_closed(
     assert (cache / "3.zip").stat().st_mtime_ns == made  # served from the cache
 
     # The signature that was pending at closing is sealed: a newer checkpoint, a new zip.
-    seal_all(app.extensions["samleng.engine"], MASTER_KEY)
+    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
     newer = get(client, f"/p/{petition.slug}/bundle.zip")
     assert verify_bundle(unzip(newer.data, tmp_path / "newer")).count == 3
     assert sorted(p.name for p in cache.glob("*.zip")) == ["4.zip"]

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from samleng.crypto.audit import main as audit
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.log import seal_all
-from tests.conftest import MASTER_KEY, TEXTS, receipt_of, sign
+from tests.conftest import TEXTS, receipt_of, sign
 
 PASSPHRASE = "ដើមត្នោត rice field monsoon lantern"
 SIGNERS = [
@@ -73,13 +73,13 @@ def test_organisers_path(
         response = sign(client, "free-them", **signer)
         assert response.status_code == 200
         receipts.append(receipt_of(response))
-    seal_all(app.extensions["samleng.engine"], MASTER_KEY)
+    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
     sign(client, "free-them", identifier="012 345 001")  # a repeat
     sign(client, "free-them", identifier="012 345 005", name="Last")  # pending at closing
 
     # 4. Close, seal what was pending, export the bundle and the sealed details.
     cli(runner, "petition", "close", "free-them")
-    seal_all(app.extensions["samleng.engine"], MASTER_KEY)
+    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
     bundle = tmp_path / "bundle"
     cli(runner, "export", "free-them", str(bundle))
     assert (bundle / "delivery.pdf").is_file()

@@ -23,7 +23,6 @@ from samleng.service.log import seal_all
 from samleng.service.petitions import close_petition, get_petition
 from samleng.service.security import content_security_policy
 from tests.conftest import (
-    MASTER_KEY,
     OpenPetition,
     add_petition,
     form_token,
@@ -195,7 +194,7 @@ def walk(app: Flask) -> Iterator[Visit]:
     receipt = "/km/p/free-them/receipt"
     yield visit("receipt waiting", 200, client.post(receipt, data={"receipt": code}), True)
     yield visit("receipt bad", 400, client.post(receipt, data={"receipt": "nonsense"}), True)
-    seal_all(app.extensions["samleng.engine"], MASTER_KEY)
+    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
     yield visit("receipt counted", 200, client.post(receipt, data={"receipt": code}), True)
     proof = client.post(receipt, data={"receipt": code, "format": "proof"})
     yield visit("receipt proof", 200, proof, True)
@@ -321,7 +320,7 @@ def test_progress_and_dates_in_khmer_digits(app: Flask) -> None:
     client = app.test_client()
     for phone in ("012 345 678", "012 345 679"):
         sign(client, "dated", identifier=phone)
-    seal_all(app.extensions["samleng.engine"], MASTER_KEY)
+    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
     km = Page(client.get("/km/p/dated").get_data(as_text=True)).visible_text
     assert "ហត្ថលេខា ២ ក្នុងចំណោមគោលដៅ ១០០" in km
     assert "៨ មីនា ២០២៧" in km
@@ -336,7 +335,7 @@ def test_khmer_pages_show_no_latin_numbers(app: Flask) -> None:
     add_petition(app, slug="dated", closes_on=dt.date(2027, 3, 8))
     client = app.test_client()
     answer = sign(client, "dated", "km", identifier="012 345 678")
-    seal_all(app.extensions["samleng.engine"], MASTER_KEY)
+    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
     counted = client.post("/km/p/dated/receipt", data={"receipt": receipt_of(answer)})
     too_long = sign(client, "dated", "km", identifier="012 345 679", name="x" * 101)
     for response in (client.get("/km/p/dated"), client.get("/km/"), counted, too_long):

@@ -17,7 +17,7 @@ from samleng.crypto.receipts import parse_receipt, receipt_commitment
 from samleng.crypto.tokens import DEFAULT_ARGON2
 from samleng.service import create_app
 from samleng.service.db import get_session, upgrade
-from samleng.service.models import DedupToken, PendingSignature, utc_today
+from samleng.service.models import DedupToken, Leaf, PendingSignature, utc_today
 from samleng.service.petitions import close_petition, forget_petition, get_petition
 from samleng.service.signing import KeptKeys, SigningKeys
 from tests.conftest import (
@@ -25,8 +25,10 @@ from tests.conftest import (
     add_petition,
     form_token,
     make_config,
+    pending_records,
     post_raw,
     receipt_of,
+    seal,
     sign,
 )
 
@@ -40,6 +42,12 @@ def rows(app: Flask) -> tuple[int, int]:
         return int(tokens or 0), int(pending or 0)
 
 
+def leaves(app: Flask) -> int:
+    """Leaves in every log, headers included."""
+    with app.app_context():
+        return int(get_session().scalar(select(func.count()).select_from(Leaf)) or 0)
+
+
 def test_sign_shows_receipt_and_stores_one_signature(
     app: Flask, client: FlaskClient, petition: OpenPetition
 ) -> None:
@@ -49,17 +57,20 @@ def test_sign_shows_receipt_and_stores_one_signature(
     assert len(parse_receipt(code)) == 16
     assert "Set-Cookie" not in response.headers
     assert response.headers["Cache-Control"] == "no-store"
-    assert rows(app) == (1, 1)
-    with app.app_context():
-        pending = get_session().scalars(select(PendingSignature)).one()
-        assert pending.commitment == receipt_commitment(petition.origin, parse_receipt(code))
-        details = open_details(
-            petition.details_private_key,
-            petition.origin,
-            pending.commitment,
-            pending.details_ciphertext,
-        )
+    # Signing writes one sealed row and nothing else; the sealer writes the token.
+    assert rows(app) == (0, 1)
+    (pending,) = pending_records(app)
+    assert pending.commitment == receipt_commitment(petition.origin, parse_receipt(code))
+    details = open_details(
+        petition.details_private_key,
+        petition.origin,
+        pending.commitment,
+        pending.details_ciphertext,
+    )
     assert details == {"name": "Sok Dara"}
+    seal(app)
+    assert rows(app) == (1, 0)
+    assert leaves(app) == 2
 
 
 def test_details_are_sealed_even_when_empty(
@@ -67,9 +78,10 @@ def test_details_are_sealed_even_when_empty(
 ) -> None:
     sign(client, petition.slug, identifier="012 345 678")
     sign(client, petition.slug, identifier="012 345 679", comment="ល្អ" * 100)
+    assert {len(p.details_ciphertext) for p in pending_records(app)} == {32 + 1024 + 16}
     with app.app_context():
-        sizes = {len(p.details_ciphertext) for p in get_session().scalars(select(PendingSignature))}
-    assert sizes == {32 + 1024 + 16}
+        sealed = {len(p.sealed) for p in get_session().scalars(select(PendingSignature))}
+    assert len(sealed) == 1  # and so are the rows that carry them
 
 
 def test_khmer_phone_forms_dedupe(app: Flask, client: FlaskClient, petition: OpenPetition) -> None:
@@ -77,14 +89,19 @@ def test_khmer_phone_forms_dedupe(app: Flask, client: FlaskClient, petition: Ope
         response = sign(client, petition.slug, identifier=form)
         assert response.status_code == 200
         receipt_of(response)
-    assert rows(app) == (1, 1)
+    assert rows(app) == (0, 4)
+    seal(app)
+    assert rows(app) == (1, 0)
+    assert leaves(app) == 2
 
 
 def test_gmail_forms_dedupe(app: Flask, client: FlaskClient) -> None:
     add_petition(app, slug="mail", identifier_mode="email")
     for form in ("A.B+x@gmail.com", "ab@gmail.com", "ab@googlemail.com"):
         assert sign(client, "mail", identifier=form).status_code == 200
-    assert rows(app) == (1, 1)
+    seal(app)
+    assert rows(app) == (1, 0)
+    assert leaves(app) == 2
 
 
 def test_mode_none_counts_every_submission(app: Flask, client: FlaskClient) -> None:
@@ -92,6 +109,9 @@ def test_mode_none_counts_every_submission(app: Flask, client: FlaskClient) -> N
     for _ in range(3):
         assert sign(client, "open-list").status_code == 200
     assert rows(app) == (0, 3)
+    seal(app)
+    assert rows(app) == (0, 0)
+    assert leaves(app) == 4
 
 
 def test_token_depends_on_the_petition(app: Flask, client: FlaskClient) -> None:
@@ -99,6 +119,7 @@ def test_token_depends_on_the_petition(app: Flask, client: FlaskClient) -> None:
     add_petition(app, slug="two")
     sign(client, "one", identifier="012345678")
     sign(client, "two", identifier="012345678")
+    seal(app)
     with app.app_context():
         tokens = get_session().scalars(select(DedupToken.token)).all()
     assert len(tokens) == 2 and tokens[0] != tokens[1]
@@ -113,7 +134,8 @@ def test_repeat_answer_looks_like_a_first_answer(
     assert first.status_code == again.status_code == 200
     assert strip(first) == strip(again)
     assert receipt_of(first) != receipt_of(again)
-    assert rows(app) == (1, 1)
+    seal(app)
+    assert rows(app) == (1, 0)
 
 
 BAD_INPUT = [
@@ -250,9 +272,13 @@ def _stop_accepting(app: Flask, slug: str, how: str) -> None:
             petition.closes_on = utc_today() - dt.timedelta(days=1)
         else:
             close_petition(session, petition)
-            if how == "forgotten":
-                forget_petition(session, petition)
         session.commit()
+    if how == "forgotten":
+        seal(app)  # forget waits until nothing is pending
+        with app.app_context():
+            session = get_session()
+            forget_petition(session, get_petition(session, slug), app.extensions["samleng.vault"])
+            session.commit()
 
 
 @pytest.mark.parametrize("mode", ["phone", "none"])
@@ -280,25 +306,37 @@ def test_the_write_refuses_a_petition_that_stopped_behind_the_kept_keys(
         assert "This petition is closed." in response.get_data(as_text=True)
     assert kept.get("kept") is None
     after = rows(app)
-    # A forgotten petition's tokens are gone; nothing else changed.
-    assert after == ((0, before[1]) if how == "forgotten" else before)
+    # A forgotten petition's tokens are gone (its one signature sealed first); nothing else
+    # changed.
+    assert after == ((0, 0) if how == "forgotten" else before)
 
 
-def test_a_repeated_identifier_writes_nothing_and_looks_the_same(
+def test_a_repeated_identifier_is_written_like_a_first_and_dropped_when_sealed(
     app: Flask, client: FlaskClient, petition: OpenPetition
 ) -> None:
     first = sign(client, petition.slug, identifier="012 345 678")
     again = sign(client, petition.slug, identifier="+855 12 345 678")
     assert first.status_code == again.status_code == 200
     assert receipt_of(first) != receipt_of(again)
-    assert rows(app) == (1, 1)
+    assert rows(app) == (0, 2)
+    with app.app_context():
+        sizes = {len(p.sealed) for p in get_session().scalars(select(PendingSignature))}
+    assert len(sizes) == 1
+    seal(app)
+    assert rows(app) == (1, 0)
+    assert leaves(app) == 2
+    # A later repeat is dropped against the token already written.
+    sign(client, petition.slug, identifier="012345678")
+    seal(app)
+    assert (rows(app), leaves(app)) == ((1, 0), 2)
 
 
 def test_a_signature_is_one_statement_on_postgresql(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the page and the keys kept, nothing is read before the hash; on PostgreSQL the
-    write is a single statement (SQLite, which cannot write in a CTE, takes two)."""
+    """With the page, the keys and the epoch kept, nothing is read before the hash, and the
+    write is a single statement (on PostgreSQL a CTE that also says whether the petition
+    accepts signatures)."""
     application = create_app(make_config(tmp_path, database_url, page_cache_seconds=60))
     engine = application.extensions["samleng.engine"]
     upgrade(engine)
@@ -325,10 +363,9 @@ def test_a_signature_is_one_statement_on_postgresql(
         "/en/p/one/sign", data={"form_token": token, "consent": "yes", "identifier": "012 345 601"}
     )
     assert response.status_code == 200
-    expected = 1 if engine.dialect.name == "postgresql" else 2
-    assert len(statements) == expected, statements
+    assert len(statements) == 1, statements
     assert all(s.lstrip().startswith(("WITH", "INSERT")) for s in statements), statements
-    assert rows(application) == (2, 2)
+    assert rows(application) == (0, 2)
     engine.dispose()
 
 
