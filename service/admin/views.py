@@ -47,7 +47,7 @@ from samleng.service.petitions import (
     open_petition,
 )
 from samleng.service.ratelimit import client_key
-from samleng.service.security import request_hostname
+from samleng.service.security import from_admin_listener
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -81,10 +81,10 @@ def _timeouts() -> sessions.Timeouts:
 
 @bp.url_value_preprocessor
 def _guard(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
-    # Runs before every before_request hook (the limiter's too), so a request on the wrong
-    # host is refused before anything else looks at it.
-    admin_host = _config().admin_host
-    if admin_host and request_hostname() != admin_host:
+    # Runs before every before_request hook (the limiter's too), so a request that did not
+    # come through nginx's admin listener is refused before anything else looks at it.
+    cfg = _config()
+    if not from_admin_listener(cfg.admin_listener_secret, cfg.circuit_proxies):
         abort(404)
     request.max_content_length = MAX_ADMIN_REQUEST_BYTES
     request.max_form_memory_size = MAX_ADMIN_REQUEST_BYTES

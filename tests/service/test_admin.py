@@ -727,7 +727,7 @@ def test_change_password_ends_other_sessions(app: Flask) -> None:
     assert login(admin_client(app), "sokha", new).status_code == 302
 
 
-# --- switches, host, command line, demo ---------------------------------------------------
+# --- switches, command line, demo (the admin listener: test_admin_listener.py) ----------
 
 
 def test_admin_can_be_switched_off(tmp_path: Path, database_url: str) -> None:
@@ -735,17 +735,6 @@ def test_admin_can_be_switched_off(tmp_path: Path, database_url: str) -> None:
     client = admin_client(application)
     assert client.get("/admin/login").status_code == 404
     assert client.get("/admin/").status_code == 404
-    application.extensions["samleng.engine"].dispose()
-
-
-def test_admin_only_on_its_host(tmp_path: Path, database_url: str) -> None:
-    host = "a" * 56 + ".onion"
-    application = make_app(tmp_path, database_url, admin_host=host)
-    client = admin_client(application)
-    assert client.get("/admin/login").status_code == 404
-    assert client.post("/admin/login", data={}).status_code == 404
-    assert client.get("/admin/login", base_url=f"http://{host}").status_code == 200
-    assert client.get("/en/").status_code == 200
     application.extensions["samleng.engine"].dispose()
 
 
