@@ -95,6 +95,9 @@ def init_app(app: Flask, stylesheet: str, onion_address: str | None) -> None:
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        # No other site may load our pages or files into its own (a script, an image, a
+        # frame), where side channels could read them; tools and CORS reads are not affected.
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Permissions-Policy"] = "interest-cohort=()"
         if request.endpoint in NO_STORE_ENDPOINTS or response.status_code >= 400:

@@ -260,6 +260,7 @@ def test_an_unreachable_app_gets_a_plain_page(tmp_path: Path) -> None:
         assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
         assert "The service is busy" in answer.text and "nginx" not in answer.text
         assert answer.headers["Cache-Control"] == "no-store"
+        assert answer.headers["Cross-Origin-Resource-Policy"] == "same-origin"
     assert site.error_log.read_text() == ""  # the failed upstream is logged at "error" only
 
 
