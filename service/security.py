@@ -95,8 +95,9 @@ def init_app(app: Flask, stylesheet: str, onion_address: str | None) -> None:
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
-        # No other site may load our pages or files into its own (a script, an image, a
-        # frame), where side channels could read them; tools and CORS reads are not affected.
+        # No other site may load our pages or files into its own as a script, an image or a
+        # style sheet, where side channels could read them (frames: frame-ancestors above);
+        # tools and CORS reads are not affected.
         response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Permissions-Policy"] = "interest-cohort=()"
