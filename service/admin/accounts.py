@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import Exists
 
 from samleng.service.admin import totp
@@ -123,7 +124,7 @@ def _claim_step(session: Session, account: Account, step: int) -> bool:
     )
     if int(getattr(claimed, "rowcount", 0) or 0) != 1:
         return False
-    account.totp_last_step = step
+    set_committed_value(account, "totp_last_step", step)  # what the UPDATE wrote
     return True
 
 

@@ -32,11 +32,9 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
-from limits.storage import Storage
+from limits.storage import MemoryStorage, Storage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from redis.exceptions import RedisError
-
-from samleng.service.ratelimit import SweptMemoryStorage
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +56,7 @@ class LoginThrottles:
 
     def __init__(self, storage: Storage, limits: LoginLimits, *, name_key: bytes) -> None:
         self._shared = SlidingWindowCounterRateLimiter(storage)
-        self._local = SlidingWindowCounterRateLimiter(SweptMemoryStorage())
+        self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._per_client = parse_many(limits.per_client)
         self._per_account_client = parse_many(limits.per_account_client)
         self._per_account = parse_many(limits.per_account)

@@ -32,6 +32,7 @@ from samleng.service.errors import ClosingDateInPast, SlugUnavailable
 from samleng.service.log import seal_all
 from samleng.service.models import Account, Petition, utc_today
 from samleng.service.petitions import create_petition, get_petition
+from tests.components import PrivateRedis
 from tests.conftest import CHEAP_ARGON2, MASTER_KEY, ORIGIN, TEXTS, add_petition, make_config, sign
 from tests.service.test_admin import (  # noqa: F401 - cheap_passwords is an autouse fixture
     CSRF,
@@ -176,6 +177,45 @@ def test_per_client_throttle_is_recorded(strict_app: Flask) -> None:
     answers = [login(client, name, WRONG).status_code for name in ("a", "b", "c", "d", "sokha")]
     assert answers == [401, 401, 401, 401, 429]
     assert throttle_events(strict_app, "sokha") == ["too many attempts from one client"]
+
+
+def test_login_throttles_are_shared_on_redis_and_fall_back_without_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    redis = PrivateRedis(tmp_path / "redis")
+    redis.start()
+    overrides: dict[str, Any] = {
+        "ratelimit_storage_uri": redis.url,
+        "ratelimit_login": "100 per minute",
+        "ratelimit_login_account": "3 per minute",
+        "ratelimit_login_account_all": "100 per minute",
+    }
+    workers = [
+        make_app(tmp_path, database_url, **overrides),
+        create_app(make_config(tmp_path, database_url, **overrides)),
+    ]
+    try:
+        make_account(workers[0], "sokha")
+        # One client, its failures answered by two workers in turn: one count.
+        answers = [
+            login(client_at(workers[i % 2], "198.51.100.1"), "sokha", WRONG).status_code
+            for i in range(4)
+        ]
+        assert answers == [401, 401, 401, 429]
+        everything = redis.dump_everything()
+        assert b"login-account:" in everything and b"login-client:" in everything
+        for needle in (b"sokha", b"198.51.100"):
+            assert needle not in everything, needle
+        redis.stop()
+        # Without Redis, each worker counts in its own memory: never open, never a 500.
+        client = client_at(workers[0], "198.51.100.2")
+        client.get("/admin/login")  # the pages' limiter notices Redis is gone
+        fallback = [login(client, "sokha", WRONG).status_code for _ in range(4)]
+        assert fallback == [401, 401, 401, 429]
+    finally:
+        redis.stop()
+        for worker in workers:
+            worker.extensions["samleng.engine"].dispose()
 
 
 # --- one code, one login (found by reading) -----------------------------------------------
