@@ -134,7 +134,8 @@ def check_password(account: Account, password: str) -> bool:
 
 
 def change_password(session: Session, account: Account, current: str, new: str) -> None:
-    """Set a new password after checking the current one (LoginFailed if it is wrong)."""
+    """Set a new password after checking the current one (LoginFailed if it is wrong).
+    Ends the session's read before the hash (:func:`end_read`); the caller commits."""
     end_read(session)
     if not check_password(account, current):
         raise LoginFailed("the current password is wrong")
@@ -153,7 +154,8 @@ def confirm_identity(
 ) -> None:
     """What changing the second factor asks for: the password and, while an authenticator
     is enrolled, a fresh code from it (used up, like at login). A session cookie alone is
-    not enough. WrongPassword or WrongCode otherwise."""
+    not enough. WrongPassword or WrongCode otherwise. Ends the session's read first
+    (:func:`end_read`): call it before changing anything."""
     end_read(session)
     if not check_password(account, password):
         raise WrongPassword("the current password is wrong")
@@ -178,7 +180,7 @@ def enable_totp(
     """Enrol ``secret`` as the account's second factor, replacing any earlier one.
 
     Asks what :func:`confirm_identity` asks, then that ``code`` proves the app has the new
-    secret (AccountError if not). Does not commit.
+    secret (AccountError if not). The change is left for the caller to commit.
     """
     now = time.time() if now is None else now
     confirm_identity(session, account, password, current_code, master_key=master_key, now=now)
