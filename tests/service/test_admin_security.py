@@ -7,8 +7,10 @@ client unless it checks a service function's rule.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +44,7 @@ from tests.service.test_admin import (  # noqa: F401 - cheap_passwords is an aut
     csrf_of,
     draft_form,
     events,
+    give,
     login,
     make_account,
     make_app,
@@ -261,9 +264,7 @@ def test_one_totp_code_logs_in_once_even_at_the_same_moment(
 
 def start_totp(client: FlaskClient) -> tuple[str, bytes]:
     page = client.post("/admin/me/totp/start", data={"csrf": csrf_of(client, "/admin/me")})
-    found = __import__("re").search(
-        r'name="secret" value="([A-Z2-7 ]+)"', page.get_data(as_text=True)
-    )
+    found = re.search(r'name="secret" value="([A-Z2-7 ]+)"', page.get_data(as_text=True))
     assert found
     return found.group(1), totp.parse_secret_text(found.group(1))
 
@@ -362,8 +363,6 @@ def test_a_taken_slug_gets_one_answer_whoever_holds_it(app: Flask) -> None:
     add_petition(app, slug="bobs-draft", status="draft")
     make_account(app, "alice", "organiser")
     make_account(app, "bob", "organiser")
-    from tests.service.test_admin import give
-
     give(app, "alice", "alices")
     give(app, "bob", "bobs-draft")
     alice = admin_client(app)
@@ -428,7 +427,7 @@ def test_cli_refuses_a_closing_date_in_the_past(
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(TEXTS), encoding="utf-8")
     key = tmp_path / "details.pub"
-    key.write_text(__import__("base64").b64encode(generate_details_keypair()[1]).decode())
+    key.write_text(base64.b64encode(generate_details_keypair()[1]).decode())
     yesterday = utc_today() - dt.timedelta(days=1)
     args = ["petition", "create", "dated", "--texts", str(texts), "--goal", "10",
             "--identifier", "phone", "--details-key", str(key), "--closes"]  # fmt: skip
