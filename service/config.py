@@ -72,8 +72,12 @@ class Config:
     admin_listener_secret: str | None = field(default=None, repr=False)
     admin_idle_timeout: int = 30 * 60
     admin_absolute_timeout: int = 12 * 3600
+    # Login throttles (service/admin/throttle.py): attempts per client; failures per account
+    # name from one client; failures per account name from every client together, beyond
+    # which only a login with a right authenticator code passes.
     ratelimit_login: str = "10 per minute;100 per day"
     ratelimit_login_account: str = "5 per minute;30 per hour"
+    ratelimit_login_account_all: str = "30 per hour;100 per day"
     # Email-verified signing: the sender address and how long a confirmation link works.
     mail_from: str | None = None
     confirm_max_age: int = 48 * 3600
@@ -242,6 +246,9 @@ def load_config(*, demo: bool = False) -> Config:
         ratelimit_login=str(raw.get("RATELIMIT_LOGIN", Config.ratelimit_login)),
         ratelimit_login_account=str(
             raw.get("RATELIMIT_LOGIN_ACCOUNT", Config.ratelimit_login_account)
+        ),
+        ratelimit_login_account_all=str(
+            raw.get("RATELIMIT_LOGIN_ACCOUNT_ALL", Config.ratelimit_login_account_all)
         ),
         mail_from=str(raw.get("MAIL_FROM") or "") or None,
         confirm_max_age=int(raw.get("CONFIRM_MAX_AGE", Config.confirm_max_age)),
