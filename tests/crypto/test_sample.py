@@ -55,6 +55,18 @@ def test_known_answer() -> None:
     assert sample_key(FINAL, SEED) == expected_key
 
 
+def test_known_answer_of_docs_auditing() -> None:
+    """The known answer docs/auditing.md gives, with a seed that starts with the note's hash."""
+    seed = (
+        "d468ee1b27c650eb0677ad6fce48788dd99fb9343a2dd11ba18e7b3a852dcb45 "
+        "Cambodia lottery 2026-03-01: 482913"
+    )
+    root_b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    expected = [5, 17, 9, 57, 48, 22, 69, 61, 71, 92]
+    assert documented_sample(ORIGIN, 101, root_b64, seed, 10) == expected
+    assert sample_indices(FINAL, seed, 10) == expected
+
+
 def test_same_seed_same_sample_other_seed_other_sample() -> None:
     assert sample_indices(FINAL, SEED, 20) == sample_indices(FINAL, SEED, 20)
     assert sample_indices(FINAL, SEED + ".", 20) != sample_indices(FINAL, SEED, 20)
