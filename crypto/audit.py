@@ -422,9 +422,9 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE",
-        help="a checkpoint kept outside the bundle (saved from /p/<slug>/checkpoint, or from a "
-        "receipt proof); it must be signed by the bundle's key and be part of its log, else the "
-        "log was rewritten after it. Repeat for each one kept",
+        help="a checkpoint kept outside the bundle (saved from /p/<slug>/checkpoint while the "
+        "petition was open); it must be signed by the bundle's key and be part of its log, else "
+        "the log was rewritten after it. Repeat for each one kept",
     )
     verify.set_defaults(run=_verify)
     receipt = commands.add_parser("receipt", help="check that a receipt proof was counted")
