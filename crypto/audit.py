@@ -2,12 +2,14 @@
 
 Subcommands:
 
-``verify DIR``
+``verify DIR [--known-checkpoint FILE ...]``
     Verify an export bundle. One line per check on stdout, progress on stderr; the last line
     of stdout on success is exactly ``count N``. Exit status 0, or 1 with ``error: ...``.
-``receipt FILE --vkey V``
+    Each checkpoint kept elsewhere must be signed by the bundle's key and be a prefix of its log.
+``receipt FILE --vkey V`` or ``receipt FILE --bundle DIR``
     Verify a signer's receipt proof (a tlog-proof file) against the log's verifier key, given
-    as the key string or as a file containing it.
+    as the key string or as a file containing it; with ``--bundle``, also verify the bundle and
+    that its log still holds the receipt's checkpoint and leaf (a split view fails).
 
 ``keygen --out PREFIX``
     Make the organisers' details key pair: ``PREFIX.pub`` (for ``samleng petition create
@@ -17,9 +19,10 @@ Subcommands:
     ``d`` and open it (or only the leaves listed in FILE, e.g. a sample); write a CSV (index,
     name, locality, comment, contact). Problems are reported by leaf index on stderr, never
     with any details; exit status 1 if any.
-``sample --bundle DIR --seed TEXT -k N [--fake-fraction F]``
+``sample --bundle DIR --seed "HASH VALUE" -k N [--fake-fraction F]``
     Draw the sample audit's leaf indices from the final checkpoint and the seed (stdout, one
-    per line) and say on stderr how likely the sample is to catch that fraction of fakes.
+    per line) and say on stderr how likely the sample is to catch that fraction of fakes. The
+    seed must start with the SHA-256 of the final checkpoint (docs/formats.md §14).
 
 Every command reads and writes local files only: it is meant for an offline machine.
 """
@@ -36,7 +39,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from samleng.crypto.bundle import LEAVES_FILE, PETITION_FILE, BundleReport, verify_bundle
+from samleng.crypto.bundle import (
+    CHECKPOINT_FILE,
+    LEAVES_FILE,
+    MAX_SMALL_FILE_BYTES,
+    PETITION_FILE,
+    BundleReport,
+    verify_bundle,
+    verify_receipt_in_bundle,
+)
 from samleng.crypto.checkpoint import Checkpoint
 from samleng.crypto.details import DETAILS_FIELDS
 from samleng.crypto.detailsfile import open_details_file
@@ -48,7 +59,12 @@ from samleng.crypto.keyfile import (
     open_private_key,
     parse_key_file,
 )
-from samleng.crypto.sample import detection_probability, fabricated_count, sample_indices
+from samleng.crypto.sample import (
+    check_seed,
+    detection_probability,
+    fabricated_count,
+    sample_indices,
+)
 from samleng.crypto.tlogproof import verify_receipt
 
 # Receipt proofs are a few kilobytes; this bounds what a mistaken path can make us read.
@@ -86,17 +102,40 @@ def _progress_printer() -> Callable[[int, int], None]:
     return show
 
 
+def _read_known_checkpoint(path: str) -> tuple[str, bytes]:
+    """Return ``(path, contents)`` of a checkpoint file given with --known-checkpoint."""
+    file = Path(path)
+    try:
+        if file.stat().st_size > MAX_SMALL_FILE_BYTES:
+            raise AuditInputError(f"--known-checkpoint {path} is too large to be a checkpoint")
+        return path, file.read_bytes()
+    except OSError as err:
+        raise AuditInputError(
+            f"--known-checkpoint {path}: cannot read it: {err.strerror}"
+        ) from None
+
+
 def _verify(args: argparse.Namespace) -> int:
-    """Run ``verify DIR``."""
+    """Run ``verify DIR [--known-checkpoint FILE ...]``."""
+    known = [_read_known_checkpoint(path) for path in args.known_checkpoint]
     print(f"verifying bundle {args.directory}", flush=True)
     report = verify_bundle(
         Path(args.directory),
+        known_checkpoints=known,
         on_check=lambda line: print(line, flush=True),
         on_progress=_progress_printer(),
     )
     root = base64.b64encode(report.root).decode("ascii")
     print(f"verified: {report.origin}, {report.size} leaves, root {root}")
     print(f"count {report.count}")
+    if not known:
+        # Said every time: a bundle alone cannot show that it is the log others saw.
+        print(
+            "note: no --known-checkpoint given. The bundle is consistent with itself; whoever "
+            "holds the log key could still have re-signed it without some signatures. Compare "
+            "it with checkpoints kept elsewhere (docs/auditing.md).",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -122,12 +161,39 @@ def _read_vkey_argument(value: str) -> str:
 
 
 def _receipt(args: argparse.Namespace) -> int:
-    """Run ``receipt FILE --vkey V``."""
+    """Run ``receipt FILE --vkey V`` or ``receipt FILE --bundle DIR [--vkey V]``."""
     path = Path(args.file)
     if path.stat().st_size > _MAX_RECEIPT_BYTES:
         raise VerificationError(f"{args.file} is too large to be a receipt proof")
-    check = verify_receipt(path.read_bytes(), _read_vkey_argument(args.vkey))
+    proof = path.read_bytes()
+    vkey = None if args.vkey is None else _read_vkey_argument(args.vkey)
+    if args.bundle is not None:
+        return _receipt_in_bundle(proof, args.bundle, vkey)
+    if vkey is None:
+        raise AuditInputError("receipt needs --vkey V, or --bundle DIR")
+    check = verify_receipt(proof, vkey)
     print(f"counted: leaf {check.index} in checkpoint of size {check.size} of {check.origin}")
+    return 0
+
+
+def _receipt_in_bundle(proof: bytes, directory: str, vkey: str | None) -> int:
+    """Check a receipt proof against a bundle: verified, and its log still holds the receipt."""
+    print(f"verifying bundle {directory}", file=sys.stderr, flush=True)
+    found = verify_receipt_in_bundle(
+        proof, Path(directory), vkey=vkey, on_progress=_progress_printer()
+    )
+    print(f"bundle verified: {found.bundle.origin}, count {found.bundle.count}", file=sys.stderr)
+    check = found.receipt
+    print(f"counted: leaf {check.index} in checkpoint of size {check.size} of {check.origin}")
+    how = (
+        f"identical to the bundle's checkpoints/{check.size}"
+        if found.published
+        else f"the root of the bundle's first {check.size} leaves"
+    )
+    print(
+        f"in the bundle: your checkpoint is {how}, and leaf {check.index} of its leaves.bin "
+        f"is yours; the bundle counts {found.bundle.count}"
+    )
     return 0
 
 
@@ -300,6 +366,9 @@ def _sample(args: argparse.Namespace) -> int:
     """Run ``sample --bundle DIR --seed TEXT -k N [--fake-fraction F]``."""
     report = _verified(args.bundle)
     final = Checkpoint(origin=report.origin, size=report.size, root=report.root)
+    # The bundle's checkpoint file is the final checkpoint's signed note: verified identical to
+    # the one the root above comes from.
+    check_seed((Path(args.bundle) / CHECKPOINT_FILE).read_bytes(), args.seed)
     fabricated = fabricated_count(report.count, args.fake_fraction)
     indices = sample_indices(final, args.seed, args.k)
     listing = "".join(f"{index}\n" for index in indices)
@@ -348,11 +417,24 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = commands.add_parser("verify", help="verify an export bundle and print the count")
     verify.add_argument("directory", metavar="DIR", help="the bundle directory")
+    verify.add_argument(
+        "--known-checkpoint",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a checkpoint kept outside the bundle (saved from /p/<slug>/checkpoint while the "
+        "petition was open); it must be signed by the bundle's key and be part of its log, else "
+        "the log was rewritten after it. Repeat for each one kept",
+    )
     verify.set_defaults(run=_verify)
     receipt = commands.add_parser("receipt", help="check that a receipt proof was counted")
     receipt.add_argument("file", metavar="FILE", help="the receipt proof (.tlog-proof)")
+    receipt.add_argument("--vkey", metavar="V", help="the log's verifier key, or a file holding it")
     receipt.add_argument(
-        "--vkey", required=True, metavar="V", help="the log's verifier key, or a file holding it"
+        "--bundle",
+        metavar="DIR",
+        help="also verify this export bundle and that its log still holds the receipt's "
+        "checkpoint and leaf (catches a signature removed after the receipt)",
     )
     receipt.set_defaults(run=_receipt)
 
@@ -385,7 +467,11 @@ def _parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="draw the leaves of a sample audit")
     sample.add_argument("--bundle", required=True, metavar="DIR", help="the export bundle")
     sample.add_argument(
-        "--seed", required=True, metavar="TEXT", help="the seed published after closing"
+        "--seed",
+        required=True,
+        metavar='"HASH VALUE"',
+        help="the SHA-256 (hex) of the bundle's final checkpoint file, a space, then the public "
+        "random value drawn after that hash was published",
     )
     sample.add_argument("-k", type=_positive, required=True, metavar="N", help="sample size")
     sample.add_argument(
@@ -405,7 +491,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 refused or failed)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "receipt" and args.vkey is None and args.bundle is None:
+        parser.error("receipt needs --vkey V, or --bundle DIR to check it against a bundle")
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

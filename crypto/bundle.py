@@ -17,6 +17,11 @@ A bundle is a directory::
 the first 8 bytes of every commitment (for distinctness) and O(log n) tree nodes, so a million
 leaves need about 100 MB and a few seconds.
 
+A bundle only proves that its log is consistent with itself: whoever holds the log key can
+drop a leaf and re-sign every checkpoint. Checkpoints kept elsewhere catch that: each one given
+to :func:`verify_bundle` as ``known_checkpoints`` must be a prefix of the bundle's tree, and
+:func:`verify_receipt_in_bundle` checks a signer's receipt proof the same way.
+
 Files listed in SHA256SUMS beyond the ones above are allowed (hash-checked, not read);
 unlisted files, symlinks and special files are refused.
 """
@@ -27,16 +32,22 @@ import json
 import os
 import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from samleng.crypto.checkpoint import Checkpoint, verify_checkpoint
-from samleng.crypto.errors import BundleError, VerificationError
+from samleng.crypto.checkpoint import Checkpoint, parse_checkpoint_body, verify_checkpoint
+from samleng.crypto.errors import (
+    BundleError,
+    NoteSignatureError,
+    SplitViewError,
+    VerificationError,
+)
 from samleng.crypto.leaf import LEAF_PREFIX, LEAF_SIZE, ZERO_HASH, LeafKind
 from samleng.crypto.merkle import EMPTY_ROOT, CompactTree
 from samleng.crypto.note import NoteVerifier, parse_vkey
+from samleng.crypto.tlogproof import ReceiptCheck, parse_proof, verify_receipt
 
 PETITION_FILE = "petition.json"
 VKEY_FILE = "vkey"
@@ -58,6 +69,9 @@ _KIND_OFFSET = len(LEAF_PREFIX)
 _C_OFFSET = _KIND_OFFSET + 1
 _D_OFFSET = _C_OFFSET + 32
 _KNOWN_KINDS = bytes([LeafKind.HEADER, LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE])
+# petition.json's verification_mode (§11): with "none", no leaf may claim an email
+# confirmation (kind 0x02, §5).
+VERIFICATION_MODES = ("none", "email")
 
 
 class BundleCheck(StrEnum):
@@ -72,13 +86,17 @@ class BundleCheck(StrEnum):
     CHECKPOINT = "checkpoint signature"
     LATEST_PUBLISHED = "latest checkpoint published"
     HISTORY_SIGNATURES = "historical checkpoint signatures"
+    # Only with checkpoints kept elsewhere (samleng-audit verify --known-checkpoint).
+    KNOWN_SIGNATURES = "known checkpoint signatures"
     LEAVES_LENGTH = "leaves.bin length"
     TREE_SIZE = "tree size"
     LEAF_FORMAT = "leaf format"
     HEADER = "header leaf"
+    VERIFICATION_MODE = "verification mode"
     DISTINCT = "distinct commitments"
     ROOT = "root"
     HISTORY_CONSISTENT = "historical checkpoints consistent"
+    KNOWN_CONSISTENT = "known checkpoints consistent"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +124,17 @@ def petition_log_facts(petition: Mapping[str, object]) -> tuple[str, str]:
     if not isinstance(origin, str) or not isinstance(vkey, str):
         raise TypeError("'origin' and 'log.vkey' must be strings")
     return origin, vkey
+
+
+def petition_verification_mode(petition: Mapping[str, object]) -> str:
+    """Return petition.json's ``verification_mode``; ValueError unless "none" or "email".
+
+    A verifier needs it to know which signature kind the log may hold (docs/formats.md §11).
+    """
+    mode = petition.get("verification_mode")
+    if not isinstance(mode, str) or mode not in VERIFICATION_MODES:
+        raise ValueError(f'\'verification_mode\' must be "none" or "email", not {mode!r}')
+    return mode
 
 
 def vkey_file(vkey: str) -> bytes:
@@ -220,19 +249,21 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return result
 
 
-def _read_petition(directory: Path) -> tuple[bytes, str, str]:
-    """Return petition.json's bytes, origin and log vkey (PETITION)."""
+def _read_petition(directory: Path) -> tuple[bytes, str, str, str]:
+    """Return petition.json's bytes, origin, log vkey and verification mode (PETITION)."""
     data = _read_small(directory, PETITION_FILE)
     try:
         petition = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
         if not isinstance(petition, dict):
             raise TypeError("not a JSON object")
         origin, vkey = petition_log_facts(petition)
+        mode = petition_verification_mode(petition)
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
         raise BundleError(
-            BundleCheck.PETITION, f"petition.json is not a petition with origin and log vkey: {err}"
+            BundleCheck.PETITION,
+            f"petition.json is not a petition with origin, log vkey and verification mode: {err}",
         ) from None
-    return data, origin, vkey
+    return data, origin, vkey, mode
 
 
 def _read_vkey(directory: Path) -> tuple[str, NoteVerifier]:
@@ -282,17 +313,33 @@ def _check_chunk_format(chunk: bytes, start: int, count: int) -> None:
         raise BundleError(BundleCheck.LEAF_FORMAT, f"leaf {index} {reason}")
 
 
+def _check_chunk_kinds(kinds: bytes, start: int, verification_mode: str) -> None:
+    """Check no leaf claims an email confirmation the petition did not ask for."""
+    found = kinds.find(LeafKind.VERIFIED_SIGNATURE) if verification_mode == "none" else -1
+    if found >= 0:
+        raise BundleError(
+            BundleCheck.VERIFICATION_MODE,
+            f"leaf {start + found} has kind 0x02 (email-confirmed signature), but "
+            'petition.json\'s verification_mode is "none": no signature was confirmed',
+        )
+
+
 def _scan_leaves(
     directory: Path,
     size: int,
     petition_hash: bytes,
-    history: list[int],
+    verification_mode: str,
+    history: Iterable[int],
     on_progress: Callable[[int, int], None] | None,
 ) -> tuple[bytes, int, dict[int, bytes]]:
-    """Check every leaf and return the root, the count and the root at each ``history`` size."""
+    """Check every leaf and return the root, the count and the root at each ``history`` size.
+
+    Sizes in ``history`` above ``size`` are left out of the roots.
+    """
+    wanted = set(history)
     tree = CompactTree()
     roots: dict[int, bytes] = {}
-    pending = iter(sorted(s for s in set(history) if s > 0))
+    pending = iter(sorted(s for s in wanted if 0 < s <= size))
     next_size = next(pending, None)
     # Distinct commitments, checked on their first 8 bytes as ints: a set of a million ints
     # costs about half as much as one of 32-byte strings. Only when a prefix repeats (always for
@@ -323,6 +370,7 @@ def _scan_leaves(
                 raise BundleError(
                     BundleCheck.HEADER, f"leaf {index + later_header} is a second header leaf"
                 )
+            _check_chunk_kinds(kinds, index, verification_mode)
             count += kinds.count(LeafKind.SIGNATURE) + kinds.count(LeafKind.VERIFIED_SIGNATURE)
             seen = len(prefixes)
             prefixes.update(_c_prefixes(n).unpack(chunk))
@@ -349,7 +397,7 @@ def _scan_leaves(
             raise BundleError(
                 BundleCheck.DISTINCT, f"leaf {repeated} repeats the commitment c of an earlier leaf"
             )
-    if 0 in history:
+    if 0 in wanted:
         roots[0] = EMPTY_ROOT
     return tree.root(), count, roots
 
@@ -375,17 +423,88 @@ def _first_repeated_commitment(directory: Path) -> int | None:
     return None
 
 
+def _verify_known_checkpoints(
+    known_checkpoints: Sequence[tuple[str, bytes]], vkey: str
+) -> list[tuple[str, Checkpoint]]:
+    """Verify each checkpoint kept elsewhere under the bundle's key (KNOWN_SIGNATURES)."""
+    known: list[tuple[str, Checkpoint]] = []
+    for name, note in known_checkpoints:
+        try:
+            known.append((name, verify_checkpoint(note, vkey)))
+        except NoteSignatureError as err:
+            raise BundleError(
+                BundleCheck.KNOWN_SIGNATURES,
+                f"{name}: not signed by this bundle's log key ({err}): a checkpoint of another "
+                "petition, or this petition's log was replaced by another one",
+            ) from None
+        except VerificationError as err:
+            raise BundleError(
+                BundleCheck.KNOWN_SIGNATURES, f"{name}: not a signed checkpoint: {err}"
+            ) from None
+    return known
+
+
+def _check_known_consistent(
+    known: list[tuple[str, Checkpoint]], size: int, roots: Mapping[int, bytes]
+) -> None:
+    """Check each kept checkpoint is a prefix of the final tree (KNOWN_CONSISTENT)."""
+    for name, checkpoint in known:
+        if checkpoint.size > size:
+            raise BundleError(
+                BundleCheck.KNOWN_CONSISTENT,
+                f"{name}: a checkpoint of size {checkpoint.size}, but the bundle ends at size "
+                f"{size}: it leaves out signatures the log had signed (an older export, or the "
+                "log was rewritten after that checkpoint)",
+            )
+        if roots[checkpoint.size] != checkpoint.root:
+            raise BundleError(
+                BundleCheck.KNOWN_CONSISTENT,
+                f"{name}: this checkpoint of size {checkpoint.size} is not part of this "
+                f"bundle's log: the bundle's first {checkpoint.size} leaves have another root, "
+                "so the log was rewritten or forked after it was published",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Verified:
+    """What the full verification found, with what the receipt check needs beyond the report."""
+
+    report: BundleReport
+    vkey: str
+    roots: dict[int, bytes]
+
+
 def verify_bundle(
     directory: Path,
     *,
+    known_checkpoints: Sequence[tuple[str, bytes]] = (),
     on_check: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BundleReport:
     """Verify an export bundle completely and return what it proves.
 
+    ``known_checkpoints`` are ``(name, signed note)`` pairs kept outside the bundle (by signers,
+    journalists, monitors); each must verify under the bundle's key and be a prefix of its tree.
     ``on_check`` receives one line per passed check; ``on_progress`` receives
     ``(leaves read, total)`` while leaves.bin is read. Raises BundleError naming the check.
     """
+    return _verify(
+        directory,
+        known_checkpoints=known_checkpoints,
+        on_check=on_check,
+        on_progress=on_progress,
+    ).report
+
+
+def _verify(
+    directory: Path,
+    *,
+    known_checkpoints: Sequence[tuple[str, bytes]] = (),
+    prefix_sizes: Iterable[int] = (),
+    on_check: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> _Verified:
+    """Run :func:`verify_bundle`; also return the root of each of ``prefix_sizes`` leaves."""
 
     def passed(check: BundleCheck, detail: str) -> None:
         if on_check is not None:
@@ -398,7 +517,7 @@ def verify_bundle(
 
     vkey, verifier = _read_vkey(directory)
     passed(BundleCheck.VKEY, f"Ed25519 key {verifier.name}+{verifier.key_id.hex()}")
-    petition_json, origin, petition_vkey = _read_petition(directory)
+    petition_json, origin, petition_vkey, mode = _read_petition(directory)
     passed(BundleCheck.PETITION, f"origin {origin}")
     if petition_vkey != vkey:
         raise BundleError(
@@ -439,6 +558,9 @@ def verify_bundle(
             )
         history[checkpoint.size] = checkpoint
     passed(BundleCheck.HISTORY_SIGNATURES, f"{len(history)} checkpoints signed by {origin}")
+    known = _verify_known_checkpoints(known_checkpoints, vkey)
+    if known:
+        passed(BundleCheck.KNOWN_SIGNATURES, f"{len(known)} kept checkpoints signed by {origin}")
 
     leaves_bytes = (directory / LEAVES_FILE).stat().st_size
     if leaves_bytes % LEAF_SIZE:
@@ -459,11 +581,18 @@ def verify_bundle(
         directory,
         latest.size,
         hashlib.sha256(petition_json).digest(),
-        list(history),
+        mode,
+        [*history, *(checkpoint.size for _, checkpoint in known), *prefix_sizes],
         on_progress,
     )
     passed(BundleCheck.LEAF_FORMAT, "every leaf is samleng-leaf/v1 of a known kind")
     passed(BundleCheck.HEADER, "leaf 0 is the header of petition.json, and the only one")
+    passed(
+        BundleCheck.VERIFICATION_MODE,
+        "verification_mode none, no leaf of kind 0x02"
+        if mode == "none"
+        else "verification_mode email, leaves of kind 0x02 allowed",
+    )
     passed(BundleCheck.DISTINCT, f"{latest.size} distinct commitments")
     if root != latest.root:
         raise BundleError(BundleCheck.ROOT, "the leaves do not hash to the checkpoint's root")
@@ -476,10 +605,99 @@ def verify_bundle(
                 "leaves have another root",
             )
     passed(BundleCheck.HISTORY_CONSISTENT, f"all {len(history)} are prefixes of the final tree")
-    return BundleReport(
+    _check_known_consistent(known, latest.size, roots)
+    if known:
+        passed(BundleCheck.KNOWN_CONSISTENT, f"all {len(known)} are prefixes of the final tree")
+    report = BundleReport(
         origin=origin,
         size=latest.size,
         count=count,
         root=root,
         checkpoints_checked=len(history),
     )
+    return _Verified(report=report, vkey=vkey, roots=roots)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceiptInBundle:
+    """A receipt proof checked against a verified bundle: its leaf is in the bundle's log.
+
+    ``published`` says whether the receipt's checkpoint is byte for byte one of the bundle's
+    ``checkpoints/``; otherwise its root was found equal to the root of the bundle's leaves.
+    """
+
+    receipt: ReceiptCheck
+    bundle: BundleReport
+    published: bool
+
+
+def _claimed_size(note: bytes) -> int | None:
+    """Return the size a checkpoint note states, unverified (None if it states none).
+
+    Used only to choose which prefix root to compute while leaves.bin is read once; every
+    decision is taken after the note's signature is verified.
+    """
+    try:
+        return parse_checkpoint_body(note[: note.rfind(b"\n\n") + 1]).size
+    except VerificationError:
+        return None
+
+
+def _read_leaf(directory: Path, index: int) -> bytes:
+    """Return leaf ``index`` of a verified bundle's leaves.bin."""
+    with (directory / LEAVES_FILE).open("rb") as f:
+        f.seek(index * LEAF_SIZE)
+        return f.read(LEAF_SIZE)
+
+
+def verify_receipt_in_bundle(
+    proof: bytes,
+    directory: Path,
+    *,
+    vkey: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReceiptInBundle:
+    """Verify a signer's receipt proof, and that the bundle's log holds it.
+
+    The bundle is verified first. The receipt's checkpoint must be signed by the bundle's key
+    and be a prefix of the bundle's tree: its root must equal the root of the bundle's first
+    ``size`` leaves (computed from leaves.bin, which is what a consistency proof would show),
+    and the receipt's leaf must be the bundle's leaf at its index. ``vkey``, if given, must be
+    the bundle's key. Raises BundleError, the receipt's own VerificationError, or
+    SplitViewError when the receipt and the bundle cannot both be true.
+    """
+    note = parse_proof(proof).checkpoint
+    claimed = _claimed_size(note)
+    verified = _verify(
+        directory, prefix_sizes=[] if claimed is None else [claimed], on_progress=on_progress
+    )
+    if vkey is not None and vkey != verified.vkey:
+        raise SplitViewError(
+            "the bundle's log key is not the key given with --vkey: a bundle of another "
+            "petition, or this petition's log was replaced by another one"
+        )
+    try:
+        verify_checkpoint(note, verified.vkey)
+    except NoteSignatureError:
+        raise SplitViewError(
+            "this receipt's checkpoint is not signed by this bundle's log key: a receipt of "
+            "another petition, or this petition's log was replaced after your receipt"
+        ) from None
+    check = verify_receipt(proof, verified.vkey)
+    final = verified.report.size
+    if check.size > final:
+        raise SplitViewError(
+            f"this receipt's checkpoint of size {check.size} is not part of this bundle's log: "
+            f"the bundle ends at size {final}, so it leaves out signatures the log had signed "
+            "(if this is the final bundle, the log was rewritten after your receipt)"
+        )
+    if verified.roots[check.size] != check.root or _read_leaf(directory, check.index) != (
+        check.leaf
+    ):
+        raise SplitViewError(
+            f"this receipt's checkpoint of size {check.size} is not part of this bundle's log: "
+            "the log was rewritten or forked after your receipt"
+        )
+    name = checkpoint_path(check.size)
+    published = (directory / name).is_file() and _read_small(directory, name) == note
+    return ReceiptInBundle(receipt=check, bundle=verified.report, published=published)

@@ -81,6 +81,11 @@ class BundleError(VerificationError):
         self.check = check
 
 
+class SplitViewError(VerificationError):
+    """A checkpoint kept elsewhere (a signer's receipt) that the bundle's log contradicts: the log
+    was rewritten or forked after it, or the bundle is of another log."""
+
+
 class KeyFileError(Error):
     """An organiser key file that is not a well-formed samleng-organiser-key/v1 file."""
 
@@ -95,3 +100,8 @@ class DetailsFileError(Error):
 
 class SampleError(Error):
     """A sample audit that cannot be drawn (no signatures, k out of range, bad fraction)."""
+
+
+class SeedError(SampleError):
+    """A sample-audit seed that does not start with the final checkpoint's hash, or has no
+    random value after it: nothing would show that the checkpoint was fixed before the seed."""

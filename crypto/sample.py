@@ -1,7 +1,12 @@
 """The random-sample audit: which signature leaves to check, and what a sample can detect.
 
-The sample is drawn from the final checkpoint and a seed nobody knew before the petition
-closed (docs/auditing.md gives the derivation so that any tool can reproduce it):
+The sample is drawn from the final checkpoint and a seed nobody knew before that checkpoint
+was fixed (docs/formats.md §14 is normative; docs/auditing.md explains the procedure).
+
+The seed must be ``<hex SHA-256 of the final checkpoint note> <random value>``: the hash is
+published first, the random value (a lottery draw, say) is drawn afterwards, so whoever holds
+the log key cannot pick a final checkpoint that steers the sample. :func:`check_seed` enforces
+that form; the derivation itself treats the seed as opaque text:
 
 1. ``key = HMAC-SHA256(key = "samleng-sample/v1", msg = body || seed)``, where ``body`` is the
    checkpoint's text ``origin\\nsize\\nbase64(root)\\n`` and ``seed`` the seed's UTF-8 bytes.
@@ -19,10 +24,60 @@ import math
 from fractions import Fraction
 
 from samleng.crypto.checkpoint import Checkpoint
-from samleng.crypto.errors import SampleError
+from samleng.crypto.errors import SampleError, SeedError
 
 SAMPLE_DOMAIN = b"samleng-sample/v1"
 _SPACE = 1 << 64
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def checkpoint_hash(note: bytes) -> str:
+    """Return the lower-case hex SHA-256 of a signed checkpoint note: what to publish first."""
+    return hashlib.sha256(note).hexdigest()
+
+
+def _procedure(expected: str) -> str:
+    """The steps that make a valid seed, with the hash of this final checkpoint."""
+    return (
+        f"This bundle's final checkpoint has SHA-256\n  {expected}\n(sha256sum prints it for the "
+        "bundle's checkpoint file, and SHA256SUMS lists it). First publish this hash and where "
+        "the random value will come from (e.g. the first lottery draw after a given date); once "
+        f'that value is drawn, the seed is --seed "{expected} <random value>"'
+    )
+
+
+def check_seed(final_note: bytes, seed: str) -> None:
+    """Refuse a seed that is not ``<hex SHA-256 of final_note> <random value>`` (SeedError).
+
+    ``final_note`` is the final checkpoint's signed note, the bundle's ``checkpoint`` file.
+    The message says which part is wrong and how to make a valid seed.
+    """
+    expected = checkpoint_hash(final_note)
+    head, _space, value = seed.partition(" ")
+    if head == expected and value.strip():
+        return
+    if head == expected:
+        raise SeedError(
+            "the seed has no random value after the final checkpoint's hash. "
+            + _procedure(expected)
+        )
+    if len(head) == len(expected) and set(head) <= _HEX_DIGITS:
+        if head.lower() == expected:
+            raise SeedError(
+                "the seed's checkpoint hash must be lower-case hex, as sha256sum prints it (each "
+                "spelling would give another sample). " + _procedure(expected)
+            )
+        raise SeedError(
+            f"the seed starts with the SHA-256 {head}, but this bundle's final checkpoint has "
+            f"SHA-256 {expected}: the sample must come from the checkpoint whose hash was "
+            "published before the random value was drawn, and this bundle's final checkpoint is "
+            "not the checkpoint that was announced"
+        )
+    raise SeedError(
+        "the seed must start with the SHA-256 of the bundle's final checkpoint, then a space "
+        "and a public random value drawn after that hash was published; otherwise the final "
+        "checkpoint could have been chosen knowing the sample. " + _procedure(expected)
+    )
 
 
 def sample_key(checkpoint: Checkpoint, seed: str) -> bytes:

@@ -47,13 +47,15 @@ class TlogProof:
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiptCheck:
-    """What a verified receipt proves: leaf ``index`` of kind ``kind`` is in the tree of
-    ``size`` leaves that the log ``origin`` signed."""
+    """What a verified receipt proves: leaf ``index`` (these 81 bytes, of kind ``kind``) is in
+    the tree of ``size`` leaves with ``root`` that the log ``origin`` signed."""
 
     origin: str
     index: int
     size: int
     kind: LeafKind
+    root: bytes
+    leaf: bytes
 
 
 def encode_receipt_extra(kind: LeafKind, r: bytes, d: bytes) -> bytes:
@@ -134,5 +136,10 @@ def verify_receipt(proof: bytes, vkey: str) -> ReceiptCheck:
     leaf = encode_leaf(kind, receipt_commitment(checkpoint.origin, r), d)
     verify_inclusion(leaf_hash(leaf), parsed.index, checkpoint.size, parsed.path, checkpoint.root)
     return ReceiptCheck(
-        origin=checkpoint.origin, index=parsed.index, size=checkpoint.size, kind=kind
+        origin=checkpoint.origin,
+        index=parsed.index,
+        size=checkpoint.size,
+        kind=kind,
+        root=checkpoint.root,
+        leaf=leaf,
     )

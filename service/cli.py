@@ -17,9 +17,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from samleng.crypto.bundle import verify_bundle
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service import demo as demo_module
+from samleng.service.admin import audit
 from samleng.service.config import Config, instance_folder
 from samleng.service.db import get_session, scrub
-from samleng.service.errors import ConfigError, Error, PetitionNotFound
+from samleng.service.errors import ConfigError, Error, PetitionNotFound, SlugUnavailable
 from samleng.service.export import write_bundle, write_details
 from samleng.service.log import seal_all
 from samleng.service.models import Petition
@@ -104,8 +105,12 @@ def petition_create(
             argon2=cfg.argon2,
             closes_on=closes.date() if closes else None,
         )
+    except SlugUnavailable:
+        # The operator may know what the admin keeps from organisers.
+        raise click.ClickException(f"a petition with slug {slug!r} already exists") from None
     except (ValueError, json.JSONDecodeError) as exc:
         raise click.ClickException(str(exc)) from None
+    _record("create", petition)
     get_session().commit()
     click.echo(f"created draft petition {petition.slug} ({petition.origin})")
 
@@ -118,13 +123,21 @@ def _petition(slug: str) -> Petition:
         raise click.ClickException(f"no petition with slug {slug!r}") from None
 
 
-def _lifecycle(slug: str, action: Any, done: str) -> None:
+def _record(action: str, petition: Petition, detail: str = "") -> None:
+    """Add what the operator did to the audit trail, committed with the change itself."""
+    audit.record(
+        get_session(), audit.COMMAND_LINE_ACTOR, action, petition_slug=petition.slug, detail=detail
+    )
+
+
+def _lifecycle(slug: str, action: Any, done: str, name: str, detail: str = "") -> None:
     session = get_session()
     petition = _petition(slug)
     try:
         result = action(session, petition)
     except Error as exc:
         raise click.ClickException(str(exc)) from None
+    _record(name, petition, detail.format(result=result))
     session.commit()
     click.echo(done.format(slug=slug, result=result))
 
@@ -134,14 +147,14 @@ def _lifecycle(slug: str, action: Any, done: str) -> None:
 def petition_open(slug: str) -> None:
     """Open petition SLUG for signing (its texts are frozen)."""
     vault = _vault()
-    _lifecycle(slug, lambda s, p: open_petition(s, p, vault), "petition {slug} is open")
+    _lifecycle(slug, lambda s, p: open_petition(s, p, vault), "petition {slug} is open", "open")
 
 
 @petition_group.command("close")
 @click.argument("slug")
 def petition_close(slug: str) -> None:
     """Stop accepting signatures for SLUG."""
-    _lifecycle(slug, close_petition, "petition {slug} is closed")
+    _lifecycle(slug, close_petition, "petition {slug} is closed", "close", "by command")
 
 
 @petition_group.command("forget")
@@ -161,6 +174,8 @@ def petition_forget(slug: str, yes: bool) -> None:
         slug,
         lambda s, p: forget_petition(s, p, vault),
         "petition {slug} is forgotten ({result} tokens destroyed)",
+        "forget",
+        "{result} tokens destroyed",
     )
     for problem in scrub(engine):
         click.echo(f"warning: {problem}", err=True)
@@ -248,6 +263,10 @@ def export_details_command(slug: str, file: Path) -> None:
         records = write_details(get_session(), petition, file)
     except FileExistsError as exc:
         raise click.ClickException(str(exc)) from None
+    # Who took the sealed details, and when, is what the organisers' key holders must be
+    # able to check; the file's name is left out (it may name a person's machine).
+    _record("export-details", petition, f"{records} sealed records")
+    get_session().commit()
     click.echo(f"wrote {records} sealed records to {file}")
 
 

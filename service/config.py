@@ -28,6 +28,8 @@ DEMO_ORIGIN = "demo.samleng.invalid"
 # An origin is a host name with an optional port and path: no scheme, no spaces, no "+"
 # (it becomes the key name of signed notes, where "+" and spaces are not allowed).
 _ORIGIN = re.compile(r"^[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*$")
+# What `openssl rand -hex 32` prints, or longer.
+_ADMIN_LISTENER_SECRET = re.compile(r"^[0-9a-f]{64,}$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,14 +64,20 @@ class Config:
     # How long a worker keeps a rendered petition page and "thank you" page
     # (service/pagecache.py); 0: never.
     page_cache_seconds: float = 1.0
-    # The organisers' admin (/admin/): off with SAMLENG_ADMIN=false; with admin_host set it
-    # answers only on that host name (e.g. a separate onion service) and 404 elsewhere.
+    # The organisers' admin (/admin/): off with SAMLENG_ADMIN=false. With the secret set it
+    # answers only requests that nginx's admin listener forwarded (X-Samleng-Admin carrying
+    # the secret, from an address in circuit_proxies) and 404 to everything else, whatever
+    # their Host. Unset (the demo, no nginx), it answers everywhere.
     admin: bool = True
-    admin_host: str | None = None
+    admin_listener_secret: str | None = field(default=None, repr=False)
     admin_idle_timeout: int = 30 * 60
     admin_absolute_timeout: int = 12 * 3600
+    # Login throttles (service/admin/throttle.py): attempts per client; failures per account
+    # name from one client; failures per account name from every client together, beyond
+    # which only a login with a right authenticator code passes.
     ratelimit_login: str = "10 per minute;100 per day"
     ratelimit_login_account: str = "5 per minute;30 per hour"
+    ratelimit_login_account_all: str = "30 per hour;100 per day"
     # Email-verified signing: the sender address and how long a confirmation link works.
     mail_from: str | None = None
     confirm_max_age: int = 48 * 3600
@@ -92,6 +100,24 @@ class Config:
             raise ConfigError("SAMLENG_PAGE_CACHE_SECONDS must be between 0 and 60")
         if self.default_lang not in LANGUAGES:
             raise ConfigError(f"SAMLENG_DEFAULT_LANG must be one of {', '.join(LANGUAGES)}")
+        if self.admin_listener_secret is not None:
+            _check_admin_listener(self.admin_listener_secret, self.circuit_proxies)
+
+
+def _check_admin_listener(secret: str, proxies: tuple[str, ...]) -> None:
+    # A placeholder or a short word would let anyone who guesses it in; it is compared in
+    # constant time, but only a long random value makes guessing hopeless.
+    if not _ADMIN_LISTENER_SECRET.match(secret):
+        raise ConfigError(
+            "SAMLENG_ADMIN_LISTENER_SECRET must be at least 64 hexadecimal characters in "
+            "lower case (`openssl rand -hex 32`), the same as in nginx's "
+            "samleng-admin-secret.conf"
+        )
+    if not proxies:
+        raise ConfigError(
+            "SAMLENG_ADMIN_LISTENER_SECRET needs SAMLENG_CIRCUIT_PROXIES, nginx's address "
+            "(127.0.0.1): the admin believes the secret only from there"
+        )
 
 
 def default_database_url(instance_path: Path) -> str:
@@ -179,6 +205,15 @@ def load_config(*, demo: bool = False) -> Config:
         memory_kib=int(raw.get("ARGON2_MEMORY_KIB", DEFAULT_ARGON2.memory_kib)),
         parallelism=int(raw.get("ARGON2_PARALLELISM", DEFAULT_ARGON2.parallelism)),
     )
+    if raw.get("ADMIN_HOST"):
+        # It trusted the Host header, which any client sets; ignoring it quietly would leave
+        # the admin open on every listener of a site that relied on it.
+        raise ConfigError(
+            "SAMLENG_ADMIN_HOST is no longer supported: anyone could name that host. Remove "
+            "it and serve the admin through nginx's admin listener with "
+            'SAMLENG_ADMIN_LISTENER_SECRET (docs/operators.md, "The admin listener")'
+        )
+    admin_secret = raw.get("ADMIN_LISTENER_SECRET") or None
     onion = raw.get("ONION_ADDRESS") or None
     smtp = raw.get("SMTP_URL") or None
     return Config(
@@ -203,7 +238,7 @@ def load_config(*, demo: bool = False) -> Config:
         form_min_seconds=int(raw.get("FORM_MIN_SECONDS", Config.form_min_seconds)),
         page_cache_seconds=float(raw.get("PAGE_CACHE_SECONDS", Config.page_cache_seconds)),
         admin=_flag(raw.get("ADMIN", True)),
-        admin_host=str(raw.get("ADMIN_HOST") or "").lower() or None,
+        admin_listener_secret=None if admin_secret is None else str(admin_secret),
         admin_idle_timeout=int(raw.get("ADMIN_IDLE_TIMEOUT", Config.admin_idle_timeout)),
         admin_absolute_timeout=int(
             raw.get("ADMIN_ABSOLUTE_TIMEOUT", Config.admin_absolute_timeout)
@@ -211,6 +246,9 @@ def load_config(*, demo: bool = False) -> Config:
         ratelimit_login=str(raw.get("RATELIMIT_LOGIN", Config.ratelimit_login)),
         ratelimit_login_account=str(
             raw.get("RATELIMIT_LOGIN_ACCOUNT", Config.ratelimit_login_account)
+        ),
+        ratelimit_login_account_all=str(
+            raw.get("RATELIMIT_LOGIN_ACCOUNT_ALL", Config.ratelimit_login_account_all)
         ),
         mail_from=str(raw.get("MAIL_FROM") or "") or None,
         confirm_max_age=int(raw.get("CONFIRM_MAX_AGE", Config.confirm_max_age)),

@@ -17,6 +17,14 @@ class PetitionStateError(Error):
     """The petition is not in a state that allows this action (e.g. signing a closed petition)."""
 
 
+class SlugUnavailable(Error, ValueError):
+    """The slug is taken. The message never says by what, nor whether it is a hidden draft."""
+
+
+class ClosingDateInPast(PetitionStateError, ValueError):
+    """A petition's last day of signing (``closes_on``, UTC) is before today."""
+
+
 class SignatureRefused(Error):
     """A submission that cannot be accepted; ``field`` names the form field, if one is at fault."""
 

@@ -20,7 +20,12 @@ from samleng.crypto.keywrap import new_dedup_key, new_salt, unwrap_key, wrap_key
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.config import LANGUAGES
 from samleng.service.epochs import ensure_epoch
-from samleng.service.errors import PetitionNotFound, PetitionStateError
+from samleng.service.errors import (
+    ClosingDateInPast,
+    PetitionNotFound,
+    PetitionStateError,
+    SlugUnavailable,
+)
 from samleng.service.log import has_pending, latest_checkpoint, start_log
 from samleng.service.models import (
     IDENTIFIER_MODES,
@@ -33,6 +38,8 @@ from samleng.service.vault import Vault
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 TEXT_FIELDS = ("title", "target", "summary", "body")
+# One answer for every taken slug: an organiser must not learn which hidden drafts exist.
+SLUG_UNAVAILABLE = "this slug cannot be used; choose another"
 
 
 def petition_origin(origin: str, slug: str) -> str:
@@ -114,6 +121,21 @@ def validate_texts(texts: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str
     return clean
 
 
+def check_closing_date(closes_on: dt.date | None, today: dt.date | None = None) -> None:
+    """Refuse a last day of signing before today (UTC) with ClosingDateInPast.
+
+    A petition is open until the end of its ``closes_on`` day, so today is the earliest. A
+    past date would close the petition at the next seal round, with that date frozen into
+    petition.json (leaf 0) for good.
+    """
+    today = today or utc_today()
+    if closes_on is not None and closes_on < today:
+        raise ClosingDateInPast(
+            f"the closing date {closes_on.isoformat()} is in the past (today is "
+            f"{today.isoformat()} in UTC); give today or a later date"
+        )
+
+
 def create_petition(
     session: Session,
     *,
@@ -128,9 +150,15 @@ def create_petition(
     verification_mode: str = "none",
     region: str = "KH",
     closes_on: dt.date | None = None,
+    today: dt.date | None = None,
 ) -> Petition:
     """Create a draft petition with fresh per-petition secrets: a dedup key, wrapped under a
-    key file of the petition's own (the caller commits), and a salt."""
+    key file of the petition's own (the caller commits), and a salt.
+
+    ValueError for bad input: SlugUnavailable when the slug is taken (the same answer for
+    every petition, hidden drafts included), ClosingDateInPast for a date before ``today``
+    (UTC by default).
+    """
     if not SLUG.match(slug):
         raise ValueError("a slug is 1-64 lower-case letters, digits and inner hyphens")
     if identifier_mode not in IDENTIFIER_MODES:
@@ -143,8 +171,9 @@ def create_petition(
         raise ValueError("the goal must be a positive number of signatures")
     if len(details_public_key) != 32:
         raise ValueError("the details public key must be a raw 32-byte X25519 key")
+    check_closing_date(closes_on, today)
     if session.scalar(select(Petition.id).where(Petition.slug == slug)) is not None:
-        raise ValueError(f"a petition with slug {slug!r} already exists")
+        raise SlugUnavailable(SLUG_UNAVAILABLE)
     full_origin = petition_origin(origin, slug)
     key_file, wrapped_dedup_key = _wrap_under_new_key_file(vault, full_origin, new_dedup_key())
     petition = Petition(
@@ -198,12 +227,20 @@ def _transition(petition: Petition, allowed_from: str, to: str) -> None:
     petition.status = to
 
 
-def open_petition(session: Session, petition: Petition, vault: Vault) -> None:
+def open_petition(
+    session: Session, petition: Petition, vault: Vault, today: dt.date | None = None
+) -> None:
     """Open a draft for signing: freeze its texts into petition.json, start its log, and make
-    sure there is a sealing epoch to sign into."""
+    sure there is a sealing epoch to sign into.
+
+    ClosingDateInPast when its deadline is before ``today`` (UTC): change the draft first.
+    """
+    today = today or utc_today()
+    if petition.status == "draft":
+        check_closing_date(petition.closes_on, today)
     _transition(petition, "draft", "open")
     if petition.opens_on is None:
-        petition.opens_on = utc_today()
+        petition.opens_on = today
     start_log(session, petition, vault.master_key)
     ensure_epoch(session, vault)
     session.flush()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 
 from flask import Flask, Response, request
 
@@ -32,6 +33,9 @@ NO_STORE_ENDPOINTS = frozenset(
 )
 # Names on which plain HTTP never leaves the machine (the demo, the tests).
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# Set by nginx's admin listener only (deploy/nginx/samleng.conf), to the shared secret; every
+# public server of nginx clears whatever a client sent under this name.
+ADMIN_LISTENER_HEADER = "X-Samleng-Admin"
 
 
 def request_hostname() -> str:
@@ -40,6 +44,27 @@ def request_hostname() -> str:
     if host.startswith("["):  # an IPv6 literal, maybe with a port
         return host[1:].split("]", 1)[0]
     return host.split(":", 1)[0]
+
+
+def direct_peer() -> str:
+    """The address of whoever opened this connection (nginx, behind a proxy), before ProxyFix
+    replaced it with the address nginx reported."""
+    orig = request.environ.get("werkzeug.proxy_fix.orig", {})
+    return str(orig.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR") or "")
+
+
+def from_admin_listener(secret: str | None, proxies: tuple[str, ...]) -> bool:
+    """Whether nginx's admin listener forwarded this request (always true without a secret).
+
+    The Host header proves nothing (a client names any host it likes, and the onion listener
+    takes every ``.onion`` name), so the request must carry the secret that only nginx and
+    the app hold, and come straight from nginx's address.
+    """
+    if secret is None:
+        return True
+    sent = request.headers.get(ADMIN_LISTENER_HEADER, "")
+    matches = hmac.compare_digest(sent.encode("utf-8", "replace"), secret.encode())
+    return matches and direct_peer() in proxies
 
 
 def is_onion_request() -> bool:
@@ -70,6 +95,10 @@ def init_app(app: Flask, stylesheet: str, onion_address: str | None) -> None:
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        # No other site may load our pages or files into its own as a script, an image or a
+        # style sheet, where side channels could read them (frames: frame-ancestors above);
+        # tools and CORS reads are not affected.
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Permissions-Policy"] = "interest-cohort=()"
         if request.endpoint in NO_STORE_ENDPOINTS or response.status_code >= 400:

@@ -40,6 +40,7 @@ def require(component: str, available: bool, hint: str = "") -> None:
 # How a program says its version, where ``--version`` is not the way.
 _VERSION_FLAGS = {
     "nginx": ["-v"],
+    "ip": ["-V"],
     "go": ["version"],
     "pdftotext": ["-v"],
     "pdffonts": ["-v"],

@@ -48,6 +48,7 @@ from samleng.crypto.errors import (
     InvalidIdentifier,
     LeafFormatError,
     ReceiptFormatError,
+    SeedError,
     VerificationError,
 )
 from samleng.crypto.keyfile import open_private_key, public_key_file, seal_private_key
@@ -69,7 +70,7 @@ from samleng.crypto.pending import (
     seal_pending_record,
 )
 from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
-from samleng.crypto.sample import sample_indices, sample_key
+from samleng.crypto.sample import check_seed, checkpoint_hash, sample_indices, sample_key
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof, verify_receipt
 from samleng.crypto.tokens import Argon2Params, dedup_token
 from samleng.service.identifiers import normalize_identifier
@@ -617,8 +618,20 @@ def check_bundle(ex: Example) -> None:
 @check("sample")
 def check_sample(ex: Example) -> None:
     origin, size, root = ex.text("origin"), ex.int("size"), ex.hex("root")
-    seed, k = ex.text("seed"), ex.int("k")
     checkpoint = Checkpoint(origin=origin, size=size, root=root)
+    # The final checkpoint's note, its hash, and the seed built from them (§14).
+    note = ex.bytes("note")
+    signer = LogSigner(origin=origin, seed=ex.hex("log-key-seed"))
+    assert note == sign_checkpoint(checkpoint, signer)
+    assert verify_checkpoint(note, ex.text("vkey")) == checkpoint
+    note_hash = ex.text("note-sha256")
+    assert note_hash == hashlib.sha256(note).hexdigest() == checkpoint_hash(note)
+    seed = ex.text("seed")
+    assert seed == f"{note_hash} {ex.text('value')}"
+    check_seed(note, seed)
+    for rejected in ex.lines("rejects"):
+        assert _raises(SeedError, check_seed, note, rejected), rejected
+    k = ex.int("k")
     body = f"{origin}\n{size}\n{_b64(root)}\n".encode()
     key = hmac.digest(b"samleng-sample/v1", body + seed.encode(), "sha256")
     assert ex.hex("key") == key == sample_key(checkpoint, seed)
@@ -781,7 +794,12 @@ EXPECTED_KINDS = {
 }
 # Fields listing inputs that must be refused or accepted as they are: most one-character
 # changes leave such an input refused (or accepted), so they cannot be mutation-tested.
-NOT_MUTATED = {("origin", "accepts"), ("origin", "rejects"), ("receipt-code", "rejects")}
+NOT_MUTATED = {
+    ("origin", "accepts"),
+    ("origin", "rejects"),
+    ("receipt-code", "rejects"),
+    ("sample", "rejects"),
+}
 NOT_MUTATED_KINDS = {"leaf-rejected"}
 
 

@@ -11,12 +11,13 @@ import re
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import Exists
 
 from samleng.service.admin import totp
-from samleng.service.admin.errors import AccountError, LoginFailed
+from samleng.service.admin.errors import AccountError, LoginFailed, WrongCode, WrongPassword
 from samleng.service.admin.passwords import hash_password, needs_rehash, verify_password
 from samleng.service.errors import PetitionNotFound
 from samleng.service.models import ROLES, Account, Petition, PetitionGrant
@@ -65,9 +66,13 @@ def authenticate(
 
     Raises LoginFailed otherwise, the same for every cause. The password is checked even for
     an unknown name (against a dummy hash), so timing does not reveal which names exist.
-    Rehashes the password when the pinned parameters changed. Does not commit.
+    Rehashes the password when the pinned parameters changed.
+
+    Ends the session's read (:func:`end_read`) before the slow hash; the writes that follow
+    are left for the caller to commit.
     """
     account = find_account(session, name[:100])
+    end_read(session)
     if not verify_password(account.password_hash if account else None, password):
         raise LoginFailed("wrong name, password or code")
     # verify_password is False without an account; checked again here, not by an assert,
@@ -75,16 +80,52 @@ def authenticate(
     if account is None or not account.active:
         raise LoginFailed("wrong name, password or code")
     if account.wrapped_totp_secret is not None:
-        secret = totp.unwrap_secret(master_key, account.wrapped_totp_secret, account.id)
-        step = totp.matching_step(
-            secret, code, time.time() if now is None else now, account.totp_last_step
-        )
-        if step is None:
-            raise LoginFailed("wrong name, password or code")
-        account.totp_last_step = step
+        use_totp_code(session, account, code, master_key=master_key, now=now)
     if needs_rehash(account.password_hash):
         account.password_hash = hash_password(password)
     return account
+
+
+def end_read(session: Session) -> None:
+    """End the session's transaction before a slow password hash, so that the writes after
+    it start from a fresh snapshot: SQLite refuses a write from a snapshot that another
+    writer overtook meanwhile ("database is locked"), and PostgreSQL need not keep one
+    open. Only for callers with nothing pending yet (it commits)."""
+    session.commit()
+
+
+def use_totp_code(
+    session: Session, account: Account, code: str, *, master_key: bytes, now: float | None = None
+) -> None:
+    """Accept ``code`` from the account's enrolled authenticator, once; LoginFailed if it
+    is wrong, expired, or already used (here or by a login at the same moment)."""
+    if account.wrapped_totp_secret is None:
+        raise LoginFailed("wrong name, password or code")
+    secret = totp.unwrap_secret(master_key, account.wrapped_totp_secret, account.id)
+    step = totp.matching_step(
+        secret, code, time.time() if now is None else now, account.totp_last_step
+    )
+    if step is None or not _claim_step(session, account, step):
+        raise LoginFailed("wrong name, password or code")
+
+
+def _claim_step(session: Session, account: Account, step: int) -> bool:
+    """Record ``step`` as the last one used, only if no later or equal step was: a compare-
+    and-set in SQL, so that two logins racing with one code cannot both succeed (the second
+    UPDATE waits for the first and then matches no row)."""
+    claimed = session.execute(
+        update(Account)
+        .where(
+            Account.id == account.id,
+            or_(Account.totp_last_step.is_(None), Account.totp_last_step < step),
+        )
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(claimed, "rowcount", 0) or 0) != 1:
+        return False
+    set_committed_value(account, "totp_last_step", step)  # what the UPDATE wrote
+    return True
 
 
 def check_password(account: Account, password: str) -> bool:
@@ -93,28 +134,78 @@ def check_password(account: Account, password: str) -> bool:
 
 
 def change_password(session: Session, account: Account, current: str, new: str) -> None:
-    """Set a new password after checking the current one (LoginFailed if it is wrong)."""
+    """Set a new password after checking the current one (LoginFailed if it is wrong).
+    Ends the session's read before the hash (:func:`end_read`); the caller commits."""
+    end_read(session)
     if not check_password(account, current):
         raise LoginFailed("the current password is wrong")
     account.password_hash = hash_password(new)
     session.flush()
 
 
-def enable_totp(
-    account: Account, secret: bytes, code: str, *, master_key: bytes, now: float | None = None
+def confirm_identity(
+    session: Session,
+    account: Account,
+    password: str,
+    code: str,
+    *,
+    master_key: bytes,
+    now: float | None = None,
 ) -> None:
-    """Enrol ``secret`` as the account's second factor once ``code`` proves the app has it."""
-    step = totp.matching_step(secret, code, time.time() if now is None else now, None)
+    """What changing the second factor asks for: the password and, while an authenticator
+    is enrolled, a fresh code from it (used up, like at login). A session cookie alone is
+    not enough. WrongPassword or WrongCode otherwise. Ends the session's read first
+    (:func:`end_read`): call it before changing anything."""
+    end_read(session)
+    if not check_password(account, password):
+        raise WrongPassword("the current password is wrong")
+    if account.wrapped_totp_secret is not None:
+        try:
+            use_totp_code(session, account, code, master_key=master_key, now=now)
+        except LoginFailed:
+            raise WrongCode("the code from your current authenticator is wrong") from None
+
+
+def enable_totp(
+    session: Session,
+    account: Account,
+    secret: bytes,
+    code: str,
+    *,
+    password: str,
+    current_code: str = "",
+    master_key: bytes,
+    now: float | None = None,
+) -> None:
+    """Enrol ``secret`` as the account's second factor, replacing any earlier one.
+
+    Asks what :func:`confirm_identity` asks, then that ``code`` proves the app has the new
+    secret (AccountError if not). The change is left for the caller to commit.
+    """
+    now = time.time() if now is None else now
+    confirm_identity(session, account, password, current_code, master_key=master_key, now=now)
+    step = totp.matching_step(secret, code, now, None)
     if step is None:
         raise AccountError("the code does not match; check the phone's clock and try again")
     account.wrapped_totp_secret = totp.wrap_secret(master_key, secret, account.id)
     account.totp_last_step = step
+    session.flush()
 
 
-def disable_totp(account: Account) -> None:
-    """Remove the account's second factor."""
+def disable_totp(
+    session: Session,
+    account: Account,
+    password: str,
+    code: str,
+    *,
+    master_key: bytes,
+    now: float | None = None,
+) -> None:
+    """Remove the account's second factor, once :func:`confirm_identity` is satisfied."""
+    confirm_identity(session, account, password, code, master_key=master_key, now=now)
     account.wrapped_totp_secret = None
     account.totp_last_step = None
+    session.flush()
 
 
 def accounts(session: Session) -> Sequence[Account]:

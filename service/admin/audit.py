@@ -11,6 +11,8 @@ from samleng.service.models import AuditEvent
 
 # The actor of what the service does by itself (closing a petition at its deadline).
 SYSTEM_ACTOR = "(deadline)"
+# The actor of what an operator does with the ``samleng`` command on the server.
+COMMAND_LINE_ACTOR = "(command line)"
 
 
 def record(

@@ -41,7 +41,9 @@ def create_command(name: str, role: str, password_file: Path | None) -> None:
         account = accounts.create_account(session, name, role, password)
     except (AccountError, PasswordPolicyError) as exc:
         raise click.ClickException(str(exc)) from None
-    audit.record(session, "(command line)", "create-account", detail=f"{account.name} ({role})")
+    audit.record(
+        session, audit.COMMAND_LINE_ACTOR, "create-account", detail=f"{account.name} ({role})"
+    )
     session.commit()
     click.echo(f"created {role} account {account.name}")
 

@@ -19,13 +19,13 @@ from samleng.service.errors import PetitionStateError
 from samleng.service.models import (
     IDENTIFIER_MODES,
     VERIFICATION_MODES,
-    PendingSignature,
     Petition,
     SignedCheckpoint,
 )
 from samleng.service.petitions import (
     SLUG,
     TEXT_FIELDS,
+    check_closing_date,
     close_petition,
     parse_details_public_key,
     validate_texts,
@@ -36,6 +36,7 @@ TEXT_LIMITS = {"title": 200, "target": 300, "summary": 1000, "body": 20000}
 MAX_GOAL = 100_000_000
 # The details key file is one short line; anything much longer is not one.
 MAX_KEY_FILE_BYTES = 1024
+PAST_DEADLINE = "The deadline is in the past."
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +110,7 @@ def parse_draft_form(
             errors["closes_on"] = "Give the date as YYYY-MM-DD."
         else:
             if closes_on < today:
-                errors["closes_on"] = "The deadline is in the past."
+                errors["closes_on"] = PAST_DEADLINE
     if values["identifier_mode"] not in IDENTIFIER_MODES:
         errors["identifier_mode"] = "Choose what signers are asked for."
     if values["verification_mode"] not in VERIFICATION_MODES:
@@ -149,12 +150,16 @@ def _field_names() -> list[str]:
     return names
 
 
-def update_draft(session: Session, petition: Petition, form: DraftForm) -> None:
-    """Change a draft from a checked form; PetitionStateError once it has opened."""
+def update_draft(
+    session: Session, petition: Petition, form: DraftForm, today: dt.date | None = None
+) -> None:
+    """Change a draft from a checked form; PetitionStateError once it has opened, and
+    ClosingDateInPast for a deadline before ``today`` (UTC)."""
     if petition.status != "draft":
         raise PetitionStateError(
             f"petition {petition.slug!r} is {petition.status}: texts are frozen"
         )
+    check_closing_date(form.closes_on, today)
     petition.texts = validate_texts(form.texts)
     petition.goal = form.goal
     petition.closes_on = form.closes_on
@@ -208,13 +213,3 @@ def signatures_per_day(session: Session, petition: Petition) -> list[DayCount]:
             days.append(DayCount(day=day, signatures=max(int(size) - previous, 0)))
         previous = max(previous, int(size))
     return days
-
-
-def pending_count(session: Session, petition: Petition) -> int:
-    """Signatures waiting for the next sealed batch."""
-    count = session.scalar(
-        select(func.count())
-        .select_from(PendingSignature)
-        .where(PendingSignature.petition_id == petition.id)
-    )
-    return int(count or 0)

@@ -15,3 +15,11 @@ class PasswordPolicyError(Error, ValueError):
 
 class AccountError(Error, ValueError):
     """An account cannot be created or changed as asked; the message says why."""
+
+
+class WrongPassword(LoginFailed):
+    """The current password, asked again to confirm a change to the account, is wrong."""
+
+
+class WrongCode(LoginFailed):
+    """The enrolled authenticator's code, asked to confirm a change, is wrong or used."""

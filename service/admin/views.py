@@ -9,9 +9,8 @@ The admin's own pages are in English; what signers see is translated elsewhere.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from flask import (
@@ -26,16 +25,27 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext, lazy_gettext
 from flask_limiter import Limiter
 from sqlalchemy.orm import Session
 
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service.admin import accounts as acc
-from samleng.service.admin import audit, drafts, sessions, totp
-from samleng.service.admin.errors import AccountError, LoginFailed, PasswordPolicyError
+from samleng.service.admin import audit, drafts, sessions, throttle, totp
+from samleng.service.admin.errors import (
+    AccountError,
+    LoginFailed,
+    PasswordPolicyError,
+    WrongCode,
+)
 from samleng.service.config import LANGUAGES, Config
 from samleng.service.db import get_session, scrub
-from samleng.service.errors import PetitionNotFound, PetitionStateError
+from samleng.service.errors import (
+    ClosingDateInPast,
+    PetitionNotFound,
+    PetitionStateError,
+    SlugUnavailable,
+)
 from samleng.service.keys import derive_key
 from samleng.service.log import latest_checkpoint, seal_all
 from samleng.service.markdown import render_markdown
@@ -46,14 +56,20 @@ from samleng.service.petitions import (
     forget_petition,
     open_petition,
 )
-from samleng.service.ratelimit import client_key
-from samleng.service.security import request_hostname
+from samleng.service.ratelimit import WorkGate, client_key
+from samleng.service.security import from_admin_listener
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 # Petition texts are longer than a sign form: allow more for the admin's requests only.
 MAX_ADMIN_REQUEST_BYTES = 256 * 1024
 MAX_ADMIN_FORM_PARTS = 64
+# The same answer for every slug already taken, so that it does not tell an organiser
+# which hidden drafts exist.
+SLUG_TAKEN = lazy_gettext("This slug cannot be used. Choose another.")
+# Password hashes at once per process (logins, and confirming a change of password or
+# authenticator); more are refused with a 503 rather than queued.
+PASSWORD_SLOTS = 1
 # Endpoints that answer without a session.
 _OPEN_ENDPOINTS = frozenset({"admin.login"})
 _COOKIE = {"secure": True, "httponly": True, "samesite": "Strict", "path": "/"}
@@ -81,11 +97,15 @@ def _timeouts() -> sessions.Timeouts:
 
 @bp.url_value_preprocessor
 def _guard(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
-    # Runs before every before_request hook (the limiter's too), so a request on the wrong
-    # host is refused before anything else looks at it.
-    admin_host = _config().admin_host
-    if admin_host and request_hostname() != admin_host:
+    # Runs before every before_request hook (the limiter's too), so a request that did not
+    # come through nginx's admin listener is refused before anything else looks at it.
+    cfg = _config()
+    if not from_admin_listener(cfg.admin_listener_secret, cfg.circuit_proxies):
         abort(404)
+    # The admin is in English for now (its Khmer catalogue is still to come): its strings
+    # go through the translator, so that they can be, but must not appear in Khmer
+    # among English ones.
+    g.lang = "en"
     request.max_content_length = MAX_ADMIN_REQUEST_BYTES
     request.max_form_memory_size = MAX_ADMIN_REQUEST_BYTES
     request.max_form_parts = MAX_ADMIN_FORM_PARTS
@@ -178,23 +198,37 @@ def _login_page(error: str | None = None, status: int = 200) -> Any:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    """The login form: name, password, and the authenticator code if one is set up."""
+    """The login form: name, password, and the authenticator code if one is set up.
+
+    In this order: the form's CSRF token (so that another site cannot spend an organiser's
+    attempts), the login throttles (service.admin.throttle), the password hash in its own
+    bounded slot, and every refusal goes to the audit trail under the account it names.
+    """
     if request.method == "GET":
         if g.admin_account is not None:
             return redirect(url_for("admin.index"))
         return _login_page()
+    name = request.form.get("name", "")[:100]
     if not sessions.csrf_valid(
         _csrf_key(),
         request.cookies.get(sessions.LOGIN_COOKIE),
         request.form.get("csrf", ""),
         "login",
     ):
+        _record_refusal(name, "login-refused", "the form's token was missing or wrong")
         return _login_page("This form expired. Please log in again.", 403)
+    throttles = _throttles()
+    client = client_key()
+    wait = throttles.attempt(client)
+    if wait is not None:
+        return _throttled(name, wait, "too many attempts from one client")
+    wait = throttles.refused(client, name)
+    if wait is not None:
+        return _throttled(name, wait, "too many failures from one client")
+    contested = throttles.contested(name)
     session = get_session()
-    name = request.form.get("name", "")
-    gate = current_app.extensions["samleng.argon2_gate"]
     try:
-        with gate.enter():
+        with _password_slot():
             account = acc.authenticate(
                 session,
                 name,
@@ -204,11 +238,15 @@ def login() -> Any:
             )
     except LoginFailed:
         session.rollback()
-        known = acc.find_account(session, name[:100])
-        if known is not None:
-            audit.record(session, known.name, "login-failed")
-            session.commit()
+        throttles.failed(client, name)
+        if contested is not None:
+            # The same answer as a right password without an authenticator code below.
+            return _throttled(name, contested, "too many failures from many clients")
+        _record_refusal(name, "login-failed")
         return _login_page("Wrong name, password or code.", 401)
+    if contested is not None and account.wrapped_totp_secret is None:
+        session.rollback()
+        return _throttled(name, contested, "too many failures from many clients")
     # A new session id at every login: an id planted before login is never promoted.
     session_id = sessions.start_session(
         session, account, request.cookies.get(sessions.SESSION_COOKIE)
@@ -218,6 +256,40 @@ def login() -> Any:
     response = redirect(url_for("admin.index"))
     response.set_cookie(sessions.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
     response.delete_cookie(sessions.LOGIN_COOKIE, **_cookie_scope())
+    return response
+
+
+def _throttles() -> throttle.LoginThrottles:
+    throttles: throttle.LoginThrottles = current_app.extensions["samleng.login_throttles"]
+    return throttles
+
+
+def _password_slot() -> AbstractContextManager[None]:
+    """A slot of the admin's own Argon2 gate for one password hash; Overloaded (503) when
+    it is taken. Not the signing gate: a flood of logins must never hold signing's slots."""
+    gate: WorkGate = current_app.extensions["samleng.password_gate"]
+    return gate.enter()
+
+
+def _record_refusal(name: str, action: str, detail: str = "") -> None:
+    """Record a refused login under the account it names; a name that is no account is not
+    written anywhere (it may be a password typed into the wrong field)."""
+    session = get_session()
+    session.rollback()
+    known = acc.find_account(session, name)
+    acc.end_read(session)
+    if known is not None:
+        audit.record(session, known.name, action, detail=detail)
+        session.commit()
+
+
+def _throttled(name: str, wait: int, why: str) -> Any:
+    _record_refusal(name, "login-throttled", why)
+    response = _login_page(
+        gettext("Too many attempts. Wait %(seconds)s seconds, then try again.", seconds=wait),
+        429,
+    )
+    response.headers["Retry-After"] = str(wait)
     return response
 
 
@@ -310,7 +382,15 @@ def new() -> Any:
             details_public_key=form.details_public_key,
             argon2=cfg.argon2,
             closes_on=form.closes_on,
+            today=utc_today(),
         )
+    except SlugUnavailable:
+        session.rollback()
+        return _draft_page(dict(form.values), {"slug": str(SLUG_TAKEN)}), 400
+    except ClosingDateInPast:
+        # The form checked the date against the same day; only midnight (UTC) gets here.
+        session.rollback()
+        return _draft_page(dict(form.values), {"closes_on": drafts.PAST_DEADLINE}), 400
     except ValueError as exc:
         session.rollback()
         return _draft_page(dict(form.values), {"slug": str(exc)}), 400
@@ -335,7 +415,11 @@ def edit(slug: str) -> Any:
     values = {**dict(form.values), "slug": petition.slug}
     if form.errors:
         return _draft_page(values, dict(form.errors), petition=petition), 400
-    drafts.update_draft(get_session(), petition, form)
+    try:
+        drafts.update_draft(get_session(), petition, form, utc_today())
+    except ClosingDateInPast:
+        get_session().rollback()
+        return _draft_page(values, {"closes_on": drafts.PAST_DEADLINE}, petition=petition), 400
     _record("edit", petition)
     get_session().commit()
     return redirect(url_for("admin.petition", slug=petition.slug))
@@ -373,7 +457,7 @@ def _dashboard(
             petition=petition,
             title=petition.text("en").get("title", petition.slug),
             state=latest_checkpoint(session, petition),
-            pending=drafts.pending_count(session, petition),
+            seal_interval=_config().seal_interval,
             per_day=drafts.signatures_per_day(session, petition),
             grantees=acc.grantees(session, petition),
             all_accounts=acc.accounts(session) if _account().role == "admin" else [],
@@ -415,9 +499,7 @@ def open_(slug: str) -> Any:
     def change(session: Session, petition: Petition) -> str:
         if petition.verification_mode == "email" and not _mail_available():
             raise PetitionStateError("email verification needs mail: set SAMLENG_SMTP_URL")
-        if petition.past_deadline(utc_today()):
-            raise PetitionStateError("the deadline has passed; change it first")
-        open_petition(session, petition, current_app.extensions["samleng.vault"])
+        open_petition(session, petition, current_app.extensions["samleng.vault"], utc_today())
         return ""
 
     return _lifecycle(slug, "open", change)
@@ -567,7 +649,8 @@ def change_password() -> Any:
     if new_password != request.form.get("repeat", ""):
         return _me_page(error="The two new passwords differ.", status=400)
     try:
-        acc.change_password(session, account, request.form.get("current", ""), new_password)
+        with _password_slot():
+            acc.change_password(session, account, request.form.get("current", ""), new_password)
     except (LoginFailed, PasswordPolicyError) as exc:
         session.rollback()
         return _me_page(error=str(exc).capitalize() + ".", status=400)
@@ -590,24 +673,36 @@ def totp_start() -> Any:
     )
 
 
+def _identity_error(exc: LoginFailed) -> str:
+    if isinstance(exc, WrongCode):
+        return str(gettext("The code from your current authenticator app is wrong or was used."))
+    return str(gettext("The current password is wrong."))
+
+
 @bp.post("/me/totp/enable")
 def totp_enable() -> Any:
-    """Turn the second factor on once the app's code matches the secret shown."""
+    """Turn the second factor on, or move it to a new app: asks for the password, the
+    current app's code if one is set up, and the new app's first code."""
     session = get_session()
     text = request.form.get("secret", "")
     try:
         secret = totp.parse_secret_text(text)
-        acc.enable_totp(
-            _account(), secret, request.form.get("code", ""), master_key=_config().master_key
-        )
-    except (ValueError, CryptoError) as exc:
+        with _password_slot():
+            acc.enable_totp(
+                session,
+                _account(),
+                secret,
+                request.form.get("code", ""),
+                password=request.form.get("current", ""),
+                current_code=request.form.get("current_code", ""),
+                master_key=_config().master_key,
+            )
+    except (LoginFailed, ValueError, CryptoError) as exc:
         session.rollback()
-        return _me_page(
-            error=str(exc).capitalize() + ".",
-            totp_secret=text,
-            totp_uri=None,
-            status=400,
+        error = (
+            _identity_error(exc) if isinstance(exc, LoginFailed) else str(exc).capitalize() + "."
         )
+        return _me_page(error=error, totp_secret=text, totp_uri=None, status=400)
     _record("totp-enable")
     session.commit()
     return redirect(url_for("admin.me"))
@@ -615,36 +710,39 @@ def totp_enable() -> Any:
 
 @bp.post("/me/totp/disable")
 def totp_disable() -> Any:
-    """Turn the second factor off (asks for the password)."""
+    """Turn the second factor off (asks for the password and a code from the app)."""
     session = get_session()
-    account = _account()
-    if not acc.check_password(account, request.form.get("current", "")):
-        return _me_page(error="The current password is wrong.", status=400)
-    acc.disable_totp(account)
+    try:
+        with _password_slot():
+            acc.disable_totp(
+                session,
+                _account(),
+                request.form.get("current", ""),
+                request.form.get("current_code", ""),
+                master_key=_config().master_key,
+            )
+    except LoginFailed as exc:
+        session.rollback()
+        return _me_page(error=_identity_error(exc), status=400)
     _record("totp-disable")
     session.commit()
     return redirect(url_for("admin.me"))
 
 
-def _login_account_key() -> str:
-    """The login throttle's per-account key: an HMAC of the typed name, never the name."""
-    name = acc.normalise_name(request.form.get("name", "")[:100])
-    key: bytes = current_app.extensions["samleng.admin_throttle_key"]
-    digest = hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:32]
-    return f"login-account:{digest}"
-
-
 def register(app: Flask, config: Config) -> None:
-    """Add the blueprint, its keys and the login throttles to ``app``."""
+    """Add the blueprint, its keys, the login throttles and the password gate to ``app``."""
     app.extensions["samleng.admin_csrf_key"] = derive_key(config.master_key, "admin-csrf")
-    app.extensions["samleng.admin_throttle_key"] = derive_key(config.master_key, "admin-login")
-    app.register_blueprint(bp)
     limiter: Limiter = app.extensions["samleng.limiter"]
-    view: Any = app.view_functions["admin.login"]
-    view = limiter.limit(lambda: config.ratelimit_login, key_func=client_key, methods=["POST"])(
-        view
+    app.extensions["samleng.login_throttles"] = throttle.LoginThrottles(
+        limiter.storage,
+        throttle.LoginLimits(
+            per_client=config.ratelimit_login,
+            per_account_client=config.ratelimit_login_account,
+            per_account=config.ratelimit_login_account_all,
+        ),
+        name_key=derive_key(config.master_key, "admin-login"),
     )
-    view = limiter.limit(
-        lambda: config.ratelimit_login_account, key_func=_login_account_key, methods=["POST"]
-    )(view)
-    app.view_functions["admin.login"] = view
+    # One password hash at a time per process, refused at once beyond it: a login flood
+    # costs at most one core per process and never waits in (or for) signing's slots.
+    app.extensions["samleng.password_gate"] = WorkGate(PASSWORD_SLOTS)
+    app.register_blueprint(bp)

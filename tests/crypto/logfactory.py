@@ -5,6 +5,7 @@ failing case can be rebuilt exactly.
 """
 
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from samleng.crypto.bundle import (
 )
 from samleng.crypto.canonical import canonical_json
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint
-from samleng.crypto.leaf import LeafKind, encode_leaf, header_leaf
+from samleng.crypto.leaf import LEAF_SIZE, LeafKind, encode_leaf, header_leaf
 from samleng.crypto.merkle import MemoryTree, leaf_hash
 from samleng.crypto.receipts import receipt_commitment
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof
@@ -50,6 +51,7 @@ class PetitionLog:
     signer: LogSigner
     petition_json: bytes
     rng: random.Random
+    verification_mode: str = "none"
     leaves: list[bytes] = field(default_factory=list)
     signatures: list[Signature] = field(default_factory=list)
     tree: MemoryTree = field(default_factory=MemoryTree)
@@ -60,9 +62,14 @@ class PetitionLog:
         self.tree.extend([leaf_hash(leaf)])
 
     def sign(self, count: int) -> None:
-        """Append ``count`` signature leaves, alternating the two signature kinds."""
+        """Append ``count`` signature leaves: kind 0x01, or with email verification both kinds."""
         for _ in range(count):
-            kind = LeafKind.VERIFIED_SIGNATURE if self.rng.random() < 0.3 else LeafKind.SIGNATURE
+            confirmed = self.rng.random() < 0.3  # drawn always: a seed gives the same r and d
+            kind = (
+                LeafKind.VERIFIED_SIGNATURE
+                if confirmed and self.verification_mode == "email"
+                else LeafKind.SIGNATURE
+            )
             r, d = self.rng.randbytes(16), self.rng.randbytes(32)
             self.signatures.append(Signature(index=len(self.leaves), kind=kind, r=r, d=d))
             self.append_leaf(encode_leaf(kind, receipt_commitment(self.origin, r), d))
@@ -109,8 +116,8 @@ def reseal(directory: Path) -> None:
     (directory / SUMS_FILE).write_bytes(sha256sums(directory))
 
 
-def petition_json(origin: str, vkey: str) -> bytes:
-    """Return a realistic petition.json in canonical JSON."""
+def petition_json(origin: str, vkey: str, verification_mode: str = "none") -> bytes:
+    """Return a realistic petition.json in canonical JSON (the members a verifier reads)."""
     return canonical_json(
         {
             "origin": origin,
@@ -120,20 +127,55 @@ def petition_json(origin: str, vkey: str) -> bytes:
                 "km": {"title": "បញ្ចប់និទណ្ឌភាព", "body": "យើងសុំយុត្តិធម៌។"},
             },
             "goal": 10000,
-            "identifier": "phone",
-            "verification": "none",
+            "identifier_mode": "email" if verification_mode == "email" else "phone",
+            "verification_mode": verification_mode,
             "log": {"vkey": vkey},
         }
     )
 
 
-def make_log(signatures: int = 0, *, origin: str = ORIGIN, seed: int = 1) -> PetitionLog:
-    """Return a log with its header leaf and ``signatures`` signature leaves."""
+def make_log(
+    signatures: int = 0, *, origin: str = ORIGIN, seed: int = 1, verification_mode: str = "none"
+) -> PetitionLog:
+    """Return a log with its header leaf and ``signatures`` signature leaves.
+
+    ``verification_mode`` "none" gives kind 0x01 leaves only; "email" mixes in kind 0x02 (the
+    verifier allows both there, docs/formats.md §5).
+    """
     rng = random.Random(seed)
     signer = LogSigner(origin=origin, seed=rng.randbytes(32))
     log = PetitionLog(
-        origin=origin, signer=signer, petition_json=petition_json(origin, signer.vkey), rng=rng
+        origin=origin,
+        signer=signer,
+        petition_json=petition_json(origin, signer.vkey, verification_mode),
+        rng=rng,
+        verification_mode=verification_mode,
     )
     log.append_leaf(header_leaf(log.petition_json))
     log.sign(signatures)
     return log
+
+
+def forge_without_leaf(source: Path, target: Path, index: int, signer: LogSigner) -> Path:
+    """Copy the bundle ``source`` to ``target`` without leaf ``index``, every checkpoint re-signed.
+
+    What an operator holding the log key (unwrapped with the master key) can do: the forged
+    bundle keeps petition.json and vkey byte for byte, and is consistent with itself.
+    """
+    shutil.copytree(source, target)
+    data = (target / LEAVES_FILE).read_bytes()
+    leaves = [data[i : i + LEAF_SIZE] for i in range(0, len(data), LEAF_SIZE)]
+    del leaves[index]
+    tree = MemoryTree([leaf_hash(leaf) for leaf in leaves])
+    (target / LEAVES_FILE).write_bytes(b"".join(leaves))
+    published = sorted(int(path.name) for path in (target / "checkpoints").iterdir())
+    for size in published:
+        (target / checkpoint_path(size)).unlink()
+    for size in published:
+        # A checkpoint that covered the dropped leaf now covers one leaf fewer.
+        new_size = size if size <= index else size - 1
+        body = Checkpoint(origin=signer.origin, size=new_size, root=tree.root(new_size))
+        (target / checkpoint_path(new_size)).write_bytes(sign_checkpoint(body, signer))
+    (target / CHECKPOINT_FILE).write_bytes((target / checkpoint_path(len(leaves))).read_bytes())
+    reseal(target)
+    return target

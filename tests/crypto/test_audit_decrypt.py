@@ -58,6 +58,7 @@ def write_setup(tmp_path: Path, *, foreign_at: int | None = None) -> Setup:
         {
             "origin": ORIGIN,
             "log": {"vkey": signer.vkey},
+            "verification_mode": "none",
             "details": {"public_key": base64.b64encode(public).decode()},
         }
     )

@@ -1,5 +1,6 @@
 """``samleng-audit sample``: the sample audit's indices and detection probability."""
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,16 @@ from samleng.crypto.checkpoint import Checkpoint
 from samleng.crypto.sample import sample_indices
 from tests.crypto.logfactory import PetitionLog, make_log, reseal
 
-SEED = "Cambodia lottery 2026-03-01: 482913"
+DRAW = "Cambodia lottery 2026-03-01: 482913"
+# The seed is the hash of the final checkpoint, published first, then the value drawn later.
+LOG = make_log(200)
+FINAL_HASH = hashlib.sha256(LOG.checkpoint()).hexdigest()
+SEED = f"{FINAL_HASH} {DRAW}"
 
 
 @pytest.fixture(scope="module")
 def log() -> PetitionLog:
-    return make_log(200)
+    return LOG
 
 
 @pytest.fixture
@@ -93,3 +98,56 @@ def test_out_is_written_only_when_the_sample_is_drawn(
     assert [int(line) for line in drawn.read_text().splitlines()] == sample_indices(final, SEED, 12)
     assert sample(bundle, "-k", "12", "--out", str(drawn)) == 1  # never overwrites
     assert "exists; refusing to overwrite" in capsys.readouterr().err
+
+
+def refused(bundle: Path, seed: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> str:
+    """Run sample with ``seed``, expecting a refusal that writes nothing; return stderr."""
+    out_file = tmp_path / "refused.txt"
+    argv = ["sample", "--bundle", str(bundle), "--seed", seed, "-k", "3", "--out", str(out_file)]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and not out_file.exists()
+    return err
+
+
+@pytest.mark.parametrize("seed", [DRAW, "", f"{DRAW} {FINAL_HASH}", FINAL_HASH[:16] + " " + DRAW])
+def test_a_seed_without_the_final_checkpoint_hash_is_refused(
+    bundle: Path, seed: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    err = refused(bundle, seed, capsys, tmp_path)
+    # The message gives the hash to publish and the procedure.
+    assert f"\n  {FINAL_HASH}\n" in err
+    assert "publish" in err and f'--seed "{FINAL_HASH} <random value>"' in err
+
+
+def test_a_seed_naming_another_checkpoint_is_refused(
+    log: PetitionLog, bundle: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The operator announced one final checkpoint and hands over a bundle with another."""
+    announced = hashlib.sha256(log.checkpoint(150)).hexdigest()
+    err = refused(bundle, f"{announced} {DRAW}", capsys, tmp_path)
+    assert f"the seed starts with the SHA-256 {announced}" in err
+    assert f"this bundle's final checkpoint has SHA-256 {FINAL_HASH}" in err
+    assert "not the checkpoint that was announced" in err
+
+
+@pytest.mark.parametrize("rest", ["", " ", "   \t"])
+def test_a_seed_without_a_random_value_is_refused(
+    bundle: Path, rest: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    err = refused(bundle, f"{FINAL_HASH}{rest}", capsys, tmp_path)
+    assert "no random value after the final checkpoint's hash" in err
+
+
+def test_an_upper_case_hash_is_refused(
+    bundle: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """One spelling per published hash: another would give another sample."""
+    err = refused(bundle, f"{FINAL_HASH.upper()} {DRAW}", capsys, tmp_path)
+    assert "lower-case" in err
+
+
+def test_the_hash_is_the_checkpoint_files_line_in_sha256sums(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert f"{FINAL_HASH}  checkpoint\n" in (bundle / "SHA256SUMS").read_text()

@@ -57,6 +57,12 @@ def test_valid_bundle(log: PetitionLog, bundle: Path) -> None:
         checkpoints_checked=len(HISTORY) + 1,
     )
     assert report.count == 20
+    # Without checkpoints kept elsewhere, every check but the two that compare them.
+    known = {BundleCheck.KNOWN_SIGNATURES, BundleCheck.KNOWN_CONSISTENT}
+    expected = [f"ok {check}" for check in BundleCheck if check not in known]
+    assert [line.split(":")[0] for line in lines] == expected
+    lines.clear()
+    verify_bundle(bundle, known_checkpoints=[("kept", log.checkpoint(7))], on_check=lines.append)
     assert [line.split(":")[0] for line in lines] == [f"ok {check}" for check in BundleCheck]
 
 
@@ -66,10 +72,12 @@ def test_header_only_bundle_counts_zero(tmp_path: Path) -> None:
 
 
 def test_count_is_signature_kinds_only(tmp_path: Path) -> None:
-    log = make_log(0)
+    log = make_log(0, verification_mode="email")
     for kind in (LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE, LeafKind.VERIFIED_SIGNATURE):
         log.append_leaf(encode_leaf(kind, os.urandom(32), os.urandom(32)))
-    assert verify_bundle(log.write_bundle(tmp_path / "b")).count == 3
+    lines: list[str] = []
+    assert verify_bundle(log.write_bundle(tmp_path / "b"), on_check=lines.append).count == 3
+    assert "ok verification mode: verification_mode email, leaves of kind 0x02 allowed" in lines
 
 
 def test_many_chunks_and_checkpoints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -214,7 +222,7 @@ def test_latest_is_an_older_checkpoint(log: PetitionLog, bundle: Path) -> None:
 
 def test_duplicate_commitment(tmp_path: Path) -> None:
     log = make_log(5)
-    log.append_leaf(encode_leaf(LeafKind.VERIFIED_SIGNATURE, log.leaves[2][17:49], bytes(32)))
+    log.append_leaf(encode_leaf(LeafKind.SIGNATURE, log.leaves[2][17:49], bytes(32)))
     fails(log.write_bundle(tmp_path / "b"), BundleCheck.DISTINCT, "leaf 6 repeats the commitment")
 
 
@@ -252,6 +260,54 @@ def test_first_leaf_not_header(tmp_path: Path) -> None:
     for leaf in old[1:]:
         log.append_leaf(leaf)
     fails(log.write_bundle(tmp_path / "b"), BundleCheck.HEADER, "leaf 0 is not the header")
+
+
+def test_verified_leaf_in_a_petition_without_verification(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # petition.json says "verification_mode": "none", so no signature was email-confirmed; a
+    # leaf claiming otherwise (kind 0x02) contradicts the petition the signers saw.
+    monkeypatch.setattr(samleng.crypto.bundle, "CHUNK_LEAVES", 4)
+    log = make_log(9)
+    log.append_leaf(encode_leaf(LeafKind.VERIFIED_SIGNATURE, os.urandom(32), os.urandom(32)))
+    log.sign(3)
+    fails(
+        log.write_bundle(tmp_path / "b"),
+        BundleCheck.VERIFICATION_MODE,
+        "leaf 10 has kind 0x02 (email-confirmed signature), but petition.json's "
+        'verification_mode is "none": no signature was confirmed',
+    )
+
+
+def test_both_kinds_in_an_email_verified_petition(tmp_path: Path) -> None:
+    # The rule is one-way (docs/formats.md §5): the service writes only kind 0x02 there, and a
+    # kind 0x01 leaf claims less than petition.json does, not more.
+    log = make_log(4, verification_mode="email")
+    log.append_leaf(encode_leaf(LeafKind.SIGNATURE, os.urandom(32), os.urandom(32)))
+    log.append_leaf(encode_leaf(LeafKind.VERIFIED_SIGNATURE, os.urandom(32), os.urandom(32)))
+    lines: list[str] = []
+    assert verify_bundle(log.write_bundle(tmp_path / "b"), on_check=lines.append).count == 6
+    assert "ok verification mode: verification_mode email, leaves of kind 0x02 allowed" in lines
+
+
+def test_no_verified_leaf_in_a_petition_without_verification(tmp_path: Path) -> None:
+    lines: list[str] = []
+    verify_bundle(make_log(4).write_bundle(tmp_path / "b"), on_check=lines.append)
+    assert "ok verification mode: verification_mode none, no leaf of kind 0x02" in lines
+
+
+@pytest.mark.parametrize("mode", [None, "", "EMAIL", "phone", 1, ["none"]])
+def test_verification_mode_missing_or_unknown(tmp_path: Path, mode: object) -> None:
+    log = make_log(3)
+    petition = json.loads(log.petition_json)
+    if mode is None:
+        del petition["verification_mode"]
+    else:
+        petition["verification_mode"] = mode
+    log.petition_json = json.dumps(petition).encode()
+    log.leaves[0] = header_leaf(log.petition_json)
+    log.tree = type(log.tree)([leaf_hash(leaf) for leaf in log.leaves])
+    fails(log.write_bundle(tmp_path / "b"), BundleCheck.PETITION, "verification_mode")
 
 
 def test_header_with_nonzero_d(tmp_path: Path) -> None:
@@ -307,10 +363,10 @@ def test_key_named_after_another_origin(tmp_path: Path) -> None:
     [
         b"not json",
         b"[]",
-        b'{"origin":"x"}',
-        b'{"origin":"x","log":"k"}',
-        b'{"origin":1,"log":{"vkey":"k"}}',
-        b'{"origin":"x","log":{"vkey":"k"},"origin":"y"}',  # duplicate key
+        b'{"origin":"x","verification_mode":"none"}',
+        b'{"origin":"x","log":"k","verification_mode":"none"}',
+        b'{"origin":1,"log":{"vkey":"k"},"verification_mode":"none"}',
+        b'{"origin":"x","log":{"vkey":"k"},"origin":"y","verification_mode":"none"}',  # twice
         b"\xff",
     ],
 )

@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from samleng.crypto.checkpoint import Checkpoint
-from samleng.crypto.errors import SampleError
+from samleng.crypto.errors import SampleError, SeedError
 from samleng.crypto.sample import (
+    check_seed,
+    checkpoint_hash,
     detection_probability,
     fabricated_count,
     sample_indices,
@@ -51,6 +53,18 @@ def test_known_answer() -> None:
         b"samleng-sample/v1", f"{ORIGIN}\n101\n{root_b64}\n{SEED}".encode(), hashlib.sha256
     ).digest()
     assert sample_key(FINAL, SEED) == expected_key
+
+
+def test_known_answer_of_docs_auditing() -> None:
+    """The known answer docs/auditing.md gives, with a seed that starts with the note's hash."""
+    seed = (
+        "d468ee1b27c650eb0677ad6fce48788dd99fb9343a2dd11ba18e7b3a852dcb45 "
+        "Cambodia lottery 2026-03-01: 482913"
+    )
+    root_b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    expected = [5, 17, 9, 57, 48, 22, 69, 61, 71, 92]
+    assert documented_sample(ORIGIN, 101, root_b64, seed, 10) == expected
+    assert sample_indices(FINAL, seed, 10) == expected
 
 
 def test_same_seed_same_sample_other_seed_other_sample() -> None:
@@ -135,3 +149,42 @@ def test_fabricated_count(signatures: int, fraction: float, count: int) -> None:
 def test_bad_fraction_refused(fraction: float) -> None:
     with pytest.raises(SampleError):
         fabricated_count(100, fraction)
+
+
+# --- the seed: the final checkpoint's hash first, then the random value -------------------------
+
+# check_seed hashes the note's bytes whatever they are; FINAL's text stands in for a signed note.
+NOTE = FINAL.body()
+NOTE_HASH = hashlib.sha256(NOTE).hexdigest()
+
+
+@given(value=st.text(min_size=1).filter(lambda text: text.strip() != ""))
+def test_a_seed_of_the_hash_and_a_value_is_accepted(value: str) -> None:
+    check_seed(NOTE, f"{NOTE_HASH} {value}")
+    assert checkpoint_hash(NOTE) == NOTE_HASH
+
+
+@given(seed=st.text())
+def test_any_other_seed_is_refused(seed: str) -> None:
+    valid = seed.startswith(NOTE_HASH + " ") and seed[len(NOTE_HASH) + 1 :].strip() != ""
+    if valid:
+        check_seed(NOTE, seed)
+    else:
+        with pytest.raises(SeedError):
+            check_seed(NOTE, seed)
+
+
+@given(prefix=st.text(alphabet="0123456789abcdef", max_size=64), value=st.text(min_size=1))
+def test_a_seed_with_part_of_the_hash_is_refused(prefix: str, value: str) -> None:
+    if prefix == NOTE_HASH:
+        return
+    with pytest.raises(SeedError):
+        check_seed(NOTE, f"{prefix} {value}")
+
+
+def test_the_seed_rule_leaves_the_derivation_alone() -> None:
+    """Only which seeds are accepted changed: the sample of a seed is what it always was."""
+    seed = f"{NOTE_HASH} {SEED}"
+    check_seed(NOTE, seed)
+    body = FINAL.body() + seed.encode()
+    assert sample_key(FINAL, seed) == hmac.new(b"samleng-sample/v1", body, "sha256").digest()

@@ -55,7 +55,12 @@ def test_every_signature_verifies(log: PetitionLog) -> None:
     for signature in log.signatures:
         check = verify_receipt(log.receipt_proof(signature), log.signer.vkey)
         assert check == ReceiptCheck(
-            origin=log.origin, index=signature.index, size=log.size, kind=signature.kind
+            origin=log.origin,
+            index=signature.index,
+            size=log.size,
+            kind=signature.kind,
+            root=log.tree.root(),
+            leaf=log.leaves[signature.index],
         )
 
 

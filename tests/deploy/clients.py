@@ -1,5 +1,6 @@
-"""Clients for the deploy tests: the onion listener (with tor's PROXY line) and the clearnet
-TLS vhost (with SNI), both speaking plain http.client, plus a running nginx."""
+"""Clients for the deploy tests: the onion listener (with tor's PROXY line), the clearnet TLS
+vhost (with SNI) and the admin listener, all speaking plain http.client, plus a running
+nginx."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.components import wait_for_port
-from tests.deploy.render import CLEARNET_HOST, ONION_HOST, NginxSite
+from tests.deploy.render import ADMIN_ONION_HOST, CLEARNET_HOST, ONION_HOST, NginxSite
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,20 @@ def clearnet(
     return exchange(conn, method, path, CLEARNET_HOST, body, headers)
 
 
+def admin(
+    site: NginxSite,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    host: str = ADMIN_ONION_HOST,
+    **kw: str,
+) -> Answer:
+    """A request to the admin listener, as its onion service or an SSH tunnel sends it."""
+    headers = {k.replace("_", "-"): v for k, v in kw.items()}
+    conn = http.client.HTTPConnection("127.0.0.1", site.admin_port, timeout=15)
+    return exchange(conn, method, path, host, body, headers)
+
+
 @contextmanager
 def run_nginx(nginx: str, site: NginxSite, output: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run nginx in the foreground for the duration of the generator."""
@@ -121,6 +136,7 @@ def run_nginx(nginx: str, site: NginxSite, output: Path) -> Iterator[subprocess.
     try:
         wait_for_port(site.https_port, proc, "nginx")
         wait_for_port(site.onion_port, proc, "nginx")
+        wait_for_port(site.admin_port, proc, "nginx")
         yield proc
     finally:
         proc.terminate()

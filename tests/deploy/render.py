@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 CLEARNET_HOST = "petitions.example.org"
 ONION_HOST = "samlengtestn3rwmdqyb4c5znclkz7qvsgmxtf2g5szzvz5ol7cqdwid.onion"
+# The admin's own onion service, and the secret its nginx listener sends the app (one per
+# test run, as SAMLENG_ADMIN_LISTENER_SECRET wants it).
+ADMIN_ONION_HOST = "samlengadmintestq3v6e7kzt5b2fyxg4lm5o2h7wuc3jrnzd4ik6ayd.onion"
+ADMIN_SECRET = secrets.token_hex(32)
 # The header the stack tests add to see what the microcache did (not shipped: a visitor
 # has no need to learn whether someone else loaded a page in the last seconds).
 CACHE_STATUS_HEADER = "add_header X-Cache-Status $upstream_cache_status always;"
@@ -39,6 +44,26 @@ def rewrite(text: str, replacements: list[tuple[str, str]], name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Ports:
+    """The ports nginx listens on (all on 127.0.0.1 in the tests)."""
+
+    https: int
+    http: int
+    onion: int
+    admin: int
+    status: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports that nothing on this machine's loopback listens on now."""
+        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
+
+
+# The ports of deploy/ itself, for a private network namespace where they are free.
+DEPLOYED_PORTS = Ports(https=443, http=80, onion=8080, admin=8081, status=8090)
+
+
+@dataclass(frozen=True)
 class NginxSite:
     """A rendered nginx configuration and the loopback ports it listens on."""
 
@@ -48,6 +73,7 @@ class NginxSite:
     http_port: int
     onion_port: int
     status_port: int
+    admin_port: int
 
     @property
     def error_log(self) -> Path:
@@ -99,14 +125,20 @@ def write_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def render_nginx(root: Path, upstreams: list[int], *, cache_status: bool = False) -> NginxSite:
+def render_nginx(
+    root: Path,
+    upstreams: list[int],
+    *,
+    cache_status: bool = False,
+    ports: Ports | None = None,
+    admin_secret: str = ADMIN_SECRET,
+) -> NginxSite:
     """deploy/nginx/* under ``root``, proxying to ``upstreams`` (ports on 127.0.0.1)."""
     conf_dir, logs = root / "conf", root / "logs"
     for folder in (conf_dir, logs, root / "temp"):
         folder.mkdir(parents=True, exist_ok=True)
     cert, key = write_certificate(root / "tls")
-    https_port, http_port, onion_port = free_port(), free_port(), free_port()
-    status_port = free_port()
+    ports = ports or Ports.free()
     include_dir = f"{conf_dir}/"
     # As root the workers must be able to enter the test's private folders; as anyone
     # else nginx keeps its own user and the directive is not needed.
@@ -131,20 +163,26 @@ def render_nginx(root: Path, upstreams: list[int], *, cache_status: bool = False
                 "\n    ".join(f"server 127.0.0.1:{port};" for port in upstreams),
             ),
             ("/run/samleng-nginx-cache", str(root / "cache")),
-            ("listen 80 default_server;", f"listen 127.0.0.1:{http_port} default_server;"),
+            ("listen 80 default_server;", f"listen 127.0.0.1:{ports.http} default_server;"),
             ("listen [::]:80 default_server;", ""),
             (
                 "listen 443 ssl default_server;",
-                f"listen 127.0.0.1:{https_port} ssl default_server;",
+                f"listen 127.0.0.1:{ports.https} ssl default_server;",
             ),
             ("listen [::]:443 ssl default_server;", ""),
-            ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
+            ("listen 443 ssl;", f"listen 127.0.0.1:{ports.https} ssl;"),
             ("listen [::]:443 ssl;", ""),
             (
                 "listen 127.0.0.1:8080 proxy_protocol",
-                f"listen 127.0.0.1:{onion_port} proxy_protocol",
+                f"listen 127.0.0.1:{ports.onion} proxy_protocol",
             ),
-            ("listen 127.0.0.1:8090;", f"listen 127.0.0.1:{status_port};"),
+            (
+                "listen 127.0.0.1:8081 default_server;",
+                f"listen 127.0.0.1:{ports.admin} default_server;",
+            ),
+            ("listen 127.0.0.1:8081;", f"listen 127.0.0.1:{ports.admin};"),
+            ("REPLACE-WITH-THE-ADMIN-ONION-ADDRESS.onion", ADMIN_ONION_HOST),
+            ("listen 127.0.0.1:8090;", f"listen 127.0.0.1:{ports.status};"),
             ("/etc/ssl/samleng/fullchain.pem", str(cert)),
             ("/etc/ssl/samleng/privkey.pem", str(key)),
             (
@@ -152,23 +190,36 @@ def render_nginx(root: Path, upstreams: list[int], *, cache_status: bool = False
                 (CACHE_STATUS_HEADER + "\n    " if cache_status else "")
                 + app_include.replace("/etc/nginx/samleng/", include_dir),
             ),
+            (
+                "/etc/nginx/samleng/samleng-admin-secret.conf",
+                f"{include_dir}samleng-admin-secret.conf",
+            ),
         ],
         "samleng.conf",
     )
     (conf_dir / "nginx.conf").write_text(main)
     (conf_dir / "samleng.conf").write_text(site)
     (conf_dir / "samleng-app.conf").write_text((DEPLOY / "nginx" / "samleng-app.conf").read_text())
-    return NginxSite(root, conf_dir / "nginx.conf", https_port, http_port, onion_port, status_port)
+    # What docs/operators.md has the operator write, with the secret the app is given.
+    secret_file = conf_dir / "samleng-admin-secret.conf"
+    secret_file.write_text(f'set $samleng_admin "{admin_secret}";\n')
+    secret_file.chmod(0o600)
+    return NginxSite(
+        root, conf_dir / "nginx.conf", ports.https, ports.http, ports.onion, ports.status,
+        ports.admin,
+    )  # fmt: skip
 
 
-def render_torrc(root: Path, onion_port: int = 8080) -> Path:
-    """deploy/tor/torrc with its data folder under ``root`` and nginx's onion port."""
+def render_torrc(root: Path, onion_port: int = 8080, admin_port: int = 8081) -> Path:
+    """deploy/tor/torrc with its data folder under ``root`` and nginx's onion and admin
+    ports."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     torrc = rewrite(
         (DEPLOY / "tor" / "torrc").read_text(),
         [
             ("/var/lib/tor", str(root / "tor")),
             ("127.0.0.1:8080", f"127.0.0.1:{onion_port}"),
+            ("127.0.0.1:8081", f"127.0.0.1:{admin_port}"),
             ("127.0.0.1:9035", f"127.0.0.1:{free_port()}"),
         ],
         "torrc",

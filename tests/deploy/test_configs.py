@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from samleng.service.admin.views import MAX_ADMIN_REQUEST_BYTES
+from samleng.service.config import Config
+from samleng.service.security import ADMIN_LISTENER_HEADER
 from tests.components import require, require_program
 from tests.deploy.render import (
     DEPLOY,
@@ -70,6 +73,29 @@ def test_nginx_privacy_settings() -> None:
     assert "set $samleng_circuit $proxy_protocol_addr;" in site
     assert 'set $samleng_circuit "";' in site
     assert "proxy_set_header X-Samleng-Circuit $samleng_circuit;" in app
+    assert f"proxy_set_header {ADMIN_LISTENER_HEADER} $samleng_admin;" in app
+
+
+def test_only_the_admin_listener_vouches_for_admin_requests() -> None:
+    """Every server that proxies to the app says what X-Samleng-Admin is: empty on the public
+    ones (a client's own value is dropped), the secret on the admin listener alone."""
+    proxying = {
+        names: body
+        for names, body in server_blocks((DEPLOY / "nginx" / "samleng.conf").read_text())
+        if "samleng-app.conf;" in body
+    }
+    assert len(proxying) == 3
+    secret_include = "include /etc/nginx/samleng/samleng-admin-secret.conf;"
+    for names, body in proxying.items():
+        assert body.count("set $samleng_circuit ") == 1, names
+        if "localhost" in names:
+            assert secret_include in body and "$samleng_admin" not in body
+            # The secret is set before the shared part uses it.
+            assert body.index(secret_include) < body.index("samleng-app.conf;")
+            assert "proxy_protocol" not in body and "ssl" not in body
+        else:
+            assert body.count('set $samleng_admin "";') == 1, names
+            assert secret_include not in body, names
 
 
 def test_tor_accepts_the_onion_service(tmp_path: Path) -> None:
@@ -97,20 +123,28 @@ def test_tor_accepts_the_onion_service(tmp_path: Path) -> None:
 def test_torrc_has_the_required_defences() -> None:
     torrc = settings(DEPLOY / "tor" / "torrc")
     assert torrc["SocksPort"] == "0"
-    assert torrc["HiddenServiceVersion"] == "3"
-    assert torrc["HiddenServicePoWDefensesEnabled"] == "1"
-    assert torrc["HiddenServiceExportCircuitID"] == "haproxy"
-    assert torrc["HiddenServiceMaxStreamsCloseCircuit"] == "1"
-    assert int(torrc["HiddenServiceMaxStreams"]) > 0
+    public, admin = hidden_services(DEPLOY / "tor" / "torrc")
+    assert public["HiddenServiceDir"] == "/var/lib/tor/samleng/"
+    assert public["HiddenServiceVersion"] == admin["HiddenServiceVersion"] == "3"
+    assert public["HiddenServicePoWDefensesEnabled"] == "1"
+    assert public["HiddenServiceExportCircuitID"] == "haproxy"
+    assert public["HiddenServiceMaxStreamsCloseCircuit"] == "1"
+    assert int(public["HiddenServiceMaxStreams"]) > 0
+    # The admin's service is another one, with its own keys and address (and its own
+    # authorized_clients folder).
+    assert admin["HiddenServiceDir"] == "/var/lib/tor/samleng-admin/"
 
 
 def test_the_files_agree_with_each_other() -> None:
     """Ports and trust settings named in several files are the same in all of them."""
-    torrc = settings(DEPLOY / "tor" / "torrc")
+    public, admin = hidden_services(DEPLOY / "tor" / "torrc")
     site = (DEPLOY / "nginx" / "samleng.conf").read_text()
-    port = torrc["HiddenServicePort"].split()[1]
+    port = public["HiddenServicePort"].split()[1]
     assert f"listen {port} proxy_protocol" in site
     assert f"server {port}" not in site  # the onion listener is not an app server
+    admin_port = admin["HiddenServicePort"].split()[1]
+    assert admin_port != port
+    assert f"listen {admin_port} default_server;" in site and f"listen {admin_port};" in site
     assert "server 127.0.0.1:8000;" in site
     assert '"127.0.0.1:8000"' in (DEPLOY / "gunicorn.conf.py").read_text()
     env = settings(DEPLOY / "samleng.env")
@@ -118,10 +152,59 @@ def test_the_files_agree_with_each_other() -> None:
     assert env["SAMLENG_TRUSTED_PROXIES"] == "1"
     assert env["SAMLENG_RATELIMIT_STORAGE_URI"].startswith("redis://")
     assert "SAMLENG_SEAL_INTERVAL" not in env
+    # A placeholder the app refuses, so that the operator must make the secret.
+    assert env["SAMLENG_ADMIN_LISTENER_SECRET"].startswith("REPLACE-WITH-")
     for unit in UNITS:
         text = (DEPLOY / "systemd" / unit).read_text()
         assert "EnvironmentFile=/etc/samleng/samleng.env" in text
         assert "Environment=SAMLENG_SEAL_INTERVAL=" in text
+
+
+def test_nginx_and_the_app_agree_on_body_limits() -> None:
+    """One limit each: nginx refuses exactly what the app would refuse, no less, and keeps
+    what it accepts in memory (the buffer is as large as the limit)."""
+    main = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    public = Config.__dataclass_fields__["max_request_bytes"].default
+    assert (
+        re.search(r"^    client_max_body_size (\w+);", main, re.M).group(1) == f"{public // 1024}k"
+    )  # type: ignore[union-attr]
+    assert f"client_body_buffer_size {public // 1024}k;" in main
+    ((names, admin),) = [
+        (names, body)
+        for names, body in server_blocks((DEPLOY / "nginx" / "samleng.conf").read_text())
+        if "client_max_body_size" in body
+    ]
+    assert "localhost" in names and "samleng-admin-secret.conf" in admin
+    assert f"client_max_body_size {MAX_ADMIN_REQUEST_BYTES // 1024}k;" in admin
+    assert f"client_body_buffer_size {MAX_ADMIN_REQUEST_BYTES // 1024}k;" in admin
+    assert public % 1024 == MAX_ADMIN_REQUEST_BYTES % 1024 == 0
+
+
+def server_blocks(conf: str) -> list[tuple[str, str]]:
+    """The top-level ``server { ... }`` blocks of an nginx file: (server_name, body)."""
+    text = re.sub(r"#[^\n]*", "", conf)
+    blocks = []
+    for start in (m.end() for m in re.finditer(r"^server \{", text, re.M)):
+        depth, i = 1, start
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        body = text[start : i - 1]
+        names = re.search(r"server_name ([^;]+);", body)
+        blocks.append((names.group(1) if names else "", body))
+    return blocks
+
+
+def hidden_services(path: Path) -> list[dict[str, str]]:
+    """The onion services of a torrc, in order: each HiddenServiceDir with the lines after it."""
+    services: list[dict[str, str]] = []
+    for line in path.read_text().splitlines():
+        key, _, value = line.split("#", 1)[0].strip().partition(" ")
+        if key == "HiddenServiceDir":
+            services.append({})
+        if key.startswith("HiddenService"):
+            services[-1][key] = value.strip()
+    return services
 
 
 def test_gunicorn_settings() -> None:

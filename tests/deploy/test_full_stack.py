@@ -31,8 +31,11 @@ from sqlalchemy.orm import Session
 
 from samleng.crypto.bundle import verify_bundle
 from samleng.crypto.details import generate_details_keypair
+from samleng.crypto.keyfile import public_key_file
 from samleng.crypto.tokens import Argon2Params
 from samleng.service import create_app
+from samleng.service.admin.accounts import create_account
+from samleng.service.admin.views import MAX_ADMIN_REQUEST_BYTES
 from samleng.service.config import Config, read_master_key
 from samleng.service.db import get_session, upgrade
 from samleng.service.export import write_bundle
@@ -42,6 +45,7 @@ from tests.components import PostgresServer, require, require_program
 from tests.conftest import TEXTS
 from tests.deploy.clients import (
     Answer,
+    admin,
     clearnet,
     exchange,
     onion,
@@ -49,6 +53,8 @@ from tests.deploy.clients import (
     wait_for_port,
 )
 from tests.deploy.render import (
+    ADMIN_ONION_HOST,
+    ADMIN_SECRET,
     DEPLOY,
     ONION_HOST,
     NginxSite,
@@ -66,6 +72,8 @@ RECEIPT = re.compile(r'<p class="receipt">([A-Z2-7-]+)</p>')
 SIGN_LIMIT = 3  # per client and minute, tight so that the tests reach it
 ORIGIN = "petitions.example.org"
 CHEAP_ARGON2 = Argon2Params(time_cost=1, memory_kib=1024, parallelism=1)
+ORGANISER, ORGANISER_PASSWORD = "sokha", "a long organiser passphrase"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 def circuit(n: int) -> str:
@@ -188,6 +196,7 @@ def stack(
             SAMLENG_RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{redis_port}/0",
             SAMLENG_TRUSTED_PROXIES="1",
             SAMLENG_CIRCUIT_PROXIES="127.0.0.1",
+            SAMLENG_ADMIN_LISTENER_SECRET=ADMIN_SECRET,
             SAMLENG_RATELIMIT_SIGN=f"{SIGN_LIMIT} per minute",
             SAMLENG_RATELIMIT_PAGES="1000 per minute",
             SAMLENG_RATELIMIT_PETITION="1000 per minute",
@@ -221,6 +230,7 @@ def stack(
                     details_public_key=generate_details_keypair()[1],
                 )  # fmt: skip
                 open_petition(session, petition, vault)
+            create_account(session, ORGANISER, "admin", ORGANISER_PASSWORD)
             session.commit()
         stack = Stack(root, env, app, database_url, redis_port, postgres_server)
         stack.site = render_nginx(
@@ -288,6 +298,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
 
 
@@ -501,6 +512,96 @@ def test_backup_restores_without_the_keys_inside(stack: Stack, tmp_path: Path) -
         ).read_bytes()
     finally:
         stack.postgres.drop_database(name)
+
+
+def test_the_admin_answers_only_through_its_listener(stack: Stack) -> None:
+    """/admin/ is the app's 404 on every public listener, whatever the request claims: the
+    admin's onion name (which the onion listener accepts like any .onion) or the header that
+    the admin listener sends, even with its secret."""
+    on = circuit(0x60001)
+    refused = [
+        onion(stack.nginx, on, "GET", "/admin/login", Host=ADMIN_ONION_HOST),
+        onion(
+            stack.nginx, on, "GET", "/admin/login", Host=ADMIN_ONION_HOST,
+            X_Samleng_Admin=ADMIN_SECRET,
+        ),
+        onion(stack.nginx, on, "POST", "/admin/login", b"name=sokha", Host=ADMIN_ONION_HOST),
+        clearnet(stack.nginx, "GET", "/admin/login", X_Samleng_Admin=ADMIN_SECRET),
+    ]  # fmt: skip
+    for answer in refused:
+        assert answer.status == 404, answer.status
+        assert_app_headers(answer)  # the app's own answer, not nginx's
+        assert "password" not in answer.text
+    # A process on the machine that reaches gunicorn itself needs the secret too.
+    import http.client
+
+    for claim in ("", "0" * 64, "1"):
+        direct = exchange(
+            http.client.HTTPConnection("127.0.0.1", stack.app_ports[0], timeout=15),
+            "GET", "/admin/login", ADMIN_ONION_HOST, headers={"X-Samleng-Admin": claim},
+        )  # fmt: skip
+        assert direct.status == 404
+    for host in (ADMIN_ONION_HOST, f"localhost:{stack.nginx.admin_port}"):
+        page = admin(stack.nginx, "GET", "/admin/login", host=host)
+        assert page.status == 200 and 'name="password"' in page.text, host
+
+
+class AdminBrowser:
+    """An organiser's browser on the admin listener: keeps the cookies it is given."""
+
+    def __init__(self, site: NginxSite) -> None:
+        self.site = site
+        self.jar: dict[str, str] = {}
+
+    def request(self, method: str, path: str, fields: dict[str, str] | None = None) -> Answer:
+        """One request with the cookies so far; the answer's cookies are kept."""
+        body = None if fields is None else urllib.parse.urlencode(fields).encode()
+        cookies = "; ".join(f"{k}={v}" for k, v in self.jar.items() if v)
+        answer = admin(self.site, method, path, body, **({"Cookie": cookies} if cookies else {}))
+        for header in answer.headers.get_all("Set-Cookie") or []:
+            name, _, rest = header.partition("=")
+            self.jar[name] = rest.split(";", 1)[0]
+        return answer
+
+    def csrf(self, path: str) -> str:
+        """The CSRF token of the form on ``path``."""
+        page = self.request("GET", path)
+        match = CSRF.search(page.text)
+        assert page.status == 200 and match, (path, page.status)
+        return match.group(1)
+
+
+def test_a_long_draft_reaches_the_app_through_the_admin_listener(stack: Stack) -> None:
+    """A petition text the app accepts (here 100 KiB once form-encoded) is not cut off by
+    nginx's sign-form limit on the admin listener; more than the app's limit is refused."""
+    browser = AdminBrowser(stack.nginx)
+    fields = {"name": ORGANISER, "password": ORGANISER_PASSWORD, "code": ""}
+    logged_in = browser.request(
+        "POST", "/admin/login", {"csrf": browser.csrf("/admin/login"), **fields}
+    )
+    assert logged_in.status == 302, logged_in.text
+    body = "ពួកគេបានការពារទន្លេ ហើយត្រូវបានចាប់ខ្លួន។\n\n" * 280
+    draft = {
+        "csrf": browser.csrf("/admin/new"),
+        "slug": "long-draft",
+        "km-title": "ដោះលែងអ្នកការពារទន្លេ",
+        "km-body": body,
+        "en-title": "Free the river defenders",
+        "en-body": "They defended the river.",
+        "goal": "500",
+        "identifier_mode": "phone",
+        "verification_mode": "none",
+        "region": "KH",
+        "details_key_text": public_key_file(generate_details_keypair()[1]).decode(),
+    }
+    size = len(urllib.parse.urlencode(draft))
+    assert 100 * 1024 <= size <= MAX_ADMIN_REQUEST_BYTES and len(body) <= 20000
+    saved = browser.request("POST", "/admin/new", draft)
+    assert saved.status == 302 and saved.headers["Location"].endswith("/admin/p/long-draft")
+    with stack.app.app_context():
+        assert get_petition(get_session(), "long-draft").texts["km"]["body"] == body.strip()
+    too_large = dict(draft, slug="too-large", **{"en-body": "x" * MAX_ADMIN_REQUEST_BYTES})
+    assert browser.request("POST", "/admin/new", too_large).status == 413
 
 
 def test_nothing_written_names_a_client(stack: Stack) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.components import require_program
-from tests.deploy.clients import clearnet, onion, run_nginx
-from tests.deploy.render import NginxSite, render_nginx
+from tests.deploy.clients import admin, clearnet, onion, run_nginx
+from tests.deploy.render import ADMIN_ONION_HOST, ADMIN_SECRET, NginxSite, render_nginx
 
 CIRCUIT_1 = "fc00:dead:beef:4dad::0:1"
 CIRCUIT_2 = "fc00:dead:beef:4dad::0:2"
@@ -50,9 +50,9 @@ class Stub(BaseHTTPRequestHandler):
             Stub.serial += 1
             serial = Stub.serial
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        body = json.dumps({"serial": serial, "headers": dict(self.headers.items())}).encode()
+        received = len(self.rfile.read(length)) if length else 0
+        seen = {"serial": serial, "headers": dict(self.headers.items()), "received": received}
+        body = json.dumps(seen).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -174,6 +174,65 @@ def test_what_the_app_is_told(site: NginxSite) -> None:
     assert "x-real-ip" not in seen and "forwarded" not in seen
 
 
+def test_only_the_admin_listener_sends_the_admin_secret(site: NginxSite) -> None:
+    """A client's X-Samleng-Admin never reaches the app; the admin listener sends the secret.
+
+    Naming the admin's onion host on the public onion listener, where any .onion name is
+    accepted, changes nothing.
+    """
+    claims = [{}, {"X_Samleng_Admin": ADMIN_SECRET}, {"X_Samleng_Admin": "1"}]
+    for claim in claims:
+        for seen in (
+            via_onion(site, "/admin/login", **claim),
+            via_onion(site, "/admin/login", Host=ADMIN_ONION_HOST, **claim),
+            via_clearnet(site, "/admin/login", **claim),
+        ):
+            assert "x-samleng-admin" not in seen.headers, claim
+        answer = admin(site, "GET", "/admin/login", **claim)
+        assert answer.status == 200
+        seen_headers = {k.lower(): v for k, v in json.loads(answer.body)["headers"].items()}
+        assert seen_headers["x-samleng-admin"] == ADMIN_SECRET
+        assert "x-samleng-circuit" not in seen_headers
+        assert seen_headers["x-forwarded-for"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        (ADMIN_ONION_HOST, 200),
+        ("localhost", 200),
+        ("localhost:8081", 200),
+        ("127.0.0.1:8081", 200),
+        # DNS rebinding: a page's own name pointed at the organiser's tunnel.
+        ("rebind.attacker.example", 421),
+        ("petitions.example.org", 421),
+        ("samlengtestn3rwmdqyb4c5znclkz7qvsgmxtf2g5szzvz5ol7cqdwid.onion", 421),
+    ],
+)
+def test_the_admin_listener_serves_its_own_names_only(
+    site: NginxSite, host: str, status: int
+) -> None:
+    assert admin(site, "GET", "/admin/login", host=host).status == status
+
+
+def test_body_limits_per_listener(site: NginxSite) -> None:
+    """A petition draft of 100 KiB reaches the app through the admin listener; the public
+    listeners keep the sign form's 16 KiB; the admin's own limit holds at 256 KiB."""
+    draft = b"body_km=" + b"%E1%9E%80" * (100 * 1024 // 9)
+    answer = admin(site, "POST", "/admin/new", draft)
+    assert answer.status == 200, answer.status
+    assert json.loads(answer.body)["received"] == len(draft) > 100 * 1000
+    for public in (
+        onion(site, CIRCUIT_1, "POST", "/admin/new", draft),
+        onion(site, CIRCUIT_1, "POST", "/admin/new", draft, Host=ADMIN_ONION_HOST),
+        clearnet(site, "POST", "/admin/new", draft),
+        onion(site, CIRCUIT_1, "POST", "/en/p/demo/sign", b"x" * (16 * 1024 + 1)),
+    ):
+        assert public.status == 413
+    assert admin(site, "POST", "/admin/new", b"x" * (256 * 1024)).status == 200
+    assert admin(site, "POST", "/admin/new", b"x" * (256 * 1024 + 1)).status == 413
+
+
 def test_limits_and_refusals(site: NginxSite) -> None:
     big = onion(site, CIRCUIT_1, "POST", "/en/p/demo/sign", b"comment=" + b"x" * 17000)
     assert big.status == 413
@@ -201,6 +260,7 @@ def test_an_unreachable_app_gets_a_plain_page(tmp_path: Path) -> None:
         assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
         assert "The service is busy" in answer.text and "nginx" not in answer.text
         assert answer.headers["Cache-Control"] == "no-store"
+        assert answer.headers["Cross-Origin-Resource-Policy"] == "same-origin"
     assert site.error_log.read_text() == ""  # the failed upstream is logged at "error" only
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from samleng.crypto.bundle import verify_bundle
 from samleng.crypto.errors import BundleError
+from samleng.crypto.leaf import LeafKind, encode_leaf
 from samleng.crypto.merkle import (
     consistency_proof,
     inclusion_proof,
@@ -48,6 +49,23 @@ def test_go_rejects_what_python_rejects(go_verify: Path, tmp_path: Path) -> None
     reseal(directory)
     assert run(go_verify, "bundle", directory).returncode == 1
     with pytest.raises(BundleError, match="root"):
+        verify_bundle(directory)
+
+
+@pytest.mark.parametrize("mode", ["none", "email"])
+def test_go_and_python_agree_on_the_verification_mode(
+    go_verify: Path, tmp_path: Path, mode: str
+) -> None:
+    log = make_log(5, verification_mode=mode)
+    log.append_leaf(encode_leaf(LeafKind.VERIFIED_SIGNATURE, bytes(range(32)), bytes(32)))
+    directory = log.write_bundle(tmp_path / "b")
+    done = run(go_verify, "bundle", directory)
+    if mode == "email":
+        assert done.stdout == f"count {verify_bundle(directory).count}\n", done.stderr
+        return
+    # An email-confirmed leaf in a petition without verification: both refuse it.
+    assert done.returncode == 1 and "verification_mode" in done.stderr
+    with pytest.raises(BundleError, match="verification mode: leaf 6 has kind 0x02"):
         verify_bundle(directory)
 
 

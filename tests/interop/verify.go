@@ -157,8 +157,9 @@ func verifyBundle(dir string) {
 		fail("%v", err)
 	}
 	var petition struct {
-		Origin string `json:"origin"`
-		Log    struct {
+		Origin           string `json:"origin"`
+		VerificationMode string `json:"verification_mode"`
+		Log              struct {
 			Vkey string `json:"vkey"`
 		} `json:"log"`
 	}
@@ -167,6 +168,10 @@ func verifyBundle(dir string) {
 	}
 	if petition.Origin != latest.origin || petition.Log.Vkey != vkey {
 		fail("petition.json names another origin or key")
+	}
+	// Without email verification no leaf may claim a confirmed address (docs/formats.md §5).
+	if petition.VerificationMode != "none" && petition.VerificationMode != "email" {
+		fail("petition.json has no verification_mode \"none\" or \"email\"")
 	}
 
 	leaves, log := loadLeaves(dir)
@@ -186,6 +191,8 @@ func verifyBundle(dir string) {
 			fail("leaf 0 is not the header of petition.json")
 		case i > 0 && kind != 1 && kind != 2:
 			fail("leaf %d has kind %d", i, kind)
+		case kind == 2 && petition.VerificationMode == "none":
+			fail("leaf %d has kind 2, but verification_mode is \"none\"", i)
 		case seen[string(c)]:
 			fail("leaf %d repeats a commitment", i)
 		}

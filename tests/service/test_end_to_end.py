@@ -1,13 +1,15 @@
 """The organisers' whole path (docs/organisers.md), through the real command lines and pages.
 
-keygen → petition create with the public key file → open → sign with details → close → seal →
-export → verify → export-details → decrypt (the details come back) → sample (same seed, same
-indices).
+keygen → petition create with the public key file → open → sign with details (a journalist keeps
+a checkpoint, a signer downloads a receipt proof) → close → seal → export → verify (against the
+kept checkpoint and the receipt) → export-details → decrypt (the details come back) → sample
+(seeded with the final checkpoint's hash; same seed, same indices).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -74,6 +76,14 @@ def test_organisers_path(
         assert response.status_code == 200
         receipts.append(receipt_of(response))
     seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    kept = tmp_path / "checkpoint-kept"  # what a journalist saves from the site
+    kept.write_bytes(client.get("/p/free-them/checkpoint").data)
+    proof = tmp_path / "receipt-proof.txt"  # what the first signer downloads
+    answer = client.post(
+        "/en/p/free-them/receipt", data={"receipt": receipts[0], "format": "proof"}
+    )
+    assert answer.status_code == 200
+    proof.write_bytes(answer.data)
     sign(client, "free-them", identifier="012 345 001")  # a repeat
     sign(client, "free-them", identifier="012 345 005", name="Last")  # pending at closing
 
@@ -86,9 +96,12 @@ def test_organisers_path(
     details = tmp_path / "details.bin"
     assert "wrote 5 sealed records" in cli(runner, "export-details", "free-them", str(details))
 
-    # 5. Anyone verifies the bundle.
-    assert audit(["verify", str(bundle)]) == 0
+    # 5. Anyone verifies the bundle; the journalist against the checkpoint kept during signing,
+    # the signer against their receipt proof.
+    assert audit(["verify", str(bundle), "--known-checkpoint", str(kept)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "count 5"
+    assert audit(["receipt", str(proof), "--bundle", str(bundle)]) == 0
+    assert "the bundle counts 5" in capsys.readouterr().out
 
     # 6. Offline: the details come back, one row per signature (order is the log's).
     out = offline / "details.csv"
@@ -126,7 +139,8 @@ def test_organisers_path(
     )
 
     # 7. The sample audit: the same seed gives the same indices, anywhere.
-    seed = "Cambodia lottery 2026-03-01: 482913"
+    final_hash = hashlib.sha256((bundle / "checkpoint").read_bytes()).hexdigest()  # published
+    seed = f"{final_hash} Cambodia lottery 2026-03-01: 482913"  # then the draw
     sample = ["sample", "--bundle", str(bundle), "--seed", seed, "-k", "3"]
     assert audit(sample) == 0
     first = capsys.readouterr()
