@@ -206,7 +206,7 @@ def seal_command(watch: bool) -> None:
                 # date each batch to the second.
                 for slug in sealed:
                     click.echo(f"sealed {slug}")
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, CryptoError, Error, OSError) as exc:
             if not watch:
                 raise click.ClickException(f"sealing failed: {type(exc).__name__}") from None
             # The batch rolled back whole; its signatures stay pending for the next round.

@@ -71,6 +71,6 @@ class SealScheduler:
                 close_expired_petitions(self._engine)
                 seal_all(self._engine, self._vault)
                 destroy_forgotten_keys(self._engine, self._vault)
-            except (SQLAlchemyError, CryptoError, ServiceError, LookupError) as exc:
+            except (SQLAlchemyError, CryptoError, ServiceError, LookupError, OSError) as exc:
                 # Pending signatures stay pending and are sealed in a later round.
                 log.error("sealing failed: %s", type(exc).__name__)

@@ -112,7 +112,10 @@ class Vault:
             os.fsync(fd)
         finally:
             os.close(fd)
-        path.unlink()
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False  # another process destroyed it meanwhile
         _fsync_folder(self.folder)
         return True
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, current_app
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
@@ -345,7 +345,7 @@ def test_dashboards_do_not_move_before_a_batch_is_sealed(app: Flask) -> None:
     make_account(app, "sokha")
     add_petition(app)
     engine = app.extensions["samleng.engine"]
-    seal_all(engine, MASTER_KEY)
+    seal_all(engine, app.extensions["samleng.vault"])
     client = admin_client(app)
     login(client, "sokha")
     pages = ("/admin/", "/admin/p/free-them")
@@ -354,7 +354,7 @@ def test_dashboards_do_not_move_before_a_batch_is_sealed(app: Flask) -> None:
     # Nothing an organiser sees tells that someone just signed…
     assert [client.get(path).get_data(as_text=True) for path in pages] == before
     # …until the batch is sealed into the log, as anyone can see in its checkpoints.
-    seal_all(engine, MASTER_KEY)
+    seal_all(engine, app.extensions["samleng.vault"])
     assert "<strong>1</strong> signatures counted" in client.get(pages[1]).get_data(as_text=True)
 
 
@@ -392,7 +392,7 @@ def make_draft(
 ) -> Petition:
     return create_petition(
         get_session(),
-        master_key=MASTER_KEY,
+        vault=current_app.extensions["samleng.vault"],
         origin=ORIGIN,
         slug=slug,
         texts=TEXTS,
