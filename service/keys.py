@@ -1,8 +1,9 @@
 """The instance's secrets: the master key file and the keys derived from it.
 
-One 32-byte master key (a file in the instance folder, mode 0600) wraps every petition's
-dedup key; the service's other keys are derived from it with HKDF, one label per purpose, so
-that there is a single secret to back up, rotate, or destroy.
+One 32-byte master key (a file in the instance folder, mode 0600) from which the service's
+other long-lived keys are derived with HKDF, one label per purpose, so that there is a single
+such secret to back up. Keys that must die on purpose are not derived: they are key files of
+their own (service/vault.py).
 """
 
 from __future__ import annotations
