@@ -18,7 +18,6 @@ Version 1, the single-key record of docs/formats.md §10.1 (crypto/details.py), 
 """
 
 import base64
-import binascii
 import functools
 import hashlib
 import secrets
@@ -395,7 +394,7 @@ def _key(value: object) -> bytes:
         raise CustodyFormatError("a details public key is not a base64 string")
     try:
         raw = base64.b64decode(value, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character that is not ASCII
         raise CustodyFormatError("a details public key is not base64") from None
     if len(raw) != _KEY_BYTES or _b64(raw) != value:
         raise CustodyFormatError("a details public key is not canonical base64 of 32 bytes")

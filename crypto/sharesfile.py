@@ -17,7 +17,6 @@ is given, so a changed or foreign share is refused by name.
 """
 
 import base64
-import binascii
 import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -109,7 +108,7 @@ def parse_shares_file(data: bytes) -> SharesFile:
         raise SharesFileError("'origin' is not a valid origin") from None
     try:
         public_key = base64.b64decode(values["public-key"], validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character that is not ASCII
         raise SharesFileError("'public-key' is not base64") from None
     k, n, index = (_decimal(values[name], name) for name in ("threshold", "keys", "share"))
     count = _decimal(values["records"], "records")

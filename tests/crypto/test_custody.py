@@ -233,7 +233,7 @@ def test_custody_round_trips_through_petition_json() -> None:
 
 @pytest.mark.parametrize(
     "details",
-    [None, [], {}, {"public_key": "eA=="}, {"format": "samleng-details/v3"},
+    [None, [], {}, {"public_key": "eA=="}, {"public_key": "é"}, {"format": "samleng-details/v3"},
      {"format": "samleng-details/v2", "public_keys": [], "threshold": 1},
      {"format": "samleng-details/v2", "public_keys": ["x"], "threshold": 1},
      {"format": "samleng-details/v2", "public_keys": "abc", "threshold": 1},
