@@ -271,10 +271,10 @@ def combine_files(
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield ``(leaf, details)`` for every leaf the shares files cover, in leaf order.
 
-    Fails closed, raising on the first problem: those of :func:`check_shares_files`, a record
-    that does not match its leaf (DetailsFileError), a share for a leaf the details file lacks
-    or filed under another commitment, or that its record does not commit to
-    (ShareMismatchError, naming the file), a changed record (RecordTamperedError).
+    Fails closed, raising on the first problem: those of :func:`check_shares_files`; any
+    record that does not match its leaf, covered or not (DetailsFileError); a share for a leaf
+    the details file lacks, filed under another commitment, or that its record does not commit
+    to (ShareMismatchError, naming the file), a changed record (RecordTamperedError).
     """
     check_shares_files(header, files)
     wanted: dict[int, list[tuple[str, int, LeafShare]]] = {}
@@ -282,11 +282,13 @@ def combine_files(
         for line in shares.shares:
             wanted.setdefault(line.leaf, []).append((name, shares.index, line))
     for entry, problem in entries:
+        # Every record is checked against its leaf, also those no share covers: a details file
+        # that does not match the bundle is not used at all.
+        if problem is not None:
+            raise DetailsFileError(f"leaf {entry.index}: {problem}")
         given = wanted.pop(entry.index, None)
         if given is None:
             continue
-        if problem is not None:
-            raise DetailsFileError(f"leaf {entry.index}: {problem}")
         for name, _index, line in given:
             if line.commitment != entry.commitment:
                 raise ShareMismatchError(

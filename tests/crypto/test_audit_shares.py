@@ -423,3 +423,29 @@ def test_decrypt_sends_a_coalition_to_shares(
         capsys.readouterr().err
     )
     assert not out.exists()
+
+
+def test_combine_checks_every_record_against_the_bundle(
+    coalition: Coalition, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (coalition.machines[0] / "only.txt").write_text("1\n")
+    (coalition.machines[1] / "only.txt").write_text("1\n")
+    files = [
+        open_shares(coalition, org, "--only", str(coalition.machines[org] / "only.txt"))[1]
+        for org in (0, 1)
+    ]
+    # Leaf 5's record, which no share covers, is changed: the details file is not used at all.
+    details = tmp_path / "details.bin"
+    data = bytearray(coalition.details.read_bytes())
+    data[-1] ^= 1
+    details.write_bytes(bytes(data))
+    capsys.readouterr()
+    out = tmp_path / "details.csv"
+    assert combine([str(f) for f in files], details, out, "--bundle", str(coalition.bundle)) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: leaf 5: mismatch: the record's SHA-256 is not this leaf's d"
+    )
+    assert not out.exists()
+    # Without the bundle, the changed record is not opened, so the sample still combines.
+    assert combine([str(f) for f in files], details, out) == 0
+    assert read_csv(out) == expected_rows([1])
