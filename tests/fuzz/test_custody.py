@@ -16,6 +16,8 @@ from samleng.crypto import errors
 from samleng.crypto.custody import Custody, Share, combine_shares, open_share, parse_record
 from samleng.crypto.details import generate_details_keypair
 from samleng.crypto.detailsfile import (
+    DetailsEntry,
+    DetailsFileHeader,
     encode_details_file,
     read_details_entries,
     read_details_header,
@@ -42,7 +44,9 @@ C = ENTRIES[0][1]
 DETAILS_FILE = encode_details_file(ORIGIN, CUSTODY, ENTRIES)
 
 
-def _header_and_entries(data: bytes):  # type: ignore[no-untyped-def]
+def _header_and_entries(
+    data: bytes,
+) -> tuple[DetailsFileHeader, list[tuple[DetailsEntry, str | None]]]:
     stream = io.BytesIO(data)
     header = read_details_header(stream)
     assert header is not None
