@@ -17,8 +17,18 @@ Subcommands:
 ``decrypt --key KEYFILE --bundle DIR DETAILS_FILE [--out CSV] [--only FILE]``
     Verify the bundle, check every record of the export-details file against its leaf's
     ``d`` and open it (or only the leaves listed in FILE, e.g. a sample); write a CSV (index,
-    name, locality, comment, contact). Problems are reported by leaf index on stderr, never
-    with any details; exit status 1 if any.
+    name, locality, comment, contact). For single-key petitions, and coalition petitions whose
+    threshold is 1. Problems are reported by leaf index on stderr, never with any details;
+    exit status 1 if any.
+``shares open --key KEYFILE DETAILS_FILE --out FILE [--only FILE] [--bundle DIR]``
+    Coalition custody (k of n keys): open this organisation's share of every record of a
+    version 2 details file (or of the leaves listed with --only) and write them to a new
+    shares file (mode 0600). Asks the passphrase once. Any record that does not open is named
+    by leaf index and nothing is written.
+``shares combine FILE... --details DETAILS_FILE --out CSV [--bundle DIR]``
+    Check the shares files against the details file (and the bundle), recombine each record's
+    key from k organisations' shares and write the CSV. Fewer than k shares, a share of another
+    petition, or a changed share: a named error, and nothing is written.
 ``sample --bundle DIR --seed "HASH VALUE" -k N [--fake-fraction F]``
     Draw the sample audit's leaf indices from the final checkpoint and the seed (stdout, one
     per line) and say on stderr how likely the sample is to catch that fraction of fakes. The
@@ -29,15 +39,16 @@ Every command reads and writes local files only: it is meant for an offline mach
 
 import argparse
 import base64
-import binascii
+import contextlib
 import csv
 import getpass
+import io
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from samleng.crypto.bundle import (
     CHECKPOINT_FILE,
@@ -49,9 +60,26 @@ from samleng.crypto.bundle import (
     verify_receipt_in_bundle,
 )
 from samleng.crypto.checkpoint import Checkpoint
+from samleng.crypto.custody import Custody, custody_from_petition
 from samleng.crypto.details import DETAILS_FIELDS
-from samleng.crypto.detailsfile import open_details_file
-from samleng.crypto.errors import Error, KeyFileError, VerificationError
+from samleng.crypto.detailsfile import (
+    DetailsEntry,
+    DetailsFileHeader,
+    OpenedRecord,
+    matched_entries,
+    open_details_entries,
+    open_details_file,
+    read_details_entries,
+    read_details_header,
+)
+from samleng.crypto.errors import (
+    CustodyFormatError,
+    Error,
+    KeyFileError,
+    SharesFileError,
+    VerificationError,
+    WrongPetitionError,
+)
 from samleng.crypto.keyfile import (
     KEYFILE_ARGON2,
     check_passphrase,
@@ -65,6 +93,13 @@ from samleng.crypto.sample import (
     fabricated_count,
     sample_indices,
 )
+from samleng.crypto.sharesfile import (
+    SharesFile,
+    check_shares_files,
+    combine_files,
+    open_shares,
+    parse_shares_file,
+)
 from samleng.crypto.tlogproof import verify_receipt
 
 # Receipt proofs are a few kilobytes; this bounds what a mistaken path can make us read.
@@ -73,6 +108,8 @@ _MAX_VKEY_FILE_BYTES = 4096
 _MAX_PASSPHRASE_FILE_BYTES = 4096
 _MAX_KEY_FILE_BYTES = 4096
 _MAX_INDEX_FILE_BYTES = 16 << 20
+# A shares file line is about 120 bytes: this is room for several million signatures.
+_MAX_SHARES_FILE_BYTES = 1 << 30
 # A spreadsheet treats a cell starting with one of these as a formula; signers' text must not
 # run as one on the organisers' machine (OWASP "CSV injection"), so such cells get a quote.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -264,14 +301,37 @@ def _verified(directory: str) -> BundleReport:
     return report
 
 
-def _details_public_key(directory: str) -> bytes:
-    """Return the details public key named in a (verified) bundle's petition.json."""
+def _petition_custody(directory: str) -> Custody:
+    """Return the custody (keys and threshold) named in a (verified) bundle's petition.json."""
     petition = json.loads((Path(directory) / PETITION_FILE).read_bytes())
     try:
-        encoded = petition["details"]["public_key"]
-        return base64.b64decode(encoded, validate=True)
-    except (KeyError, TypeError, binascii.Error):
-        raise AuditInputError("petition.json names no details public key") from None
+        return custody_from_petition(petition.get("details"))
+    except CustodyFormatError as err:
+        raise AuditInputError(f"{err}") from None
+
+
+def _read_key_file(path: str) -> bytes:
+    """Return the bytes of an organiser key file given on the command line."""
+    key_path = Path(path)
+    if key_path.stat().st_size > _MAX_KEY_FILE_BYTES:
+        raise KeyFileError(f"{path} is too large to be an organiser key file")
+    return key_path.read_bytes()
+
+
+def _private_key(args: argparse.Namespace, key_file: bytes) -> bytes:
+    """Ask the passphrase of ``--key`` once (or read --passphrase-file) and open the key."""
+    if args.passphrase_file:
+        passphrase = _read_passphrase_file(args.passphrase_file)
+    else:
+        passphrase = getpass.getpass(f"Passphrase for {args.key}: ")
+    print("deriving the passphrase key (Argon2id; a few seconds)...", file=sys.stderr)
+    return open_private_key(key_file, passphrase)
+
+
+def _refuse_existing(path: str | None) -> None:
+    """Refuse an output path that exists: nothing is ever overwritten."""
+    if path and (Path(path).exists() or Path(path).is_symlink()):
+        raise AuditInputError(f"{path} exists; refusing to overwrite it")
 
 
 def _csv_cell(value: str) -> str:
@@ -294,37 +354,84 @@ def _read_indices(path: str) -> set[int]:
     return indices
 
 
+def _check_only(only: set[int] | None, path: str | None, report: BundleReport) -> None:
+    """Refuse an --only list naming a leaf that is not a signature leaf of the bundle."""
+    strays = sorted(i for i in only or () if not 1 <= i < report.size)
+    if strays:
+        raise AuditInputError(
+            f"{path} lists leaf {strays[0]}, which is not a signature leaf of this "
+            f"bundle (1 to {report.size - 1})"
+        )
+
+
 def _decrypt(args: argparse.Namespace) -> int:
     """Run ``decrypt --key KEYFILE --bundle DIR DETAILS_FILE [--out CSV] [--only FILE]``."""
     only = _read_indices(args.only) if args.only else None
-    if args.out and (Path(args.out).exists() or Path(args.out).is_symlink()):
-        raise AuditInputError(f"{args.out} exists; refusing to overwrite it")
+    _refuse_existing(args.out)
     report = _verified(args.bundle)
-    if only is not None:
-        strays = sorted(i for i in only if not 1 <= i < report.size)
-        if strays:
-            raise AuditInputError(
-                f"{args.only} lists leaf {strays[0]}, which is not a signature leaf of this "
-                f"bundle (1 to {report.size - 1})"
-            )
-    key_path = Path(args.key)
-    if key_path.stat().st_size > _MAX_KEY_FILE_BYTES:
-        raise KeyFileError(f"{args.key} is too large to be an organiser key file")
-    key_file = key_path.read_bytes()
-    if parse_key_file(key_file).public_key != _details_public_key(args.bundle):
+    _check_only(only, args.only, report)
+    custody = _petition_custody(args.bundle)
+    key_file = _read_key_file(args.key)
+    index = custody.index_of(parse_key_file(key_file).public_key)
+    if index is None:
         raise AuditInputError(
-            f"{args.key} is not the key of this petition: its public key is not the details "
+            f"{args.key} is not the key of this petition: its public key is not a details "
             "public key in petition.json"
         )
-    if args.passphrase_file:
-        passphrase = _read_passphrase_file(args.passphrase_file)
-    else:
-        passphrase = getpass.getpass(f"Passphrase for {args.key}: ")
-    print("deriving the passphrase key (Argon2id; a few seconds)...", file=sys.stderr)
-    private_key = open_private_key(key_file, passphrase)
+    with (
+        (Path(args.bundle) / LEAVES_FILE).open("rb") as leaves,
+        Path(args.details_file).open("rb") as details,
+    ):
+        header = read_details_header(details)
+        if header is not None:
+            _check_details_header(header, args.details_file, report.origin, custody)
+        elif custody.version != 1:
+            raise AuditInputError(
+                f"{args.details_file} is a single-key (version 1) details file, but this "
+                "petition's details are in custody of several keys (version 2)"
+            )
+        if custody.threshold > 1:
+            raise AuditInputError(
+                f"this petition's details open only with shares from {custody.threshold} of its "
+                f"{custody.keys} keys: each key holder runs 'samleng-audit shares open' on "
+                "their own machine, then 'samleng-audit shares combine' joins the shares "
+                "(docs/organisers.md)"
+            )
+        private_key = _private_key(args, key_file)
+        records: Iterator[OpenedRecord]
+        if header is None:
+            records = open_details_file(
+                leaves, details, origin=report.origin, private_key=private_key, only=only
+            )
+        else:
+            records = open_details_entries(
+                header,
+                matched_entries(read_details_entries(details, header), leaves),
+                private_key=private_key,
+                index=index,
+                only=only,
+            )
+        opened, problems = _write_records(records, args.out)
+    where = f" to {args.out}" if args.out else ""
+    wanted = report.count if only is None else len(only)
+    print(f"opened {opened} of {wanted} records{where}", file=sys.stderr)
+    if problems:
+        print(f"error: {problems} records could not be opened (listed above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _csv_row(index: int, fields: dict[str, str]) -> list[object]:
+    """Return one CSV row: the leaf index, then each details field made safe for spreadsheets."""
+    return [index, *(_csv_cell(fields.get(name, "")) for name in DETAILS_FIELDS)]
+
+
+def _write_records(records: Iterator[OpenedRecord], path: str | None) -> tuple[int, int]:
+    """Write opened records as CSV (to ``path``, mode 0600, or stdout) as they come; report
+    problems by leaf index on stderr. Returns ``(opened, problems)``."""
     out: IO[str]
-    if args.out:
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         out = os.fdopen(fd, "w", encoding="utf-8", newline="")
     else:
         out = sys.stdout
@@ -332,33 +439,141 @@ def _decrypt(args: argparse.Namespace) -> int:
     try:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(["index", *DETAILS_FIELDS])
-        with (
-            (Path(args.bundle) / LEAVES_FILE).open("rb") as leaves,
-            Path(args.details_file).open("rb") as details,
-        ):
-            records = open_details_file(
-                leaves, details, origin=report.origin, private_key=private_key, only=only
-            )
-            for record in records:
-                if record.details is None:
-                    problems += 1
-                    # The problem text names the check only: never any details.
-                    print(f"leaf {record.index}: {record.problem}", file=sys.stderr)
-                    continue
-                opened += 1
-                fields = record.details
-                writer.writerow(
-                    [record.index, *(_csv_cell(fields.get(name, "")) for name in DETAILS_FIELDS)]
-                )
+        for record in records:
+            if record.details is None:
+                problems += 1
+                # The problem text names the check only: never any details.
+                print(f"leaf {record.index}: {record.problem}", file=sys.stderr)
+                continue
+            opened += 1
+            writer.writerow(_csv_row(record.index, record.details))
     finally:
         if out is not sys.stdout:
             out.close()
-    where = f" to {args.out}" if args.out else ""
-    wanted = report.count if only is None else len(only)
-    print(f"opened {opened} of {wanted} records{where}", file=sys.stderr)
+    return opened, problems
+
+
+def _check_details_header(
+    header: DetailsFileHeader, name: str, origin: str, custody: Custody
+) -> None:
+    """Refuse a version 2 details file that is not of the bundle's petition (WrongPetitionError)."""
+    if header.origin != origin:
+        raise WrongPetitionError(
+            f"{name} holds the details of {header.origin}, but the bundle is of {origin}"
+        )
+    if header.custody != custody:
+        raise WrongPetitionError(
+            f"{name} names other keys or another threshold than the bundle's petition.json"
+        )
+
+
+def _details_v2(details: BinaryIO, name: str) -> DetailsFileHeader:
+    """Read the header of a version 2 details file; refuse a version 1 file with advice."""
+    header = read_details_header(details)
+    if header is None:
+        raise AuditInputError(
+            f"{name} is the details file of a single-key petition (version 1): open it with "
+            "'samleng-audit decrypt'"
+        )
+    return header
+
+
+def _entries(
+    details: BinaryIO, header: DetailsFileHeader, leaves: BinaryIO | None
+) -> Iterator[tuple[DetailsEntry, str | None]]:
+    """The details file's entries, matched to the bundle's leaves when there is a bundle."""
+    entries = read_details_entries(details, header)
+    if leaves is not None:
+        return matched_entries(entries, leaves)
+    return ((entry, None) for entry in entries)
+
+
+def _open_bundle_leaves(directory: str | None, stack: contextlib.ExitStack) -> BinaryIO | None:
+    return (
+        None
+        if directory is None
+        else stack.enter_context((Path(directory) / LEAVES_FILE).open("rb"))
+    )
+
+
+def _shares_open(args: argparse.Namespace) -> int:
+    """Run ``shares open --key KEYFILE DETAILS_FILE --out FILE [--only FILE] [--bundle DIR]``."""
+    only = _read_indices(args.only) if args.only else None
+    _refuse_existing(args.out)
+    report = _verified(args.bundle) if args.bundle else None
+    if report is not None:
+        _check_only(only, args.only, report)
+    key_file = _read_key_file(args.key)
+    public_key = parse_key_file(key_file).public_key
+    with contextlib.ExitStack() as stack:
+        details = stack.enter_context(Path(args.details_file).open("rb"))
+        header = _details_v2(details, args.details_file)
+        if report is not None:
+            _check_details_header(
+                header, args.details_file, report.origin, _petition_custody(args.bundle)
+            )
+        index = header.custody.index_of(public_key)
+        if index is None:
+            raise WrongPetitionError(
+                f"{args.key} is not one of the {header.custody.keys} keys of {header.origin} "
+                f"named in {args.details_file}"
+            )
+        private_key = _private_key(args, key_file)
+        leaves = _open_bundle_leaves(args.bundle, stack)
+        shares, problems = open_shares(
+            header, _entries(details, header, leaves), private_key=private_key, only=only
+        )
+    for problem in problems:
+        print(f"leaf {problem.leaf}: {problem.problem}", file=sys.stderr)
     if problems:
-        print(f"error: {problems} records could not be opened (listed above)", file=sys.stderr)
-        return 1
+        raise AuditInputError(
+            f"{len(problems)} records could not be opened (listed above); nothing was written. "
+            "Check that the details file is the one exported for this petition (with --bundle, "
+            "against its leaves); to leave a damaged record out, list the others with --only"
+        )
+    _create_exclusive(Path(args.out), shares.encode(), 0o600)
+    custody = header.custody
+    print(
+        f"wrote {args.out} (mode 0600): share {index} of {custody.keys} of {len(shares.shares)} "
+        f"records of {header.origin}; {custody.threshold} organisations' shares open them"
+    )
+    return 0
+
+
+def _read_shares_file(path: str) -> tuple[str, SharesFile]:
+    """Parse one shares file named on the command line; errors name the file."""
+    file = Path(path)
+    if file.stat().st_size > _MAX_SHARES_FILE_BYTES:
+        raise SharesFileError(f"{path} is too large to be a shares file")
+    try:
+        return path, parse_shares_file(file.read_bytes())
+    except SharesFileError as err:
+        raise SharesFileError(f"{path}: {err}") from None
+
+
+def _shares_combine(args: argparse.Namespace) -> int:
+    """Run ``shares combine FILE... --details DETAILS_FILE --out CSV [--bundle DIR]``."""
+    _refuse_existing(args.out)
+    files = [_read_shares_file(path) for path in args.shares_files]
+    report = _verified(args.bundle) if args.bundle else None
+    with contextlib.ExitStack() as stack:
+        details = stack.enter_context(Path(args.details).open("rb"))
+        header = _details_v2(details, args.details)
+        if report is not None:
+            _check_details_header(
+                header, args.details, report.origin, _petition_custody(args.bundle)
+            )
+        check_shares_files(header, files)
+        leaves = _open_bundle_leaves(args.bundle, stack)
+        # Everything is combined before anything is written: a failure leaves no file.
+        rows = list(combine_files(header, files, _entries(details, header, leaves)))
+    table = io.StringIO(newline="")
+    writer = csv.writer(table, lineterminator="\r\n")
+    writer.writerow(["index", *DETAILS_FIELDS])
+    writer.writerows(_csv_row(index, fields) for index, fields in rows)
+    _create_exclusive(Path(args.out), table.getvalue().encode("utf-8"), 0o600)
+    used = ", ".join(f"{name} (share {shares.index})" for name, shares in files)
+    print(f"combined {used}: opened {len(rows)} records to {args.out} (mode 0600)")
     return 0
 
 
@@ -464,6 +679,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     decrypt.set_defaults(run=_decrypt)
 
+    _shares_parser(commands)
+
     sample = commands.add_parser("sample", help="draw the leaves of a sample audit")
     sample.add_argument("--bundle", required=True, metavar="DIR", help="the export bundle")
     sample.add_argument(
@@ -487,6 +704,50 @@ def _parser() -> argparse.ArgumentParser:
     )
     sample.set_defaults(run=_sample)
     return parser
+
+
+def _shares_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``shares open`` and ``shares combine`` (coalition custody, k of n keys)."""
+    shares = commands.add_parser(
+        "shares", help="coalition custody: open one organisation's shares, or combine k of them"
+    )
+    steps = shares.add_subparsers(dest="step", required=True, metavar="STEP")
+    opening = steps.add_parser(
+        "open", help="open this organisation's share of each record (on its own machine)"
+    )
+    opening.add_argument("--key", required=True, metavar="KEYFILE", help="ORG.key")
+    opening.add_argument("details_file", metavar="DETAILS_FILE", help="from export-details")
+    opening.add_argument(
+        "--out", required=True, metavar="FILE", help="the new shares file (mode 0600)"
+    )
+    opening.add_argument(
+        "--only",
+        metavar="FILE",
+        help="open only the leaves listed in FILE, one index per line (e.g. sample's output)",
+    )
+    opening.add_argument(
+        "--bundle", metavar="DIR", help="also verify the bundle and check each record's leaf"
+    )
+    opening.add_argument(
+        "--passphrase-file", metavar="FILE", help="read the passphrase from FILE (automation)"
+    )
+    opening.set_defaults(run=_shares_open)
+    combining = steps.add_parser(
+        "combine", help="combine k organisations' shares files and write the details CSV"
+    )
+    combining.add_argument(
+        "shares_files", nargs="+", metavar="FILE", help="the shares files, one per organisation"
+    )
+    combining.add_argument(
+        "--details", required=True, metavar="DETAILS_FILE", help="from export-details"
+    )
+    combining.add_argument(
+        "--out", required=True, metavar="CSV", help="the new CSV file (mode 0600)"
+    )
+    combining.add_argument(
+        "--bundle", metavar="DIR", help="also verify the bundle and check each record's leaf"
+    )
+    combining.set_defaults(run=_shares_combine)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,3 +105,52 @@ class SampleError(Error):
 class SeedError(SampleError):
     """A sample-audit seed that does not start with the final checkpoint's hash, or has no
     random value after it: nothing would show that the checkpoint was fixed before the seed."""
+
+
+class CustodyError(Error):
+    """Base class of the failures of coalition custody (k-of-n details, docs/formats.md §10.2)."""
+
+
+class RecordFormatError(DetailsDecryptionError):
+    """A version 2 sealed details record that is not well formed (label, k, n or length)."""
+
+
+class ShareDecryptionError(DetailsDecryptionError):
+    """An organisation's share that does not open with its key in this context: the record is
+    of another petition, leaf or key, or it was changed."""
+
+
+class ShareMismatchError(CustodyError):
+    """A share whose value is not the one its record commits to: the shares file was changed,
+    or the share belongs to another record or petition."""
+
+
+class RecordTamperedError(DetailsDecryptionError):
+    """A record whose shares check out but whose sealed details do not open with their key:
+    the record's ciphertext was changed."""
+
+
+class DuplicateShareError(CustodyError):
+    """Two shares with the same share index (the same organisation's file given twice)."""
+
+
+class TooFewSharesError(CustodyError):
+    """Fewer shares than the petition's threshold k; ``missing`` says how many more are needed."""
+
+    def __init__(self, message: str, *, needed: int, given: int) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.given = given
+        self.missing = needed - given
+
+
+class WrongPetitionError(CustodyError):
+    """A shares, details or key file that belongs to another petition or another set of keys."""
+
+
+class SharesFileError(CustodyError):
+    """A shares file that is not a well-formed samleng-shares/v1 file."""
+
+
+class CustodyFormatError(CustodyError):
+    """A petition's details member (in petition.json) that names no valid set of keys."""

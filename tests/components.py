@@ -42,6 +42,8 @@ _VERSION_FLAGS = {
     "nginx": ["-v"],
     "ip": ["-V"],
     "go": ["version"],
+    "ssss-split": ["-v"],
+    "ssss-combine": ["-v"],
     "pdftotext": ["-v"],
     "pdffonts": ["-v"],
     "pdftoppm": ["-v"],

@@ -35,6 +35,16 @@ from samleng.crypto import audit
 from samleng.crypto.bundle import sha256sums, verify_bundle, vkey_file
 from samleng.crypto.canonical import canonical_json, encode_origin
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint, verify_checkpoint
+from samleng.crypto.custody import (
+    Custody,
+    Share,
+    combine_data_key,
+    combine_shares,
+    custody_from_petition,
+    open_share,
+    payload_key,
+    share_info,
+)
 from samleng.crypto.details import (
     details_digest,
     details_info,
@@ -43,7 +53,14 @@ from samleng.crypto.details import (
     seal_details,
     unpad_details,
 )
-from samleng.crypto.detailsfile import encode_details_record, open_details_file
+from samleng.crypto.detailsfile import (
+    DetailsFileHeader,
+    encode_details_file,
+    encode_details_record,
+    open_details_file,
+    read_details_entries,
+    read_details_header,
+)
 from samleng.crypto.errors import (
     InvalidIdentifier,
     LeafFormatError,
@@ -71,6 +88,7 @@ from samleng.crypto.pending import (
 )
 from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
 from samleng.crypto.sample import check_seed, checkpoint_hash, sample_indices, sample_key
+from samleng.crypto.sharesfile import combine_files, open_shares, parse_shares_file
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof, verify_receipt
 from samleng.crypto.tokens import Argon2Params, dedup_token
 from samleng.service.identifiers import normalize_identifier
@@ -575,6 +593,186 @@ def check_details_file(ex: Example) -> None:
     ]
 
 
+# Coalition custody (§10.2, §13.2, §13.3). Shamir over GF(2^128) as the spec's text gives it,
+# written here independently of pycryptodome: bit j of the integer is the coefficient of x^j.
+_GF_MODULUS = (1 << 128) | 0b10000111
+
+
+def _gf_mul(a: int, b: int) -> int:
+    product = 0
+    while b:
+        if b & 1:
+            product ^= a
+        b >>= 1
+        a <<= 1
+        if a >> 128:
+            a ^= _GF_MODULUS
+    return product
+
+
+def _gf_pow(a: int, e: int) -> int:
+    result = 1
+    while e:
+        if e & 1:
+            result = _gf_mul(result, a)
+        a = _gf_mul(a, a)
+        e >>= 1
+    return result
+
+
+def _shamir_combine(shares: dict[int, bytes], k: int) -> bytes:
+    """Add i^k to each share, then interpolate at 0 (§10.2 step 3)."""
+    points = {i: int.from_bytes(y, "big") ^ _gf_pow(i, k) for i, y in shares.items()}
+    secret = 0
+    for j, y in points.items():
+        numerator = denominator = 1
+        for m in points:
+            if m != j:
+                numerator = _gf_mul(numerator, m)
+                denominator = _gf_mul(denominator, j ^ m)
+        inverse = _gf_pow(denominator, (1 << 128) - 2)
+        secret ^= _gf_mul(y, _gf_mul(numerator, inverse))
+    return secret.to_bytes(16, "big")
+
+
+def _custody_shares(ex: Example) -> dict[int, bytes]:
+    """The ``shares`` field: lines ``i-<hex>``, in ssss's form."""
+    shares = {}
+    for line in ex.lines("shares"):
+        index, value = line.split("-")
+        shares[int(index)] = bytes.fromhex(value)
+    return shares
+
+
+@check("custody-record")
+def check_custody_record(ex: Example) -> None:
+    origin, c, k, n = ex.text("origin"), ex.hex("c"), ex.int("k"), ex.int("n")
+    private = [ex.hex(f"private-key-{i}") for i in range(1, n + 1)]
+    public = [ex.hex(f"public-key-{i}") for i in range(1, n + 1)]
+    for secret, key in zip(private, public, strict=True):
+        assert X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw() == key
+    record, fields = ex.hex("record"), json.loads(ex.text("fields"))
+    header = b"samleng-details/v2\n" + bytes([k, n])
+    assert len(record) == 21 + 96 * n + 1040 and record[:21] == header
+    assert ex.hex("d") == _sha256(record) == details_digest(record)
+    assert (
+        ex.hex("info-2")
+        == (b"samleng-share/v2\n" + origin.encode() + b"\n" + c + bytes([k, n, 2]))
+        == share_info(origin, c, k, n, 2)
+    )
+    shares = _custody_shares(ex)
+    assert sorted(shares) == list(range(1, n + 1))
+    for i in range(1, n + 1):
+        entry = record[21 + 96 * (i - 1) : 21 + 96 * i]
+        info = b"samleng-share/v2\n" + origin.encode() + b"\n" + c + bytes([k, n, i])
+        opened = _HPKE.decrypt(
+            entry[:64], X25519PrivateKey.from_private_bytes(private[i - 1]), info
+        )
+        assert opened == shares[i]
+        label = b"samleng-share-commitment/v2\n"
+        assert entry[64:] == _sha256(label + info[len(b"samleng-share/v2\n") :] + shares[i])
+        assert open_share(private[i - 1], i, origin, c, record) == Share(index=i, value=shares[i])
+    data_key = ex.hex("data-key")
+    for pair in ((1, 2), (1, 3), (2, 3)):
+        chosen = {i: shares[i] for i in pair}
+        assert _shamir_combine(chosen, k) == data_key == combine_data_key(chosen, k)
+    info = b"samleng-details-key/v2\n" + origin.encode() + b"\n" + c
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(data_key)
+    assert ex.hex("payload-key") == key == payload_key(data_key, origin, c)
+    block = ChaCha20Poly1305(key).decrypt(bytes(12), record[21 + 96 * n :], header)
+    assert unpad_details(block) == fields
+    given = [Share(index=i, value=shares[i]) for i in (3, 1)]
+    assert combine_shares(given, origin, c, record) == fields
+    # Sealing is randomised: seal afresh to the example's keys, open with two of them.
+    fresh = Custody(public_keys=tuple(public), threshold=k).seal(origin, c, fields)
+    again = [open_share(private[i - 1], i, origin, c, fresh) for i in (2, 3)]
+    assert len(fresh) == len(record) and combine_shares(again, origin, c, fresh) == fields
+
+
+def _custody_of(book: Book) -> Custody:
+    """The custody of the ``custody-record`` example: its three keys and its k."""
+    keys = tuple(
+        bytes.fromhex(book.resolve("custody-record", f"public-key-{i}")) for i in (1, 2, 3)
+    )
+    return Custody(public_keys=keys, threshold=int(book.resolve("custody-record", "k")))
+
+
+@check("custody-petition")
+def check_custody_petition(ex: Example) -> None:
+    custody = _custody_of(ex.book)
+    member = ex.bytes("member")
+    assert member == canonical_json(custody.petition_member())
+    assert custody_from_petition(json.loads(member)) == custody
+
+
+@check("details-file-v2")
+def check_details_file_v2(ex: Example) -> None:
+    book = ex.book
+    origin = book.resolve("custody-record", "origin")
+    c = bytes.fromhex(book.resolve("leaf-signature", "c"))
+    custody = _custody_of(book)
+    header, start, record = ex.hex("header"), ex.hex("entry-start"), ex.hex("record")
+    assert (
+        header
+        == (
+            b"samleng-details-file/v2\n"
+            + len(origin).to_bytes(2, "big")
+            + origin.encode()
+            + bytes([custody.threshold, custody.keys])
+            + b"".join(custody.public_keys)
+            + (1).to_bytes(8, "big")
+        )
+        == DetailsFileHeader(origin=origin, custody=custody, count=1).encode()
+    )
+    assert start == (1).to_bytes(8, "big") + c + len(record).to_bytes(4, "big")
+    data = header + start + record
+    assert data == encode_details_file(origin, custody, [(1, c, record)])
+    assert len(data) == ex.int("file-length")
+    assert ex.hex("file-sha256") == _sha256(data)
+    stream = io.BytesIO(data)
+    read = read_details_header(stream)
+    assert read == DetailsFileHeader(origin=origin, custody=custody, count=1)
+    entries = list(read_details_entries(stream, read))
+    assert [(e.index, e.commitment, e.record) for e in entries] == [(1, c, record)]
+
+
+@check("shares-file")
+def check_shares_file(ex: Example) -> None:
+    book = ex.book
+    data = ex.bytes("file")
+    parsed = parse_shares_file(data)
+    assert parsed.encode() == data
+    shares = {
+        int(line.split("-")[0]): bytes.fromhex(line.split("-")[1])
+        for line in book.resolve("custody-record", "shares").splitlines()
+    }
+    c = bytes.fromhex(book.resolve("leaf-signature", "c"))
+    assert (parsed.origin, parsed.threshold, parsed.keys, parsed.index) == (
+        book.resolve("custody-record", "origin"),
+        2,
+        3,
+        2,
+    )
+    assert parsed.public_key.hex() == book.resolve("custody-record", "public-key-2")
+    assert [(s.leaf, s.commitment, s.value) for s in parsed.shares] == [(1, c, shares[2])]
+    # It is what shares open writes for organisation 2 from the details file of §13.2 ...
+    details = (
+        bytes.fromhex(book.resolve("details-file-v2", "header"))
+        + bytes.fromhex(book.resolve("details-file-v2", "entry-start"))
+        + bytes.fromhex(book.resolve("custody-record", "record"))
+    )
+    stream = io.BytesIO(details)
+    header = read_details_header(stream)
+    assert header is not None
+    entries = [(entry, None) for entry in read_details_entries(stream, header)]
+    private = [bytes.fromhex(book.resolve("custody-record", f"private-key-{i}")) for i in (1, 2)]
+    assert open_shares(header, entries, private_key=private[1])[0].encode() == data
+    # ... and with organisation 1's, it opens the details.
+    first = open_shares(header, entries, private_key=private[0])[0]
+    opened = list(combine_files(header, [("1", first), ("2", parsed)], entries))
+    assert opened == [(1, json.loads(book.resolve("custody-record", "fields")))]
+
+
 @check("bundle")
 def check_bundle(ex: Example) -> None:
     book = ex.book
@@ -784,6 +982,10 @@ EXPECTED_KINDS = {
     "petition-json",
     "bundle",
     "details-file",
+    "custody-record",
+    "custody-petition",
+    "details-file-v2",
+    "shares-file",
     "sample",
     "key-file",
     "identifiers",
