@@ -370,6 +370,9 @@ def test_khmer_digits_dates_and_no_double_to(app: Flask, tmp_path: Path) -> None
     assert "ជាតិ សាសនា ព្រះមហាក្សត្រ" in text and "កម្មវត្ថុ៖" in text
     assert "សូមគោរពជូន" in text and "ធ្វើនៅភ្នំពេញ ថ្ងៃទី៤ ខែធ្នូ ឆ្នាំ២០២៦" in text
     assert "ការគោរពដ៏ខ្ពង់ខ្ពស់" in text
+    with app.app_context():
+        weights = khmer_heading_weights(lay_out_delivery(facts))
+    assert weights == {700}, "Khmer headings print regular beside bold English"
     first_page = pdf_text_pages(pdf, 1)
     assert "Verifiable petition" not in first_page
     assert "Verifiable petition" in pdf_text_pages(pdf, 2)
@@ -405,3 +408,21 @@ def test_export_formal_puts_the_covering_letter_first(
     assert "English translation." not in pdf_text(plain / "delivery.pdf")
     refused = runner.invoke(args=[*args[:2], str(tmp_path / "x"), "--formal", " ", "--no-pdf"])
     assert refused.exit_code == 2 and not (tmp_path / "x").exists()
+
+
+def khmer_heading_weights(document: Any) -> set[int]:
+    """The font weights of the Khmer text in the document's h2 and h3 headings."""
+    from weasyprint.formatting_structure.boxes import TextBox
+
+    weights: set[int] = set()
+
+    def walk(box: Any, heading: bool) -> None:
+        heading = heading or getattr(box, "element_tag", None) in ("h2", "h3")
+        if heading and isinstance(box, TextBox) and any(is_khmer(c) for c in box.text):
+            weights.add(int(box.style["font_weight"]))
+        for child in getattr(box, "children", []):
+            walk(child, heading)
+
+    for page in document.pages:
+        walk(page._page_box, False)
+    return weights
