@@ -111,8 +111,14 @@ def create_app(config: Config | None = None) -> Flask:
         # A RedisError reaches here when Redis fails under a request that was already talking
         # to it (flask-limiter falls back only for the requests after); it is busy, not broken.
         g.lang = i18n.current_lang(config.default_lang)
+        # A shed signature: the signer sees that it was not counted, with the form to send
+        # again (public.sign_again_page); elsewhere the plain busy page.
+        page = None
+        if request.endpoint == "public.sign" and request.view_args:
+            page = public.sign_again_page(request.view_args["slug"])
         response = app.make_response(
-            (render_template("public/error.html", code=503, message=ERROR_MESSAGES[503]), 503)
+            page
+            or (render_template("public/error.html", code=503, message=ERROR_MESSAGES[503]), 503)
         )
         response.headers["Retry-After"] = "5"
         return response

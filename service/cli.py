@@ -20,6 +20,7 @@ from samleng.service import demo as demo_module
 from samleng.service.admin import audit
 from samleng.service.config import Config, instance_folder
 from samleng.service.db import get_session, scrub
+from samleng.service.delivery import FormalLetter
 from samleng.service.errors import ConfigError, Error, PetitionNotFound, SlugUnavailable
 from samleng.service.export import write_bundle, write_details
 from samleng.service.log import seal_all
@@ -220,20 +221,52 @@ def seal_command(watch: bool) -> None:
 @click.argument("slug")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--no-pdf", is_flag=True, help="Leave out delivery.pdf.")
+@click.option(
+    "--formal",
+    metavar="SENDER",
+    help="Put a formal covering letter first in delivery.pdf, sent by SENDER (the "
+    "organisations, as they sign it): motto, subject, salutation, closing formula.",
+)
+@click.option("--place", default="ភ្នំពេញ", show_default=True, help="Where the letter is made.")
+@click.option(
+    "--date",
+    "letter_date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The letter's date (YYYY-MM-DD); today (UTC) when not given.",
+)
 @with_appcontext
-def export_command(slug: str, directory: Path, no_pdf: bool) -> None:
+def export_command(
+    slug: str,
+    directory: Path,
+    no_pdf: bool,
+    formal: str | None,
+    place: str,
+    letter_date: dt.datetime | None,
+) -> None:
     """Write the public, verifiable bundle of petition SLUG to DIRECTORY, and verify it.
 
     When delivery.pdf cannot be made, the rest of the bundle is still written and verified,
-    and the command says what is missing and exits with status 1.
+    and the command says what is missing and exits with status 1. With --formal, delivery.pdf
+    opens with the covering letter a Cambodian ministry expects (the public bundle.zip keeps
+    the plain document).
     """
     petition = _petition(slug)
+    letter = None
+    if formal is not None:
+        if no_pdf:
+            raise click.BadParameter("--formal puts a letter in delivery.pdf: not with --no-pdf")
+        if not formal.strip() or not place.strip():
+            raise click.BadParameter("the sender and the place may not be empty")
+        when = letter_date.date() if letter_date else dt.datetime.now(dt.UTC).date()
+        letter = FormalLetter(sender=formal.strip(), place=place.strip(), date=when)
 
     def progress(done: int, total: int) -> None:
         click.echo(f"  leaves {done}/{total}", err=True)
 
     try:
-        written = write_bundle(get_session(), petition, directory, progress, delivery=not no_pdf)
+        written = write_bundle(
+            get_session(), petition, directory, progress, delivery=not no_pdf, letter=letter
+        )
     except (Error, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {directory} (log size {written.size})")

@@ -12,18 +12,24 @@ network: the only resources it may load are those font files and the QR code, in
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import functools
 import hashlib
 import io
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import fontpkg
+from babel.dates import format_date
+from babel.numbers import format_decimal
 from flask import render_template
 
 from samleng.service.errors import Error
+from samleng.service.i18n import khmer_date
+from samleng.service.linebreaks import khmer_breaks_in_html
 from samleng.service.markdown import render_markdown
 
 DELIVERY_FILE = "delivery.pdf"
@@ -39,8 +45,25 @@ _FONTS = {
 _PANGO_HINT = "install Pango (Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0)"
 
 
+# Words an organiser often starts the recipient with; the document says "To" itself.
+_ADDRESSED = re.compile(r"^\s*(?:ជូនចំពោះ|សូមគោរពជូន|to the attention of\b|to\b)[\s:៖]*", re.IGNORECASE)
+
+
 class DeliveryError(Error):
     """delivery.pdf cannot be made here; the message says what is missing."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormalLetter:
+    """The covering letter a Cambodian ministry expects: who sends it, where and when.
+
+    An export option (``samleng export --formal``), not a petition setting: it frames one
+    delivery, and the public bundle.zip keeps the plain document.
+    """
+
+    sender: str
+    place: str
+    date: dt.date
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +74,7 @@ class DeliveryFacts:
     checkpoint: bytes
     size: int
     bundle_url: str
+    letter: FormalLetter | None = None
 
     @property
     def count(self) -> int:
@@ -66,6 +90,25 @@ def bundle_url(origin: str) -> str:
 def khmer_digits(number: int) -> str:
     """Return ``number`` written with Khmer digits (១២៣)."""
     return str(number).translate(_KHMER_DIGITS)
+
+
+def grouped(number: int, lang: str) -> str:
+    """``number`` with its thousands grouped: "5,000" in English, "៥,០០០" in Khmer."""
+    text = str(format_decimal(number, locale="km" if lang == "km" else "en"))
+    return text.translate(_KHMER_DIGITS) if lang == "km" else text
+
+
+def written_date(value: str | None, lang: str) -> str | None:
+    """An ISO date from petition.json written out: "ថ្ងៃទី៨ ខែមីនា ឆ្នាំ២០២៧", "March 8, 2027"."""
+    if not value:
+        return None
+    day = dt.date.fromisoformat(value)
+    return khmer_date(day) if lang == "km" else str(format_date(day, "long", locale="en"))
+
+
+def addressee(target: str) -> str:
+    """The recipient without a leading "To" / "ជូនចំពោះ", which the document prints itself."""
+    return _ADDRESSED.sub("", target, count=1).strip() or target
 
 
 def qr_data_uri(url: str) -> str:
@@ -94,6 +137,7 @@ def _texts(petition: dict[str, Any]) -> list[dict[str, Any]]:
             "lang": lang,
             "title": texts[lang].get("title", ""),
             "target": texts[lang].get("target", ""),
+            "addressee": addressee(texts[lang].get("target", "")),
             "summary": texts[lang].get("summary", ""),
             # The same safe Markdown subset as the petition page: it loads nothing.
             "body": render_markdown(texts[lang].get("body", "")),
@@ -103,27 +147,42 @@ def _texts(petition: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def delivery_html(facts: DeliveryFacts) -> str:
-    """Render the document's HTML (needs an app context, for the template)."""
+    """Render the document's HTML (needs an app context, for the template), with the line
+    breaks Khmer needs (service/linebreaks.py)."""
     petition = json.loads(facts.petition_json)
     texts = _texts(petition)
     by_lang = {text["lang"]: text for text in texts}
-    return render_template(
+    goal = petition.get("goal")
+    letter = facts.letter
+    html = render_template(
         "delivery/delivery.html",
         petition=petition,
         texts=texts,
         km=by_lang.get("km"),
         en=by_lang.get("en"),
         count=facts.count,
-        count_km=khmer_digits(facts.count),
-        goal=petition.get("goal"),
-        opens_on=petition.get("opens_on"),
-        closes_on=petition.get("closes_on"),
+        count_en=grouped(facts.count, "en"),
+        count_km=grouped(facts.count, "km"),
+        goal_en=None if goal is None else grouped(goal, "en"),
+        goal_km=None if goal is None else grouped(goal, "km"),
+        dates={
+            lang: (
+                written_date(petition.get("opens_on"), lang),
+                written_date(petition.get("closes_on"), lang),
+            )
+            for lang in ("km", "en")
+        },
+        letter=letter,
+        letter_date=None
+        if letter is None
+        else {"km": khmer_date(letter.date), "en": format_date(letter.date, "long", locale="en")},
         checkpoint=facts.checkpoint.decode("utf-8"),
         vkey=petition["log"]["vkey"],
         petition_sha256=hashlib.sha256(facts.petition_json).hexdigest(),
         bundle_url=facts.bundle_url,
         qr=qr_data_uri(facts.bundle_url),
     )
+    return khmer_breaks_in_html(html)
 
 
 @functools.cache
@@ -146,6 +205,21 @@ def render_delivery_pdf(facts: DeliveryFacts) -> bytes:
 
     Fails rather than produce a document with boxes for letters the fonts cannot draw.
     """
+    document = lay_out_delivery(facts)
+    pdf: bytes = document.write_pdf()
+    missing = sorted({cp for font in document.fonts.values() for cp in font.missing})
+    if missing:
+        shown = " ".join(f"U+{cp:04X}" for cp in missing[:8])
+        raise DeliveryError(
+            f"cannot make {DELIVERY_FILE}: the shipped fonts cannot draw {shown} "
+            "(a script other than Khmer and Latin)"
+        )
+    return pdf
+
+
+def lay_out_delivery(facts: DeliveryFacts) -> Any:
+    """The laid-out document (a WeasyPrint Document: its pages, lines and glyph runs are what
+    the PDF draws); DeliveryError when WeasyPrint cannot run or would load anything."""
     try:
         from weasyprint import CSS, HTML
         from weasyprint.text.fonts import FontConfiguration
@@ -182,12 +256,4 @@ def render_delivery_pdf(facts: DeliveryFacts) -> bytes:
         raise DeliveryError(
             f"cannot make {DELIVERY_FILE}: it may load nothing but its own fonts ({exc})"
         ) from None
-    pdf: bytes = document.write_pdf()
-    missing = sorted({cp for font in document.fonts.values() for cp in font.missing})
-    if missing:
-        shown = " ".join(f"U+{cp:04X}" for cp in missing[:8])
-        raise DeliveryError(
-            f"cannot make {DELIVERY_FILE}: the shipped fonts cannot draw {shown} "
-            "(a script other than Khmer and Latin)"
-        )
-    return pdf
+    return document

@@ -40,6 +40,7 @@ from samleng.service.delivery import (
     DELIVERY_FILE,
     DeliveryError,
     DeliveryFacts,
+    FormalLetter,
     bundle_url,
     render_delivery_pdf,
 )
@@ -69,12 +70,13 @@ def write_bundle(
     progress: Progress = _no_progress,
     *,
     delivery: bool = True,
+    letter: FormalLetter | None = None,
 ) -> WrittenBundle:
     """Write the public bundle of ``petition`` to the new folder ``target``.
 
     Needs an app context (VERIFY.txt and delivery.pdf are templates). With ``delivery`` the
     bundle includes delivery.pdf when it can be made; when it cannot, the bundle is written
-    without it and the result says why.
+    without it and the result says why. ``letter`` puts a formal covering letter first.
     """
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target} exists and is not an empty folder")
@@ -115,6 +117,7 @@ def write_bundle(
                 checkpoint=state.note,
                 size=state.size,
                 bundle_url=bundle_url(petition.origin),
+                letter=letter,
             )
             try:
                 (work / DELIVERY_FILE).write_bytes(render_delivery_pdf(facts))

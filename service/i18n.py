@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from babel.dates import get_month_names
 from flask import Flask, g, request, url_for
 from flask_babel import Babel, format_date, format_decimal
 
@@ -38,9 +39,17 @@ def localized_number(value: int) -> str:
     return _local_digits(str(format_decimal(value)))
 
 
+def khmer_date(value: dt.date) -> str:
+    """A date as Khmer documents write it: "ថ្ងៃទី៤ ខែធ្នូ ឆ្នាំ២០២៦" (docs/glossary.km.md)."""
+    month = get_month_names("wide", locale="km")[value.month]
+    return f"ថ្ងៃទី{value.day} ខែ{month} ឆ្នាំ{value.year}".translate(_KHMER_DIGITS)
+
+
 def localized_date(value: dt.date) -> str:
-    """A date written out the local way: "8 មីនា ២០២៦", "March 8, 2026"."""
-    return _local_digits(str(format_date(value, "long")))
+    """A date written out the local way: "ថ្ងៃទី៨ ខែមីនា ឆ្នាំ២០២៦", "March 8, 2026"."""
+    if g.get("lang") == "km":
+        return khmer_date(value)
+    return str(format_date(value, "long"))
 
 
 def language_url(lang: str) -> str:

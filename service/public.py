@@ -469,6 +469,33 @@ def receipt(slug: str) -> Any:
     )
 
 
+_NOT_COUNTED = lazy_gettext(
+    "Your signature was not counted: too many people are signing right now. Wait a minute, "
+    "then sign again."
+)
+_TYPE_AGAIN = lazy_gettext("For your safety this is not shown again. Please type it again.")
+# What a shed signature's page may show again: nothing that identifies the signer.
+_KEPT_WHEN_BUSY = ("name", "locality", "comment", "consent")
+
+
+def sign_again_page(slug: str) -> Any:
+    """The petition page for a signature shed with a 503: it says nothing was counted and
+    keeps the form, except the phone number and email addresses, which are never echoed."""
+    try:
+        petition = _visible_petition(slug)
+    except NotFound:
+        return None
+    if petition.status != "open" or petition.past_deadline(utc_today()):
+        return None
+    typed = parse_sign_form(request.form, request.files, petition.identifier_mode).values
+    values = {field: typed[field] for field in _KEPT_WHEN_BUSY if typed.get(field)}
+    errors: dict[str, Any] = {"form": _NOT_COUNTED}
+    for field in ("identifier", "contact"):
+        if typed.get(field):
+            errors[field] = _TYPE_AGAIN
+    return _render_petition(petition, SignForm(values=values, errors=errors), 503)
+
+
 def _refuse(
     petition: Petition, field: str, message: Any, status: int, form: SignForm | None = None
 ) -> Any:

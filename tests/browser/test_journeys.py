@@ -93,7 +93,7 @@ def test_sign_and_check_the_receipt(
     screenshot(browser, f"{name}-2-petition")
     body = text_of(browser)
     assert translated(site, lang, "Sign this petition") in body
-    assert ("៨ មីនា ២០២៧" if lang == "km" else "March 8, 2027") in body
+    assert ("ថ្ងៃទី៨ ខែមីនា ឆ្នាំ២០២៧" if lang == "km" else "March 8, 2027") in body
 
     browser.find_element(By.ID, "f-identifier").send_keys(PHONES[lang, viewport])
     browser.find_element(By.ID, "f-locality").send_keys("ភ្នំពេញ" if lang == "km" else "Kampot")
@@ -230,3 +230,21 @@ def test_khmer_renders_with_a_khmer_font(site: Site, browser: webdriver.Chrome) 
         assert not any(font["isCustomFont"] for font in fonts["fonts"])
     browser.execute_cdp_cmd("CSS.disable", {})
     browser.execute_cdp_cmd("DOM.disable", {})
+
+
+def test_khmer_typography(site: Site, browser: webdriver.Chrome) -> None:
+    """Khmer labels and errors are bold (600 draws as 400 in Khmer fonts), hints are not
+    small, underlines pass below the subscripts, headings wrap balanced."""
+    set_viewport(browser, "phone")
+    browser.get(site.url(f"/km/p/{SLUG}"))
+    label = browser.find_element(By.CSS_SELECTOR, "label[for=f-identifier]")
+    assert label.value_of_css_property("font-weight") == "700"
+    hint = browser.find_element(By.CSS_SELECTOR, "label .hint")
+    body_size = browser.find_element(By.TAG_NAME, "body").value_of_css_property("font-size")
+    assert hint.value_of_css_property("font-size") == body_size
+    link = browser.find_element(By.CSS_SELECTOR, "main a")
+    size = float(link.value_of_css_property("font-size").removesuffix("px"))
+    offset = float(link.value_of_css_property("text-underline-offset").removesuffix("px"))
+    assert offset >= 0.45 * size
+    heading = browser.find_element(By.TAG_NAME, "h1")
+    assert heading.value_of_css_property("text-wrap") in ("balance", "wrap balance")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import shutil
 import struct
 import threading
@@ -116,7 +117,10 @@ def test_receipt_page(app: Flask, client: FlaskClient, petition: OpenPetition) -
     seal(app)
     lower = code.lower().replace("-", " ")
     counted = client.post(url.replace("/km/", "/en/"), data={"receipt": lower, "format": "page"})
-    assert "Your signature is counted" in counted.get_data(as_text=True)
+    page = counted.get_data(as_text=True)
+    assert "Your signature is counted" in page
+    # The count is 2: the log's header entry is not a signature, so it is not "of 3".
+    assert re.search(r"It is entry [12] of the 2 entries in the signature log", page), page
     assert counted.headers["Cache-Control"] == "no-store"
     proof = client.post(url, data={"receipt": code, "format": "proof"})
     assert proof.mimetype == "text/plain" and "attachment" in proof.headers["Content-Disposition"]
@@ -139,6 +143,8 @@ def test_receipt_page_refusals(
     response = client.post(f"/en/p/{petition.slug}/receipt", data={"receipt": code})
     assert response.status_code == status
     assert message in response.get_data(as_text=True)
+    # No number or address is on this page for "this" to point at.
+    assert "this phone number" not in response.get_data(as_text=True)
     assert "Set-Cookie" not in response.headers
 
 

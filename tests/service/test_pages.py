@@ -322,12 +322,12 @@ def test_progress_and_dates_in_khmer_digits(app: Flask) -> None:
         sign(client, "dated", identifier=phone)
     seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
     km = Page(client.get("/km/p/dated").get_data(as_text=True)).visible_text
-    assert "ហត្ថលេខា ២ ក្នុងចំណោមគោលដៅ ១០០" in km
-    assert "៨ មីនា ២០២៧" in km
+    assert "បានចុះហត្ថលេខា ២ នាក់ ក្នុងគោលដៅ ១០០ នាក់" in km
+    assert "បិទនៅថ្ងៃទី៨ ខែមីនា ឆ្នាំ២០២៧។" in km
     en = Page(client.get("/en/p/dated").get_data(as_text=True)).visible_text
     assert "2 of 100 signatures" in en and "Closes on March 8, 2027." in en
     index = Page(client.get("/km/").get_data(as_text=True)).visible_text
-    assert "២ ក្នុងចំណោមគោលដៅ ១០០" in index and "៨ មីនា ២០២៧" in index
+    assert "ចុះហត្ថលេខា ២ នាក់ ក្នុងគោលដៅ ១០០ នាក់" in index and "ថ្ងៃទី៨ ខែមីនា ឆ្នាំ២០២៧" in index
 
 
 def test_khmer_pages_show_no_latin_numbers(app: Flask) -> None:

@@ -237,6 +237,47 @@ def test_overload_is_shed_with_503_after_the_wait(tmp_path: Path) -> None:
     assert sign(client, "free-them", identifier="012 345 678").status_code == 200
 
 
+@pytest.mark.parametrize("lang", ["en", "km"])
+def test_a_shed_signature_says_it_was_not_counted_and_keeps_the_form(
+    tmp_path: Path, lang: str
+) -> None:
+    """The 503 page is the sign form again: not counted, sign again; what was typed is kept,
+    except the phone number and the email for news, which are never echoed."""
+    app = limited_app(tmp_path, "memory://", argon2_concurrency=1, argon2_wait=0.1)
+    gate: WorkGate = app.extensions["samleng.argon2_gate"]
+    client = as_client(app, ADDRESSES[0])
+    typed = {
+        "identifier": "012 987 654",
+        "name": "Sok Dara",
+        "locality": "Kampot",
+        "comment": "Free them now",
+        "contact": "dara@example.org",
+    }
+    with gate.enter():
+        response = sign(client, "free-them", lang=lang, **typed)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.headers["Cache-Control"] == "no-store"
+    page = response.get_data(as_text=True)
+    not_counted = {
+        "en": "Your signature was not counted",
+        "km": "យើងមិនទាន់បានរាប់ហត្ថលេខារបស់អ្នកទេ",
+    }[lang]
+    assert not_counted in page
+    assert f'action="/{lang}/p/free-them/sign#sign"' in page  # the form, to sign again
+    assert 'value="Sok Dara"' in page and 'value="Kampot"' in page
+    assert (
+        ">Free them now</textarea>" in page
+        and 'name="consent" value="yes" required checked' in page
+    )
+    assert "987" not in page and "dara@example.org" not in page
+    assert (
+        'id="f-identifier"' in page
+        and 'aria-invalid="true" aria-describedby="e-identifier"' in page
+    )
+    assert sign(client, "free-them", lang=lang, **typed).status_code == 200
+
+
 def test_a_slot_freed_during_the_wait_is_taken(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://", argon2_concurrency=1, argon2_wait=10)
     gate: WorkGate = app.extensions["samleng.argon2_gate"]

@@ -18,10 +18,10 @@ KHMER_PO = TRANSLATIONS / "km" / "LC_MESSAGES" / "messages.po"
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
 KHMER = re.compile("[\u1780-\u17ff]")
 # Messages that are only a proper name and may stay in Latin script. There should be none:
-# even "Samleng" is rendered as សំឡេង.
+# even "Samleng" is rendered as «សំឡេង».
 PROPER_NAMES: frozenset[str] = frozenset()
 # Names that must reach the reader exactly as Tor Browser shows them.
-KEPT_VERBATIM = ("Tor Browser", "JavaScript", "“Safest”")
+KEPT_VERBATIM = ("Tor Browser", "JavaScript", "Safest")
 FIX_HINT = "run `make extract`, then translate the new strings in {po}"
 
 
