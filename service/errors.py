@@ -17,6 +17,11 @@ class PetitionStateError(Error):
     """The petition is not in a state that allows this action (e.g. signing a closed petition)."""
 
 
+class PetitionMisconfigured(PetitionStateError):
+    """The petition's own settings make signing impossible (e.g. a phone region that does not
+    exist); the signer is told the petition cannot take signatures, the operator the reason."""
+
+
 class SignatureRefused(Error):
     """A submission that cannot be accepted; ``field`` names the form field, if one is at fault."""
 

@@ -260,6 +260,16 @@ def seal_pending(session: Session, petition: Petition, master_key: bytes) -> Log
     return new_state
 
 
+def _has_pending(session: Session, petition_id: int) -> bool:
+    """Whether the petition has any signature waiting for its batch (none in particular)."""
+    found = session.scalar(
+        select(PendingSignature.petition_id)
+        .where(PendingSignature.petition_id == petition_id)
+        .limit(1)
+    )
+    return found is not None
+
+
 def petitions_with_pending(session: Session) -> list[int]:
     """Ids of petitions that have signatures waiting to be sealed."""
     return list(session.scalars(select(PendingSignature.petition_id).distinct()))
@@ -285,7 +295,8 @@ def seal_all(engine: Engine, master_key: bytes) -> dict[str, int]:
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiptStatus:
-    """Where a receipt's signature is: ``counted`` (with its proof), ``waiting``, or ``unknown``."""
+    """Where a receipt's signature is: ``counted`` (with its proof), ``waiting`` (not in the
+    log yet: maybe in the next batch), or ``unknown`` (not in the log, and nothing waits)."""
 
     state: str
     index: int | None = None
@@ -296,13 +307,19 @@ class ReceiptStatus:
 def find_receipt(
     session: Session, petition: Petition, commitment: bytes, secret: bytes
 ) -> ReceiptStatus:
-    """Look a receipt up and, when it is counted, build its tlog-proof file."""
+    """Look a receipt up and, when it is counted, build its tlog-proof file.
+
+    Only the log is searched, never the signatures waiting for their batch: a code that is
+    not in the log yet is ``waiting`` while the petition takes signatures or has some
+    waiting, whether it was stored or not (the code of a repeated identifier never is), so
+    that the answer does not tell a repeat from a new signature before the next batch.
+    Once nothing more can arrive, it is ``unknown``.
+    """
     leaf = session.scalar(
         select(Leaf).where(Leaf.petition_id == petition.id, Leaf.commitment == commitment)
     )
     if leaf is None:
-        waiting = session.get(PendingSignature, commitment)
-        if waiting is not None and waiting.petition_id == petition.id:
+        if petition.status == "open" or _has_pending(session, petition.id):
             return ReceiptStatus(state="waiting")
         return ReceiptStatus(state="unknown")
     state = latest_checkpoint(session, petition)

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from samleng.crypto.keywrap import new_dedup_key, new_salt, wrap_key
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.config import LANGUAGES
-from samleng.service.errors import PetitionNotFound, PetitionStateError
+from samleng.service.errors import PetitionMisconfigured, PetitionNotFound, PetitionStateError
+from samleng.service.identifiers import phone_region_problem
 from samleng.service.log import latest_checkpoint, start_log
 from samleng.service.models import (
     IDENTIFIER_MODES,
@@ -81,8 +82,12 @@ def create_petition(
     region: str = "KH",
     closes_on: dt.date | None = None,
 ) -> Petition:
-    """Create a draft petition with fresh per-petition secrets (dedup key wrapped, salt)."""
-    if not SLUG.match(slug):
+    """Create a draft petition with fresh per-petition secrets (dedup key wrapped, salt).
+
+    ValueError, with a sentence for the organiser, for anything the petition cannot work
+    with (a bad slug, mode, goal, key, text, or a phone region no number can be read in).
+    """
+    if not SLUG.fullmatch(slug):
         raise ValueError("a slug is 1-64 lower-case letters, digits and inner hyphens")
     if identifier_mode not in IDENTIFIER_MODES:
         raise ValueError(f"identifier mode must be one of {', '.join(IDENTIFIER_MODES)}")
@@ -92,6 +97,9 @@ def create_petition(
         raise ValueError("email verification needs identifier mode email")
     if goal <= 0:
         raise ValueError("the goal must be a positive number of signatures")
+    region_problem = phone_region_problem(region)
+    if region_problem is not None:
+        raise ValueError(region_problem)
     if len(details_public_key) != 32:
         raise ValueError("the details public key must be a raw 32-byte X25519 key")
     if session.scalar(select(Petition.id).where(Petition.slug == slug)) is not None:
@@ -120,7 +128,13 @@ def create_petition(
 
 
 def get_petition(session: Session, slug: str) -> Petition:
-    """The petition with this slug, or PetitionNotFound."""
+    """The petition with this slug, or PetitionNotFound.
+
+    Anything that is not a slug is not looked up: an address may carry any text (a NUL,
+    which PostgreSQL refuses in a string, or 10,000 characters).
+    """
+    if not SLUG.fullmatch(slug):
+        raise PetitionNotFound(slug)
     petition = session.scalar(select(Petition).where(Petition.slug == slug))
     if petition is None:
         raise PetitionNotFound(slug)
@@ -144,7 +158,14 @@ def _transition(petition: Petition, allowed_from: str, to: str) -> None:
 
 
 def open_petition(session: Session, petition: Petition, master_key: bytes) -> None:
-    """Open a draft for signing: freeze its texts into petition.json and start its log."""
+    """Open a draft for signing: freeze its texts into petition.json and start its log.
+
+    PetitionMisconfigured for a region no phone number can be read in (a draft changed
+    after creation): it could take no signature, and petition.json would freeze it.
+    """
+    region_problem = phone_region_problem(petition.region)
+    if region_problem is not None:
+        raise PetitionMisconfigured(f"petition {petition.slug!r}: {region_problem}")
     _transition(petition, "draft", "open")
     if petition.opens_on is None:
         petition.opens_on = dt.date.today()
