@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +112,18 @@ def bench_env(instance: Path, **settings: str) -> dict[str, str]:
     env.update(SAMLENG_INSTANCE=str(instance), SAMLENG_DEMO="true")
     env.update({f"SAMLENG_{k}": v for k, v in settings.items()})
     return env
+
+
+def form_tokens(instance: Path, slug: str = "demo") -> Callable[[], str]:
+    """Fresh sign-form tokens for ``slug``, as its page would carry them: each works once,
+    so a client sends a new one with every signature (made here from the instance's master
+    key rather than fetched, so that the bench measures signing, not page views)."""
+    from samleng.service.config import read_master_key
+    from samleng.service.formtoken import issue_form_token
+    from samleng.service.keys import derive_key
+
+    key = derive_key(read_master_key(instance), "form-token")
+    return lambda: issue_form_token(key, slug)
 
 
 def prepare_demo(env: Mapping[str, str]) -> None:

@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from pathlib import Path
 from common import (
     bench_env,
     cores,
+    form_tokens,
     gunicorn,
     load_average,
     machine,
@@ -111,13 +113,13 @@ class Tally:
         return f"{prefix} {n // 1000:03d} {n % 1000:03d}"
 
 
-def client(port: int, token: str, tally: Tally, stop: threading.Event) -> None:
+def client(port: int, tokens: Callable[[], str], tally: Tally, stop: threading.Event) -> None:
     """Sign over one keep-alive connection until ``stop`` is set."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     while not stop.is_set():
         body = urllib.parse.urlencode(
-            {"form_token": token, "identifier": tally.next_number(), "consent": "yes"}
+            {"form_token": tokens(), "identifier": tally.next_number(), "consent": "yes"}
         )
         started = time.perf_counter()
         try:
@@ -202,14 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             match = TOKEN.search(conn.getresponse().read())
             conn.close()
             assert match, "the petition page has no form token"
-            token = match.group(1).decode()
+            tokens = form_tokens(work / "instance")
             tally = Tally()
             time.sleep(2)  # let PostgreSQL settle after the demo's setup
             before = argon2_ceiling(pool, n_cores, args.ceiling_seconds)
             for round_ in range(1, args.rounds + 1):
                 stop = threading.Event()
                 pool_threads = [
-                    threading.Thread(target=client, args=(port, token, tally, stop))
+                    threading.Thread(target=client, args=(port, tokens, tally, stop))
                     for _ in range(args.clients)
                 ]
                 for t in pool_threads:

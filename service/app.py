@@ -6,11 +6,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, render_template, request
+from flask import Flask, Response, g, render_template, request
+from flask.globals import request_ctx
 from flask_babel import lazy_gettext
 from markupsafe import Markup
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, UnicodeConverter
 
 from samleng.service import admin, db, i18n, mail, ratelimit, security
 from samleng.service.config import Config, load_config
@@ -32,6 +34,25 @@ ERROR_MESSAGES = {
     500: lazy_gettext("Something went wrong on our side. Nothing you sent was kept."),
     503: lazy_gettext("The service is busy. Please try again in a minute."),
 }
+
+
+class SegmentConverter(UnicodeConverter):
+    """A path segment without control characters (the default for ``<name>`` in routes).
+
+    No address of ours has one, so such a request is a 404 before any view runs: a NUL would
+    otherwise reach the database (PostgreSQL refuses it in a string) and a line break could
+    reach a header.
+    """
+
+    def __init__(
+        self,
+        map: Map,  # noqa: A002 - werkzeug's name
+        minlength: int = 1,
+        maxlength: int | None = None,
+        length: int | None = None,
+    ) -> None:
+        super().__init__(map, minlength, maxlength, length)
+        self.regex = self.regex.replace("[^/]", "[^/\\x00-\\x1f\\x7f]", 1)
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -74,6 +95,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     from samleng.service import cli, public, transparency
 
+    app.url_map.converters["default"] = app.url_map.converters["string"] = SegmentConverter
     app.register_blueprint(public.root)
     app.register_blueprint(public.bp)
     app.register_blueprint(transparency.bp)
@@ -91,14 +113,20 @@ def create_app(config: Config | None = None) -> Flask:
         app.extensions["samleng.scheduler"] = scheduler
         app.before_request(scheduler.start_once)
 
-    @app.errorhandler(HTTPException)
-    def _http_error(error: HTTPException) -> Any:
+    def error_page(code: int, message: Any) -> Response:
+        """The error page in the visitor's language; plain text when the request could not
+        even be routed (a Host header no URL can be built for), since the page links home."""
         g.lang = i18n.current_lang(config.default_lang)
-        code = error.code or 500
-        message = ERROR_MESSAGES.get(code, ERROR_MESSAGES[400])
-        response = app.make_response(
+        if request_ctx.url_adapter is None:
+            return Response(f"{message}\n", code, mimetype="text/plain")
+        return app.make_response(
             (render_template("public/error.html", code=code, message=message), code)
         )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Any:
+        code = error.code or 500
+        response = error_page(code, ERROR_MESSAGES.get(code, ERROR_MESSAGES[400]))
         if code == 429:
             response.headers["Retry-After"] = str(ratelimit.retry_after_seconds(app, error))
         return response
@@ -110,15 +138,14 @@ def create_app(config: Config | None = None) -> Flask:
         # without bound: a request queued longer would only time out later.
         # A RedisError reaches here when Redis fails under a request that was already talking
         # to it (flask-limiter falls back only for the requests after); it is busy, not broken.
-        g.lang = i18n.current_lang(config.default_lang)
         # A shed signature: the signer sees that it was not counted, with the form to send
         # again (public.sign_again_page); elsewhere the plain busy page.
         page = None
         if request.endpoint == "public.sign" and request.view_args:
+            g.lang = i18n.current_lang(config.default_lang)
             page = public.sign_again_page(request.view_args["slug"])
-        response = app.make_response(
-            page
-            or (render_template("public/error.html", code=503, message=ERROR_MESSAGES[503]), 503)
+        response = (
+            app.make_response(page) if page is not None else error_page(503, ERROR_MESSAGES[503])
         )
         response.headers["Retry-After"] = "5"
         return response
@@ -134,7 +161,6 @@ def create_app(config: Config | None = None) -> Flask:
             request.url_rule,
             exc_info=error,
         )
-        g.lang = i18n.current_lang(config.default_lang)
-        return render_template("public/error.html", code=500, message=ERROR_MESSAGES[500]), 500
+        return error_page(500, ERROR_MESSAGES[500])
 
     return app

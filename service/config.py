@@ -47,7 +47,8 @@ class Config:
     argon2: Argon2Params = DEFAULT_ARGON2
     seal_interval: int = 30
     form_min_seconds: int = 3
-    form_max_age: int = 24 * 3600
+    # How long a sign form's token works (each works once: its HMAC is remembered this long).
+    form_max_age: int = 2 * 3600
     max_request_bytes: int = 16 * 1024
     # Rate limits (flask-limiter notation). Per client: every page, and signing; per
     # petition: all clients together. The fallback applies per process if storage is down.
@@ -55,6 +56,10 @@ class Config:
     ratelimit_sign: str = "6 per minute;30 per hour"
     ratelimit_petition: str = "3000 per minute"
     ratelimit_fallback: str = "30 per minute"
+    # An IPv6 client is its /64; the /48 around it gets this many times each per-client limit.
+    ratelimit_ipv6_site_factor: int = 8
+    # Confirmation mails to one address (email-verified petitions), whoever asks for them.
+    ratelimit_mail: str = "3 per day"
     trusted_proxies: int = 0
     circuit_proxies: tuple[str, ...] = ()
     # Argon2 computations in flight per process (one per core: gunicorn runs one process per
@@ -98,6 +103,10 @@ class Config:
             raise ConfigError("SAMLENG_ARGON2_WAIT must be between 0 and 30 seconds")
         if not 0 <= self.page_cache_seconds <= 60:
             raise ConfigError("SAMLENG_PAGE_CACHE_SECONDS must be between 0 and 60")
+        if self.ratelimit_ipv6_site_factor < 1:
+            raise ConfigError("SAMLENG_RATELIMIT_IPV6_SITE_FACTOR must be at least 1")
+        if not 60 <= self.form_max_age <= 24 * 3600:
+            raise ConfigError("SAMLENG_FORM_MAX_AGE must be between 60 seconds and a day")
         if self.default_lang not in LANGUAGES:
             raise ConfigError(f"SAMLENG_DEFAULT_LANG must be one of {', '.join(LANGUAGES)}")
         if self.admin_listener_secret is not None:
@@ -231,11 +240,16 @@ def load_config(*, demo: bool = False) -> Config:
         ratelimit_sign=str(raw.get("RATELIMIT_SIGN", Config.ratelimit_sign)),
         ratelimit_petition=str(raw.get("RATELIMIT_PETITION", Config.ratelimit_petition)),
         ratelimit_fallback=str(raw.get("RATELIMIT_FALLBACK", Config.ratelimit_fallback)),
+        ratelimit_ipv6_site_factor=int(
+            raw.get("RATELIMIT_IPV6_SITE_FACTOR", Config.ratelimit_ipv6_site_factor)
+        ),
+        ratelimit_mail=str(raw.get("RATELIMIT_MAIL", Config.ratelimit_mail)),
         trusted_proxies=int(raw.get("TRUSTED_PROXIES", 0)),
         circuit_proxies=tuple(str(raw.get("CIRCUIT_PROXIES", "")).replace(",", " ").split()),
         argon2_concurrency=int(raw.get("ARGON2_CONCURRENCY", Config.argon2_concurrency)),
         argon2_wait=float(raw.get("ARGON2_WAIT", Config.argon2_wait)),
         form_min_seconds=int(raw.get("FORM_MIN_SECONDS", Config.form_min_seconds)),
+        form_max_age=int(raw.get("FORM_MAX_AGE", Config.form_max_age)),
         page_cache_seconds=float(raw.get("PAGE_CACHE_SECONDS", Config.page_cache_seconds)),
         admin=_flag(raw.get("ADMIN", True)),
         admin_listener_secret=None if admin_secret is None else str(admin_secret),

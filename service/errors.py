@@ -25,6 +25,11 @@ class ClosingDateInPast(PetitionStateError, ValueError):
     """A petition's last day of signing (``closes_on``, UTC) is before today."""
 
 
+class PetitionMisconfigured(PetitionStateError):
+    """The petition's own settings make signing impossible (e.g. a phone region that does not
+    exist); the signer is told the petition cannot take signatures, the operator the reason."""
+
+
 class SignatureRefused(Error):
     """A submission that cannot be accepted; ``field`` names the form field, if one is at fault."""
 

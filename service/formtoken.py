@@ -1,8 +1,10 @@
-"""Stateless form tokens: the sign form carries its petition and issue time under an HMAC.
+"""Form tokens: the sign form carries its petition, issue time and a nonce under an HMAC.
 
-No cookie and no server state: a token proves the form was fetched from us for this petition
-between ``min_seconds`` and ``max_age`` ago (bots that post at once are refused; Tor users who
-read slowly are not).
+No cookie: a token proves the form was fetched from us for this petition between
+``min_seconds`` and ``max_age`` ago (bots that post at once are refused; Tor users who read
+slowly are not). Each token is good for one submission: :class:`UsedFormTokens` keeps an
+HMAC of every token sent, for the tokens' lifetime, so that a bot cannot fetch one form and
+post it again and again, and the minimum fill time holds for every signature.
 """
 
 from __future__ import annotations
@@ -10,26 +12,44 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+import secrets
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 from samleng.service.errors import Error
 
-_LABEL = b"samleng-form/v1\n"
+_LABEL = b"samleng-form/v2\n"
+_USED_LABEL = b"samleng-form-used/v1\n"
+_NONCE_BYTES = 9
+# issue time (Unix seconds, ASCII digits), nonce, MAC: what issue_form_token makes, no more.
+_TOKEN = re.compile(r"\A([0-9]{1,12})\.([A-Za-z0-9_-]{12})\.([A-Za-z0-9_-]{24})\Z")
 
 
 class FormTokenError(Error):
     """A form token that is missing, forged, too young, too old, or for another petition."""
 
 
-def _mac(key: bytes, slug: str, issued: int) -> str:
-    digest = hmac.new(key, _LABEL + f"{slug}\n{issued}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:18]).decode()
+class FormTokenUsed(FormTokenError):
+    """A form token that was sent before: each token is good for one submission."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode()
+
+
+def _mac(key: bytes, slug: str, issued: int, nonce: str) -> str:
+    message = _LABEL + f"{slug}\n{issued}\n{nonce}".encode()
+    return _b64(hmac.new(key, message, hashlib.sha256).digest()[:18])
 
 
 def issue_form_token(key: bytes, slug: str, now: float | None = None) -> str:
-    """A token for the sign form of petition ``slug``."""
+    """A fresh token for the sign form of petition ``slug`` (no two are alike)."""
     issued = int(time.time() if now is None else now)
-    return f"{issued}.{_mac(key, slug, issued)}"
+    nonce = _b64(secrets.token_bytes(_NONCE_BYTES))
+    return f"{issued}.{nonce}.{_mac(key, slug, issued, nonce)}"
 
 
 def check_form_token(
@@ -41,15 +61,66 @@ def check_form_token(
     max_age: int,
     now: float | None = None,
 ) -> None:
-    """Raise FormTokenError unless ``token`` is ours, for ``slug``, and of an acceptable age."""
-    issued_text, _, mac = token.partition(".")
-    if not issued_text.isdigit() or len(issued_text) > 12:
+    """Raise FormTokenError unless ``token`` is ours, for ``slug``, and of an acceptable age.
+
+    Whether it was used before is :class:`UsedFormTokens`' question, asked after this one.
+    """
+    parts = _TOKEN.match(token)
+    if parts is None:
         raise FormTokenError("malformed form token")
+    issued_text, nonce, mac = parts.groups()
     issued = int(issued_text)
-    if not hmac.compare_digest(mac.encode(), _mac(key, slug, issued).encode()):
+    if not hmac.compare_digest(mac, _mac(key, slug, issued, nonce)):
         raise FormTokenError("form token does not match this petition")
     age = (time.time() if now is None else now) - issued
     if age < min_seconds:
         raise FormTokenError("form sent too soon after it was loaded")
     if age > max_age:
         raise FormTokenError("form token expired")
+
+
+def used_token_key(key: bytes, token: str) -> str:
+    """The name under which a sent token is remembered: an HMAC of the token alone, so the
+    store holds nothing that says which petition, when, or from whom."""
+    digest = hmac.new(key, _USED_LABEL + token.encode(), hashlib.sha256).digest()
+    return "form-used:" + _b64(digest[:18])
+
+
+class RecentKeys:
+    """A bounded set of names, each forgotten ``seconds`` after it was added.
+
+    The in-process store of used tokens. When full, the oldest names go first: pushing a
+    token out takes ``capacity`` fresh forms fetched and sent within its lifetime, and a bot
+    that can do that gains nothing by sending an old one again.
+    """
+
+    def __init__(
+        self,
+        seconds: float,
+        capacity: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.seconds = seconds
+        self.capacity = capacity
+        self._clock = clock
+        self._expires: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, name: str) -> bool:
+        """Add ``name``; False if it was there already (and has not expired)."""
+        now = self._clock()
+        with self._lock:
+            expires = self._expires.get(name)
+            if expires is not None and expires > now:
+                return False
+            self._expires.pop(name, None)
+            # Names are added in time order, so the expired ones are at the front.
+            while self._expires and (
+                len(self._expires) >= self.capacity or next(iter(self._expires.values())) <= now
+            ):
+                self._expires.popitem(last=False)
+            self._expires[name] = now + self.seconds
+            return True
+
+    def __len__(self) -> int:
+        return len(self._expires)

@@ -74,6 +74,19 @@ def _phone_ascii(raw: str) -> str:
     return "".join(out)
 
 
+def phone_region_problem(region: str) -> str | None:
+    """Why ``region`` cannot be a petition's phone region, or None when it can.
+
+    It must be a two-letter ISO 3166 code in upper-case ASCII that phonenumbers can read
+    numbers in (``KH``): not ``kh``, not ``XX``, not Greek ``ΚΗ`` that looks like ``KH``.
+    """
+    if not (len(region) == 2 and region.isascii() and region.isalpha() and region.isupper()):
+        return f"the phone region {region!r} must be two capital letters, like KH"
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        return f"the phone region {region!r} is not a country code that phone numbers use"
+    return None
+
+
 def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     """Normalise a phone number to ``phone:<E.164>`` or raise InvalidPhone.
 

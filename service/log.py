@@ -486,7 +486,8 @@ def rewrite_tokens_daily(engine: Engine) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiptStatus:
-    """Where a receipt's signature is: ``counted`` (with its proof), ``waiting``, or ``unknown``."""
+    """Where a receipt's signature is: ``counted`` (with its proof), ``waiting`` (not in the
+    log yet: maybe in the next batch), or ``unknown`` (not in the log, and nothing waits)."""
 
     state: str
     index: int | None = None
@@ -497,15 +498,22 @@ class ReceiptStatus:
 def find_receipt(
     session: Session, petition: Petition, commitment: bytes, secret: bytes
 ) -> ReceiptStatus:
-    """Look a receipt up and, when it is counted, build its tlog-proof file."""
+    """Look a receipt up and, when it is counted, build its tlog-proof file.
+
+    Only the log is searched, never the signatures waiting for their batch (they are sealed
+    to their epoch's key): a code that is not in the log yet is ``waiting`` while the
+    petition takes signatures or has some waiting, so that the answer does not tell a repeat
+    (dropped when sealed) from a new signature before the next batch. Once nothing more can
+    arrive, it is ``unknown``.
+    """
     leaf = session.scalar(
         select(Leaf).where(Leaf.petition_id == petition.id, Leaf.commitment == commitment)
     )
     if leaf is None:
         # A pending signature is sealed to its epoch's key: which one is whose cannot be
-        # told, so every code not in the log waits while any signature waits, a repeat's
-        # code and a new signer's alike, until the round that seals them.
-        if has_pending(session, petition):
+        # told, so every code not in the log waits while the petition takes signatures or
+        # any of its signatures waits, a repeat's code and a new signer's alike.
+        if petition.status == "open" or has_pending(session, petition):
             return ReceiptStatus(state="waiting")
         return ReceiptStatus(state="unknown")
     state = latest_checkpoint(session, petition)

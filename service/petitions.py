@@ -22,10 +22,12 @@ from samleng.service.config import LANGUAGES
 from samleng.service.epochs import ensure_epoch
 from samleng.service.errors import (
     ClosingDateInPast,
+    PetitionMisconfigured,
     PetitionNotFound,
     PetitionStateError,
     SlugUnavailable,
 )
+from samleng.service.identifiers import phone_region_problem
 from samleng.service.log import has_pending, latest_checkpoint, start_log
 from samleng.service.models import (
     IDENTIFIER_MODES,
@@ -155,11 +157,12 @@ def create_petition(
     """Create a draft petition with fresh per-petition secrets: a dedup key, wrapped under a
     key file of the petition's own (the caller commits), and a salt.
 
-    ValueError for bad input: SlugUnavailable when the slug is taken (the same answer for
-    every petition, hidden drafts included), ClosingDateInPast for a date before ``today``
-    (UTC by default).
+    ValueError, with a sentence for the organiser, for anything the petition cannot work
+    with (a bad slug, mode, goal, key, text, or a phone region no number can be read in):
+    SlugUnavailable when the slug is taken (the same answer for every petition, hidden drafts
+    included), ClosingDateInPast for a date before ``today`` (UTC by default).
     """
-    if not SLUG.match(slug):
+    if not SLUG.fullmatch(slug):
         raise ValueError("a slug is 1-64 lower-case letters, digits and inner hyphens")
     if identifier_mode not in IDENTIFIER_MODES:
         raise ValueError(f"identifier mode must be one of {', '.join(IDENTIFIER_MODES)}")
@@ -169,6 +172,9 @@ def create_petition(
         raise ValueError("email verification needs identifier mode email")
     if goal <= 0:
         raise ValueError("the goal must be a positive number of signatures")
+    region_problem = phone_region_problem(region)
+    if region_problem is not None:
+        raise ValueError(region_problem)
     if len(details_public_key) != 32:
         raise ValueError("the details public key must be a raw 32-byte X25519 key")
     check_closing_date(closes_on, today)
@@ -204,7 +210,13 @@ def create_petition(
 
 
 def get_petition(session: Session, slug: str) -> Petition:
-    """The petition with this slug, or PetitionNotFound."""
+    """The petition with this slug, or PetitionNotFound.
+
+    Anything that is not a slug is not looked up: an address may carry any text (a NUL,
+    which PostgreSQL refuses in a string, or 10,000 characters).
+    """
+    if not SLUG.fullmatch(slug):
+        raise PetitionNotFound(slug)
     petition = session.scalar(select(Petition).where(Petition.slug == slug))
     if petition is None:
         raise PetitionNotFound(slug)
@@ -234,10 +246,15 @@ def open_petition(
     sure there is a sealing epoch to sign into.
 
     ClosingDateInPast when its deadline is before ``today`` (UTC): change the draft first.
+    PetitionMisconfigured for a region no phone number can be read in (a draft changed
+    after creation): it could take no signature, and petition.json would freeze it.
     """
     today = today or utc_today()
     if petition.status == "draft":
         check_closing_date(petition.closes_on, today)
+    region_problem = phone_region_problem(petition.region)
+    if region_problem is not None:
+        raise PetitionMisconfigured(f"petition {petition.slug!r}: {region_problem}")
     _transition(petition, "draft", "open")
     if petition.opens_on is None:
         petition.opens_on = today

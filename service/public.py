@@ -21,6 +21,7 @@ from flask import (
     url_for,
 )
 from flask_babel import lazy_gettext
+from limits import parse_many
 from werkzeug.exceptions import NotFound
 
 from samleng.crypto.errors import (
@@ -33,23 +34,34 @@ from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commi
 from samleng.crypto.tokens import Argon2Params, dedup_token
 from samleng.service.config import LANGUAGES, Config
 from samleng.service.db import get_session
-from samleng.service.errors import PetitionNotFound, PetitionStateError
+from samleng.service.errors import PetitionMisconfigured, PetitionNotFound, PetitionStateError
 from samleng.service.forms import SignForm, parse_sign_form
-from samleng.service.formtoken import FormTokenError, check_form_token, issue_form_token
+from samleng.service.formtoken import (
+    FormTokenError,
+    FormTokenUsed,
+    check_form_token,
+    issue_form_token,
+    used_token_key,
+)
 from samleng.service.log import find_receipt, latest_checkpoint
 from samleng.service.mail import Mailer, MailError, compose
 from samleng.service.markdown import render_markdown
 from samleng.service.models import Petition, utc_today
 from samleng.service.pagecache import PageCache
 from samleng.service.petitions import get_petition, open_petitions, signature_count
-from samleng.service.ratelimit import WorkGate
+from samleng.service.ratelimit import (
+    MailLimits,
+    SigningLimits,
+    UsedFormTokens,
+    WorkGate,
+    current_client,
+)
 from samleng.service.security import request_hostname, transport_warning
 from samleng.service.signing import KeptKeys, SigningKeys, TokenHasher, sign_petition, signing_keys
 from samleng.service.verification import (
     ConfirmationRequest,
     LinkExpired,
     LinkInvalid,
-    LinkUsed,
     check_link,
     confirm_signature,
     request_confirmation,
@@ -193,40 +205,36 @@ def sign(slug: str) -> Any:
     material is kept by the worker, and the write checks that the petition still accepts
     signatures. Refusals, rare, read the petition to show its page again.
     """
-    cfg = config()
-    keys = _signing_keys(slug)
+    limits: SigningLimits = current_app.extensions["samleng.signing_limits"]
+    # Every request to sign counts against its client, whatever becomes of it.
+    limits.hit_client(current_client())
+    try:
+        keys = _signing_keys(slug)
+    except PetitionMisconfigured:
+        return _refusing(slug, lambda petition: _refuse(petition, "form", _UNAVAILABLE, 409))
     if keys is None:
         return _refusing(slug, lambda _petition: None)
     form = parse_sign_form(request.form, request.files, keys.identifier_mode)
     if form.errors:
         return _refusing(slug, lambda petition: _render_petition(petition, form, 400))
     try:
-        check_form_token(
-            _form_key(),
-            keys.slug,
-            form.form_token,
-            min_seconds=cfg.form_min_seconds,
-            max_age=cfg.form_max_age,
-        )
+        _use_form_token(keys.slug, form.form_token)
+    except FormTokenUsed:
+        return _refusing(slug, _refusal("form", _ALREADY_SENT, form))
     except FormTokenError:
         return _refusing(slug, _refusal("form", _TOO_FAST_OR_OLD, form))
+    # Only a submission that passed every check counts against the petition's cap, and only
+    # here, just before its Argon2 work: junk requests cannot use up a petition's signatures.
+    limits.hit_petition(keys.slug)
     # Argon2 runs on the gate's threads, at most one hash per core; Overloaded (a 503) if no
     # slot frees up in time, with nothing written.
     hasher = _on_argon2_threads(current_app.extensions["samleng.argon2_gate"])
-    confirmation: tuple[Petition, ConfirmationRequest] | None = None
+    confirmation: ConfirmationRequest | None = None
     try:
         if keys.verification_mode == "email":
             # Nothing is stored: the signature counts once the link in the mail is confirmed.
-            petition = _visible_petition(slug)
-            confirmation = (
-                petition,
-                request_confirmation(
-                    get_session(),
-                    petition,
-                    form.submission(),
-                    vault=current_app.extensions["samleng.vault"],
-                    hasher=hasher,
-                ),
+            confirmation = request_confirmation(
+                get_session(), keys, form.submission(), hasher=hasher
             )
         else:
             signed = sign_petition(
@@ -245,13 +253,26 @@ def sign(slug: str) -> Any:
     except PetitionStateError:
         return _refusing(slug, lambda _petition: None)
     if confirmation is not None:
-        return _send_confirmation(*confirmation)
+        sent = confirmation
+        return _refusing(slug, lambda petition: _send_confirmation(petition, sent))
     return _kept_page(
         "public/signed.html",
         slug,
         lambda slot: _signed_html(_visible_petition(slug), slot),
         signed.receipt,
     )
+
+
+def _use_form_token(slug: str, token: str) -> None:
+    """Accept ``token`` for one submission: FormTokenError if it is not a valid token of
+    ``slug``'s form of an acceptable age, FormTokenUsed if it was sent before."""
+    cfg = config()
+    check_form_token(
+        _form_key(), slug, token, min_seconds=cfg.form_min_seconds, max_age=cfg.form_max_age
+    )
+    used: UsedFormTokens = current_app.extensions["samleng.used_form_tokens"]
+    if not used.first_use(used_token_key(_form_key(), token)):
+        raise FormTokenUsed("this form was sent before")
 
 
 _TOO_FAST_OR_OLD = lazy_gettext(
@@ -264,18 +285,31 @@ _BAD_PHONE = lazy_gettext(
 )
 _TOO_LONG = lazy_gettext("Your details are too long together. Please shorten the comment.")
 _CLOSED = lazy_gettext("This petition is closed.")
+_ALREADY_SENT = lazy_gettext(
+    "This form was already sent. Please reload the page, check your answers and send it again."
+)
+_UNAVAILABLE = lazy_gettext(
+    "This petition cannot take signatures at the moment because of a problem with its "
+    "settings. The organisers have been told. Please try again later."
+)
 
 
 def _signing_keys(slug: str) -> SigningKeys | None:
     """The petition's signing material, kept by this worker; None unless it accepts
-    signatures; a 404 for a petition the public may not see."""
+    signatures; a 404 for a petition the public may not see; PetitionMisconfigured for one
+    whose settings make signing impossible."""
     kept: KeptKeys = current_app.extensions["samleng.signing_keys"]
     keys = kept.get(slug)
     if keys is None:
         petition = _visible_petition(slug)
         if petition.status != "open" or petition.past_deadline(utc_today()):
             return None
-        keys = signing_keys(petition, current_app.extensions["samleng.vault"])
+        try:
+            keys = signing_keys(petition, current_app.extensions["samleng.vault"])
+        except PetitionMisconfigured as exc:
+            # For the operator: the petition's settings, never anything of the signer's.
+            current_app.logger.error("signature refused: %s", exc)
+            raise
         kept.keep(keys)
     return keys
 
@@ -328,70 +362,81 @@ def _confirmation_base_url() -> str:
 
 
 def _send_confirmation(petition: Petition, confirmation: ConfirmationRequest) -> Any:
-    """Mail the link (or the "already signed" note) and show the same page in both cases."""
+    """Mail the link and show the page saying so.
+
+    The message is the same whether or not the address has signed. Beyond the bound on
+    mails to one address (MailLimits) nothing is sent, and the page is the same too.
+    """
     cfg = config()
-    mailer: Mailer | None = current_app.extensions.get("samleng.mailer")
     text = petition.text(g.lang)
-    template = "mail/already_signed.txt" if confirmation.already_signed else "mail/confirm.txt"
-    link = None
-    if confirmation.link is not None:
+    mail_limits: MailLimits = current_app.extensions["samleng.mail_limits"]
+    if mail_limits.allow(confirmation.address):
         link = _confirmation_base_url() + url_for(
             "public.confirm", slug=petition.slug, link=confirmation.link
         )
-    body = render_template(
-        template,
-        title=text["title"],
-        link=link,
-        hours=cfg.confirm_max_age // 3600,
-        petition_url=_confirmation_base_url() + url_for("public.petition", slug=petition.slug),
-    )
-    try:
-        if mailer is None:
-            raise MailError("mail is not configured")
-        mailer.send(
-            compose(
-                sender=cfg.mail_from or f"Samleng <noreply@{cfg.origin.split('/', 1)[0]}>",
-                recipient=confirmation.recipient,
-                subject=str(lazy_gettext("Confirm your signature")),
-                body=body,
-                domain=cfg.origin.split("/", 1)[0],
+        body = render_template(
+            "mail/confirm.txt", title=text["title"], link=link, hours=cfg.confirm_max_age // 3600
+        )
+        try:
+            _mailer().send(
+                compose(
+                    sender=cfg.mail_from or f"Samleng <noreply@{cfg.origin.split('/', 1)[0]}>",
+                    recipient=confirmation.recipient,
+                    subject=str(lazy_gettext("Confirm your signature")),
+                    body=body,
+                    domain=cfg.origin.split("/", 1)[0],
+                )
             )
-        )
-    except MailError:
-        message = lazy_gettext(
-            "We could not send the confirmation email. Nothing was kept. Please try again later."
-        )
-        return render_template("public/error.html", code=503, message=message), 503
+        except MailError:
+            message = lazy_gettext(
+                "We could not send the confirmation email. Nothing was kept. Please try again "
+                "later."
+            )
+            return render_template("public/error.html", code=503, message=message), 503
     return render_template(
         "verification/check_email.html",
         petition=petition,
         text=text,
         hours=cfg.confirm_max_age // 3600,
+        per_day=_mails_per_day(),
     )
+
+
+def _mailer() -> Mailer:
+    """The configured mailer; MailError when mail is not configured."""
+    mailer: Mailer | None = current_app.extensions.get("samleng.mailer")
+    if mailer is None:
+        raise MailError("mail is not configured")
+    return mailer
+
+
+def _mails_per_day() -> int | None:
+    """How many confirmation mails one address gets a day, to tell signers; None if the
+    bound is not counted in days."""
+    items = parse_many(config().ratelimit_mail)
+    days = [item.amount for item in items if item.GRANULARITY.name == "day" and item.multiples == 1]
+    return min(days) if days else None
 
 
 @bp.route("/p/<slug>/confirm/<link>", methods=["GET", "POST"])
 def confirm(slug: str, link: str) -> Any:
     """The link from the confirmation email: GET shows a Confirm button, POST counts it.
 
-    A GET changes nothing, so mail scanners that fetch every link confirm nothing.
+    A GET changes nothing, so mail scanners that fetch every link confirm nothing; it reads
+    only the link, so it answers the same before and after the link was confirmed. A POST
+    for an address counted already shows the same thank-you page (with a code never stored).
     """
     petition = _visible_petition(slug)
     cfg = config()
     text = petition.text(g.lang)
     try:
+        keys = _signing_keys(slug)
+        if keys is None:
+            raise PetitionStateError(f"petition {slug!r} is not accepting signatures")
         if request.method == "GET":
-            check_link(
-                get_session(),
-                petition,
-                link,
-                master_key=cfg.master_key,
-                max_age=cfg.confirm_max_age,
-            )
+            check_link(keys, link, max_age=cfg.confirm_max_age)
             return render_template("verification/confirm.html", petition=petition, text=text)
-        signed = confirm_signature(
-            get_session(), petition, link, master_key=cfg.master_key, max_age=cfg.confirm_max_age
-        )
+        signed = confirm_signature(get_session(), keys, link, max_age=cfg.confirm_max_age)
     except LinkExpired:
         error, status = (
             lazy_gettext(
@@ -399,14 +444,6 @@ def confirm(slug: str, link: str) -> Any:
                 "on the petition page."
             ),
             410,
-        )
-    except LinkUsed:
-        error, status = (
-            lazy_gettext(
-                "This link was used already: your signature was counted once, and it cannot "
-                "be counted again."
-            ),
-            409,
         )
     except LinkInvalid:
         error, status = (
@@ -417,7 +454,7 @@ def confirm(slug: str, link: str) -> Any:
             400,
         )
     except PetitionStateError:
-        error, status = lazy_gettext("This petition is closed."), 409
+        error, status = _CLOSED, 409
     else:
         return render_template(
             "verification/confirmed.html", petition=petition, text=text, receipt=signed.receipt

@@ -1,26 +1,30 @@
 """Rate limits that work over Tor, and the bound on Argon2 work in flight.
 
 Who a client is: on the clearnet, the address ProxyFix reports for the configured number of
-trusted proxies; on the onion listener, the Tor circuit that nginx forwards from tor's PROXY
-header, believed only when the request comes straight from a configured proxy address. Either
-is turned into an HMAC under a key that changes every UTC day, so no address or circuit ID is
-ever held in clear, not in memory stores and not in Redis.
+trusted proxies (an IPv4 address; for IPv6 the whole /64, since one subscriber gets a /64 and
+can use any address in it; the /48 around it is limited too); on the onion listener, the Tor
+circuit that nginx forwards from tor's PROXY header, believed only when the request comes
+straight from a configured proxy address. Each is turned into an HMAC under a key that
+changes every UTC day, so no address or circuit ID is ever held in clear, not in memory
+stores and not in Redis.
 
 If the limiter's storage fails, every limit falls back to per-process memory limits: the
 service never fails open and never answers 500 because Redis is down.
 
 Signing is limited by ``SigningLimits`` rather than flask-limiter (same storage, strategy and
 keys): flask-limiter's generic work per request cost a signature more CPU than the two
-storage hits themselves (bench/README.md).
+storage hits themselves (bench/README.md). The same storage bounds the confirmation mails
+sent to one address (``MailLimits``) and remembers which form tokens were sent
+(``UsedFormTokens``).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import functools
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import threading
@@ -29,11 +33,12 @@ import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from queue import SimpleQueue
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, request
-from flask_limiter import Limiter
+from flask_limiter import Limit, Limiter
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage
@@ -44,6 +49,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from samleng.service.config import Config
 from samleng.service.errors import Error
+from samleng.service.formtoken import RecentKeys
 from samleng.service.keys import derive_key
 
 P = ParamSpec("P")
@@ -208,64 +214,161 @@ class SweptMemoryStorage(MemoryStorage):
             self._sweeping.release()
 
 
+class SharedStorage:
+    """The limiter's storage, used by the checks below, with this process's memory standing
+    in while it fails: never fail open, never a 500 because Redis is down. The storage is
+    tried again every ``RETRY_SECONDS``.
+    """
+
+    RETRY_SECONDS = 5.0
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._retry_at = 0.0  # while the storage fails: when to try it again
+
+    def run(self, shared: Callable[[], T], local: Callable[[], T]) -> T:
+        """``shared()`` (which uses the storage), or ``local()`` while the storage fails."""
+        if time.monotonic() >= self._retry_at:
+            try:
+                result = shared()
+            except (RedisError, StorageError) as exc:
+                if not self._retry_at:
+                    name = type(exc).__name__
+                    log.warning("rate-limit storage failed (%s): checks in memory", name)
+                self._retry_at = time.monotonic() + self.RETRY_SECONDS
+            else:
+                if self._retry_at:
+                    log.warning("rate-limit storage answers again: checks shared")
+                    self._retry_at = 0.0
+                return result
+        return local()
+
+
+def _retry_after(
+    strategy: SlidingWindowCounterRateLimiter, item: RateLimitItem, key: str, scope: str
+) -> int:
+    reset = strategy.get_window_stats(item, "samleng", key, scope).reset_time
+    return max(1, int(reset - time.time()) + 1)
+
+
 class SigningLimits:
     """The limits on signing, per client and per petition, checked on the limiter's storage.
 
     The same strategy (sliding-window counter) and storage keys as flask-limiter would use,
     without its per-request machinery: resolving a route's limits, exemptions and its request
     context cost more CPU than the storage hits. While the storage fails, signing falls back
-    like every other route: ``fallback`` per client in this process's memory, and the storage
-    is tried again every ``RETRY_SECONDS``.
+    like every other route: ``fallback`` per client (and the per-petition cap) in this
+    process's memory.
+
+    The two counts are taken at different points of a signature (service/public.py): every
+    request counts against its client, at once; only a submission that passed every check
+    of the form counts against the petition, just before its Argon2 work, so junk requests
+    cannot use up a petition's signatures.
     """
 
-    RETRY_SECONDS = 5.0
     SCOPE = "public.sign"
 
     def __init__(
-        self, storage: Storage, *, per_client: str, per_petition: str, fallback: str
+        self,
+        storage: SharedStorage,
+        *,
+        per_client: str,
+        per_petition: str,
+        fallback: str,
+        site_factor: int,
     ) -> None:
-        self._shared = SlidingWindowCounterRateLimiter(storage)
+        self._storage = storage
+        self._shared = SlidingWindowCounterRateLimiter(storage.storage)
         self._local = SlidingWindowCounterRateLimiter(SweptMemoryStorage())
         self._per_client = parse_many(per_client)
+        self._per_site = parse_many(scaled_limits(per_client, site_factor))
         self._per_petition = parse_many(per_petition)
         self._fallback = parse_many(fallback)
-        self._retry_at = 0.0  # while the storage fails: when to try it again
 
-    def hit(self, client: str, slug: str) -> None:
-        """Count one signature; TooManyRequests (with retry_after) if a limit is exceeded."""
-        if time.monotonic() >= self._retry_at:
-            try:
-                self._count(self._shared, self._per_client, client)
-                self._count(self._shared, self._per_petition, "petition:" + slug)
-            except (RedisError, StorageError) as exc:
-                if not self._retry_at:
-                    name = type(exc).__name__
-                    log.warning("rate-limit storage failed (%s): signing limits in memory", name)
-                self._retry_at = time.monotonic() + self.RETRY_SECONDS
-            else:
-                if self._retry_at:
-                    log.warning("rate-limit storage answers again: signing limits shared")
-                    self._retry_at = 0.0
-                return
-        self._count(self._local, self._fallback, client)
+    def hit_client(self, client: Client) -> None:
+        """Count one request to sign against its client (and an IPv6 client's /48);
+        TooManyRequests (with retry_after) beyond the limits."""
+
+        def shared() -> None:
+            self._count(self._shared, self._per_client, client.key)
+            if client.site is not None:
+                self._count(self._shared, self._per_site, client.site)
+
+        self._storage.run(shared, lambda: self._count(self._local, self._fallback, client.key))
+
+    def hit_petition(self, slug: str) -> None:
+        """Count one checked submission against the petition's cap; TooManyRequests beyond."""
+        key = "petition:" + slug
+        self._storage.run(
+            lambda: self._count(self._shared, self._per_petition, key),
+            lambda: self._count(self._local, self._per_petition, key),
+        )
 
     def _count(
         self, strategy: SlidingWindowCounterRateLimiter, items: list[RateLimitItem], key: str
     ) -> None:
         for item in items:
             if not strategy.hit(item, "samleng", key, self.SCOPE):
-                reset = strategy.get_window_stats(item, "samleng", key, self.SCOPE).reset_time
-                raise TooManyRequests(retry_after=max(1, int(reset - time.time()) + 1))
+                raise TooManyRequests(retry_after=_retry_after(strategy, item, key, self.SCOPE))
 
-    def limit(self, view: Callable[P, T]) -> Callable[P, T]:
-        """``view`` (with a ``slug`` argument), refused with 429 beyond the limits."""
 
-        @functools.wraps(view)
-        def limited(*args: P.args, **kwargs: P.kwargs) -> T:
-            self.hit(client_key(), str(kwargs.get("slug", "")))
-            return view(*args, **kwargs)
+class MailLimits:
+    """At most ``per_address`` confirmation mails to one address (normalised) per period.
 
-        return limited
+    The key is the address's HMAC under the day's rate-limit key, as for clients. Beyond the
+    bound no mail is sent, and the signer's page does not change (SECURITY.md says what this
+    leaves).
+    """
+
+    SCOPE = "public.mail"
+
+    def __init__(self, storage: SharedStorage, keys: ClientKeys, *, per_address: str) -> None:
+        self._storage = storage
+        self._keys = keys
+        self._shared = SlidingWindowCounterRateLimiter(storage.storage)
+        self._local = SlidingWindowCounterRateLimiter(SweptMemoryStorage())
+        self._per_address = parse_many(per_address)
+
+    def allow(self, address: str) -> bool:
+        """Count one mail to ``address``; False (and nothing counted) beyond the bound."""
+        key = self._keys.pseudonym("mail", address)
+
+        def count(strategy: SlidingWindowCounterRateLimiter) -> bool:
+            return all(strategy.hit(item, "samleng", key, self.SCOPE) for item in self._per_address)
+
+        return self._storage.run(lambda: count(self._shared), lambda: count(self._local))
+
+
+class UsedFormTokens:
+    """The sign-form tokens sent already, each kept (as ``formtoken.used_token_key``, an
+    HMAC of the token alone) for the tokens' lifetime, then forgotten.
+
+    In Redis when the limiter uses it, so that every worker sees every token; otherwise, and
+    while Redis fails, in this process's bounded memory (formtoken.RecentKeys).
+    """
+
+    def __init__(self, storage: SharedStorage, seconds: int, capacity: int = 100_000) -> None:
+        self._storage = storage
+        self._seconds = seconds
+        self._local = RecentKeys(seconds, capacity)
+        self._in_memory = isinstance(storage.storage, MemoryStorage)
+
+    def first_use(self, name: str) -> bool:
+        """Record ``name`` as sent; False if it was sent before, within the lifetime."""
+        if self._in_memory:
+            return self._local.add(name)
+        return self._storage.run(
+            lambda: self._storage.storage.incr(name, self._seconds) == 1,
+            lambda: self._local.add(name),
+        )
+
+
+def scaled_limits(limits: str, factor: int) -> str:
+    """``limits`` (flask-limiter notation) with every amount multiplied by ``factor``."""
+    return "; ".join(
+        f"{item.amount * factor} per {item.multiples} {item.GRANULARITY.name}"
+        for item in parse_many(limits)
+    )
 
 
 class ClientKeys:
@@ -303,8 +406,43 @@ def _restart(gate: weakref.ReferenceType[WorkGate]) -> None:
         weakref.finalize(alive, alive._lanes.close)
 
 
-def client_key() -> str:
-    """The rate-limit key of the current request (never an address in clear)."""
+@dataclass(frozen=True)
+class Client:
+    """Who a request is, for the limits: ``key`` names the client (its IPv4 address, its
+    IPv6 /64, or its Tor circuit); ``site`` an IPv6 client's /48, which is limited too.
+    Both are day-long pseudonyms, never an address."""
+
+    key: str
+    site: str | None = None
+
+
+# One subscriber gets a whole IPv6 /64 (RFC 6177): any address in it is the same client.
+# A /48 is one site's allocation; together its /64s get SAMLENG_RATELIMIT_IPV6_SITE_FACTOR
+# times each per-client limit.
+CLIENT_PREFIX = 64
+SITE_PREFIX = 48
+
+
+def client_of(address: str, keys: ClientKeys) -> Client:
+    """The client an address belongs to (IPv6: its /64, and its /48 as the site)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return Client(keys.pseudonym("ip", address))
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return Client(keys.pseudonym("ip", str(ip.ipv4_mapped)))
+        network = ipaddress.IPv6Network((ip, CLIENT_PREFIX), strict=False)
+        site = ipaddress.IPv6Network((ip, SITE_PREFIX), strict=False)
+        return Client(keys.pseudonym("ip", str(network)), keys.pseudonym("site", str(site)))
+    return Client(keys.pseudonym("ip", str(ip)))
+
+
+def current_client() -> Client:
+    """The client of the current request, worked out once per request."""
+    known: Client | None = request.environ.get("samleng.client")
+    if known is not None:
+        return known
     cfg = _config()
     keys: ClientKeys = current_app.extensions["samleng.client_keys"]
     # The direct peer, before ProxyFix rewrote REMOTE_ADDR from X-Forwarded-For.
@@ -312,8 +450,24 @@ def client_key() -> str:
     peer = orig.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR", "")
     circuit = request.headers.get(CIRCUIT_HEADER, "").strip()
     if circuit and peer in cfg.circuit_proxies:
-        return keys.pseudonym("circuit", circuit[:128])
-    return keys.pseudonym("ip", request.remote_addr or "")
+        client = Client(keys.pseudonym("circuit", circuit[:128]))
+    else:
+        client = client_of(request.remote_addr or "", keys)
+    request.environ["samleng.client"] = client
+    return client
+
+
+def client_key() -> str:
+    """The rate-limit key of the current request (never an address in clear)."""
+    return current_client().key
+
+
+def _site_key() -> str:
+    return current_client().site or ""
+
+
+def _not_ipv6() -> bool:
+    return current_client().site is None
 
 
 def retry_after_seconds(app: Flask, refusal: HTTPException) -> int:
@@ -343,7 +497,15 @@ def init_app(app: Flask, config: Config) -> None:
     limiter = Limiter(
         client_key,
         app=app,
-        default_limits=[config.ratelimit_pages],
+        default_limits=[
+            Limit(config.ratelimit_pages),
+            Limit(
+                scaled_limits(config.ratelimit_pages, config.ratelimit_ipv6_site_factor),
+                key_function=_site_key,
+                exempt_when=_not_ipv6,
+                scope="site",
+            ),
+        ],
         storage_uri=storage_uri,
         storage_options=options,
         strategy="sliding-window-counter",
@@ -355,16 +517,21 @@ def init_app(app: Flask, config: Config) -> None:
     )
     app.extensions["samleng.limiter"] = limiter
     limiter.exempt(app.view_functions["root.healthz"])
-    # Signing has limits of its own, on the same storage (see SigningLimits).
-    signing = SigningLimits(
-        limiter.storage,
+    # Signing has limits of its own, on the same storage (see SigningLimits), which sign()
+    # checks itself; so do the bound on confirmation mails and the single use of form tokens.
+    shared = SharedStorage(limiter.storage)
+    app.extensions["samleng.signing_limits"] = SigningLimits(
+        shared,
         per_client=config.ratelimit_sign,
         per_petition=config.ratelimit_petition,
         fallback=config.ratelimit_fallback,
+        site_factor=config.ratelimit_ipv6_site_factor,
     )
+    app.extensions["samleng.mail_limits"] = MailLimits(
+        shared, app.extensions["samleng.client_keys"], per_address=config.ratelimit_mail
+    )
+    app.extensions["samleng.used_form_tokens"] = UsedFormTokens(shared, config.form_max_age)
     limiter.request_filter(lambda: request.endpoint == "public.sign")
-    sign: Any = app.view_functions["public.sign"]
-    app.view_functions["public.sign"] = signing.limit(sign)
     # Confirming an emailed link counts a signature, so it is limited like signing.
     confirm: Any = app.view_functions["public.confirm"]
     app.view_functions["public.confirm"] = limiter.limit(config.ratelimit_sign, methods=["POST"])(

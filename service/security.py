@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from urllib.parse import quote
 
 from flask import Flask, Response, request
 
@@ -85,6 +86,22 @@ def transport_warning() -> str | None:
     return None
 
 
+def _same_place() -> str:
+    """This request's path and query, percent-encoded: a header value, so never a raw line
+    break or control character, whatever the visitor put in the address."""
+    path = quote(request.path, safe=_PATH_SAFE)
+    # The query as it came, already percent-encoded by the browser: only what is not allowed
+    # in a URL (a raw byte a client should have encoded) is encoded here.
+    query = quote(request.query_string, safe=_QUERY_SAFE + "%")
+    return path + (f"?{query}" if query else "")
+
+
+# What stays as it is in a path and a query (RFC 3986 pchar, and "?" "/" in a query); "%" in
+# the (decoded) path is quoted, so the header names exactly the path Flask routed.
+_PATH_SAFE = "/-._~!$&'()*+,;=:@"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
 def init_app(app: Flask, stylesheet: str, onion_address: str | None) -> None:
     """Set the security headers on every response, error pages included."""
     csp = content_security_policy(stylesheet)
@@ -104,9 +121,7 @@ def init_app(app: Flask, stylesheet: str, onion_address: str | None) -> None:
         if request.endpoint in NO_STORE_ENDPOINTS or response.status_code >= 400:
             response.headers["Cache-Control"] = "no-store"
         if onion_address and not is_onion_request():
-            query = request.query_string.decode("latin-1")
-            path = request.path + (f"?{query}" if query else "")
-            response.headers["Onion-Location"] = f"http://{onion_address}{path}"
+            response.headers["Onion-Location"] = f"http://{onion_address}{_same_place()}"
         response.headers.pop("Server", None)
         return response
 

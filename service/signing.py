@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import (
     Engine,
     Integer,
@@ -43,8 +45,8 @@ from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
 from samleng.crypto.tokens import Argon2Params, dedup_token
 from samleng.service.epochs import Epoch, SealingUnavailable, current_epoch
-from samleng.service.errors import PetitionStateError
-from samleng.service.identifiers import normalize_identifier
+from samleng.service.errors import PetitionMisconfigured, PetitionStateError
+from samleng.service.identifiers import normalize_identifier, phone_region_problem
 from samleng.service.models import DedupToken, PendingSignature, Petition, SealEpoch, utc_today
 from samleng.service.petitions import dedup_key
 from samleng.service.vault import Vault
@@ -90,8 +92,35 @@ class SigningKeys:
     details_public_key: bytes = field(repr=False)
 
 
+_PETITION_KEY_LABEL = b"samleng-petition-key/v1\n"
+
+
+def petition_key(keys: SigningKeys, purpose: str) -> bytes:
+    """A 32-byte key for one named purpose (e.g. ``confirm-link``), derived from the
+    petition's own secret that ``forget`` destroys, so that whatever it protects (an emailed
+    confirmation link) can no longer be opened once the petition is forgotten, even by
+    someone who holds the master key. Every such key is derived here and nowhere else."""
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=_PETITION_KEY_LABEL + purpose.encode(),
+    ).derive(keys.dedup_key)
+
+
 def signing_keys(petition: Petition, vault: Vault) -> SigningKeys:
-    """The petition's signing material, its dedup key unwrapped."""
+    """The petition's signing material, its dedup key unwrapped.
+
+    PetitionStateError when it has none (forgotten); PetitionMisconfigured when a phone
+    petition's region is one no phone number can be read in (made before regions were
+    checked at creation), so that signing is refused cleanly, before any work.
+    """
+    if petition.wrapped_dedup_key is None:
+        raise PetitionStateError(f"petition {petition.slug!r} has no dedup key")
+    if petition.identifier_mode == "phone":
+        problem = phone_region_problem(petition.region)
+        if problem is not None:
+            raise PetitionMisconfigured(f"petition {petition.slug!r}: {problem}")
     return SigningKeys(
         petition_id=petition.id,
         slug=petition.slug,

@@ -26,6 +26,8 @@ CACHE = "public, max-age=5"
 PUBLISHED = ("open", "closed", "forgotten")
 CLOSED = ("closed", "forgotten")
 BUNDLE_CACHE_DIR = "bundles"
+# Log sizes are stored as 64-bit signed integers (SQLite INTEGER, PostgreSQL BIGINT).
+MAX_LOG_SIZE = 2**63 - 1
 logger = logging.getLogger(__name__)
 
 
@@ -59,6 +61,8 @@ def checkpoint(slug: str) -> Response:
 @bp.get("/checkpoints/<int:size>")
 def historical_checkpoint(slug: str, size: int) -> Response:
     """The checkpoint published when the log had ``size`` leaves."""
+    if size > MAX_LOG_SIZE:  # no log is that large, and the database could not compare it
+        abort(404)
     note = checkpoint_note(get_session(), _published(slug), size)
     if note is None:
         abort(404)
@@ -81,9 +85,11 @@ def consistency_proof(slug: str) -> Response:
     state = latest_checkpoint(session, petition)
     if state is None:
         abort(404)
-    old = request.args.get("old", type=int)
-    if old is None or not 1 <= old <= state.size:
+    text = request.args.get("old", "")
+    # ASCII digits only: int() would also take "٣", "1_000" or " 7".
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= state.size:
         abort(400)
+    old = int(text)
     proof = consistency(session, petition, old, state.size)
     return _text(b"".join(base64.b64encode(h) + b"\n" for h in proof))
 

@@ -2,15 +2,19 @@
 
 On sign, the server computes the dedup token, a receipt secret ``r`` and the sealed details,
 and puts them, with the petition id and the issue time, into a *confirmation link*: a blob
-encrypted and authenticated (ChaCha20-Poly1305) under a key derived from the master key. The
-address itself is not in the blob and is never stored: it is used only to send the message.
+encrypted and authenticated (ChaCha20-Poly1305) under a key derived from the petition's own
+secret (signing.petition_key), which ``forget`` destroys: a link kept in a mailbox can no
+longer be opened afterwards, not even with the master key. The address itself is not in the
+blob and is never stored: it is used only to send the message.
 When the link is confirmed (a POST, so mail scanners that fetch links confirm nothing), the
 token is inserted ON CONFLICT DO NOTHING and a pending signature of kind 0x02 is added.
-A second confirmation of the same link, or of another link for the same address, finds the
-token and adds nothing.
 
-If the address had already signed, the signer is shown the same page, and the message says
-so instead of carrying a link. Takes the session and keys as arguments; imports no Flask.
+Nothing here tells whether an address has signed: every request gets the same message with
+a link, whether or not the address was counted before; opening a link (GET) reads only the
+link; and confirming a link whose address is already counted (the same link again, or
+another one) shows the same thank-you page as a first confirmation, with a fresh receipt
+code that is never stored, as the plain mode answers a repeated identifier. Takes the
+session and keys as arguments; imports no Flask.
 """
 
 from __future__ import annotations
@@ -29,23 +33,22 @@ from sqlalchemy.orm import Session
 from samleng.crypto.details import DETAILS_CIPHERTEXT_BYTES
 from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord
-from samleng.crypto.receipts import format_receipt, receipt_commitment
+from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
 from samleng.crypto.tokens import TOKEN_BYTES, dedup_token
 from samleng.service.errors import Error, PetitionStateError
-from samleng.service.keys import derive_key
-from samleng.service.models import Petition, utc_today
+from samleng.service.identifiers import normalize_email
 from samleng.service.signing import (
     Recorded,
     Signed,
+    SigningKeys,
     Submission,
     TokenHasher,
     identifier_token,
     new_receipt,
+    petition_key,
     record_signature,
-    signing_keys,
     token_counted,
 )
-from samleng.service.vault import Vault
 
 _LINK_AAD = b"samleng-confirm/v1\n"
 _NONCE_BYTES = 12
@@ -70,21 +73,14 @@ class LinkExpired(LinkError):
     """A link older than the configured lifetime."""
 
 
-class LinkUsed(LinkError):
-    """The link was confirmed already, or the address has signed by another link."""
-
-
 @dataclass(frozen=True, kw_only=True)
 class ConfirmationRequest:
-    """What to mail: a confirmation link, or (``already_signed``) a note that it was counted."""
+    """What to mail: the confirmation link, to ``recipient`` (as typed); ``address`` is the
+    normalised address, by which the mails sent to one person are bounded."""
 
     recipient: str = field(repr=False)
-    link: str | None = field(repr=False)
-
-    @property
-    def already_signed(self) -> bool:
-        """The address's token exists: the message says so and carries no link."""
-        return self.link is None
+    address: str = field(repr=False)
+    link: str = field(repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,15 +92,18 @@ class _LinkContents:
     details_ciphertext: bytes
 
 
-def _aead(master_key: bytes) -> ChaCha20Poly1305:
-    return ChaCha20Poly1305(derive_key(master_key, "confirm-link"))
+LINK_KEY_PURPOSE = "confirm-link"
+
+
+def _aead(keys: SigningKeys) -> ChaCha20Poly1305:
+    return ChaCha20Poly1305(petition_key(keys, LINK_KEY_PURPOSE))
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def seal_link(master_key: bytes, petition: Petition, contents: _LinkContents) -> str:
+def seal_link(keys: SigningKeys, contents: _LinkContents) -> str:
     """The link blob (URL-safe base64) for ``contents``, bound to the petition's origin."""
     plaintext = (
         _HEADER.pack(contents.petition_id, contents.issued)
@@ -113,12 +112,12 @@ def seal_link(master_key: bytes, petition: Petition, contents: _LinkContents) ->
         + contents.details_ciphertext
     )
     nonce = secrets.token_bytes(_NONCE_BYTES)
-    aad = _LINK_AAD + petition.origin.encode()
-    return _b64(nonce + _aead(master_key).encrypt(nonce, plaintext, aad))
+    aad = _LINK_AAD + keys.origin.encode()
+    return _b64(nonce + _aead(keys).encrypt(nonce, plaintext, aad))
 
 
 def open_link(
-    master_key: bytes, petition: Petition, link: str, *, max_age: int, now: float | None = None
+    keys: SigningKeys, link: str, *, max_age: int, now: float | None = None
 ) -> _LinkContents:
     """The contents of a link for ``petition``; LinkInvalid or LinkExpired otherwise."""
     if not link or len(link) > MAX_LINK_CHARS:
@@ -127,15 +126,15 @@ def open_link(
         raw = base64.urlsafe_b64decode(link + "=" * (-len(link) % 4))
     except (binascii.Error, ValueError):
         raise LinkInvalid("not a confirmation link") from None
-    aad = _LINK_AAD + petition.origin.encode()
+    aad = _LINK_AAD + keys.origin.encode()
     try:
-        plaintext = _aead(master_key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], aad)
+        plaintext = _aead(keys).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], aad)
     except (InvalidTag, ValueError):
         raise LinkInvalid("the link does not open for this petition") from None
     if len(plaintext) != _PLAINTEXT_BYTES:
         raise LinkInvalid("the link has the wrong size")
     petition_id, issued = _HEADER.unpack_from(plaintext)
-    if petition_id != petition.id:
+    if petition_id != keys.petition_id:
         raise LinkInvalid("the link is for another petition")
     now = time.time() if now is None else now
     if issued > now + _CLOCK_SKEW:
@@ -152,96 +151,92 @@ def open_link(
     )
 
 
-def _accepting(petition: Petition) -> None:
-    if petition.status != "open" or petition.past_deadline(utc_today()):
-        raise PetitionStateError(f"petition {petition.slug!r} is not accepting signatures")
-
-
 def request_confirmation(
     session: Session,
-    petition: Petition,
+    keys: SigningKeys,
     submission: Submission,
     *,
-    vault: Vault,
     now: float | None = None,
     hasher: TokenHasher = dedup_token,
 ) -> ConfirmationRequest:
-    """Prepare the message for a sign form: a link, or "already signed". Stores nothing.
+    """The message for a sign form: always a link, whether or not the address has signed.
+    Reads and stores nothing.
 
-    Raises InvalidEmail, DetailsTooLarge and PetitionStateError like sign_petition. Both
-    answers do the same work (Argon2, sealing), so they take the same time.
+    Raises InvalidEmail and DetailsTooLarge like sign_petition, and PetitionStateError for a
+    petition that is not email-verified. Whether the petition still accepts signatures is
+    the caller's ``keys`` (only an accepting petition's are handed out) and, in the end, the
+    confirmation's write. ``session`` is only ended, so that no read transaction stays open
+    during the Argon2 work.
     """
-    _accepting(petition)
-    if petition.identifier_mode != "email" or petition.verification_mode != "email":
-        raise PetitionStateError(f"petition {petition.slug!r} is not email-verified")
+    if keys.identifier_mode != "email" or keys.verification_mode != "email":
+        raise PetitionStateError(f"petition {keys.slug!r} is not email-verified")
     if submission.identifier is None:
         raise ValueError("this petition needs an email address")
-    petition_id = petition.id
-    session.commit()  # no read transaction stays open during the Argon2 work
-    keys = signing_keys(petition, vault)
+    if session.in_transaction():
+        session.commit()
     token = identifier_token(keys, submission.identifier, hasher)
     secret, _commitment, ciphertext = new_receipt(keys, submission.details)
     link = seal_link(
-        vault.master_key,
-        petition,
+        keys,
         _LinkContents(
-            petition_id=petition_id,
+            petition_id=keys.petition_id,
             issued=int(time.time() if now is None else now),
             token=token,
             secret=secret,
             details_ciphertext=ciphertext,
         ),
     )
-    signed_before = token_counted(session, petition_id, token)
-    session.commit()
-    recipient = submission.identifier.strip()
-    return ConfirmationRequest(recipient=recipient, link=None if signed_before else link)
+    return ConfirmationRequest(
+        recipient=submission.identifier.strip(),
+        address=normalize_email(submission.identifier),
+        link=link,
+    )
 
 
-def check_link(
-    session: Session,
-    petition: Petition,
-    link: str,
-    *,
-    master_key: bytes,
-    max_age: int,
-    now: float | None = None,
-) -> None:
-    """Raise LinkError or PetitionStateError unless ``link`` can still be confirmed."""
-    _accepting(petition)
-    contents = open_link(master_key, petition, link, max_age=max_age, now=now)
-    if token_counted(session, petition.id, contents.token):
-        raise LinkUsed("this address has signed already")
+def check_link(keys: SigningKeys, link: str, *, max_age: int, now: float | None = None) -> None:
+    """Raise LinkError unless ``link`` is one of ours for this petition and not expired.
+
+    Reads nothing else: in particular not whether its address was counted, so opening an
+    old link answers the same before and after its confirmation.
+    """
+    open_link(keys, link, max_age=max_age, now=now)
 
 
 def confirm_signature(
     session: Session,
-    petition: Petition,
+    keys: SigningKeys,
     link: str,
     *,
-    master_key: bytes,
     max_age: int,
     now: float | None = None,
 ) -> Signed:
-    """Count the signature a link carries, once; its receipt code.
+    """Count the signature a link carries, once; the receipt code to show.
 
-    Raises LinkInvalid, LinkExpired, LinkUsed (nothing added) and PetitionStateError.
+    For an address that is sealed into the log already (this link confirmed before, or
+    another link for the same address) nothing is added and the code is a fresh one that is
+    never stored, so the page is the same either way, and the code shown does not turn out
+    "counted" to whoever holds the link. A confirmation whose address still waits to be
+    sealed is written like any signature; the sealer keeps one per address. Raises
+    LinkInvalid, LinkExpired and PetitionStateError (the petition stopped accepting
+    signatures).
     """
-    _accepting(petition)
-    contents = open_link(master_key, petition, link, max_age=max_age, now=now)
-    petition_id, origin, slug = petition.id, petition.origin, petition.slug
-    session.commit()
+    contents = open_link(keys, link, max_age=max_age, now=now)
+    counted = token_counted(session, keys.petition_id, contents.token)
+    if session.in_transaction():
+        session.commit()
+    if counted:
+        return Signed(receipt=format_receipt(new_receipt_secret()))
     recorded = record_signature(
         session,
-        petition_id=petition_id,
-        origin=origin,
+        petition_id=keys.petition_id,
+        origin=keys.origin,
         pending=PendingRecord(
             kind=LeafKind.VERIFIED_SIGNATURE,
             token=contents.token,
-            commitment=receipt_commitment(origin, contents.secret),
+            commitment=receipt_commitment(keys.origin, contents.secret),
             details_ciphertext=contents.details_ciphertext,
         ),
     )
     if recorded is Recorded.CLOSED:
-        raise PetitionStateError(f"petition {slug!r} is not accepting signatures")
+        raise PetitionStateError(f"petition {keys.slug!r} is not accepting signatures")
     return Signed(receipt=format_receipt(contents.secret))

@@ -115,7 +115,7 @@ def test_sign_and_check_the_receipt(
     browser.find_element(By.ID, "f-receipt").send_keys(code.lower().replace("-", " "))
     follow(browser, By.CSS_SELECTOR, "main form button")
     step(site, browser, viewport, f"{petition}/receipt")
-    waiting = "Your signature was received and is waiting for the next batch."
+    waiting = "This receipt code is not in the log yet."
     assert translated(site, lang, waiting) in text_of(browser)
 
     site.seal()

@@ -34,6 +34,7 @@ from samleng.crypto.tlogproof import verify_receipt
 from samleng.service.db import get_session
 from samleng.service.log import log_signer, seal_all
 from samleng.service.models import Leaf, Petition
+from samleng.service.petitions import close_petition, get_petition
 from tests.conftest import MASTER_KEY, OpenPetition, receipt_of, sign
 
 
@@ -113,7 +114,7 @@ def test_receipt_page(app: Flask, client: FlaskClient, petition: OpenPetition) -
     form = client.get(url)
     assert form.status_code == 200 and 'name="receipt"' in form.get_data(as_text=True)
     waiting = client.post(url.replace("/km/", "/en/"), data={"receipt": code, "format": "page"})
-    assert "waiting for the next batch" in waiting.get_data(as_text=True)
+    assert "not in the log yet" in waiting.get_data(as_text=True)
     seal(app)
     lower = code.lower().replace("-", " ")
     counted = client.post(url.replace("/km/", "/en/"), data={"receipt": lower, "format": "page"})
@@ -131,7 +132,7 @@ def test_receipt_page(app: Flask, client: FlaskClient, petition: OpenPetition) -
 @pytest.mark.parametrize(
     ("code", "status", "message"),
     [
-        ("AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AA", 200, "was not found"),
+        ("AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AA", 200, "not in the log yet"),
         ("not a code", 400, "is not a receipt code"),
         ("", 400, "is not a receipt code"),
         ("A" * 5000, 400, "is not a receipt code"),
@@ -146,6 +147,52 @@ def test_receipt_page_refusals(
     # No number or address is on this page for "this" to point at.
     assert "this phone number" not in response.get_data(as_text=True)
     assert "Set-Cookie" not in response.headers
+
+
+def test_a_repeat_and_a_new_signature_look_alike_until_the_next_batch(
+    app: Flask, client: FlaskClient, petition: OpenPetition
+) -> None:
+    """Right after signing, the receipt page says the same of a new signature's code and of
+    a repeated number's (never stored): not in the log yet. Only after the batch do they
+    differ, as the count does (SECURITY.md)."""
+    url = f"/en/p/{petition.slug}/receipt"
+    new = receipt_of(sign(client, petition.slug, identifier="012 345 678"))
+    repeat = receipt_of(sign(client, petition.slug, identifier="+855 12 345 678"))
+
+    def answer(code: str) -> str:
+        page = client.post(url, data={"receipt": code})
+        assert page.status_code == 200
+        return page.get_data(as_text=True).replace(code, "CODE")
+
+    assert answer(new) == answer(repeat)
+    assert "not in the log yet" in answer(new)
+    seal(app)
+    assert "Your signature is counted" in answer(new)
+    assert "not in the log yet" in answer(repeat)  # while the petition takes signatures
+    with app.app_context():
+        session = get_session()
+        close_petition(session, get_petition(session, petition.slug))
+        session.commit()
+    assert "was not found" in answer(repeat)  # nothing can arrive any more
+
+
+def test_a_closed_petition_with_signatures_waiting_still_says_not_yet(
+    app: Flask, client: FlaskClient, petition: OpenPetition
+) -> None:
+    code = receipt_of(sign(client, petition.slug, identifier="012 345 678"))
+    with app.app_context():
+        session = get_session()
+        close_petition(session, get_petition(session, petition.slug))
+        session.commit()
+    url = f"/en/p/{petition.slug}/receipt"
+    for typed in (code, "AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AA"):
+        assert "not in the log yet" in client.post(url, data={"receipt": typed}).get_data(
+            as_text=True
+        )
+    seal(app)
+    assert "counted" in client.post(url, data={"receipt": code}).get_data(as_text=True)
+    unknown = client.post(url, data={"receipt": "AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AA"})
+    assert "was not found" in unknown.get_data(as_text=True)
 
 
 def test_concurrent_sealers_make_one_log(

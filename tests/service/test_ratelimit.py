@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from limits import parse
@@ -18,16 +19,18 @@ from limits.strategies import FixedWindowRateLimiter, SlidingWindowCounterRateLi
 
 from samleng.service import create_app
 from samleng.service.db import upgrade
+from samleng.service.formtoken import RecentKeys, issue_form_token
 from samleng.service.ratelimit import (
     CIRCUIT_HEADER,
     ClientKeys,
     Overloaded,
-    SigningLimits,
+    SharedStorage,
     SweptMemoryStorage,
     WorkGate,
+    client_of,
 )
 from tests.components import PrivateRedis, free_port
-from tests.conftest import add_petition, form_token, make_config, sign
+from tests.conftest import FORM_TOKEN, add_petition, make_config, sign
 
 CIRCUITS = ["fc00:dead:beef:4dad::0:1", "fc00:dead:beef:4dad::0:2"]
 ADDRESSES = ["198.51.100.7", "198.51.100.8", "203.0.113.5", "127.0.0.1"]
@@ -72,6 +75,11 @@ def as_client(app: Flask, address: str, circuit: str | None = None) -> FlaskClie
     if circuit is not None:
         client.environ_base["HTTP_" + CIRCUIT_HEADER.upper().replace("-", "_")] = circuit
     return client
+
+
+def fresh_token(app: Flask, slug: str = "free-them") -> str:
+    """A new sign-form token, as the petition page would carry (without fetching it)."""
+    return issue_form_token(app.extensions["samleng.form_key"], slug)
 
 
 def statuses(client: FlaskClient, n: int, start: int = 0) -> list[int]:
@@ -162,16 +170,20 @@ def test_all_clients_together_are_limited_per_petition(tmp_path: Path, storage_u
 def test_signing_falls_back_while_redis_is_down_and_shares_again_after(
     tmp_path: Path, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(SigningLimits, "RETRY_SECONDS", 0.5)
+    monkeypatch.setattr(SharedStorage, "RETRY_SECONDS", 0.5)
     app = limited_app(tmp_path, private_redis.url, ratelimit_fallback="3 per minute")
-    token = form_token(as_client(app, ADDRESSES[3]), "free-them")
 
     def posts(client: FlaskClient, n: int, start: int) -> list[int]:
-        # Straight to the sign endpoint: the pages' own fallback limit is not in the way.
-        fields = {"form_token": token, "consent": "yes", "website": ""}
+        # Straight to the sign endpoint, with tokens made here: the pages' own fallback
+        # limit is not in the way.
         return [
             client.post(
-                "/en/p/free-them/sign", data={**fields, "identifier": f"012 345 {start + i:03d}"}
+                "/en/p/free-them/sign",
+                data={
+                    "form_token": fresh_token(app),
+                    "consent": "yes",
+                    "identifier": f"012 345 {start + i:03d}",
+                },
             ).status_code
             for i in range(n)
         ]
@@ -418,3 +430,170 @@ def test_the_memory_storage_still_forgets_expired_keys() -> None:
 def test_memory_uri_selects_the_swept_storage(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://")
     assert isinstance(app.extensions["samleng.limiter"].storage, SweptMemoryStorage)
+
+
+# --- IPv6: a client is its /64, and a /48 is bounded -----------------------------------------
+
+ONE_64 = [f"2001:db8:1:2::{n:x}" for n in range(1, 13)] + ["2001:db8:1:2:ffff:ffff:ffff:ffff"]
+
+
+def test_every_address_of_an_ipv6_64_is_one_client(tmp_path: Path, storage_uri: str) -> None:
+    """One subscriber gets a /64 and can use any of its addresses: they are one client."""
+    app = limited_app(tmp_path, storage_uri)
+    answers = [
+        sign(as_client(app, address), "free-them", identifier=f"012 345 {i:03d}").status_code
+        for i, address in enumerate(ONE_64)
+    ]
+    assert answers[:3] == [200] * 3 and set(answers[3:]) == {429}
+    # The next /64 is another client.
+    assert statuses(as_client(app, "2001:db8:1:3::1"), 3, start=100) == [200] * 3
+
+
+def test_an_ipv6_48_is_bounded_together(tmp_path: Path, storage_uri: str) -> None:
+    app = limited_app(tmp_path, storage_uri, ratelimit_ipv6_site_factor=2)
+    # Three /64s of one /48, three signatures each: the /48 may sign 2 x 3 times a minute.
+    answers = [
+        statuses(as_client(app, f"2001:db8:7:{net:x}::1"), 3, start=100 * net)
+        for net in range(1, 4)
+    ]
+    assert answers == [[200] * 3, [200] * 3, [429] * 3]
+    # Another /48 is another site.
+    assert statuses(as_client(app, "2001:db8:8:1::1"), 3, start=900) == [200] * 3
+
+
+def test_ipv6_pages_are_limited_per_64_and_per_48(tmp_path: Path, storage_uri: str) -> None:
+    app = limited_app(tmp_path, storage_uri, ratelimit_pages="4 per minute",
+                      ratelimit_ipv6_site_factor=2)  # fmt: skip
+    first = [as_client(app, address).get("/en/").status_code for address in ONE_64[:5]]
+    assert first == [200] * 4 + [429]
+    second = [as_client(app, f"2001:db8:1:9::{n}").get("/en/").status_code for n in range(1, 6)]
+    assert second == [200] * 4 + [429]
+    # 8 pages from the /48 (2001:db8:1::/48) in this minute: a third /64 gets none.
+    assert as_client(app, "2001:db8:1:a::1").get("/en/").status_code == 429
+    assert as_client(app, "2001:db8:2:a::1").get("/en/").status_code == 200
+
+
+def test_client_identity() -> None:
+    keys = ClientKeys(bytes(32), today=lambda: dt.date(2026, 11, 21))
+    one = client_of("2001:db8:1:2::1", keys)
+    assert one == client_of("2001:DB8:1:2:aaaa:bbbb:cccc:dddd", keys)
+    assert one.key != client_of("2001:db8:1:3::1", keys).key
+    assert one.site == client_of("2001:db8:1:3::1", keys).site
+    assert one.site != client_of("2001:db8:2:2::1", keys).site
+    assert "2001" not in one.key and "db8" not in str(one.site)
+    # IPv4, also written as IPv4-mapped IPv6, is its own address, with no site.
+    v4 = client_of("198.51.100.7", keys)
+    assert v4.site is None
+    assert v4 == client_of("::ffff:198.51.100.7", keys)
+    assert v4 != client_of("198.51.100.8", keys)
+    assert client_of("fe80::1%eth0", keys) == client_of("fe80::2", keys)
+    assert client_of("not an address", keys).site is None
+
+
+# --- the petition's cap counts only checked submissions --------------------------------------
+
+
+def test_junk_does_not_use_up_the_petitions_signatures(tmp_path: Path, storage_uri: str) -> None:
+    """Empty posts, bad tokens and reused tokens, from many clients, are refused (400) before
+    they count against the petition: a real signature still gets through."""
+    app = limited_app(tmp_path, storage_uri, ratelimit_sign="100 per minute",
+                      ratelimit_petition="3 per minute")  # fmt: skip
+    used = fresh_token(app)
+    assert sign(as_client(app, "203.0.113.1"), "free-them", form_token=used,
+                identifier="012 345 001").status_code == 200  # fmt: skip
+    junk = [
+        {},
+        {"consent": "yes"},
+        {"form_token": "1.forged", "consent": "yes", "identifier": "012 345 678"},
+        {"form_token": used, "consent": "yes", "identifier": "012 345 678"},
+        {"form_token": fresh_token(app), "consent": "yes"},  # no phone number
+        {"form_token": fresh_token(app), "consent": "yes", "identifier": "012", "website": "x"},
+    ]
+    answers = [
+        as_client(app, f"198.51.100.{i}").post("/en/p/free-them/sign", data=fields).status_code
+        for i in range(3)
+        for fields in junk
+    ]
+    assert answers == [400] * len(answers)
+    good = [
+        sign(as_client(app, "203.0.113.2"), "free-them", identifier=f"012 345 1{i:02d}")
+        for i in range(3)
+    ]
+    assert [answer.status_code for answer in good] == [200, 200, 429]
+
+
+# --- a form token is good for one submission ---------------------------------------------------
+
+
+def test_a_form_token_is_good_once(tmp_path: Path, storage_uri: str) -> None:
+    app = limited_app(tmp_path, storage_uri, ratelimit_sign="100 per minute")
+    token = fresh_token(app)
+    fields = {"form_token": token, "consent": "yes", "identifier": "012 345 678"}
+    first = as_client(app, ADDRESSES[0]).post("/en/p/free-them/sign", data=fields)
+    assert first.status_code == 200
+    for address in ADDRESSES[:3]:  # from anywhere, with any number
+        again = as_client(app, address).post(
+            "/km/p/free-them/sign", data={**fields, "identifier": "012 345 679"}
+        )
+        assert again.status_code == 400
+        page = again.get_data(as_text=True)
+        assert '<html lang="km">' in page and "already sent" not in page  # translated
+        english = as_client(app, address).post("/en/p/free-them/sign", data=fields)
+        assert "This form was already sent" in english.get_data(as_text=True)
+        assert 'class="receipt"' not in page
+    # The refused page carries a fresh token, which works.
+    match = FORM_TOKEN.search(english.get_data(as_text=True))
+    assert match and match.group(1) != token
+    refill = {**fields, "form_token": match.group(1), "identifier": "012 345 680"}
+    assert as_client(app, ADDRESSES[0]).post("/en/p/free-them/sign", data=refill).status_code == 200
+
+
+def test_used_tokens_are_kept_as_hmacs_only(tmp_path: Path, private_redis: PrivateRedis) -> None:
+    app = limited_app(tmp_path, private_redis.url, form_max_age=600)
+    tokens = [fresh_token(app) for _ in range(3)]
+    for i, token in enumerate(tokens):
+        fields = {"form_token": token, "consent": "yes", "identifier": f"012 345 {i:03d}"}
+        assert (
+            as_client(app, ADDRESSES[0]).post("/en/p/free-them/sign", data=fields).status_code
+            == 200
+        )
+    everything = private_redis.dump_everything()
+    assert everything.count(b"form-used:") == 3
+    for token in tokens:
+        for part in token.split("."):
+            assert part.encode() not in everything
+    ttls = private_redis_ttls(private_redis, b"form-used:")
+    assert len(ttls) == 3 and all(0 < ttl <= 600 for ttl in ttls)
+
+
+def private_redis_ttls(server: PrivateRedis, prefix: bytes) -> list[int]:
+    """The time to live of every key of ``server`` whose name holds ``prefix``."""
+    client = redis.Redis(host="127.0.0.1", port=server.port)
+    try:
+        return [int(client.ttl(key)) for key in client.scan_iter() if prefix in key]
+    finally:
+        client.close()
+
+
+def test_single_use_holds_while_redis_is_down(
+    tmp_path: Path, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SharedStorage, "RETRY_SECONDS", 0.5)
+    app = limited_app(tmp_path, private_redis.url, ratelimit_fallback="100 per minute")
+    client = as_client(app, ADDRESSES[0])
+    private_redis.stop()
+    token = fresh_token(app)
+    fields = {"form_token": token, "consent": "yes", "identifier": "012 345 678"}
+    answers = [client.post("/en/p/free-them/sign", data=fields).status_code for _ in range(3)]
+    assert answers == [200, 400, 400]
+
+
+def test_the_memory_store_of_used_tokens_is_bounded() -> None:
+    now = [0.0]
+    recent = RecentKeys(seconds=60, capacity=3, clock=lambda: now[0])
+    assert [recent.add(name) for name in "abc"] == [True] * 3
+    assert not recent.add("a")
+    assert recent.add("d") and len(recent) == 3  # the oldest went
+    now[0] = 61.0
+    assert recent.add("b") and len(recent) == 1  # expired names went too
+    assert not recent.add("b")

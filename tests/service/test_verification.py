@@ -7,6 +7,7 @@ the promise that the address is stored and logged nowhere.
 
 from __future__ import annotations
 
+import base64
 import email
 import logging
 import re
@@ -23,22 +24,27 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from samleng.crypto.leaf import LeafKind, decode_leaf
 from samleng.service import create_app
 from samleng.service.db import get_session, upgrade
+from samleng.service.errors import PetitionStateError
+from samleng.service.keys import derive_key
 from samleng.service.log import seal_all
 from samleng.service.mail import FolderMailer, MailError, SmtpMailer, compose
 from samleng.service.models import DedupToken, Leaf, PendingSignature
-from samleng.service.petitions import close_petition, get_petition
-from samleng.service.signing import Submission
-from samleng.service.verification import request_confirmation
-from tests.components import require, require_program
+from samleng.service.petitions import close_petition, forget_petition, get_petition
+from samleng.service.signing import Submission, petition_key, signing_keys
+from samleng.service.verification import LINK_KEY_PURPOSE, request_confirmation
+from tests.components import PrivateRedis, require, require_program
 from tests.conftest import (
     ORIGIN,
+    RECEIPT,
     TEXTS,
     add_petition,
     make_config,
@@ -182,57 +188,104 @@ def test_sign_receive_confirm_receipt(
     assert client.get("/p/mail/count.json").get_json()["count"] == 1
     assert stored(mail_app) == (1, 0)
 
-    # The same link again: the same answer, and the sealer adds nothing.
+    # The same link again: the same thank-you page with a code that is never stored (so a
+    # mailbox reader learns nothing from it), and nothing is added.
     again = client.post(path)
     assert again.status_code == 200
-    assert receipt_of(again) == receipt
+    assert receipt_of(again) != receipt
+    assert without_receipt(again, path) == without_receipt(confirmed, path)
+    assert client.get(path).status_code == 200
     seal_all(mail_app.extensions["samleng.engine"], mail_app.extensions["samleng.vault"])
     assert client.get("/p/mail/count.json").get_json()["count"] == 1
     assert stored(mail_app) == (1, 0)
 
 
-def test_repeated_address_same_page_and_an_already_signed_mail(
+def without_receipt(response: Any, path: str) -> str:
+    """A thank-you page with its receipt code and its link (``path``) taken out."""
+    page = response.get_data(as_text=True).replace(path.rsplit("/", 1)[1], "LINK")
+    return RECEIPT.sub("", page)
+
+
+def mail_body(message: EmailMessage) -> str:
+    """A confirmation message's text with its link (different every time) taken out."""
+    return LINK.sub("LINK", message.get_content())
+
+
+def test_a_repeated_address_gets_the_same_mail_and_the_same_pages(
     mail_app: Flask, smtp: tuple[Inbox, int]
 ) -> None:
     inbox, _ = smtp
     client = mail_app.test_client()
     first = sign(client, "mail", identifier=ADDRESS)
     # Two links for the same address before either is confirmed: only one can count.
-    sign(client, "mail", identifier=ADDRESS.lower())
+    second = sign(client, "mail", identifier=ADDRESS.lower())
     links = [link_path(message) for _, message in inbox.messages]
     assert len(links) == 2 and links[0] != links[1]
-    # Both confirmations are written, sealed, as they come; the sealer counts one.
-    assert client.post(links[0]).status_code == 200
-    assert client.post(links[1]).status_code == 200
-    assert stored(mail_app) == (0, 2)
+    opened = [client.get(link) for link in links]
+    counted = client.post(links[0])
+    assert counted.status_code == 200
+    assert stored(mail_app) == (0, 1)  # waits, sealed, like any signature
     seal_all(mail_app.extensions["samleng.engine"], mail_app.extensions["samleng.vault"])
     assert stored(mail_app) == (1, 0)
-    assert client.get("/p/mail/count.json").get_json()["count"] == 1
 
-    # The same address (normalised: case, +tag) after it was counted.
+    # After the address was counted: the same form page, the same message with a link, the
+    # same confirmation page, and the same thank-you page (its code is never stored).
     repeat = sign(client, "mail", identifier="sok.dara@example.org")
     assert repeat.status_code == 200
-    assert repeat.get_data() == first.get_data()
-    _, message = inbox.last()
-    body = message.get_content()
-    assert "/confirm/" not in body
-    assert "already signed" in body
-    assert message["Subject"] == "Confirm your signature"
+    assert repeat.get_data() == first.get_data() == second.get_data()
+    assert len(inbox.messages) == 3
+    bodies = {mail_body(message) for _, message in inbox.messages}
+    assert len(bodies) == 1 and "LINK" in bodies.pop()
+    assert {message["Subject"] for _, message in inbox.messages} == {"Confirm your signature"}
+    later = link_path(inbox.last()[1])
+    for link, before in zip(links, opened, strict=True):
+        after = client.get(link)
+        assert (after.status_code, after.get_data()) == (before.status_code, before.get_data())
+    # The confirmation page of each link: the same but for the link itself.
+    pages = {
+        client.get(link).get_data(as_text=True).replace(link.rsplit("/", 1)[1], "LINK")
+        for link in (*links, later)
+    }
+    assert len(pages) == 1
+    for link in (links[1], later, links[0]):
+        answer = client.post(link)
+        assert answer.status_code == 200
+        assert without_receipt(answer, link) == without_receipt(counted, links[0])
+        assert receipt_of(answer) != receipt_of(counted)
     assert stored(mail_app) == (1, 0)
+
+
+def test_opening_a_link_reads_no_token(mail_app: Flask, smtp: tuple[Inbox, int]) -> None:
+    """A GET reads the link alone: not the tokens, which say whether the address signed."""
+    inbox, _ = smtp
+    client = mail_app.test_client()
+    sign(client, "mail", identifier=ADDRESS)
+    path = link_path(inbox.last()[1])
+    client.post(path)
+    statements: list[str] = []
+    engine = mail_app.extensions["samleng.engine"]
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements, "the page read the petition"
+    assert not [sql for sql in statements if "dedup_token" in sql], statements
 
 
 def test_expired_link_is_refused(mail_app: Flask) -> None:
     with mail_app.app_context():
         session = get_session()
-        petition = get_petition(session, "mail")
         request = request_confirmation(
             session,
-            petition,
+            signing_keys(get_petition(session, "mail"), mail_app.extensions["samleng.vault"]),
             Submission(identifier=ADDRESS),
-            vault=mail_app.extensions["samleng.vault"],
             now=time.time() - 48 * 3600 - 60,
         )
-    assert request.link is not None
     client = mail_app.test_client()
     path = f"/km/p/mail/confirm/{request.link}"
     for answer in (client.get(path), client.post(path)):
@@ -378,3 +431,76 @@ def test_smtp_errors_say_nothing_of_the_address() -> None:
     assert ADDRESS not in str(raised.value)
     with pytest.raises(Exception, match="SAMLENG_SMTP_URL"):
         SmtpMailer("http://example.org")
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrivateRedis | None]:
+    """The limiter's storage: each process's memory (None), or a real Redis."""
+    if request.param == "memory":
+        yield None
+        return
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_mails_to_one_address_are_bounded_per_day(
+    tmp_path: Path, database_url: str, smtp: tuple[Inbox, int], storage: PrivateRedis | None
+) -> None:
+    """Anyone can ask for a confirmation mail to any address: at most 3 a day reach it,
+    however the address is written and for whichever petition, and the page never says."""
+    inbox, port = smtp
+    uri = "memory://" if storage is None else storage.url
+    application = make_mail_app(
+        tmp_path, database_url, port, ratelimit_storage_uri=uri, ratelimit_mail="3 per day"
+    )
+    client = application.test_client()
+    variants = [ADDRESS, "sok.dara@example.org", "Sok.Dara+x@EXAMPLE.org", "sok.dara+y@example.org"]
+    pages = [sign(client, "mail", identifier=variant) for variant in variants]
+    pages.append(sign(client, "other", identifier=ADDRESS))
+    assert [page.status_code for page in pages] == [200] * 5
+    assert len({page.get_data() for page in pages[:4]}) == 1
+    assert "at most 3" in pages[0].get_data(as_text=True)
+    time.sleep(0.3)
+    assert [recipients for recipients, _ in inbox.messages] == [[v] for v in variants[:3]]
+    assert stored(application) == (0, 0)
+    # Another address is not held back.
+    assert sign(client, "mail", identifier="dara@example.org").status_code == 200
+    assert inbox.last()[0] == ["dara@example.org"]
+    if storage is not None:
+        everything = storage.dump_everything()
+        assert b"mail" in everything  # the bound really is in Redis
+        for needle in ("sok.dara", "sokdara", "example.org"):
+            assert needle.encode() not in everything.lower(), needle
+    application.extensions["samleng.engine"].dispose()
+
+
+def test_links_cannot_be_opened_once_the_petition_is_forgotten(
+    mail_app: Flask, smtp: tuple[Inbox, int]
+) -> None:
+    """A link is sealed under a key of the petition's own secret, which forget destroys:
+    with the database and the master key, a link kept in a mailbox opens no more."""
+    inbox, _ = smtp
+    sign(mail_app.test_client(), "mail", identifier=ADDRESS, name="Sok Dara")
+    blob = link_path(inbox.last()[1]).rsplit("/", 1)[1]
+    raw = base64.urlsafe_b64decode(blob + "=" * (-len(blob) % 4))
+    with mail_app.app_context():
+        session = get_session()
+        petition = get_petition(session, "mail")
+        keys = signing_keys(petition, mail_app.extensions["samleng.vault"])
+        aad = b"samleng-confirm/v1\n" + petition.origin.encode()
+        # While the petition lives, its own key opens the link.
+        link_key = petition_key(keys, LINK_KEY_PURPOSE)
+        assert ChaCha20Poly1305(link_key).decrypt(raw[:12], raw[12:], aad)
+        close_petition(session, petition)
+        forget_petition(session, petition, mail_app.extensions["samleng.vault"])
+        session.commit()
+        with pytest.raises(PetitionStateError):
+            signing_keys(get_petition(session, "mail"), mail_app.extensions["samleng.vault"])
+    # No key the master key derives opens it: the link is not under an instance-wide key.
+    for purpose in ("confirm-link", "form-token", "rate-limit", LINK_KEY_PURPOSE):
+        with pytest.raises(InvalidTag):
+            ChaCha20Poly1305(
+                derive_key(mail_app.extensions["samleng.vault"].master_key, purpose)
+            ).decrypt(raw[:12], raw[12:], aad)
