@@ -112,6 +112,15 @@ def _guard(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
 
 
 @bp.before_request
+def _refuse_nul() -> Any:
+    # No organiser types a NUL, and PostgreSQL refuses one in any text (a 500 otherwise):
+    # such a form is refused as a whole, before it is looked at.
+    if any("\x00" in value for values in request.form.listvalues() for value in values):
+        abort(400)
+    return None
+
+
+@bp.before_request
 def _authenticate() -> Any:
     session_id = request.cookies.get(sessions.SESSION_COOKIE, "")
     account = sessions.load_session(get_session(), session_id, _timeouts()) if session_id else None

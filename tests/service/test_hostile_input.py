@@ -25,7 +25,6 @@ from samleng.service.models import DedupToken, PendingSignature, Petition
 from samleng.service.petitions import create_petition, get_petition, open_petition
 from tests.conftest import (
     CHEAP_ARGON2,
-    MASTER_KEY,
     ORIGIN,
     TEXTS,
     OpenPetition,
@@ -144,7 +143,7 @@ def new_petition(app: Flask, slug: str, region: str, **kwargs: Any) -> Petition:
         session = get_session()
         petition = create_petition(
             session,
-            master_key=MASTER_KEY,
+            vault=app.extensions["samleng.vault"],
             origin=ORIGIN,
             slug=slug,
             texts=TEXTS,
@@ -217,7 +216,7 @@ def test_opening_a_draft_with_a_bad_region_is_refused(app: Flask) -> None:
     with app.app_context():
         session = get_session()
         with pytest.raises(PetitionMisconfigured, match="phone region"):
-            open_petition(session, get_petition(session, "draft"), MASTER_KEY)
+            open_petition(session, get_petition(session, "draft"), app.extensions["samleng.vault"])
         session.rollback()
         assert get_petition(session, "draft").status == "draft"
 
