@@ -27,6 +27,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import secrets
 import threading
 import time
 import weakref
@@ -41,8 +42,9 @@ from flask import Flask, current_app, request
 from flask_limiter import Limit, Limiter
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, Storage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.limits import TIME_TYPES
+from limits.storage import RedisStorage, Storage
+from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -50,7 +52,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from samleng.service.config import Config
 from samleng.service.errors import Error
 from samleng.service.formtoken import RecentKeys
-from samleng.service.keys import derive_key
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -186,13 +187,35 @@ def _serve(queue: SimpleQueue[_Work | None], slots: threading.BoundedSemaphore) 
             work.set_result(result)
 
 
-class SweptMemoryStorage(MemoryStorage):
-    """limits' memory storage, with expired keys swept at most once a second, inline.
+def window_seconds(key: str) -> int:
+    """The window of the limit a limits key was made for: its last two parts are the limit's
+    multiples and granularity (``RateLimitItem.key_for``)."""
+    multiples, granularity = key.rsplit("/", 2)[-2:]
+    return int(multiples) * TIME_TYPES[granularity].seconds
 
-    The library's own sweeps every 10 ms on a timer thread that ends after each sweep and is
-    started again by the next hit: under load, one new thread per request (bench/README.md).
-    Reads check expiry themselves, so sweeping less often changes no limit; it only bounds
-    memory, and one sweep a second does that as well.
+
+def aligned_window(now: float, seconds: int) -> tuple[int, int]:
+    """The window of ``seconds`` that ``now`` falls in, counted from the Unix epoch, and the
+    time it ends. Windows are the same for every key, so an expiry says only which window
+    a counter is in, never when its first hit came."""
+    window = int(now // seconds)
+    return window, (window + 1) * seconds
+
+
+# A remembered name (a used form token) is kept until its lifetime ends, rounded up to this:
+# its expiry then dates its use no closer than that.
+REMEMBER_ROUNDING = 600
+
+
+def _rounded_up(until: float) -> int:
+    return -(-int(until) // REMEMBER_ROUNDING) * REMEMBER_ROUNDING
+
+
+class AlignedMemoryStorage(Storage):
+    """Fixed windows aligned on the clock, in this process's memory (``memory://``).
+
+    A counter lives under its key and window number and expires with its window; expired
+    counters are swept inline, at most once a second, which bounds memory without a thread.
     """
 
     STORAGE_SCHEME = ["samleng-memory"]
@@ -200,18 +223,134 @@ class SweptMemoryStorage(MemoryStorage):
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str):
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        self._swept = time.monotonic()
-        self._sweeping = threading.Lock()
+        self._counts: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._swept = 0.0
 
-    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - overrides the private hook
-        now = time.monotonic()
-        if now - self._swept < self.SWEEP_SECONDS or not self._sweeping.acquire(blocking=False):
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        """Nothing in memory fails as a storage does."""
+        return ()
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept < self.SWEEP_SECONDS:
             return
-        try:
-            self._swept = now
-            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
-        finally:
-            self._sweeping.release()
+        self._swept = now
+        for name in [n for n, (_, end) in self._counts.items() if end <= now]:
+            del self._counts[name]
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` to ``key``'s counter in the current window of ``expiry`` seconds."""
+        now = time.time()
+        window, end = aligned_window(now, expiry)
+        name = f"{key}/{window}"
+        with self._lock:
+            self._sweep(now)
+            count = self._counts.get(name, (0, end))[0] + amount
+            self._counts[name] = (count, end)
+        return count
+
+    def get(self, key: str) -> int:
+        """``key``'s counter in its current window."""
+        now = time.time()
+        window, _ = aligned_window(now, window_seconds(key))
+        count, end = self._counts.get(f"{key}/{window}", (0, 0.0))
+        return count if end > now else 0
+
+    def get_expiry(self, key: str) -> float:
+        """When ``key``'s current window ends."""
+        return float(aligned_window(time.time(), window_seconds(key))[1])
+
+    def remember(self, name: str, until: float) -> bool:
+        """Keep ``name`` until ``until`` (rounded up); False if it was kept already."""
+        now = time.time()
+        with self._lock:
+            self._sweep(now)
+            kept = self._counts.get(name)
+            if kept is not None and kept[1] > now:
+                return False
+            self._counts[name] = (1, _rounded_up(until))
+        return True
+
+    def names(self) -> list[str]:
+        """The names of the counters and remembered names held now."""
+        with self._lock:
+            return list(self._counts)
+
+    def check(self) -> bool:
+        """Memory is always there."""
+        return True
+
+    def reset(self) -> int | None:
+        """Forget every counter."""
+        with self._lock:
+            count = len(self._counts)
+            self._counts.clear()
+        return count
+
+    def clear(self, key: str) -> None:
+        """Forget ``key``'s counter in its current window."""
+        window, _ = aligned_window(time.time(), window_seconds(key))
+        with self._lock:
+            self._counts.pop(f"{key}/{window}", None)
+
+
+class AlignedRedisStorage(RedisStorage):
+    """Fixed windows aligned on the clock, in Redis (``redis://`` becomes this).
+
+    limits' own Redis counters expire a window after their *first hit*, so a counter's time
+    to live dates the first request of a client to the millisecond. Here every counter of a
+    window expires when the window ends (EXPIREAT, whole seconds): its time to live says
+    which window, nothing finer.
+    """
+
+    STORAGE_SCHEME = ["samleng+redis", "samleng+rediss"]
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri.removeprefix("samleng+"), **options)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` to ``key``'s counter in the current window of ``expiry`` seconds."""
+        window, end = aligned_window(time.time(), expiry)
+        name = self.prefixed_key(f"{key}/{window}")
+        connection: Any = self.get_connection()
+        pipe = connection.pipeline()
+        pipe.incrby(name, amount)
+        pipe.expireat(name, end)
+        count, _ = pipe.execute()
+        return int(count)
+
+    def get(self, key: str) -> int:
+        """``key``'s counter in its current window."""
+        window, _ = aligned_window(time.time(), window_seconds(key))
+        return int(self.get_connection(True).get(self.prefixed_key(f"{key}/{window}")) or 0)
+
+    def get_expiry(self, key: str) -> float:
+        """When ``key``'s current window ends."""
+        return float(aligned_window(time.time(), window_seconds(key))[1])
+
+    def clear(self, key: str) -> None:
+        """Forget ``key``'s counter in its current window."""
+        window, _ = aligned_window(time.time(), window_seconds(key))
+        self.get_connection().delete(self.prefixed_key(f"{key}/{window}"))
+
+    def remember(self, name: str, until: float) -> bool:
+        """Keep ``name`` until ``until`` (rounded up); False if it was kept already."""
+        connection: Any = self.get_connection()
+        kept = connection.set(self.prefixed_key(name), 1, nx=True, exat=_rounded_up(until))
+        return bool(kept)
+
+    def day_key(self, day: dt.date) -> bytes:
+        """The random key of ``day``, shared by every process through Redis: the first to
+        ask makes it; it expires at the end of its day (ten minutes' grace for clocks)."""
+        name = self.prefixed_key(f"day-key/{day.isoformat()}")
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+        connection: Any = self.get_connection()
+        connection.set(name, secrets.token_bytes(32), nx=True, exat=int(end.timestamp()) + 600)
+        key = connection.get(name)
+        if not isinstance(key, bytes) or len(key) != 32:
+            raise StorageError(RedisError("the day's key vanished from Redis"))
+        return key
 
 
 class SharedStorage:
@@ -245,7 +384,7 @@ class SharedStorage:
 
 
 def _retry_after(
-    strategy: SlidingWindowCounterRateLimiter, item: RateLimitItem, key: str, scope: str
+    strategy: FixedWindowRateLimiter, item: RateLimitItem, key: str, scope: str
 ) -> int:
     reset = strategy.get_window_stats(item, "samleng", key, scope).reset_time
     return max(1, int(reset - time.time()) + 1)
@@ -254,7 +393,8 @@ def _retry_after(
 class SigningLimits:
     """The limits on signing, per client and per petition, checked on the limiter's storage.
 
-    The same strategy (sliding-window counter) and storage keys as flask-limiter would use,
+    The same strategy (fixed windows aligned on the clock) and storage keys as flask-limiter
+    would use,
     without its per-request machinery: resolving a route's limits, exemptions and its request
     context cost more CPU than the storage hits. While the storage fails, signing falls back
     like every other route: ``fallback`` per client (and the per-petition cap) in this
@@ -278,8 +418,8 @@ class SigningLimits:
         site_factor: int,
     ) -> None:
         self._storage = storage
-        self._shared = SlidingWindowCounterRateLimiter(storage.storage)
-        self._local = SlidingWindowCounterRateLimiter(SweptMemoryStorage())
+        self._shared = FixedWindowRateLimiter(storage.storage)
+        self._local = FixedWindowRateLimiter(AlignedMemoryStorage())
         self._per_client = parse_many(per_client)
         self._per_site = parse_many(scaled_limits(per_client, site_factor))
         self._per_petition = parse_many(per_petition)
@@ -305,7 +445,7 @@ class SigningLimits:
         )
 
     def _count(
-        self, strategy: SlidingWindowCounterRateLimiter, items: list[RateLimitItem], key: str
+        self, strategy: FixedWindowRateLimiter, items: list[RateLimitItem], key: str
     ) -> None:
         for item in items:
             if not strategy.hit(item, "samleng", key, self.SCOPE):
@@ -325,15 +465,15 @@ class MailLimits:
     def __init__(self, storage: SharedStorage, keys: ClientKeys, *, per_address: str) -> None:
         self._storage = storage
         self._keys = keys
-        self._shared = SlidingWindowCounterRateLimiter(storage.storage)
-        self._local = SlidingWindowCounterRateLimiter(SweptMemoryStorage())
+        self._shared = FixedWindowRateLimiter(storage.storage)
+        self._local = FixedWindowRateLimiter(AlignedMemoryStorage())
         self._per_address = parse_many(per_address)
 
     def allow(self, address: str) -> bool:
         """Count one mail to ``address``; False (and nothing counted) beyond the bound."""
         key = self._keys.pseudonym("mail", address)
 
-        def count(strategy: SlidingWindowCounterRateLimiter) -> bool:
+        def count(strategy: FixedWindowRateLimiter) -> bool:
             return all(strategy.hit(item, "samleng", key, self.SCOPE) for item in self._per_address)
 
         return self._storage.run(lambda: count(self._shared), lambda: count(self._local))
@@ -351,14 +491,17 @@ class UsedFormTokens:
         self._storage = storage
         self._seconds = seconds
         self._local = RecentKeys(seconds, capacity)
-        self._in_memory = isinstance(storage.storage, MemoryStorage)
+        self._shared = storage.storage if isinstance(storage.storage, AlignedRedisStorage) else None
 
     def first_use(self, name: str) -> bool:
-        """Record ``name`` as sent; False if it was sent before, within the lifetime."""
-        if self._in_memory:
+        """Record ``name`` as sent; False if it was sent before, within the lifetime. In
+        Redis it is kept until the lifetime from now, rounded up to ten minutes, so its expiry
+        dates the signature no closer than that."""
+        shared = self._shared
+        if shared is None:
             return self._local.add(name)
         return self._storage.run(
-            lambda: self._storage.storage.incr(name, self._seconds) == 1,
+            lambda: shared.remember(name, time.time() + self._seconds),
             lambda: self._local.add(name),
         )
 
@@ -371,25 +514,51 @@ def scaled_limits(limits: str, factor: int) -> str:
     )
 
 
-class ClientKeys:
-    """Turns a client address or circuit into a pseudonym that rotates every UTC day."""
+class DayKeys:
+    """A random key for each UTC day, never derived from the master key nor stored beside
+    it, and gone at the end of its day: the rate limits' pseudonyms of a day cannot be
+    recomputed from anything the instance keeps.
 
-    def __init__(self, master_key: bytes, today: Callable[[], dt.date] | None = None) -> None:
-        self._base = derive_key(master_key, "rate-limit")
+    With Redis every process shares the day's key through it (it expires with its day);
+    with limits in memory, and while Redis fails, each process has one of its own (its
+    counters are its own then anyway).
+    """
+
+    def __init__(self, storage: Storage, today: Callable[[], dt.date] | None = None) -> None:
+        self._shared = storage if isinstance(storage, AlignedRedisStorage) else None
         self._today = today or (lambda: dt.datetime.now(dt.UTC).date())
-        self._day = ""
+        self._day: dt.date | None = None
         self._key = b""
+        self._local = False
+        self._retry_at = 0.0
 
-    def _daily_key(self) -> bytes:
-        day = self._today().isoformat()
-        if day != self._day:
-            self._key = hmac.new(self._base, day.encode(), hashlib.sha256).digest()
-            self._day = day
+    def key(self) -> bytes:
+        """Today's key."""
+        day = self._today()
+        fresh = day != self._day
+        if not fresh and not (self._local and time.monotonic() >= self._retry_at):
+            return self._key
+        if self._shared is not None:
+            try:
+                self._key, self._local = self._shared.day_key(day), False
+                self._day = day
+                return self._key
+            except (RedisError, StorageError):
+                self._retry_at = time.monotonic() + SharedStorage.RETRY_SECONDS
+        if fresh or not self._local:
+            self._key, self._local, self._day = secrets.token_bytes(32), True, day
         return self._key
+
+
+class ClientKeys:
+    """Turns a client address or circuit into a pseudonym under the day's random key."""
+
+    def __init__(self, day_keys: DayKeys) -> None:
+        self._day_keys = day_keys
 
     def pseudonym(self, kind: str, value: str) -> str:
         """``kind`` is ``ip`` or ``circuit``; the result names the client for one day only."""
-        digest = hmac.new(self._daily_key(), f"{kind}\n{value}".encode(), hashlib.sha256)
+        digest = hmac.new(self._day_keys.key(), f"{kind}\n{value}".encode(), hashlib.sha256)
         return kind + ":" + base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
 
 
@@ -486,12 +655,13 @@ def init_app(app: Flask, config: Config) -> None:
     if config.trusted_proxies > 0:
         n = config.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    app.extensions["samleng.client_keys"] = ClientKeys(config.master_key)
     app.extensions["samleng.argon2_gate"] = WorkGate(config.argon2_concurrency, config.argon2_wait)
     options: dict[str, Any] = {}
     storage_uri = config.ratelimit_storage_uri
     if storage_uri.startswith(("redis://", "rediss://")):
+        # Aligned windows and the day's key in Redis (AlignedRedisStorage, DayKeys).
         options = dict(_REDIS_OPTIONS)
+        storage_uri = "samleng+" + storage_uri
     elif storage_uri == "memory://":
         storage_uri = "samleng-memory://"
     limiter = Limiter(
@@ -508,7 +678,7 @@ def init_app(app: Flask, config: Config) -> None:
         ],
         storage_uri=storage_uri,
         storage_options=options,
-        strategy="sliding-window-counter",
+        strategy="fixed-window",
         key_prefix="samleng",
         headers_enabled=False,
         in_memory_fallback_enabled=True,
@@ -516,6 +686,8 @@ def init_app(app: Flask, config: Config) -> None:
         swallow_errors=False,
     )
     app.extensions["samleng.limiter"] = limiter
+    app.extensions["samleng.day_keys"] = DayKeys(limiter.storage)
+    app.extensions["samleng.client_keys"] = ClientKeys(app.extensions["samleng.day_keys"])
     limiter.exempt(app.view_functions["root.healthz"])
     # Signing has limits of its own, on the same storage (see SigningLimits), which sign()
     # checks itself; so do the bound on confirmation mails and the single use of form tokens.

@@ -1,6 +1,8 @@
 """The login throttles: what a client may try, and what failures on one account may cost.
 
-Three counters, all on the limiter's storage (Redis in production), all keyed by HMACs:
+Three counters, all on the limiter's storage (Redis in production), in fixed windows aligned
+on the clock, all keyed by HMACs under the day's random key (ratelimit.DayKeys), so that no
+key can be recomputed from the master key:
 
 - per client (``SAMLENG_RATELIMIT_LOGIN``): every attempt that passed the form's CSRF
   check, before any password is hashed. It bounds what one client may try, and the hashing
@@ -32,9 +34,11 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, Storage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import Storage
+from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
+
+from samleng.service.ratelimit import AlignedMemoryStorage, DayKeys
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +58,20 @@ class LoginThrottles:
     RETRY_SECONDS = 5.0
     SCOPE = "admin.login"
 
-    def __init__(self, storage: Storage, limits: LoginLimits, *, name_key: bytes) -> None:
-        self._shared = SlidingWindowCounterRateLimiter(storage)
-        self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
+    def __init__(self, storage: Storage, limits: LoginLimits, *, day_keys: DayKeys) -> None:
+        self._shared = FixedWindowRateLimiter(storage)
+        self._local = FixedWindowRateLimiter(AlignedMemoryStorage())
         self._per_client = parse_many(limits.per_client)
         self._per_account_client = parse_many(limits.per_account_client)
         self._per_account = parse_many(limits.per_account)
-        self._name_key = name_key
+        self._day_keys = day_keys
         self._retry_at = 0.0  # while the storage fails: when to try it again
 
     def account_key(self, name: str) -> str:
         """The per-account key: an HMAC of the normalised typed name, never the name."""
         normalised = name[:100].strip().lower()
-        digest = hmac.new(self._name_key, normalised.encode(), hashlib.sha256).hexdigest()
+        label = b"admin-login\n" + normalised.encode()
+        digest = hmac.new(self._day_keys.key(), label, hashlib.sha256).hexdigest()
         return f"login-account:{digest[:32]}"
 
     def attempt(self, client: str) -> int | None:
@@ -88,14 +93,14 @@ class LoginThrottles:
         """Count one failed login on this name, from ``client`` and from everyone."""
         account = self.account_key(name)
 
-        def count(strategy: SlidingWindowCounterRateLimiter) -> int | None:
+        def count(strategy: FixedWindowRateLimiter) -> int | None:
             _hit(strategy, self._per_account_client, f"{account}:{client}")
             _hit(strategy, self._per_account, account)
             return None
 
         self._storage(count)
 
-    def _storage(self, use: Callable[[SlidingWindowCounterRateLimiter], int | None]) -> int | None:
+    def _storage(self, use: Callable[[FixedWindowRateLimiter], int | None]) -> int | None:
         if time.monotonic() >= self._retry_at:
             try:
                 answer = use(self._shared)
@@ -112,9 +117,7 @@ class LoginThrottles:
         return use(self._local)
 
 
-def _hit(
-    strategy: SlidingWindowCounterRateLimiter, items: list[RateLimitItem], key: str
-) -> int | None:
+def _hit(strategy: FixedWindowRateLimiter, items: list[RateLimitItem], key: str) -> int | None:
     """Count one against every item; the seconds to wait for the first one exceeded."""
     for item in items:
         if not strategy.hit(item, "samleng", key, LoginThrottles.SCOPE):
@@ -122,9 +125,7 @@ def _hit(
     return None
 
 
-def _test(
-    strategy: SlidingWindowCounterRateLimiter, items: list[RateLimitItem], key: str
-) -> int | None:
+def _test(strategy: FixedWindowRateLimiter, items: list[RateLimitItem], key: str) -> int | None:
     """Whether one more would exceed an item, without counting it: the seconds to wait."""
     for item in items:
         if not strategy.test(item, "samleng", key, LoginThrottles.SCOPE):
@@ -132,6 +133,6 @@ def _test(
     return None
 
 
-def _wait(strategy: SlidingWindowCounterRateLimiter, item: RateLimitItem, key: str) -> int:
+def _wait(strategy: FixedWindowRateLimiter, item: RateLimitItem, key: str) -> int:
     reset = strategy.get_window_stats(item, "samleng", key, LoginThrottles.SCOPE).reset_time
     return max(1, int(reset - time.time()) + 1)

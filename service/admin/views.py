@@ -749,7 +749,7 @@ def register(app: Flask, config: Config) -> None:
             per_account_client=config.ratelimit_login_account,
             per_account=config.ratelimit_login_account_all,
         ),
-        name_key=derive_key(config.master_key, "admin-login"),
+        day_keys=app.extensions["samleng.day_keys"],
     )
     # One password hash at a time per process, refused at once beyond it: a login flood
     # costs at most one core per process and never waits in (or for) signing's slots.

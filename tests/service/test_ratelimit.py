@@ -2,35 +2,42 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gc
+import hashlib
+import hmac
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from limits import parse
-from limits.strategies import FixedWindowRateLimiter, SlidingWindowCounterRateLimiter
+from limits.strategies import FixedWindowRateLimiter
 
 from samleng.service import create_app
 from samleng.service.db import upgrade
 from samleng.service.formtoken import RecentKeys, issue_form_token
+from samleng.service.keys import derive_key
 from samleng.service.ratelimit import (
     CIRCUIT_HEADER,
+    AlignedMemoryStorage,
     ClientKeys,
+    DayKeys,
     Overloaded,
     SharedStorage,
-    SweptMemoryStorage,
     WorkGate,
     client_of,
+    window_seconds,
 )
 from tests.components import PrivateRedis, free_port
-from tests.conftest import FORM_TOKEN, add_petition, make_config, sign
+from tests.conftest import FORM_TOKEN, MASTER_KEY, add_petition, make_config, sign
 
 CIRCUITS = ["fc00:dead:beef:4dad::0:1", "fc00:dead:beef:4dad::0:2"]
 ADDRESSES = ["198.51.100.7", "198.51.100.8", "203.0.113.5", "127.0.0.1"]
@@ -317,7 +324,7 @@ def test_no_wait_sheds_at_once(tmp_path: Path) -> None:
 
 def test_client_pseudonyms_rotate_daily() -> None:
     day = [dt.date(2026, 11, 21)]
-    keys = ClientKeys(bytes(32), today=lambda: day[0])
+    keys = ClientKeys(DayKeys(AlignedMemoryStorage(), today=lambda: day[0]))
     monday = keys.pseudonym("ip", "198.51.100.7")
     assert monday == keys.pseudonym("ip", "198.51.100.7")
     assert "198" not in monday and monday.startswith("ip:")
@@ -398,7 +405,7 @@ def test_the_gate_works_in_a_forked_child() -> None:
 
 def test_the_memory_storage_starts_no_thread_per_hit(monkeypatch: pytest.MonkeyPatch) -> None:
     """limits' own memory storage starts a timer thread after almost every hit under load."""
-    storage = SweptMemoryStorage()
+    storage = AlignedMemoryStorage()
     started: list[threading.Timer] = []
     real_start = threading.Timer.start
 
@@ -407,7 +414,7 @@ def test_the_memory_storage_starts_no_thread_per_hit(monkeypatch: pytest.MonkeyP
         real_start(timer)
 
     monkeypatch.setattr(threading.Timer, "start", counted)
-    limiter = SlidingWindowCounterRateLimiter(storage)
+    limiter = FixedWindowRateLimiter(storage)
     limit = parse("1000 per minute")
     for n in range(200):
         assert limiter.hit(limit, f"client-{n % 7}")
@@ -417,19 +424,42 @@ def test_the_memory_storage_starts_no_thread_per_hit(monkeypatch: pytest.MonkeyP
 
 
 def test_the_memory_storage_still_forgets_expired_keys() -> None:
-    storage = SweptMemoryStorage()
+    storage = AlignedMemoryStorage()
     storage.SWEEP_SECONDS = 0.05
     limiter = FixedWindowRateLimiter(storage)
     limiter.hit(parse("5 per second"), "gone")
     time.sleep(1.2)
     limiter.hit(parse("5 per hour"), "other")  # a hit sweeps, at most once per SWEEP_SECONDS
-    assert not any("gone" in key for key in storage.storage)
-    assert any("other" in key for key in storage.storage)
+    assert storage.reset() == 1  # only "other" was left
 
 
-def test_memory_uri_selects_the_swept_storage(tmp_path: Path) -> None:
+def test_memory_uri_selects_the_aligned_storage(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://")
-    assert isinstance(app.extensions["samleng.limiter"].storage, SweptMemoryStorage)
+    assert isinstance(app.extensions["samleng.limiter"].storage, AlignedMemoryStorage)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_windows_are_aligned_on_the_clock(
+    tmp_path: Path, kind: str, private_redis: PrivateRedis
+) -> None:
+    """A counter's expiry is its window's end, whenever its first hit came."""
+    storage: Any = (
+        AlignedMemoryStorage() if kind == "memory" else storage_from(f"samleng+{private_redis.url}")
+    )
+    limit = parse("3 per minute")
+    limiter = FixedWindowRateLimiter(storage)
+    assert limiter.hit(limit, "a")
+    time.sleep(1.1)
+    assert limiter.hit(limit, "b")
+    ends = {storage.get_expiry(limit.key_for(name)) for name in ("a", "b")}
+    assert len(ends) == 1 and ends.pop() % 60 == 0
+    assert window_seconds(limit.key_for("a")) == 60
+
+
+def storage_from(uri: str) -> Any:
+    from limits.storage import storage_from_string
+
+    return storage_from_string(uri)
 
 
 # --- IPv6: a client is its /64, and a /48 is bounded -----------------------------------------
@@ -474,7 +504,7 @@ def test_ipv6_pages_are_limited_per_64_and_per_48(tmp_path: Path, storage_uri: s
 
 
 def test_client_identity() -> None:
-    keys = ClientKeys(bytes(32), today=lambda: dt.date(2026, 11, 21))
+    keys = ClientKeys(DayKeys(AlignedMemoryStorage(), today=lambda: dt.date(2026, 11, 21)))
     one = client_of("2001:db8:1:2::1", keys)
     assert one == client_of("2001:DB8:1:2:aaaa:bbbb:cccc:dddd", keys)
     assert one.key != client_of("2001:db8:1:3::1", keys).key
@@ -563,7 +593,9 @@ def test_used_tokens_are_kept_as_hmacs_only(tmp_path: Path, private_redis: Priva
         for part in token.split("."):
             assert part.encode() not in everything
     ttls = private_redis_ttls(private_redis, b"form-used:")
-    assert len(ttls) == 3 and all(0 < ttl <= 600 for ttl in ttls)
+    # Kept for the tokens' lifetime, rounded up to ten minutes: the expiry dates a use no
+    # closer than that.
+    assert len(ttls) == 3 and all(600 <= ttl <= 1200 for ttl in ttls)
 
 
 def private_redis_ttls(server: PrivateRedis, prefix: bytes) -> list[int]:
@@ -597,3 +629,35 @@ def test_the_memory_store_of_used_tokens_is_bounded() -> None:
     now[0] = 61.0
     assert recent.add("b") and len(recent) == 1  # expired names went too
     assert not recent.add("b")
+
+
+def test_redis_keys_name_nobody_and_date_nothing(
+    tmp_path: Path, private_redis: PrivateRedis
+) -> None:
+    """What a seized Redis holds after clients of known addresses signed: no key name that
+    the master key (or anything else the instance keeps) recomputes for those addresses,
+    and no expiry finer than its window, whenever the first request came."""
+    app = limited_app(tmp_path, private_redis.url)
+    for n, address in enumerate(ADDRESSES[:3]):
+        client = as_client(app, address)
+        time.sleep(0.3 * n)  # first hits at different moments within the window
+        assert sign(client, "free-them", identifier=f"012 345 70{n}").status_code == 200
+    import redis
+
+    connection = redis.Redis.from_url(private_redis.url)
+    names = [bytes(name) for name in connection.scan_iter("*")]
+    assert any(b"LIMITER" in name for name in names)
+    # What the master key used to derive for these addresses, on any day around now.
+    base = derive_key(MASTER_KEY, "rate-limit")
+    today = dt.datetime.now(dt.UTC).date()
+    for day in (today - dt.timedelta(days=1), today, today + dt.timedelta(days=1)):
+        day_key = hmac.new(base, day.isoformat().encode(), hashlib.sha256).digest()
+        for address in ADDRESSES[:3]:
+            digest = hmac.new(day_key, f"ip\n{address}".encode(), hashlib.sha256).digest()
+            old = base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=").encode()
+            assert not [name for name in names if old in name]
+    for name in names:
+        expires = int(connection.execute_command("EXPIRETIME", name))
+        assert expires > 0, name  # nothing stays for ever
+        assert expires % 60 == 0, (name, expires)  # a window's end, never a request's time
+    connection.close()
