@@ -189,7 +189,7 @@ def _read_limited(response: urllib3.BaseHTTPResponse, deadline: float) -> bytes 
     sends a byte a second would hold the sealer's thread for ever without this deadline.
     """
     body = bytearray()
-    while chunk := response.read(4096):
+    while chunk := response.read1(4096):
         body += chunk
         if len(body) > MAX_ANSWER_BYTES:
             return None
@@ -305,10 +305,11 @@ def _conflict(content_type: str, body: bytes, checkpoint: bytes) -> WitnessAnswe
 
 def _describe(err: Exception) -> str:
     """Name a connection failure without echoing anything the remote side chose."""
-    if isinstance(err, urllib3.exceptions.TimeoutError):
-        return "timed out"
+    # NewConnectionError is a subclass of ConnectTimeoutError in urllib3 2: test it first.
     if isinstance(err, urllib3.exceptions.NewConnectionError):
         return "could not connect (or the proxy could not)"
+    if isinstance(err, urllib3.exceptions.TimeoutError):
+        return "timed out"
     return type(err).__name__
 
 

@@ -134,9 +134,7 @@ def test_a_timestamp_changed_after_signing_fails() -> None:
 
 def test_a_cosignature_of_the_wrong_length_from_a_known_key_is_refused() -> None:
     short = (
-        "— witness-1.example/w ".encode()
-        + base64.b64encode(W1.verifier.key_id + bytes(40))
-        + b"\n"
+        "— witness-1.example/w ".encode() + base64.b64encode(W1.verifier.key_id + bytes(40)) + b"\n"
     )
     with pytest.raises(CosignatureError):
         verify_cosignatures(add_cosignatures(NOTE, short), [W1.verifier])

@@ -87,10 +87,13 @@ def test_whitespace_comments_and_urls() -> None:
     policy = parse_policy(text.encode())
     assert policy.logs[0].url == "https://log.example/p/x"
     assert policy.witnesses[0].url == "http://127.0.0.1:7380"
-    assert format_policy(policy) == (
-        f"log {VKEY} https://log.example/p/x\nwitness w1 {X1.verifier.vkey} "
-        "http://127.0.0.1:7380\nquorum w1\n"
-    ).encode()
+    assert (
+        format_policy(policy)
+        == (
+            f"log {VKEY} https://log.example/p/x\nwitness w1 {X1.verifier.vkey} "
+            "http://127.0.0.1:7380\nquorum w1\n"
+        ).encode()
+    )
 
 
 W = X1.verifier.vkey

@@ -1,12 +1,25 @@
-"""The Go verifier built from tests/interop/verify.go, shared by the interop tests."""
+"""The Go programs of the interop tests: verify.go (GOPATH mode, Debian's x/mod), and the C2SP
+reference implementations built from the Go module proxy (tests/interop/reference.py)."""
 
 import os
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.components import require, require_program
+from tests.components import USED, require, require_program
+from tests.interop.reference import (
+    BUILD,
+    MIN_GO,
+    TOOLS,
+    TORCHWOOD,
+    Built,
+    SSHAgent,
+    build_tools,
+    go_version,
+)
 
 GO_SOURCE = Path(__file__).with_name("verify.go")
 GOPATH = os.environ.get("SAMLENG_GOPATH", "/usr/share/gocode")
@@ -32,7 +45,8 @@ def go_verify(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "GOPROXY": "off",
         "GOFLAGS": "",
         "GOTOOLCHAIN": "local",
-        "GOCACHE": str(work / "cache"),
+        # Kept between runs under build/ (gitignored), like the module tools: 20 s saved.
+        "GOCACHE": str(BUILD / "cache-gopath"),
         "CGO_ENABLED": "0",
     }
     binary = work / "verify"
@@ -52,3 +66,40 @@ def run(binary: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(binary), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
     )
+
+
+# --- the C2SP reference implementations (tests/interop/reference.py) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def go_tools() -> Iterator[Built]:
+    """litewitness, witnessctl, omniwitness, Tessera's fsck and witnessverify, built once."""
+    go = require_program("go", "Go 1.25 or later on PATH (the machine's Go)")
+    version = go_version(go)
+    require(f"Go {MIN_GO[0]}.{MIN_GO[1]} or later", version >= MIN_GO, f"found Go {version}")
+    started = time.monotonic()
+    try:
+        built = build_tools(go)
+    except AssertionError as err:
+        pytest.fail(str(err), pytrace=False)
+    total = time.monotonic() - started
+    for name, tool in TOOLS.items():
+        took = built.seconds[name]
+        how = f"built in {took:.0f} s" if took > 5 else "cached"
+        USED[name] = f"{tool.module} {tool.version} ({how})"
+    USED["witnessverify"] = (
+        f"tests/interop/witnessverify on {TORCHWOOD} (Go tools ready in {total:.1f} s)"
+    )
+    yield built
+
+
+@pytest.fixture(scope="session")
+def ssh_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHAgent]:
+    """A private ssh-agent for litewitness's keys."""
+    agent = SSHAgent(
+        require_program("ssh-agent", "apt-get install openssh-client"),
+        require_program("ssh-add", "apt-get install openssh-client"),
+        tmp_path_factory.mktemp("agent"),
+    )
+    yield agent
+    agent.stop()
