@@ -191,9 +191,10 @@ def _read_limited(response: urllib3.BaseHTTPResponse, deadline: float) -> bytes 
     body = bytearray()
     while chunk := response.read1(4096):
         body += chunk
-        if len(body) > MAX_ANSWER_BYTES:
-            return None
-        if time.monotonic() > deadline:
+        if len(body) > MAX_ANSWER_BYTES or time.monotonic() > deadline:
+            response.close()  # the rest stays unread: this connection is not reused
+            if len(body) > MAX_ANSWER_BYTES:
+                return None
             raise _SlowAnswer
     return bytes(body)
 

@@ -286,3 +286,19 @@ def test_the_module_loads_neither_flask_nor_sqlalchemy() -> None:
     assert done.stdout == "[]\n"
     assert Path(witnessing.__file__).name == "witnessing.py"
     assert isinstance(WITNESS, CosignatureSigner)
+
+
+def test_a_cut_off_answer_does_not_spoil_the_next_request(fake: tuple[Script, str]) -> None:
+    script, url = fake
+    client = WitnessClient(timeout=0.8)
+    endpoint = WitnessEndpoint(url=url, verifier=WITNESS.verifier)
+    try:
+        script.body = WITNESS.cosign(TEXT, 5) * 1000
+        assert client.add_checkpoint(endpoint, NOTE, 0, []).outcome is Outcome.GARBAGE
+        script.body, script.drip = WITNESS.cosign(TEXT, 6), 0.02
+        assert client.add_checkpoint(endpoint, NOTE, 0, []).outcome is Outcome.UNAVAILABLE
+        script.drip = 0
+        answer = client.add_checkpoint(endpoint, NOTE, 0, [])
+        assert (answer.outcome, answer.timestamp) == (Outcome.COSIGNED, 6)
+    finally:
+        client.close()
