@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.components import USED, require, require_program
+from tests.components import USED, program_version, require, require_program
 from tests.interop.reference import (
     BUILD,
     MIN_GO,
@@ -84,8 +84,7 @@ def go_tools() -> Iterator[Built]:
         pytest.fail(str(err), pytrace=False)
     total = time.monotonic() - started
     for name, tool in TOOLS.items():
-        took = built.seconds[name]
-        how = f"built in {took:.0f} s" if took > 5 else "cached"
+        how = "already built" if name in built.reused else f"built in {built.seconds[name]:.0f} s"
         USED[name] = f"{tool.module} {tool.version} ({how})"
     USED["witnessverify"] = (
         f"tests/interop/witnessverify on {TORCHWOOD} (Go tools ready in {total:.1f} s)"
@@ -101,5 +100,7 @@ def ssh_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHAgent]:
         require_program("ssh-add", "apt-get install openssh-client"),
         tmp_path_factory.mktemp("agent"),
     )
+    # Neither says its version; ssh does, for the whole of OpenSSH.
+    USED["ssh-agent"] = USED["ssh-add"] = program_version(["ssh", "-V"])
     yield agent
     agent.stop()

@@ -72,7 +72,9 @@ def go_env() -> dict[str, str]:
             "GOMODCACHE": str(BUILD / "mod"),
             "GOCACHE": str(BUILD / "cache"),
             "GOBIN": str(BUILD / "bin"),
-            "GOFLAGS": "-mod=mod",
+            # -modcacherw: the module cache stays deletable, so `make clean` (rm -rf build)
+            # works without root.
+            "GOFLAGS": "-mod=mod -modcacherw",
             "GOTOOLCHAIN": "local",
             "CGO_ENABLED": "0",
             "GO111MODULE": "on",
@@ -111,16 +113,20 @@ class Built:
 
     paths: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    reused: set[str] = field(default_factory=set)  # binaries of the pinned version found built
 
 
 def build_tools(go: str) -> Built:
     """Build (or reuse) every pinned tool and witnessverify; AssertionError with Go's message."""
     built = Built()
     env = go_env()
+    BUILD.mkdir(parents=True, exist_ok=True)
     for name, tool in TOOLS.items():
         binary = BUILD / "bin" / name
         started = time.monotonic()
-        if built_version(go, binary, tool.module) != tool.version:
+        if built_version(go, binary, tool.module) == tool.version:
+            built.reused.add(name)
+        else:
             done = subprocess.run(
                 [go, "install", tool.spec],
                 env=env,
