@@ -18,7 +18,7 @@ bounds the file's size and number of definitions.
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from samleng.crypto.cosignature import (
     CosignedCheckpoint,
@@ -85,7 +85,6 @@ class Policy:
     witnesses: tuple[PolicyWitness, ...] = ()
     groups: tuple[PolicyGroup, ...] = ()
     quorum: str = NONE
-    _kinds: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Check the rules of the spec that a hand-built policy could break (PolicyFormatError)."""
@@ -112,7 +111,6 @@ class Policy:
             _define(kinds, group.name, "group")
         if self.quorum != NONE and self.quorum not in kinds:
             raise PolicyFormatError(f"quorum {self.quorum!r} names no witness or group")
-        object.__setattr__(self, "_kinds", kinds)
 
     def witness_verifiers(self) -> list[WitnessVerifier]:
         """Return every witness's cosignature key."""
