@@ -2,14 +2,18 @@
 
 Subcommands:
 
-``verify DIR [--known-checkpoint FILE ...]``
+``verify DIR [--known-checkpoint FILE ...] [--policy FILE]``
     Verify an export bundle. One line per check on stdout, progress on stderr; the last line
     of stdout on success is exactly ``count N``. Exit status 0, or 1 with ``error: ...``.
     Each checkpoint kept elsewhere must be signed by the bundle's key and be a prefix of its log.
-``receipt FILE --vkey V`` or ``receipt FILE --bundle DIR``
+    With a witness policy (``--policy``, or else the bundle's ``policy`` file) the final
+    checkpoint must carry cosignatures meeting its quorum; the history's coverage is reported.
+``receipt FILE --vkey V`` or ``receipt FILE --bundle DIR`` (either with ``--policy FILE``)
     Verify a signer's receipt proof (a tlog-proof file) against the log's verifier key, given
     as the key string or as a file containing it; with ``--bundle``, also verify the bundle and
-    that its log still holds the receipt's checkpoint and leaf (a split view fails).
+    that its log still holds the receipt's checkpoint and leaf (a split view fails). With
+    ``--policy``, the receipt's checkpoint (with ``--vkey``) or the bundle's final checkpoint
+    (with ``--bundle``) must meet the policy's witness quorum.
 
 ``keygen --out PREFIX``
     Make the organisers' details key pair: ``PREFIX.pub`` (for ``samleng petition create
@@ -87,6 +91,7 @@ from samleng.crypto.keyfile import (
     open_private_key,
     parse_key_file,
 )
+from samleng.crypto.policy import Policy, parse_policy, require_quorum
 from samleng.crypto.sample import (
     check_seed,
     detection_probability,
@@ -100,7 +105,7 @@ from samleng.crypto.sharesfile import (
     open_shares,
     parse_shares_file,
 )
-from samleng.crypto.tlogproof import verify_receipt
+from samleng.crypto.tlogproof import parse_proof, verify_receipt
 
 # Receipt proofs are a few kilobytes; this bounds what a mistaken path can make us read.
 _MAX_RECEIPT_BYTES = 2 << 20
@@ -110,6 +115,7 @@ _MAX_KEY_FILE_BYTES = 4096
 _MAX_INDEX_FILE_BYTES = 16 << 20
 # A shares file line is about 120 bytes: this is room for several million signatures.
 _MAX_SHARES_FILE_BYTES = 1 << 30
+_MAX_POLICY_FILE_BYTES = 64 << 10
 # A spreadsheet treats a cell starting with one of these as a formula; signers' text must not
 # run as one on the organisers' machine (OWASP "CSV injection"), so such cells get a quote.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -152,25 +158,51 @@ def _read_known_checkpoint(path: str) -> tuple[str, bytes]:
         ) from None
 
 
+def _read_policy(path: str | None) -> Policy | None:
+    """Read and parse the witness policy given with --policy, if any."""
+    if path is None:
+        return None
+    file = Path(path)
+    try:
+        if file.stat().st_size > _MAX_POLICY_FILE_BYTES:
+            raise AuditInputError(f"--policy {path} is too large to be a witness policy")
+        data = file.read_bytes()
+    except OSError as err:
+        raise AuditInputError(f"--policy {path}: cannot read it: {err.strerror}") from None
+    try:
+        return parse_policy(data)
+    except VerificationError as err:
+        raise AuditInputError(f"--policy {path}: not a witness policy: {err}") from None
+
+
 def _verify(args: argparse.Namespace) -> int:
-    """Run ``verify DIR [--known-checkpoint FILE ...]``."""
+    """Run ``verify DIR [--known-checkpoint FILE ...] [--policy FILE]``."""
     known = [_read_known_checkpoint(path) for path in args.known_checkpoint]
+    policy = _read_policy(args.policy)
     print(f"verifying bundle {args.directory}", flush=True)
     report = verify_bundle(
         Path(args.directory),
         known_checkpoints=known,
+        policy=policy,
         on_check=lambda line: print(line, flush=True),
         on_progress=_progress_printer(),
     )
     root = base64.b64encode(report.root).decode("ascii")
     print(f"verified: {report.origin}, {report.size} leaves, root {root}")
     print(f"count {report.count}")
-    if not known:
+    if report.witnesses is None and not known:
         # Said every time: a bundle alone cannot show that it is the log others saw.
         print(
-            "note: no --known-checkpoint given. The bundle is consistent with itself; whoever "
-            "holds the log key could still have re-signed it without some signatures. Compare "
-            "it with checkpoints kept elsewhere (docs/auditing.md).",
+            "note: no witness policy and no --known-checkpoint given. The bundle is consistent "
+            "with itself; whoever holds the log key could still have re-signed it without some "
+            "signatures. Verify it with the petition's witness policy (--policy), or compare it "
+            "with checkpoints kept elsewhere (docs/auditing.md).",
+            file=sys.stderr,
+        )
+    elif report.witnesses is not None and report.witnesses.policy_source == "bundle":
+        print(
+            "note: the witness policy came from the bundle itself. Whoever made the bundle chose "
+            "it; verify again with the policy the organisers published (--policy FILE).",
             file=sys.stderr,
         )
     return 0
@@ -204,21 +236,36 @@ def _receipt(args: argparse.Namespace) -> int:
         raise VerificationError(f"{args.file} is too large to be a receipt proof")
     proof = path.read_bytes()
     vkey = None if args.vkey is None else _read_vkey_argument(args.vkey)
+    policy = _read_policy(args.policy)
     if args.bundle is not None:
-        return _receipt_in_bundle(proof, args.bundle, vkey)
+        return _receipt_in_bundle(proof, args.bundle, vkey, policy)
     if vkey is None:
         raise AuditInputError("receipt needs --vkey V, or --bundle DIR")
     check = verify_receipt(proof, vkey)
+    if policy is not None:
+        witnessed = require_quorum(parse_proof(proof).checkpoint, vkey, policy)
+        names = ", ".join(sorted(witnessed.witnesses)) or "no witness"
+        print(f"witnessed: cosigned by {names}; the quorum needs {policy.describe()}")
     print(f"counted: leaf {check.index} in checkpoint of size {check.size} of {check.origin}")
     return 0
 
 
-def _receipt_in_bundle(proof: bytes, directory: str, vkey: str | None) -> int:
+def _receipt_in_bundle(
+    proof: bytes, directory: str, vkey: str | None, policy: Policy | None
+) -> int:
     """Check a receipt proof against a bundle: verified, and its log still holds the receipt."""
     print(f"verifying bundle {directory}", file=sys.stderr, flush=True)
     found = verify_receipt_in_bundle(
-        proof, Path(directory), vkey=vkey, on_progress=_progress_printer()
+        proof, Path(directory), vkey=vkey, policy=policy, on_progress=_progress_printer()
     )
+    if found.bundle.witnesses is not None:
+        coverage = found.bundle.witnesses
+        names = ", ".join(sorted(coverage.final)) or "no witness"
+        print(
+            f"bundle witnessed: its final checkpoint is cosigned by {names}; the quorum needs "
+            f"{coverage.quorum}",
+            file=sys.stderr,
+        )
     print(f"bundle verified: {found.bundle.origin}, count {found.bundle.count}", file=sys.stderr)
     check = found.receipt
     print(f"counted: leaf {check.index} in checkpoint of size {check.size} of {check.origin}")
@@ -641,6 +688,13 @@ def _parser() -> argparse.ArgumentParser:
         "petition was open); it must be signed by the bundle's key and be part of its log, else "
         "the log was rewritten after it. Repeat for each one kept",
     )
+    verify.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="the petition's witness policy (C2SP tlog-policy), as the organisers published it; "
+        "it wins over the bundle's own policy file. The final checkpoint must carry "
+        "cosignatures that meet its quorum",
+    )
     verify.set_defaults(run=_verify)
     receipt = commands.add_parser("receipt", help="check that a receipt proof was counted")
     receipt.add_argument("file", metavar="FILE", help="the receipt proof (.tlog-proof)")
@@ -650,6 +704,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="also verify this export bundle and that its log still holds the receipt's "
         "checkpoint and leaf (catches a signature removed after the receipt)",
+    )
+    receipt.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="a witness policy: the receipt's checkpoint (with --vkey) or the bundle's final "
+        "checkpoint (with --bundle) must carry cosignatures that meet its quorum",
     )
     receipt.set_defaults(run=_receipt)
 

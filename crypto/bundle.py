@@ -11,6 +11,7 @@ A bundle is a directory::
     leaves.bin          every leaf, 81 bytes each, in index order
     SHA256SUMS          "<hex>  <path>" per file, like sha256sum's output
     VERIFY.txt          how to verify (English and Khmer)
+    policy              optional: the witness policy (C2SP tlog-policy, docs/formats.md §21)
 
 :func:`verify_bundle` runs every check and raises :class:`~crypto.errors.BundleError` whose
 ``check`` names the one that failed. It reads ``leaves.bin`` once, in chunks, keeping only
@@ -20,7 +21,10 @@ leaves need about 100 MB and a few seconds.
 A bundle only proves that its log is consistent with itself: whoever holds the log key can
 drop a leaf and re-sign every checkpoint. Checkpoints kept elsewhere catch that: each one given
 to :func:`verify_bundle` as ``known_checkpoints`` must be a prefix of the bundle's tree, and
-:func:`verify_receipt_in_bundle` checks a signer's receipt proof the same way.
+:func:`verify_receipt_in_bundle` checks a signer's receipt proof the same way. Witnesses catch
+it without anyone keeping a checkpoint: with a witness policy (the auditor's, or else the
+bundle's ``policy`` file), the final checkpoint must carry cosignatures that meet its quorum,
+and witnesses do not cosign a log that dropped a leaf they had seen.
 
 Files listed in SHA256SUMS beyond the ones above are allowed (hash-checked, not read);
 unlisted files, symlinks and special files are refused.
@@ -40,6 +44,7 @@ from pathlib import Path
 from samleng.crypto.checkpoint import Checkpoint, parse_checkpoint_body, verify_checkpoint
 from samleng.crypto.errors import (
     BundleError,
+    CosignatureError,
     NoteSignatureError,
     SplitViewError,
     VerificationError,
@@ -47,6 +52,7 @@ from samleng.crypto.errors import (
 from samleng.crypto.leaf import LEAF_PREFIX, LEAF_SIZE, ZERO_HASH, LeafKind
 from samleng.crypto.merkle import EMPTY_ROOT, CompactTree
 from samleng.crypto.note import NoteVerifier, parse_vkey
+from samleng.crypto.policy import Policy, Witnessed, check_witnessed, parse_policy
 from samleng.crypto.tlogproof import ReceiptCheck, parse_proof, verify_receipt
 
 PETITION_FILE = "petition.json"
@@ -56,6 +62,7 @@ CHECKPOINTS_DIR = "checkpoints"
 LEAVES_FILE = "leaves.bin"
 SUMS_FILE = "SHA256SUMS"
 VERIFY_FILE = "VERIFY.txt"
+POLICY_FILE = "policy"
 REQUIRED_FILES = (PETITION_FILE, VKEY_FILE, CHECKPOINT_FILE, LEAVES_FILE, SUMS_FILE, VERIFY_FILE)
 
 # Caps applied before reading, so a hostile bundle cannot exhaust memory.
@@ -83,9 +90,14 @@ class BundleCheck(StrEnum):
     PETITION = "petition.json"
     VKEY_MATCHES_PETITION = "vkey matches petition.json"
     KEY_NAME = "key name is the origin"
+    # Only with a witness policy (the auditor's --policy, or the bundle's policy file).
+    POLICY = "witness policy"
     CHECKPOINT = "checkpoint signature"
     LATEST_PUBLISHED = "latest checkpoint published"
     HISTORY_SIGNATURES = "historical checkpoint signatures"
+    # Only with a witness policy.
+    WITNESS_QUORUM = "witness quorum"
+    HISTORY_COSIGNATURES = "historical cosignatures"
     # Only with checkpoints kept elsewhere (samleng-audit verify --known-checkpoint).
     KNOWN_SIGNATURES = "known checkpoint signatures"
     LEAVES_LENGTH = "leaves.bin length"
@@ -100,6 +112,18 @@ class BundleCheck(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class WitnessCoverage:
+    """What the witness policy found: who cosigned the final checkpoint, and the history."""
+
+    policy_source: str  # "given" (by the auditor) or "bundle" (the bundle's policy file)
+    quorum: str  # what the quorum needs, in words
+    final: frozenset[str]  # policy names of the witnesses that cosigned the final checkpoint
+    history_met: int  # published checkpoints (the final one included) that meet the quorum
+    history_total: int
+    cosigned: tuple[tuple[str, int], ...]  # per witness of the policy: checkpoints it cosigned
+
+
+@dataclass(frozen=True, kw_only=True)
 class BundleReport:
     """The result of a successful verification."""
 
@@ -108,6 +132,7 @@ class BundleReport:
     count: int
     root: bytes
     checkpoints_checked: int
+    witnesses: WitnessCoverage | None = None
 
 
 def petition_log_facts(petition: Mapping[str, object]) -> tuple[str, str]:
@@ -465,6 +490,17 @@ def _check_known_consistent(
             )
 
 
+def _policy_name(source: str) -> str:
+    """Name where the policy in effect came from, for messages."""
+    return "the policy given" if source == "given" else f"the bundle's {POLICY_FILE} file"
+
+
+def _policy_summary(policy: Policy, source: str) -> str:
+    """Say in one line which policy is in effect."""
+    witnesses = ", ".join(w.name for w in policy.witnesses) or "none"
+    return f"{_policy_name(source)}; witnesses {witnesses}; quorum: {policy.describe()}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Verified:
     """What the full verification found, with what the receipt check needs beyond the report."""
@@ -478,6 +514,7 @@ def verify_bundle(
     directory: Path,
     *,
     known_checkpoints: Sequence[tuple[str, bytes]] = (),
+    policy: Policy | None = None,
     on_check: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BundleReport:
@@ -485,21 +522,95 @@ def verify_bundle(
 
     ``known_checkpoints`` are ``(name, signed note)`` pairs kept outside the bundle (by signers,
     journalists, monitors); each must verify under the bundle's key and be a prefix of its tree.
-    ``on_check`` receives one line per passed check; ``on_progress`` receives
-    ``(leaves read, total)`` while leaves.bin is read. Raises BundleError naming the check.
+    ``policy`` is the auditor's witness policy; it wins over the bundle's ``policy`` file, and
+    with either the final checkpoint must meet the quorum. ``on_check`` receives one line per
+    passed check; ``on_progress`` receives ``(leaves read, total)`` while leaves.bin is read.
+    Raises BundleError naming the check.
     """
     return _verify(
         directory,
         known_checkpoints=known_checkpoints,
+        policy=policy,
         on_check=on_check,
         on_progress=on_progress,
     ).report
+
+
+def _bundle_policy(directory: Path, given: Policy | None) -> tuple[Policy, str]:
+    """Return the policy in effect and where it came from: the auditor's, else the bundle's."""
+    if given is not None:
+        return given, "given"
+    try:
+        return parse_policy(_read_small(directory, POLICY_FILE)), "bundle"
+    except VerificationError as err:
+        raise BundleError(BundleCheck.POLICY, f"{POLICY_FILE}: {err}") from None
+
+
+def _witnessed(
+    directory: Path, name: str, vkey: str, policy: Policy, check: BundleCheck
+) -> Witnessed:
+    """Verify the cosignatures of one checkpoint file under the policy."""
+    try:
+        return check_witnessed(_read_small(directory, name), vkey, policy)
+    except CosignatureError as err:
+        raise BundleError(
+            check, f"{name}: {err}: a witness of the policy did not make this cosignature"
+        ) from None
+    except VerificationError as err:
+        raise BundleError(check, f"{name}: {err}") from None
+
+
+def _check_witnesses(
+    directory: Path,
+    policy: Policy,
+    source: str,
+    vkey: str,
+    latest: Checkpoint,
+    published: list[str],
+    passed: Callable[[BundleCheck, str], None],
+) -> WitnessCoverage:
+    """Require the quorum on the final checkpoint (WITNESS_QUORUM); survey the history."""
+    final = _witnessed(directory, CHECKPOINT_FILE, vkey, policy, BundleCheck.WITNESS_QUORUM)
+    have = ", ".join(sorted(final.witnesses)) or "no witness of the policy"
+    if not final.quorum_met:
+        raise BundleError(
+            BundleCheck.WITNESS_QUORUM,
+            f"the final checkpoint (size {latest.size}) is cosigned by {have}, but the "
+            f"policy's quorum needs {policy.describe()}: no quorum of witnesses vouches that "
+            "this is the log they saw",
+        )
+    passed(
+        BundleCheck.WITNESS_QUORUM,
+        f"the final checkpoint (size {latest.size}) is cosigned by {have}; the quorum needs "
+        f"{policy.describe()}",
+    )
+    met = 0
+    counts = dict.fromkeys((w.name for w in policy.witnesses), 0)
+    for name in published:
+        witnessed = _witnessed(directory, name, vkey, policy, BundleCheck.HISTORY_COSIGNATURES)
+        met += witnessed.quorum_met
+        for witness in witnessed.witnesses:
+            counts[witness] += 1
+    each = ", ".join(f"{name} {count}" for name, count in counts.items()) or "no witnesses"
+    passed(
+        BundleCheck.HISTORY_COSIGNATURES,
+        f"{met} of {len(published)} published checkpoints meet the quorum; cosigned by {each}",
+    )
+    return WitnessCoverage(
+        policy_source=source,
+        quorum=policy.describe(),
+        final=final.witnesses,
+        history_met=met,
+        history_total=len(published),
+        cosigned=tuple(counts.items()),
+    )
 
 
 def _verify(
     directory: Path,
     *,
     known_checkpoints: Sequence[tuple[str, bytes]] = (),
+    policy: Policy | None = None,
     prefix_sizes: Iterable[int] = (),
     on_check: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -529,6 +640,16 @@ def _verify(
             BundleCheck.KEY_NAME, f"key name {verifier.name!r} is not the origin {origin!r}"
         )
     passed(BundleCheck.KEY_NAME, origin)
+    effective: tuple[Policy, str] | None = None
+    if policy is not None or POLICY_FILE in files:
+        effective = _bundle_policy(directory, policy)
+        if not effective[0].lists_log(vkey):
+            raise BundleError(
+                BundleCheck.POLICY,
+                f"{_policy_name(effective[1])} lists logs, but not this bundle's log key: it "
+                "is the policy of another log",
+            )
+        passed(BundleCheck.POLICY, _policy_summary(*effective))
 
     latest = _verify_checkpoint_file(directory, CHECKPOINT_FILE, vkey, BundleCheck.CHECKPOINT)
     passed(BundleCheck.CHECKPOINT, f"size {latest.size}, signed by {origin}")
@@ -558,6 +679,10 @@ def _verify(
             )
         history[checkpoint.size] = checkpoint
     passed(BundleCheck.HISTORY_SIGNATURES, f"{len(history)} checkpoints signed by {origin}")
+    coverage = None
+    if effective is not None:
+        by_size = [checkpoint_path(size) for size in sorted(history)]
+        coverage = _check_witnesses(directory, *effective, vkey, latest, by_size, passed)
     known = _verify_known_checkpoints(known_checkpoints, vkey)
     if known:
         passed(BundleCheck.KNOWN_SIGNATURES, f"{len(known)} kept checkpoints signed by {origin}")
@@ -614,6 +739,7 @@ def _verify(
         count=count,
         root=root,
         checkpoints_checked=len(history),
+        witnesses=coverage,
     )
     return _Verified(report=report, vkey=vkey, roots=roots)
 
@@ -655,6 +781,7 @@ def verify_receipt_in_bundle(
     directory: Path,
     *,
     vkey: str | None = None,
+    policy: Policy | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ReceiptInBundle:
     """Verify a signer's receipt proof, and that the bundle's log holds it.
@@ -663,13 +790,17 @@ def verify_receipt_in_bundle(
     and be a prefix of the bundle's tree: its root must equal the root of the bundle's first
     ``size`` leaves (computed from leaves.bin, which is what a consistency proof would show),
     and the receipt's leaf must be the bundle's leaf at its index. ``vkey``, if given, must be
-    the bundle's key. Raises BundleError, the receipt's own VerificationError, or
+    the bundle's key. ``policy`` is passed to the bundle's verification (the final checkpoint
+    must meet its quorum). Raises BundleError, the receipt's own VerificationError, or
     SplitViewError when the receipt and the bundle cannot both be true.
     """
     note = parse_proof(proof).checkpoint
     claimed = _claimed_size(note)
     verified = _verify(
-        directory, prefix_sizes=[] if claimed is None else [claimed], on_progress=on_progress
+        directory,
+        policy=policy,
+        prefix_sizes=[] if claimed is None else [claimed],
+        on_progress=on_progress,
     )
     if vkey is not None and vkey != verified.vkey:
         raise SplitViewError(

@@ -86,6 +86,33 @@ class SplitViewError(VerificationError):
     was rewritten or forked after it, or the bundle is of another log."""
 
 
+class CosignatureError(VerificationError):
+    """A witness cosignature that is malformed, or that a known witness key does not verify
+    (C2SP tlog-cosignature; docs/formats.md §20)."""
+
+
+class PolicyFormatError(VerificationError):
+    """A witness policy file that is not a well-formed C2SP tlog-policy (docs/formats.md §21);
+    the message names the line."""
+
+
+class PolicyLogError(VerificationError):
+    """A witness policy that lists logs, none of which is the log being verified."""
+
+
+class QuorumError(VerificationError):
+    """A checkpoint whose verified witness cosignatures do not meet the policy's quorum: its
+    log may have shown this checkpoint to nobody else (docs/formats.md §21)."""
+
+
+class TileFormatError(Error):
+    """A tlog-tiles path or entry bundle that is not well formed (docs/formats.md §22)."""
+
+
+class TileConflictError(Error):
+    """A tile already written with other contents: the log changed under a published tile."""
+
+
 class KeyFileError(Error):
     """An organiser key file that is not a well-formed samleng-organiser-key/v1 file."""
 

@@ -45,14 +45,18 @@ def is_valid_key_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(ch.isspace() for ch in name)
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
-    """Return the 4-byte key ID of an Ed25519 key: ``SHA-256(name || 0x0A || 0x01 || key)[:4]``."""
-    digest = hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()
+def key_id(name: str, public_key: bytes, algorithm: int = ALG_ED25519) -> bytes:
+    """Return the 4-byte key ID ``SHA-256(name || 0x0A || algorithm || key)[:4]``.
+
+    The signed-note rule for every signature type: 0x01 for a log's Ed25519 key, 0x04 for a
+    witness's cosignature key (samleng.crypto.cosignature).
+    """
+    digest = hashlib.sha256(name.encode() + b"\n" + bytes([algorithm]) + public_key).digest()
     return digest[:KEY_ID_SIZE]
 
 
-def _b64decode(text: str) -> bytes:
-    """Decode standard padded base64, accepting only its one canonical spelling."""
+def b64decode_canonical(text: str) -> bytes:
+    """Decode standard padded base64, accepting only its one canonical spelling (ValueError)."""
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -117,18 +121,33 @@ class NoteVerifier:
         return True
 
 
-def parse_vkey(vkey: str) -> NoteVerifier:
-    """Parse a verifier key string; KeyFormatError if it is malformed or inconsistent."""
+def split_vkey(vkey: str) -> tuple[str, bytes, int, bytes]:
+    """Split a verifier key string into name, key ID, signature type and key material.
+
+    Checks the layout common to every signature type (a valid name, eight lower-case hex
+    digits, canonical base64 holding at least the type byte); the caller checks the type and
+    the key. KeyFormatError if the layout is wrong.
+    """
     name, hex_id, encoded = _split_key_string(vkey, 3)
+    if not is_valid_key_name(name):
+        raise KeyFormatError("key name is empty or contains a space or '+'")
     if not _HEX8.fullmatch(hex_id):
         raise KeyFormatError("key ID must be 8 lower-case hex digits")
     try:
-        key = _b64decode(encoded)
+        key = b64decode_canonical(encoded)
     except ValueError:
         raise KeyFormatError("verifier key is not canonical base64") from None
-    if not key or key[0] != ALG_ED25519:
+    if not key:
+        raise KeyFormatError("verifier key has no signature type byte")
+    return name, bytes.fromhex(hex_id), key[0], key[1:]
+
+
+def parse_vkey(vkey: str) -> NoteVerifier:
+    """Parse a verifier key string; KeyFormatError if it is malformed or inconsistent."""
+    name, identifier, algorithm, public_key = split_vkey(vkey)
+    if algorithm != ALG_ED25519:
         raise KeyFormatError("verifier key algorithm is not Ed25519 (0x01)")
-    return NoteVerifier(name=name, key_id=bytes.fromhex(hex_id), public_key=key[1:])
+    return NoteVerifier(name=name, key_id=identifier, public_key=public_key)
 
 
 class NoteSigner:
@@ -166,7 +185,7 @@ class NoteSigner:
         if not _HEX8.fullmatch(hex_id):
             raise KeyFormatError("key ID must be 8 lower-case hex digits")
         try:
-            key = _b64decode(encoded)
+            key = b64decode_canonical(encoded)
         except ValueError:
             raise KeyFormatError("signer key is not canonical base64") from None
         if len(key) != 1 + ED25519_KEY_SIZE or key[0] != ALG_ED25519:
@@ -243,21 +262,25 @@ def sign_note(text: bytes, signer: NoteSigner) -> bytes:
     return text + b"\n" + SIGNATURE_PREFIX + signer.name.encode() + b" " + signature + b"\n"
 
 
-def open_note(note: bytes, verifiers: Sequence[NoteVerifier]) -> tuple[bytes, list[str]]:
-    """Verify a signed note, returning its text and the names of the keys that signed it.
+@dataclass(frozen=True, kw_only=True)
+class SignatureLine:
+    """One signature line of a signed note, parsed but not verified."""
 
-    Raises NoteFormatError for a malformed note and NoteSignatureError when a known key's
-    signature is invalid or no known key signed.
+    name: str
+    key_id: bytes
+    signature: bytes  # what follows the key ID: the signature type's own encoding
+    line: bytes  # the whole line, without its final newline
+
+
+def split_signed_note(note: bytes) -> tuple[bytes, list[SignatureLine]]:
+    """Split a signed note into its text and its parsed signature lines, verifying nothing.
+
+    Applies every layout rule of the spec and this module's limits (size, encoding, at most
+    :data:`MAX_SIGNATURES` lines, canonical base64); NoteFormatError if one fails.
     """
     if len(note) > MAX_NOTE_BYTES:
         raise NoteFormatError("note is too long")
     _check_encoding(note)
-    known: dict[tuple[str, bytes], NoteVerifier] = {}
-    for verifier in verifiers:
-        if (verifier.name, verifier.key_id) in known:
-            # Two keys with one name and ID: the trust configuration itself is wrong.
-            raise KeyFormatError(f"two verifier keys named {verifier.name} share a key ID")
-        known[(verifier.name, verifier.key_id)] = verifier
     split = note.rfind(b"\n\n")
     if split < 0:
         raise NoteFormatError("note has no blank line before its signatures")
@@ -267,27 +290,53 @@ def open_note(note: bytes, verifiers: Sequence[NoteVerifier]) -> tuple[bytes, li
     lines = block[:-1].split(b"\n")
     if len(lines) > MAX_SIGNATURES:
         raise NoteFormatError(f"note has more than {MAX_SIGNATURES} signatures")
+    return text, [parse_signature_line(line) for line in lines]
+
+
+def parse_signature_line(line: bytes) -> SignatureLine:
+    """Parse one signature line (without its newline); NoteFormatError if it is malformed."""
+    if not line.startswith(SIGNATURE_PREFIX):
+        raise NoteFormatError("signature line does not start with an em dash and a space")
+    name_bytes, space, encoded = line[len(SIGNATURE_PREFIX) :].partition(b" ")
+    try:
+        name = name_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NoteFormatError("signature line's key name is not UTF-8") from None
+    if not space or not is_valid_key_name(name):
+        raise NoteFormatError("signature line has a malformed key name")
+    try:
+        raw = b64decode_canonical(encoded.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        raise NoteFormatError("signature is not canonical base64") from None
+    if len(raw) <= KEY_ID_SIZE:
+        raise NoteFormatError("signature is too short")
+    return SignatureLine(
+        name=name, key_id=raw[:KEY_ID_SIZE], signature=raw[KEY_ID_SIZE:], line=line
+    )
+
+
+def open_note(note: bytes, verifiers: Sequence[NoteVerifier]) -> tuple[bytes, list[str]]:
+    """Verify a signed note, returning its text and the names of the keys that signed it.
+
+    Raises NoteFormatError for a malformed note and NoteSignatureError when a known key's
+    signature is invalid or no known key signed.
+    """
+    known: dict[tuple[str, bytes], NoteVerifier] = {}
+    for verifier in verifiers:
+        if (verifier.name, verifier.key_id) in known:
+            # Two keys with one name and ID: the trust configuration itself is wrong.
+            raise KeyFormatError(f"two verifier keys named {verifier.name} share a key ID")
+        known[(verifier.name, verifier.key_id)] = verifier
+    text, lines = split_signed_note(note)
     verified: list[str] = []
     for line in lines:
-        if not line.startswith(SIGNATURE_PREFIX):
-            raise NoteFormatError("signature line does not start with an em dash and a space")
-        name_bytes, space, encoded = line[len(SIGNATURE_PREFIX) :].partition(b" ")
-        name = name_bytes.decode("utf-8")
-        if not space or not is_valid_key_name(name):
-            raise NoteFormatError("signature line has a malformed key name")
-        try:
-            raw = _b64decode(encoded.decode("ascii"))
-        except (ValueError, UnicodeDecodeError):
-            raise NoteFormatError("signature is not canonical base64") from None
-        if len(raw) <= KEY_ID_SIZE:
-            raise NoteFormatError("signature is too short")
-        signing_key = known.get((name, raw[:KEY_ID_SIZE]))
+        signing_key = known.get((line.name, line.key_id))
         if signing_key is None:
             continue  # the spec: ignore signatures from unknown keys (e.g. witnesses)
-        if not signing_key.verify(text, raw[KEY_ID_SIZE:]):
-            raise NoteSignatureError(f"invalid signature by key {name}")
-        if name not in verified:
-            verified.append(name)
+        if not signing_key.verify(text, line.signature):
+            raise NoteSignatureError(f"invalid signature by key {line.name}")
+        if line.name not in verified:
+            verified.append(line.name)
     if not verified:
         raise NoteSignatureError("note is not signed by any trusted key")
     return text, verified

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import pytest
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
@@ -35,6 +35,13 @@ from samleng.crypto import audit
 from samleng.crypto.bundle import sha256sums, verify_bundle, vkey_file
 from samleng.crypto.canonical import canonical_json, encode_origin
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint, verify_checkpoint
+from samleng.crypto.cosignature import (
+    CosignatureSigner,
+    add_cosignatures,
+    cosignature_message,
+    parse_witness_vkey,
+    verify_cosignatures,
+)
 from samleng.crypto.custody import (
     Custody,
     Share,
@@ -86,20 +93,29 @@ from samleng.crypto.pending import (
     pending_info,
     seal_pending_record,
 )
+from samleng.crypto.policy import format_policy, parse_policy, require_quorum
 from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
 from samleng.crypto.sample import check_seed, checkpoint_hash, sample_indices, sample_key
 from samleng.crypto.sharesfile import combine_files, open_shares, parse_shares_file
+from samleng.crypto.tiles import (
+    encode_tile_index,
+    entry_bundle,
+    tiles_for_size,
+    write_log_tiles,
+)
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof, verify_receipt
 from samleng.crypto.tokens import Argon2Params, dedup_token
 from samleng.service.identifiers import normalize_identifier
 from samleng.service.keys import derive_key
 from samleng.service.log import PETITION_FORMAT, petition_document
+from samleng.service.witnessing import Outcome, add_checkpoint_body, interpret_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "formats.md"
 
 LEAF_LABEL = b"samleng-leaf/v1\n"
 ALG_ED25519 = b"\x01"
+ALG_COSIGNATURE = b"\x04"
 DETAILS_BLOCK = 1024
 SEALED_DETAILS_BYTES = 32 + DETAILS_BLOCK + 16
 
@@ -958,6 +974,130 @@ def check_pending_record(ex: Example) -> None:
     assert open_pending_record(private_key, origin, fresh) == record
 
 
+def _note_text(note: bytes) -> bytes:
+    """The signed text of a note: everything up to the blank line before its signatures."""
+    return note[: note.rfind(b"\n\n") + 1]
+
+
+@check("witness-key")
+def check_witness_key(ex: Example) -> None:
+    name, seed, public_key = ex.text("name"), ex.hex("seed"), ex.hex("public-key")
+    assert Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw() == (
+        public_key
+    )
+    key_id = _sha256(name.encode() + b"\n" + ALG_COSIGNATURE + public_key)[:4]
+    assert ex.hex("key-id") == key_id
+    vkey = f"{name}+{key_id.hex()}+{_b64(ALG_COSIGNATURE + public_key)}"
+    assert ex.text("vkey") == vkey == CosignatureSigner(name=name, seed=seed).verifier.vkey
+    verifier = parse_witness_vkey(vkey)
+    assert (verifier.name, verifier.key_id, verifier.public_key) == (name, key_id, public_key)
+    assert _raises(VerificationError, parse_vkey, vkey)  # not a log key
+
+
+@check("cosignature")
+def check_cosignature(ex: Example) -> None:
+    verifier = parse_witness_vkey(ex.text("vkey"))
+    note, time = ex.bytes("checkpoint"), ex.int("time")
+    text = _note_text(note)
+    message = ex.bytes("message")
+    assert message == b"cosignature/v1\ntime %d\n" % time + text == cosignature_message(text, time)
+    signature = ex.hex("signature")
+    Ed25519PublicKey.from_public_bytes(verifier.public_key).verify(signature, message)
+    raw = verifier.key_id + time.to_bytes(8, "big") + signature
+    line = ex.bytes("line")
+    assert line == "— ".encode() + verifier.name.encode() + b" " + _b64(raw).encode()
+    signer = CosignatureSigner(name=verifier.name, seed=ex.hex("seed"))
+    assert signer.cosign(text, time) == line + b"\n"
+    [found] = verify_cosignatures(note + line + b"\n", [verifier])
+    assert (found.witness, found.timestamp) == (verifier.name, time)
+
+
+@check("add-checkpoint")
+def check_add_checkpoint(ex: Example) -> None:
+    old, proof, note = ex.int("old-size"), ex.hex_list("proof"), ex.bytes("checkpoint")
+    body = ex.bytes("body")
+    lines = b"".join(_b64(h).encode() + b"\n" for h in proof)
+    assert body == b"old %d\n" % old + lines + b"\n" + note == add_checkpoint_body(old, proof, note)
+    response = ex.bytes("response")
+    witness = parse_witness_vkey(ex.text("witness"))
+    answer = interpret_answer(200, "", response, checkpoint=note, witness=witness)
+    assert (answer.outcome, answer.cosignatures) == (Outcome.COSIGNED, response)
+    assert response == ex.book.resolve("cosignature", "line").encode() + b"\n"
+
+
+@check("policy")
+def check_policy(ex: Example) -> None:
+    data = ex.bytes("file")
+    policy = parse_policy(data)
+    assert format_policy(policy) == data
+    assert [log.verifier.vkey for log in policy.logs] == [ex.text("log")]
+    witnesses = {w.name: w.verifier for w in policy.witnesses}
+    assert witnesses["w1"].vkey == ex.text("witness-1")
+    for number in (2, 3):
+        verifier = witnesses[f"w{number}"]
+        signer = CosignatureSigner(name=verifier.name, seed=ex.hex(f"witness-{number}-seed"))
+        assert signer.verifier == verifier
+    for field, expected in (("meets", True), ("fails", False)):
+        for line in ex.lines(field):
+            names = set(line.split(" "))
+            assert names <= set(witnesses), line
+            assert policy.satisfied(names) is expected, line
+
+
+@check("witnessed-checkpoint")
+def check_witnessed_checkpoint(ex: Example) -> None:
+    vkey, policy_file = ex.text("vkey"), ex.bytes("policy")
+    policy = parse_policy(policy_file)
+    checkpoint = ex.bytes("checkpoint")
+    text = _note_text(checkpoint)
+    witnesses = {w.name: w.verifier for w in policy.witnesses}
+    lines = b""
+    for number in (1, 3):
+        name = witnesses[f"w{number}"].name
+        signer = CosignatureSigner(name=name, seed=ex.hex(f"witness-{number}-seed"))
+        lines += signer.cosign(text, ex.int(f"time-{number}"))
+    note = ex.bytes("note")
+    assert note == checkpoint + lines == add_cosignatures(checkpoint, lines)
+    witnessed = require_quorum(note, vkey, policy)
+    assert witnessed.witnesses == set(ex.text("cosigned-by").split(" "))
+    receipt = ex.bytes("receipt").replace(checkpoint, note)
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / "receipt").write_bytes(receipt)
+        (Path(work) / "policy").write_bytes(policy_file)
+        argv = ["receipt", f"{work}/receipt", "--vkey", vkey, "--policy", f"{work}/policy"]
+        assert _run_audit(argv) == (0, ex.text("audit-output"))
+
+
+@check("tiles")
+def check_tiles(ex: Example) -> None:
+    book = ex.book
+    leaves = [
+        bytes.fromhex(book.resolve(kind, "leaf"))
+        for kind in ("leaf-header", "leaf-signature", "leaf-verified")
+    ]
+    assert ex.int("size") == len(leaves)
+    paths = ex.lines("paths")
+    assert paths == [tile.path for tile in tiles_for_size(len(leaves))]
+    level0 = ex.hex("tile/0/000.p/3")
+    assert level0 == b"".join(
+        bytes.fromhex(book.resolve("merkle", f"leaf-hash-{i}")) for i in range(3)
+    )
+    bundle = ex.hex("tile/entries/000.p/3")
+    assert bundle == b"".join(len(leaf).to_bytes(2, "big") + leaf for leaf in leaves)
+    assert bundle == entry_bundle(leaves)
+    note = book.resolve("checkpoint", "note").encode()
+    with tempfile.TemporaryDirectory() as work:
+        written = write_log_tiles(Path(work), leaves, note)
+        assert written == [*paths, "checkpoint"]
+        assert (Path(work) / "tile/0/000.p/3").read_bytes() == level0
+        assert (Path(work) / "tile/entries/000.p/3").read_bytes() == bundle
+        assert (Path(work) / "checkpoint").read_bytes() == note
+    assert encode_tile_index(ex.int("index")) == ex.text("index-path")
+    big = tiles_for_size(70000)
+    assert [t.path for t in big if not t.is_full] == ex.lines("partial-tiles-70000")
+    assert sum(t.is_full for t in big) == ex.int("full-tiles-70000")
+
+
 # --- The tests ----------------------------------------------------------------------------------
 
 EXAMPLES = parse_examples(DOC.read_text(encoding="utf-8"))
@@ -993,6 +1133,12 @@ EXPECTED_KINDS = {
     "key-wrap",
     "service-key",
     "pending-record",
+    "witness-key",
+    "cosignature",
+    "add-checkpoint",
+    "policy",
+    "witnessed-checkpoint",
+    "tiles",
 }
 # Fields listing inputs that must be refused or accepted as they are: most one-character
 # changes leave such an input refused (or accepted), so they cannot be mutation-tested.

@@ -6,6 +6,7 @@ failing case can be rebuilt exactly.
 
 import random
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from samleng.crypto.bundle import (
     CHECKPOINT_FILE,
     LEAVES_FILE,
     PETITION_FILE,
+    POLICY_FILE,
     SUMS_FILE,
     VERIFY_FILE,
     VKEY_FILE,
@@ -22,12 +24,17 @@ from samleng.crypto.bundle import (
 )
 from samleng.crypto.canonical import canonical_json
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint
+from samleng.crypto.cosignature import CosignatureSigner, add_cosignatures
 from samleng.crypto.leaf import LEAF_SIZE, LeafKind, encode_leaf, header_leaf
 from samleng.crypto.merkle import MemoryTree, leaf_hash
+from samleng.crypto.note import parse_vkey
+from samleng.crypto.policy import Policy, PolicyGroup, PolicyLog, PolicyWitness, format_policy
 from samleng.crypto.receipts import receipt_commitment
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof
 
 ORIGIN = "petitions.example.org/p/end-impunity"
+# Witness cosignatures in tests carry this time (2026-03-01 00:00:00 UTC) plus the tree size.
+WITNESS_TIME = 1772323200
 VERIFY_TEXT = (
     "Verify this bundle with: samleng-audit verify .\nផ្ទៀងផ្ទាត់កញ្ចប់នេះដោយ: samleng-audit verify .\n"
 ).encode()
@@ -95,17 +102,42 @@ class PetitionLog:
             checkpoint=self.checkpoint(size),
         )
 
-    def write_bundle(self, directory: Path, history: list[int] | None = None) -> Path:
-        """Write an export bundle with checkpoints at ``history`` sizes plus the latest."""
+    def witnessed_checkpoint(
+        self, size: int | None = None, cosigners: Sequence[CosignatureSigner] = ()
+    ) -> bytes:
+        """Return checkpoint ``size`` with a cosignature by each of ``cosigners`` appended."""
+        note = self.checkpoint(size)
+        size = self.size if size is None else size
+        text = note[: note.rfind(b"\n\n") + 1]
+        for cosigner in cosigners:
+            note = add_cosignatures(note, cosigner.cosign(text, WITNESS_TIME + size))
+        return note
+
+    def write_bundle(
+        self,
+        directory: Path,
+        history: list[int] | None = None,
+        *,
+        cosigners: Sequence[CosignatureSigner] = (),
+        policy: bytes | None = None,
+    ) -> Path:
+        """Write an export bundle with checkpoints at ``history`` sizes plus the latest.
+
+        Every checkpoint carries a cosignature by each of ``cosigners``; ``policy``, if given,
+        is written as the bundle's policy file.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "checkpoints").mkdir(exist_ok=True)
         (directory / PETITION_FILE).write_bytes(self.petition_json)
         (directory / VKEY_FILE).write_bytes(vkey_file(self.signer.vkey))
-        (directory / CHECKPOINT_FILE).write_bytes(self.checkpoint())
+        (directory / CHECKPOINT_FILE).write_bytes(self.witnessed_checkpoint(None, cosigners))
         for size in {*(history or []), self.size}:
-            (directory / checkpoint_path(size)).write_bytes(self.checkpoint(size))
+            note = self.witnessed_checkpoint(size, cosigners)
+            (directory / checkpoint_path(size)).write_bytes(note)
         (directory / LEAVES_FILE).write_bytes(b"".join(self.leaves))
         (directory / VERIFY_FILE).write_bytes(VERIFY_TEXT)
+        if policy is not None:
+            (directory / POLICY_FILE).write_bytes(policy)
         reseal(directory)
         return directory
 
@@ -154,6 +186,30 @@ def make_log(
     log.append_leaf(header_leaf(log.petition_json))
     log.sign(signatures)
     return log
+
+
+def make_cosigners(count: int, *, seed: int = 100) -> list[CosignatureSigner]:
+    """Return ``count`` witnesses' cosigning keys, named witness-1.example/w and so on."""
+    rng = random.Random(seed)
+    return [
+        CosignatureSigner(name=f"witness-{i}.example/w", seed=rng.randbytes(32))
+        for i in range(1, count + 1)
+    ]
+
+
+def witness_policy(
+    log_vkey: str | None, cosigners: Sequence[CosignatureSigner], threshold: int
+) -> bytes:
+    """Return a policy file: the log (if given), each cosigner, a quorum of ``threshold``."""
+    witnesses = tuple(
+        PolicyWitness(name=f"w{i}", verifier=c.verifier) for i, c in enumerate(cosigners, 1)
+    )
+    group = PolicyGroup(
+        name="witnesses", threshold=threshold, members=tuple(w.name for w in witnesses)
+    )
+    logs = () if log_vkey is None else (PolicyLog(verifier=parse_vkey(log_vkey)),)
+    policy = Policy(logs=logs, witnesses=witnesses, groups=(group,), quorum="witnesses")
+    return format_policy(policy)
 
 
 def forge_without_leaf(source: Path, target: Path, index: int, signer: LogSigner) -> Path:

@@ -32,7 +32,7 @@ def test_verify_prints_checks_and_ends_with_count(
     assert sum(line.startswith("ok ") for line in lines) == 17
     assert any("ok root:" in line for line in lines)
     # No progress for a small log; only the reminder that nothing outside the bundle was compared.
-    assert err.startswith("note: no --known-checkpoint given.")
+    assert err.startswith("note: no witness policy and no --known-checkpoint given.")
     assert len(err.splitlines()) == 1
 
 
