@@ -118,9 +118,9 @@ def form_tokens(instance: Path, slug: str = "demo") -> Callable[[], str]:
     """Fresh sign-form tokens for ``slug``, as its page would carry them: each works once,
     so a client sends a new one with every signature (made here from the instance's master
     key rather than fetched, so that the bench measures signing, not page views)."""
-    from samleng.service.config import read_master_key
-    from samleng.service.formtoken import issue_form_token
-    from samleng.service.keys import derive_key
+    from samleng.service.platform.config import read_master_key
+    from samleng.service.platform.keys import derive_key
+    from samleng.service.signing.formtoken import issue_form_token
 
     key = derive_key(read_master_key(instance), "form-token")
     return lambda: issue_form_token(key, slug)

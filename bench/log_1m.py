@@ -67,12 +67,12 @@ from samleng.crypto.receipts import new_receipt_secret, receipt_commitment  # no
 from samleng.crypto.tlogproof import verify_receipt  # noqa: E402
 from samleng.crypto.tokens import Argon2Params  # noqa: E402
 from samleng.service import create_app  # noqa: E402
-from samleng.service.config import Config  # noqa: E402
-from samleng.service.db import upgrade  # noqa: E402
-from samleng.service.export import write_bundle  # noqa: E402
-from samleng.service.log import _StoredSubtrees, find_receipt, latest_checkpoint, seal_all  # noqa: E402
-from samleng.service.models import Leaf, PendingSignature, Petition  # noqa: E402
-from samleng.service.petitions import create_petition, open_petition  # noqa: E402
+from samleng.service.petitions.lifecycle import create_petition, open_petition  # noqa: E402
+from samleng.service.platform.config import Config  # noqa: E402
+from samleng.service.platform.db import upgrade  # noqa: E402
+from samleng.service.platform.models import Leaf, PendingSignature, Petition  # noqa: E402
+from samleng.service.tlog.export import write_bundle  # noqa: E402
+from samleng.service.tlog.store import _StoredSubtrees, find_receipt, latest_checkpoint, seal_all  # noqa: E402
 
 DETAILS_BYTES = 1072  # a sealed details record (HPKE ciphertext of the padded details)
 ORIGIN = "bench.samleng.invalid"
@@ -558,7 +558,7 @@ def proofs(
 
 
 def database_figures(engine: Engine, petition_id: int, db_path: Path | None) -> dict[str, Any]:
-    from samleng.service.models import TreeNode
+    from samleng.service.platform.models import TreeNode
 
     with Session(engine) as session:
         nodes = session.scalar(

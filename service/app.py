@@ -14,12 +14,14 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, UnicodeConverter
 
-from samleng.service import admin, db, i18n, mail, ratelimit, security
-from samleng.service.config import Config, load_config
-from samleng.service.pagecache import PageCache
-from samleng.service.scheduler import SealScheduler
-from samleng.service.signing import CurrentEpoch, KeptKeys
-from samleng.service.vault import Vault
+from samleng.service import admin
+from samleng.service.petitions.scheduler import SealScheduler
+from samleng.service.platform import db, mail, ratelimit
+from samleng.service.platform.config import Config, load_config
+from samleng.service.platform.vault import Vault
+from samleng.service.signing.signatures import CurrentEpoch, KeptKeys
+from samleng.service.web import i18n, security
+from samleng.service.web.pagecache import PageCache
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STYLESHEET = TEMPLATES / "style.css"
@@ -74,7 +76,7 @@ def create_app(config: Config | None = None) -> Flask:
     )
     app.extensions["samleng.config"] = config
 
-    from samleng.service.keys import derive_key
+    from samleng.service.platform.keys import derive_key
 
     app.extensions["samleng.form_key"] = derive_key(config.master_key, "form-token")
     app.extensions["samleng.pages"] = PageCache(config.page_cache_seconds)
@@ -93,7 +95,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.jinja_env.globals["stylesheet"] = Markup(stylesheet)  # noqa: S704
     security.init_app(app, stylesheet, config.onion_address)
 
-    from samleng.service import cli, public, transparency
+    from samleng.service import cli
+    from samleng.service.tlog import routes as transparency
+    from samleng.service.web import public
 
     app.url_map.converters["default"] = app.url_map.converters["string"] = SegmentConverter
     app.register_blueprint(public.root)

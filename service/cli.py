@@ -17,15 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from samleng.crypto.bundle import verify_bundle
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service import demo as demo_module
-from samleng.service.admin import audit
-from samleng.service.config import Config, instance_folder
-from samleng.service.db import get_session, scrub
-from samleng.service.delivery import FormalLetter
-from samleng.service.errors import ConfigError, Error, PetitionNotFound, SlugUnavailable
-from samleng.service.export import write_bundle, write_details
-from samleng.service.log import seal_all
-from samleng.service.models import Petition
-from samleng.service.petitions import (
+from samleng.service.admin import trail
+from samleng.service.petitions.lifecycle import (
     close_petition,
     create_petition,
     forget_petition,
@@ -33,8 +26,15 @@ from samleng.service.petitions import (
     open_petition,
     parse_details_public_key,
 )
-from samleng.service.scheduler import close_expired_petitions, destroy_forgotten_keys
-from samleng.service.vault import Vault
+from samleng.service.petitions.scheduler import close_expired_petitions, destroy_forgotten_keys
+from samleng.service.platform.config import Config, instance_folder
+from samleng.service.platform.db import get_session, scrub
+from samleng.service.platform.errors import ConfigError, Error, PetitionNotFound, SlugUnavailable
+from samleng.service.platform.models import Petition
+from samleng.service.platform.vault import Vault
+from samleng.service.tlog.delivery import FormalLetter
+from samleng.service.tlog.export import write_bundle, write_details
+from samleng.service.tlog.store import seal_all
 
 
 def _config() -> Config:
@@ -126,8 +126,8 @@ def _petition(slug: str) -> Petition:
 
 def _record(action: str, petition: Petition, detail: str = "") -> None:
     """Add what the operator did to the audit trail, committed with the change itself."""
-    audit.record(
-        get_session(), audit.COMMAND_LINE_ACTOR, action, petition_slug=petition.slug, detail=detail
+    trail.record(
+        get_session(), trail.COMMAND_LINE_ACTOR, action, petition_slug=petition.slug, detail=detail
     )
 
 
@@ -318,7 +318,7 @@ def keys_tidy() -> None:
 @keys_group.command("generate")
 def keys_generate() -> None:
     """Create the master key file in the instance folder (never overwrites one)."""
-    from samleng.service.keys import ensure_master_key
+    from samleng.service.platform.keys import ensure_master_key
 
     instance = instance_folder()
     if ensure_master_key(instance):

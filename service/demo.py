@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from samleng.crypto.details import generate_details_keypair
-from samleng.service.config import instance_folder
-from samleng.service.keys import ensure_master_key, write_secret_file
+from samleng.service.platform.config import instance_folder
+from samleng.service.platform.keys import ensure_master_key, write_secret_file
 
 DEMO_SLUG = "demo"
 DETAILS_PRIVATE = "demo-details.key"
@@ -78,15 +78,15 @@ def prepare_demo(instance: Path) -> Any:
     """Create (or reuse) the demo instance and return its app, ready to serve."""
     from samleng.service.admin.cli import DEMO_ADMIN, ensure_demo_admin
     from samleng.service.app import create_app
-    from samleng.service.config import (
+    from samleng.service.petitions.lifecycle import create_petition, get_petition, open_petition
+    from samleng.service.platform.config import (
         DEMO_ORIGIN,
         INSTANCE_CONFIG_FILE,
         load_config,
         write_instance_config,
     )
-    from samleng.service.db import get_session, upgrade
-    from samleng.service.errors import PetitionNotFound
-    from samleng.service.petitions import create_petition, get_petition, open_petition
+    from samleng.service.platform.db import get_session, upgrade
+    from samleng.service.platform.errors import PetitionNotFound
 
     instance.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_master_key(instance)

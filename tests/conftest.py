@@ -24,13 +24,13 @@ from werkzeug.test import TestResponse
 from samleng.crypto.details import generate_details_keypair
 from samleng.crypto.pending import PendingRecord, open_pending_record
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
-from samleng.service.config import Config
-from samleng.service.db import get_session, normalise_url, upgrade
-from samleng.service.epochs import epoch_private_key
-from samleng.service.log import seal_all
-from samleng.service.models import PendingSignature, Petition
-from samleng.service.petitions import create_petition, open_petition
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import create_petition, open_petition
+from samleng.service.platform.config import Config
+from samleng.service.platform.db import get_session, normalise_url, upgrade
+from samleng.service.platform.models import PendingSignature, Petition
+from samleng.service.tlog.epochs import epoch_private_key
+from samleng.service.tlog.store import seal_all
 from tests.components import (
     USED,
     PostgresServer,

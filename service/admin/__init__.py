@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from samleng.service.config import Config
+from samleng.service.platform.config import Config
 
 
 def init_app(app: Flask, config: Config) -> None:

@@ -19,8 +19,8 @@ from sqlalchemy.sql.expression import Exists
 from samleng.service.admin import totp
 from samleng.service.admin.errors import AccountError, LoginFailed, WrongCode, WrongPassword
 from samleng.service.admin.passwords import hash_password, needs_rehash, verify_password
-from samleng.service.errors import PetitionNotFound
-from samleng.service.models import ROLES, Account, Petition, PetitionGrant
+from samleng.service.platform.errors import PetitionNotFound
+from samleng.service.platform.models import ROLES, Account, Petition, PetitionGrant
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 

@@ -13,22 +13,22 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from samleng.service.admin.audit import SYSTEM_ACTOR, record
-from samleng.service.config import LANGUAGES
-from samleng.service.errors import PetitionStateError
-from samleng.service.models import (
-    IDENTIFIER_MODES,
-    VERIFICATION_MODES,
-    Petition,
-    SignedCheckpoint,
-)
-from samleng.service.petitions import (
+from samleng.service.admin.trail import SYSTEM_ACTOR, record
+from samleng.service.petitions.lifecycle import (
     SLUG,
     TEXT_FIELDS,
     check_closing_date,
     close_petition,
     parse_details_public_key,
     validate_texts,
+)
+from samleng.service.platform.config import LANGUAGES
+from samleng.service.platform.errors import PetitionStateError
+from samleng.service.platform.models import (
+    IDENTIFIER_MODES,
+    VERIFICATION_MODES,
+    Petition,
+    SignedCheckpoint,
 )
 
 # Character limits per text field; the body is Markdown source.

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from samleng.service.keys import derive_key
+from samleng.service.platform.keys import derive_key
 
 STEP_SECONDS = 30
 DIGITS = 6

@@ -31,33 +31,33 @@ from sqlalchemy.orm import Session
 
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service.admin import accounts as acc
-from samleng.service.admin import audit, drafts, sessions, throttle, totp
+from samleng.service.admin import drafts, logins, throttle, totp, trail
 from samleng.service.admin.errors import (
     AccountError,
     LoginFailed,
     PasswordPolicyError,
     WrongCode,
 )
-from samleng.service.config import LANGUAGES, Config
-from samleng.service.db import get_session, scrub
-from samleng.service.errors import (
-    ClosingDateInPast,
-    PetitionNotFound,
-    PetitionStateError,
-    SlugUnavailable,
-)
-from samleng.service.keys import derive_key
-from samleng.service.log import latest_checkpoint, seal_all
-from samleng.service.markdown import render_markdown
-from samleng.service.models import Account, Petition, utc_today
-from samleng.service.petitions import (
+from samleng.service.petitions.lifecycle import (
     close_petition,
     create_petition,
     forget_petition,
     open_petition,
 )
-from samleng.service.ratelimit import WorkGate, client_key
-from samleng.service.security import from_admin_listener
+from samleng.service.platform.config import LANGUAGES, Config
+from samleng.service.platform.db import get_session, scrub
+from samleng.service.platform.errors import (
+    ClosingDateInPast,
+    PetitionNotFound,
+    PetitionStateError,
+    SlugUnavailable,
+)
+from samleng.service.platform.keys import derive_key
+from samleng.service.platform.markdown import render_markdown
+from samleng.service.platform.models import Account, Petition, utc_today
+from samleng.service.platform.ratelimit import WorkGate, client_key
+from samleng.service.tlog.store import latest_checkpoint, seal_all
+from samleng.service.web.security import from_admin_listener
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -90,9 +90,9 @@ def _account() -> Account:
     return account
 
 
-def _timeouts() -> sessions.Timeouts:
+def _timeouts() -> logins.Timeouts:
     cfg = _config()
-    return sessions.Timeouts(idle=cfg.admin_idle_timeout, absolute=cfg.admin_absolute_timeout)
+    return logins.Timeouts(idle=cfg.admin_idle_timeout, absolute=cfg.admin_absolute_timeout)
 
 
 @bp.url_value_preprocessor
@@ -122,8 +122,8 @@ def _refuse_nul() -> Any:
 
 @bp.before_request
 def _authenticate() -> Any:
-    session_id = request.cookies.get(sessions.SESSION_COOKIE, "")
-    account = sessions.load_session(get_session(), session_id, _timeouts()) if session_id else None
+    session_id = request.cookies.get(logins.SESSION_COOKIE, "")
+    account = logins.load_session(get_session(), session_id, _timeouts()) if session_id else None
     g.admin_account = account
     g.admin_session_id = session_id if account is not None else None
     if request.endpoint in _OPEN_ENDPOINTS:
@@ -131,9 +131,9 @@ def _authenticate() -> Any:
     if account is None:
         response = redirect(url_for("admin.login"))
         if session_id:
-            response.delete_cookie(sessions.SESSION_COOKIE, **_cookie_scope())
+            response.delete_cookie(logins.SESSION_COOKIE, **_cookie_scope())
         return response
-    if request.method == "POST" and not sessions.csrf_valid(
+    if request.method == "POST" and not logins.csrf_valid(
         _csrf_key(), session_id, request.form.get("csrf", "")
     ):
         abort(403)
@@ -156,7 +156,7 @@ def _no_store(response: Response) -> Response:
 def _template_globals() -> dict[str, Any]:
     session_id = g.get("admin_session_id")
     return {
-        "csrf": sessions.csrf_token(_csrf_key(), session_id) if session_id else "",
+        "csrf": logins.csrf_token(_csrf_key(), session_id) if session_id else "",
         "account": g.get("admin_account"),
     }
 
@@ -179,7 +179,7 @@ def _petition(slug: str) -> Petition:
 
 
 def _record(action: str, petition: Petition | None = None, detail: str = "") -> None:
-    audit.record(
+    trail.record(
         get_session(),
         _account().name,
         action,
@@ -192,16 +192,16 @@ def _record(action: str, petition: Petition | None = None, detail: str = "") -> 
 
 
 def _login_page(error: str | None = None, status: int = 200) -> Any:
-    login_id = request.cookies.get(sessions.LOGIN_COOKIE, "")
+    login_id = request.cookies.get(logins.LOGIN_COOKIE, "")
     fresh = not login_id or len(login_id) > 100
     if fresh:
-        login_id = sessions.new_session_id()
-    csrf = sessions.csrf_token(_csrf_key(), login_id, "login")
+        login_id = logins.new_session_id()
+    csrf = logins.csrf_token(_csrf_key(), login_id, "login")
     response = current_app.make_response(
         (render_template("admin/login.html", login_csrf=csrf, error=error), status)
     )
     if fresh:
-        response.set_cookie(sessions.LOGIN_COOKIE, login_id, **_COOKIE)  # type: ignore[arg-type]
+        response.set_cookie(logins.LOGIN_COOKIE, login_id, **_COOKIE)  # type: ignore[arg-type]
     return response
 
 
@@ -218,9 +218,9 @@ def login() -> Any:
             return redirect(url_for("admin.index"))
         return _login_page()
     name = request.form.get("name", "")[:100]
-    if not sessions.csrf_valid(
+    if not logins.csrf_valid(
         _csrf_key(),
-        request.cookies.get(sessions.LOGIN_COOKIE),
+        request.cookies.get(logins.LOGIN_COOKIE),
         request.form.get("csrf", ""),
         "login",
     ):
@@ -257,14 +257,14 @@ def login() -> Any:
         session.rollback()
         return _throttled(name, contested, "too many failures from many clients")
     # A new session id at every login: an id planted before login is never promoted.
-    session_id = sessions.start_session(
-        session, account, request.cookies.get(sessions.SESSION_COOKIE)
+    session_id = logins.start_session(
+        session, account, request.cookies.get(logins.SESSION_COOKIE)
     )
-    audit.record(session, account.name, "login")
+    trail.record(session, account.name, "login")
     session.commit()
     response = redirect(url_for("admin.index"))
-    response.set_cookie(sessions.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
-    response.delete_cookie(sessions.LOGIN_COOKIE, **_cookie_scope())
+    response.set_cookie(logins.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
+    response.delete_cookie(logins.LOGIN_COOKIE, **_cookie_scope())
     return response
 
 
@@ -288,7 +288,7 @@ def _record_refusal(name: str, action: str, detail: str = "") -> None:
     known = acc.find_account(session, name)
     acc.end_read(session)
     if known is not None:
-        audit.record(session, known.name, action, detail=detail)
+        trail.record(session, known.name, action, detail=detail)
         session.commit()
 
 
@@ -307,10 +307,10 @@ def logout() -> Any:
     """End this session."""
     session = get_session()
     _record("logout")
-    sessions.end_session(session, g.admin_session_id)
+    logins.end_session(session, g.admin_session_id)
     session.commit()
     response = redirect(url_for("admin.login"))
-    response.delete_cookie(sessions.SESSION_COOKIE, **_cookie_scope())
+    response.delete_cookie(logins.SESSION_COOKIE, **_cookie_scope())
     return response
 
 
@@ -470,7 +470,7 @@ def _dashboard(
             per_day=drafts.signatures_per_day(session, petition),
             grantees=acc.grantees(session, petition),
             all_accounts=acc.accounts(session) if _account().role == "admin" else [],
-            events=audit.events(session, petition_slug=petition.slug, limit=50),
+            events=trail.events(session, petition_slug=petition.slug, limit=50),
             export_zip=export_zip,
             mail_available=_mail_available(),
             error=error,
@@ -622,7 +622,7 @@ def account_active(name: str) -> Any:
         ), 400
     target.active = request.form.get("active") == "yes"
     if not target.active:
-        sessions.end_all_sessions(session, target)
+        logins.end_all_sessions(session, target)
     _record("enable-account" if target.active else "disable-account", detail=target.name)
     session.commit()
     return redirect(url_for("admin.accounts"))
@@ -632,7 +632,7 @@ def account_active(name: str) -> Any:
 def audit_trail() -> Any:
     """The newest admin actions (admins only)."""
     _require_admin()
-    return render_template("admin/audit.html", events=audit.events(get_session(), limit=500))
+    return render_template("admin/audit.html", events=trail.events(get_session(), limit=500))
 
 
 # The logged-in account itself.
@@ -663,12 +663,12 @@ def change_password() -> Any:
     except (LoginFailed, PasswordPolicyError) as exc:
         session.rollback()
         return _me_page(error=str(exc).capitalize() + ".", status=400)
-    sessions.end_all_sessions(session, account)
-    session_id = sessions.start_session(session, account, None)
+    logins.end_all_sessions(session, account)
+    session_id = logins.start_session(session, account, None)
     _record("change-password")
     session.commit()
     response = redirect(url_for("admin.me"))
-    response.set_cookie(sessions.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
+    response.set_cookie(logins.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
     return response
 
 

@@ -28,9 +28,9 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 from werkzeug.serving import make_server
 
-from samleng.service import create_app
-from samleng.service.db import upgrade
-from samleng.service.log import seal_all
+from samleng.service.app import create_app
+from samleng.service.platform.db import upgrade
+from samleng.service.tlog.store import seal_all
 from tests.components import require, require_program
 from tests.conftest import add_petition, make_config
 from tests.petition_texts import LONG_TEXTS

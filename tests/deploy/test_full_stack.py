@@ -33,14 +33,14 @@ from samleng.crypto.bundle import verify_bundle
 from samleng.crypto.details import generate_details_keypair
 from samleng.crypto.keyfile import public_key_file
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
 from samleng.service.admin.accounts import create_account
 from samleng.service.admin.views import MAX_ADMIN_REQUEST_BYTES
-from samleng.service.config import Config, read_master_key
-from samleng.service.db import get_session, upgrade
-from samleng.service.export import write_bundle
-from samleng.service.keys import ensure_master_key
-from samleng.service.petitions import create_petition, get_petition, open_petition
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import create_petition, get_petition, open_petition
+from samleng.service.platform.config import Config, read_master_key
+from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.keys import ensure_master_key
+from samleng.service.tlog.export import write_bundle
 from tests.components import PostgresServer, require, require_program
 from tests.conftest import TEXTS
 from tests.deploy.clients import (

@@ -36,10 +36,10 @@ from typing import Any
 
 import pytest
 
-from samleng.service import create_app
-from samleng.service.config import Config, read_master_key
-from samleng.service.db import upgrade
-from samleng.service.keys import ensure_master_key
+from samleng.service.app import create_app
+from samleng.service.platform.config import Config, read_master_key
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.keys import ensure_master_key
 from tests.components import require, require_program
 from tests.deploy.render import (
     ADMIN_SECRET,

@@ -46,13 +46,13 @@ from samleng.crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
 from samleng.crypto.pending import open_pending_record
 from samleng.crypto.tlogproof import verify_receipt
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
-from samleng.service.config import Config, read_master_key
-from samleng.service.db import get_session, upgrade
-from samleng.service.epochs import epoch_private_key
-from samleng.service.keys import ensure_master_key
-from samleng.service.petitions import create_petition, open_petition
-from samleng.service.vault import KeyFileError, Vault
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import create_petition, open_petition
+from samleng.service.platform.config import Config, read_master_key
+from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.keys import ensure_master_key
+from samleng.service.platform.vault import KeyFileError, Vault
+from samleng.service.tlog.epochs import epoch_private_key
 from tests.components import require
 from tests.conftest import TEXTS
 from tests.deploy.render import DEPLOY, free_port

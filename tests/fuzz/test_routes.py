@@ -31,14 +31,14 @@ from sqlalchemy import update
 from werkzeug.routing import Rule
 
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
 from samleng.service.admin import passwords
 from samleng.service.admin.accounts import create_account
-from samleng.service.db import get_session, upgrade
-from samleng.service.formtoken import issue_form_token
-from samleng.service.log import seal_all
-from samleng.service.models import Petition
-from samleng.service.petitions import close_petition, forget_petition, get_petition
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import close_petition, forget_petition, get_petition
+from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.models import Petition
+from samleng.service.signing.formtoken import issue_form_token
+from samleng.service.tlog.store import seal_all
 from tests.components import free_port, require
 from tests.conftest import add_petition, make_config, sign
 from tests.fuzz.mutations import examples

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from samleng.service.formtoken import issue_form_token
-from samleng.service.models import DedupToken, PendingSignature
+from samleng.service.platform.models import DedupToken, PendingSignature
+from samleng.service.signing.formtoken import issue_form_token
 from tests.conftest import add_petition, form_token
 from tests.fuzz.mutations import examples
 

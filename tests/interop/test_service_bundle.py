@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
-from samleng.service.log import seal_all
+from samleng.service.tlog.store import seal_all
 from tests.conftest import OpenPetition, receipt_of, sign
 from tests.interop.conftest import run
 

@@ -22,16 +22,17 @@ from werkzeug.test import TestResponse
 from samleng.crypto.details import generate_details_keypair
 from samleng.crypto.keyfile import public_key_file
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
 from samleng.service.admin import passwords, totp
 from samleng.service.admin.accounts import create_account, grant
 from samleng.service.admin.cli import ensure_demo_admin
 from samleng.service.admin.drafts import signatures_per_day
-from samleng.service.admin.sessions import LOGIN_COOKIE, SESSION_COOKIE
+from samleng.service.admin.logins import LOGIN_COOKIE, SESSION_COOKIE
 from samleng.service.app import STYLESHEET as STYLESHEET_PATH
-from samleng.service.db import get_session, upgrade
-from samleng.service.log import seal_all
-from samleng.service.models import (
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import get_petition
+from samleng.service.petitions.scheduler import close_expired_petitions
+from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.models import (
     Account,
     AdminSession,
     AuditEvent,
@@ -39,9 +40,8 @@ from samleng.service.models import (
     Petition,
     SignedCheckpoint,
 )
-from samleng.service.petitions import get_petition
-from samleng.service.scheduler import close_expired_petitions
-from samleng.service.security import content_security_policy
+from samleng.service.tlog.store import seal_all
+from samleng.service.web.security import content_security_policy
 from tests.conftest import add_petition, make_config, seal, sign
 
 PASSWORD = "correct horse battery staple"

@@ -17,11 +17,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from samleng.service import create_app
-from samleng.service.config import Config, load_config
-from samleng.service.db import upgrade
-from samleng.service.errors import ConfigError
-from samleng.service.keys import ensure_master_key
+from samleng.service.app import create_app
+from samleng.service.platform.config import Config, load_config
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.errors import ConfigError
+from samleng.service.platform.keys import ensure_master_key
 from tests.conftest import make_config
 
 SECRET = "5e" * 32

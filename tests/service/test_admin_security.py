@@ -25,15 +25,15 @@ from sqlalchemy import select
 
 from samleng.crypto.details import generate_details_keypair
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
 from samleng.service.admin import passwords, totp
 from samleng.service.admin.accounts import find_account
 from samleng.service.admin.drafts import parse_draft_form, update_draft
-from samleng.service.db import get_session
-from samleng.service.errors import ClosingDateInPast, SlugUnavailable
-from samleng.service.log import seal_all
-from samleng.service.models import Account, Petition, utc_today
-from samleng.service.petitions import create_petition, get_petition
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import create_petition, get_petition
+from samleng.service.platform.db import get_session
+from samleng.service.platform.errors import ClosingDateInPast, SlugUnavailable
+from samleng.service.platform.models import Account, Petition, utc_today
+from samleng.service.tlog.store import seal_all
 from tests.components import PrivateRedis
 from tests.conftest import CHEAP_ARGON2, MASTER_KEY, ORIGIN, TEXTS, add_petition, make_config, sign
 from tests.service.test_admin import (  # noqa: F401 - cheap_passwords is an autouse fixture

@@ -12,8 +12,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine, text
 
-from samleng.service import create_app
-from samleng.service.db import upgrade
+from samleng.service.app import create_app
+from samleng.service.platform.db import upgrade
 from tests.conftest import add_petition, make_config, reset_postgres, sign
 
 

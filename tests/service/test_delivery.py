@@ -22,8 +22,9 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from werkzeug.test import TestResponse
 
 from samleng.crypto.bundle import verify_bundle
-from samleng.service.db import get_session
-from samleng.service.delivery import (
+from samleng.service.petitions.lifecycle import close_petition, forget_petition, get_petition
+from samleng.service.platform.db import get_session
+from samleng.service.tlog.delivery import (
     DeliveryError,
     DeliveryFacts,
     FormalLetter,
@@ -31,9 +32,8 @@ from samleng.service.delivery import (
     lay_out_delivery,
     render_delivery_pdf,
 )
-from samleng.service.linebreaks import ZWSP, is_cluster_boundary, is_khmer
-from samleng.service.log import seal_all
-from samleng.service.petitions import close_petition, forget_petition, get_petition
+from samleng.service.tlog.linebreaks import ZWSP, is_cluster_boundary, is_khmer
+from samleng.service.tlog.store import seal_all
 from tests.components import require_program
 from tests.conftest import TEXTS, OpenPetition, add_petition, sign
 from tests.petition_texts import LONG_TEXTS
@@ -102,7 +102,7 @@ def test_delivery_pdf_in_the_bundle(
 
     pdffonts = require_program("pdffonts", "apt-get install poppler-utils")
     fonts = subprocess.run([pdffonts, str(pdf)], capture_output=True, check=True, text=True)
-    # The shipped fonts (service/delivery.py), embedded and subset; no system font.
+    # The shipped fonts (service/tlog/delivery.py), embedded and subset; no system font.
     families = {line.split()[0].split("+", 1)[1] for line in fonts.stdout.splitlines()[2:]}
     assert {"Samleng-Text", "Samleng-Mono"} <= families, fonts.stdout
     assert families <= {"Samleng-Text", "Samleng-Text-Bold", "Samleng-Mono", "Samleng-Mono-Bold"}
@@ -181,7 +181,7 @@ def test_the_document_loads_nothing_from_the_network(
 
     monkeypatch.setattr("urllib.request.OpenerDirector.open", recording_open)
     monkeypatch.setattr(
-        "samleng.service.delivery.delivery_html",
+        "samleng.service.tlog.delivery.delivery_html",
         lambda facts: '<p>x</p><img src="https://tracker.invalid/p.png">',
     )
     with app.app_context(), pytest.raises(DeliveryError, match="tracker.invalid") as refused:

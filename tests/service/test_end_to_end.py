@@ -20,7 +20,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from samleng.crypto.audit import main as audit
 from samleng.crypto.tokens import Argon2Params
-from samleng.service.log import seal_all
+from samleng.service.tlog.store import seal_all
 from tests.conftest import TEXTS, receipt_of, sign
 
 PASSPHRASE = "ដើមត្នោត rice field monsoon lantern"

@@ -18,11 +18,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from samleng.crypto.details import generate_details_keypair
-from samleng.service import create_app
-from samleng.service.db import get_session, upgrade
-from samleng.service.errors import PetitionMisconfigured, PetitionNotFound
-from samleng.service.models import DedupToken, PendingSignature, Petition
-from samleng.service.petitions import create_petition, get_petition, open_petition
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import create_petition, get_petition, open_petition
+from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.errors import PetitionMisconfigured, PetitionNotFound
+from samleng.service.platform.models import DedupToken, PendingSignature, Petition
 from tests.conftest import (
     CHEAP_ARGON2,
     ORIGIN,

@@ -14,11 +14,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from samleng.service import create_app
-from samleng.service.db import get_session, upgrade
-from samleng.service.formtoken import check_form_token
-from samleng.service.pagecache import PageCache
-from samleng.service.petitions import get_petition
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import get_petition
+from samleng.service.platform.db import get_session, upgrade
+from samleng.service.signing.formtoken import check_form_token
+from samleng.service.web.pagecache import PageCache
 from tests.conftest import add_petition, form_token, make_config, receipt_of, sign
 from tests.service.test_admin import PASSWORD, admin_client, csrf_of, login, make_account
 

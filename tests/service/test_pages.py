@@ -16,12 +16,11 @@ from flask import Flask, request, request_finished
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from samleng.service import create_app
-from samleng.service.app import STYLESHEET
-from samleng.service.db import get_session, upgrade
-from samleng.service.log import seal_all
-from samleng.service.petitions import close_petition, get_petition
-from samleng.service.security import content_security_policy
+from samleng.service.app import STYLESHEET, create_app
+from samleng.service.petitions.lifecycle import close_petition, get_petition
+from samleng.service.platform.db import get_session, upgrade
+from samleng.service.tlog.store import seal_all
+from samleng.service.web.security import content_security_policy
 from tests.conftest import (
     OpenPetition,
     add_petition,

@@ -21,11 +21,10 @@ from flask.testing import FlaskClient
 from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 
-from samleng.service import create_app
-from samleng.service.db import upgrade
-from samleng.service.formtoken import RecentKeys, issue_form_token
-from samleng.service.keys import derive_key
-from samleng.service.ratelimit import (
+from samleng.service.app import create_app
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.keys import derive_key
+from samleng.service.platform.ratelimit import (
     CIRCUIT_HEADER,
     AlignedMemoryStorage,
     ClientKeys,
@@ -36,6 +35,7 @@ from samleng.service.ratelimit import (
     client_of,
     window_seconds,
 )
+from samleng.service.signing.formtoken import RecentKeys, issue_form_token
 from tests.components import PrivateRedis, free_port
 from tests.conftest import FORM_TOKEN, MASTER_KEY, add_petition, make_config, sign
 

@@ -35,17 +35,17 @@ from samleng.crypto.keywrap import unwrap_key
 from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import parse_receipt, receipt_commitment
-from samleng.service.db import get_session
-from samleng.service.epochs import current_epoch, key_name
-from samleng.service.log import rewrite_tokens
-from samleng.service.models import Petition
-from samleng.service.petitions import (
+from samleng.service.petitions.lifecycle import (
     close_petition,
     destroy_forgotten_key_files,
     get_petition,
 )
-from samleng.service.signing import identifier_token, signing_keys
-from samleng.service.vault import Vault
+from samleng.service.platform.db import get_session
+from samleng.service.platform.models import Petition
+from samleng.service.platform.vault import Vault
+from samleng.service.signing.signatures import identifier_token, signing_keys
+from samleng.service.tlog.epochs import current_epoch, key_name
+from samleng.service.tlog.store import rewrite_tokens
 from tests.components import pg_program
 from tests.conftest import (
     MASTER_KEY,
@@ -133,7 +133,7 @@ def test_signing_writes_nothing_linkable_on_sqlite(
         return  # the PostgreSQL examination is its own test below
     # The day's rewrite would empty the WAL at this first seal; look at a server seized
     # between two rewrites.
-    monkeypatch.setattr("samleng.service.log.rewrite_tokens_daily", lambda engine: False)
+    monkeypatch.setattr("samleng.service.tlog.store.rewrite_tokens_daily", lambda engine: False)
     db = Path(database_url.removeprefix("sqlite:///"))
     wal = db.with_name(db.name + "-wal")
     commitments = sign_all(client, petition.slug, PHONES)

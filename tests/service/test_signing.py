@@ -15,11 +15,11 @@ from sqlalchemy import event, func, select
 from samleng.crypto.details import open_details
 from samleng.crypto.receipts import parse_receipt, receipt_commitment
 from samleng.crypto.tokens import DEFAULT_ARGON2
-from samleng.service import create_app
-from samleng.service.db import get_session, upgrade
-from samleng.service.models import DedupToken, Leaf, PendingSignature, utc_today
-from samleng.service.petitions import close_petition, forget_petition, get_petition
-from samleng.service.signing import KeptKeys, SigningKeys
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import close_petition, forget_petition, get_petition
+from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.models import DedupToken, Leaf, PendingSignature, utc_today
+from samleng.service.signing.signatures import KeptKeys, SigningKeys
 from tests.conftest import (
     OpenPetition,
     add_petition,
@@ -345,8 +345,9 @@ def test_a_signature_is_one_statement_on_postgresql(
     assert sign(client, "one", identifier="012 345 600").status_code == 200  # warms both
     token = form_token(client, "one")
     statements: list[str] = []
-    # What goes through SQLAlchemy (SQLite's BEGIN is sent by the app itself, service/db.py;
-    # PostgreSQL's by the driver), and what the signing write sends to psycopg directly.
+    # What goes through SQLAlchemy (SQLite's BEGIN is sent by the app itself,
+    # service/platform/db.py; PostgreSQL's by the driver), and what the signing write sends to
+    # psycopg directly.
     event.listen(
         engine,
         "before_cursor_execute",

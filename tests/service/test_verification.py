@@ -31,16 +31,16 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
 from samleng.crypto.leaf import LeafKind, decode_leaf
-from samleng.service import create_app
-from samleng.service.db import get_session, upgrade
-from samleng.service.errors import PetitionStateError
-from samleng.service.keys import derive_key
-from samleng.service.log import seal_all
-from samleng.service.mail import FolderMailer, MailError, SmtpMailer, compose
-from samleng.service.models import DedupToken, Leaf, PendingSignature
-from samleng.service.petitions import close_petition, forget_petition, get_petition
-from samleng.service.signing import Submission, petition_key, signing_keys
-from samleng.service.verification import LINK_KEY_PURPOSE, request_confirmation
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import close_petition, forget_petition, get_petition
+from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.errors import PetitionStateError
+from samleng.service.platform.keys import derive_key
+from samleng.service.platform.mail import FolderMailer, MailError, SmtpMailer, compose
+from samleng.service.platform.models import DedupToken, Leaf, PendingSignature
+from samleng.service.signing.confirmation import LINK_KEY_PURPOSE, request_confirmation
+from samleng.service.signing.signatures import Submission, petition_key, signing_keys
+from samleng.service.tlog.store import seal_all
 from tests.components import PrivateRedis, require, require_program
 from tests.conftest import (
     ORIGIN,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from samleng.service.models import Account, AdminSession, utc_now
+from samleng.service.platform.models import Account, AdminSession, utc_now
 
 SESSION_COOKIE = "__Host-samleng-admin"
 # Set on the login page only: binds the login form's CSRF token to this browser.

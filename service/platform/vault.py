@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from samleng.service.errors import Error
+from samleng.service.platform.errors import Error
 
 KEYS_FOLDER = "keys"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,120}$")

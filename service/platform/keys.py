@@ -3,7 +3,7 @@
 One 32-byte master key (a file in the instance folder, mode 0600) from which the service's
 other long-lived keys are derived with HKDF, one label per purpose, so that there is a single
 such secret to back up. Keys that must die on purpose are not derived: they are key files of
-their own (service/vault.py).
+their own (service/platform/vault.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from samleng.crypto.keywrap import new_master_key
-from samleng.service.config import MASTER_KEY_FILE
+from samleng.service.platform.config import MASTER_KEY_FILE
 
 _LABEL = b"samleng-service/v1\n"
 

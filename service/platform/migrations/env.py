@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from samleng.service.models import Base
+from samleng.service.platform.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

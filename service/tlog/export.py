@@ -1,6 +1,6 @@
 """The export bundle (docs/formats.md §12) and the details file for the key holder (§13).
 
-The bundle also holds ``delivery.pdf`` (service/delivery.py), listed in SHA256SUMS like every
+The bundle also holds ``delivery.pdf`` (service/tlog/delivery.py), listed in SHA256SUMS like every
 file, unless the caller asks for none. The verifiable bundle never depends on the PDF: when it
 cannot be made, the rest is written all the same and the caller is told why. A bundle is
 written to a temporary folder beside the target and renamed into place at the end, so a
@@ -36,7 +36,9 @@ from samleng.crypto.bundle import (
 )
 from samleng.crypto.detailsfile import encode_details_record
 from samleng.crypto.leaf import LeafKind, decode_leaf
-from samleng.service.delivery import (
+from samleng.service.platform.errors import PetitionStateError
+from samleng.service.platform.models import Petition, SignedCheckpoint
+from samleng.service.tlog.delivery import (
     DELIVERY_FILE,
     DeliveryError,
     DeliveryFacts,
@@ -44,9 +46,7 @@ from samleng.service.delivery import (
     bundle_url,
     render_delivery_pdf,
 )
-from samleng.service.errors import PetitionStateError
-from samleng.service.log import latest_checkpoint, leaf_bytes_in_order, leaves_in_order
-from samleng.service.models import Petition, SignedCheckpoint
+from samleng.service.tlog.store import latest_checkpoint, leaf_bytes_in_order, leaves_in_order
 
 Progress = Callable[[int, int], None]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import flask
 
 from samleng.crypto.tokens import DEFAULT_ARGON2, Argon2Params
-from samleng.service.errors import ConfigError
+from samleng.service.platform.errors import ConfigError
 
 LANGUAGES = ("km", "en")
 MASTER_KEY_FILE = "master.key"
@@ -67,7 +67,7 @@ class Config:
     argon2_concurrency: int = 1
     argon2_wait: float = 0.5
     # How long a worker keeps a rendered petition page and "thank you" page
-    # (service/pagecache.py); 0: never.
+    # (service/web/pagecache.py); 0: never.
     page_cache_seconds: float = 1.0
     # The organisers' admin (/admin/): off with SAMLENG_ADMIN=false. With the secret set it
     # answers only requests that nginx's admin listener forwarded (X-Samleng-Admin carrying

@@ -1,7 +1,7 @@
 """Sealing epochs: the short-lived keys pending signatures are sealed to.
 
 The newest epoch is current: signing seals to its public key (in the database, so any app
-server can). Its private key is a key file of the sealer's (service/vault.py). Each sealing
+server can). Its private key is a key file of the sealer's (service/platform/vault.py). Each sealing
 round opens a new epoch when the current one holds signatures, seals the older epochs'
 signatures, then retires every older epoch that has none left: deletes its row and destroys
 its key file. A signature can only be written while its epoch's row exists (a foreign key),
@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from samleng.crypto.pending import generate_epoch_keypair
-from samleng.service.errors import Error
-from samleng.service.models import PendingSignature, SealEpoch
-from samleng.service.vault import Vault
+from samleng.service.platform.errors import Error
+from samleng.service.platform.models import PendingSignature, SealEpoch
+from samleng.service.platform.vault import Vault
 
 _PREFIX = "epoch-"
 

@@ -4,7 +4,7 @@ Data flows one way: pending signatures, sealed to their epoch's key, are opened 
 sealer; their dedup tokens are checked and written, in token order, and a repeat dropped;
 the rest become leaves in a shuffled batch, the stored perfect-subtree hashes are extended,
 and a new checkpoint is signed, all in one transaction. Each round also moves signing to a
-new epoch and retires the epochs it emptied, destroying their keys (service/epochs.py).
+new epoch and retires the epochs it emptied, destroying their keys (service/tlog/epochs.py).
 Only one sealer works at a time (a PostgreSQL advisory lock; an immediate transaction on
 SQLite). Takes sessions and keys as arguments; imports nothing of Flask.
 """
@@ -34,18 +34,9 @@ from samleng.crypto.merkle import (
 )
 from samleng.crypto.pending import PendingRecord, open_pending_record
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof
-from samleng.service.epochs import (
-    current_epoch,
-    epoch_private_key,
-    epochs_with_signatures,
-    key_name,
-    open_epoch,
-    retire_epochs,
-    tidy_epoch_keys,
-)
-from samleng.service.errors import PetitionStateError
-from samleng.service.keys import derive_key
-from samleng.service.models import (
+from samleng.service.platform.errors import PetitionStateError
+from samleng.service.platform.keys import derive_key
+from samleng.service.platform.models import (
     DedupToken,
     Leaf,
     LegacyPendingSignature,
@@ -56,7 +47,16 @@ from samleng.service.models import (
     TreeNode,
     utc_today,
 )
-from samleng.service.vault import Vault
+from samleng.service.platform.vault import Vault
+from samleng.service.tlog.epochs import (
+    current_epoch,
+    epoch_private_key,
+    epochs_with_signatures,
+    key_name,
+    open_epoch,
+    retire_epochs,
+    tidy_epoch_keys,
+)
 
 PETITION_FORMAT = "samleng-petition/v1"
 # Any constant works; it only has to be the same for every sealer of the database.
@@ -381,7 +381,7 @@ def seal_all(engine: Engine, vault: Vault) -> dict[str, int]:
     epochs' signatures are sealed, and the epochs left empty are retired and their keys
     destroyed. A signature is thus sealed by the first round after it was written.
     """
-    from samleng.service.db import exclusive_session
+    from samleng.service.platform.db import exclusive_session
 
     with exclusive_session(engine) as session:
         _lock_sealer(session)
@@ -428,7 +428,7 @@ def rewrite_tokens(engine: Engine) -> None:
     commit) and the rows put back in order. SQLite: the table keeps rows in key order
     already; VACUUM rewrites the file so that page numbers forget the batches too.
     """
-    from samleng.service.db import exclusive_session
+    from samleng.service.platform.db import exclusive_session
 
     if engine.dialect.name == "postgresql":
         with exclusive_session(engine) as session:
@@ -470,7 +470,7 @@ def vacuum_sqlite(engine: Engine) -> None:
 def rewrite_tokens_daily(engine: Engine) -> bool:
     """Rewrite the token table once per UTC day (the first sealing round of the day claims
     the day, so that racing sealers do it once). True if this round did it."""
-    from samleng.service.db import exclusive_session
+    from samleng.service.platform.db import exclusive_session
 
     today = utc_today()
     with exclusive_session(engine) as session:

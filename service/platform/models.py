@@ -5,7 +5,7 @@ signer has an id that orders it, a timestamp, or any link between a dedup token 
 signature. A pending signature is sealed to its epoch's key (crypto/pending.py), and dedup
 tokens are written by the sealer, a batch at a time in token order, into tables without
 SQLite's rowid, so neither their order nor their transaction says when anyone signed.
-Schema changes go through Alembic migrations in ``service/migrations``.
+Schema changes go through Alembic migrations in ``service/platform/migrations``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Petition(Base):
     verification_mode: Mapped[str] = mapped_column(String(8), default="none")
     region: Mapped[str] = mapped_column(String(2), default="KH")
     salt: Mapped[bytes] = mapped_column(LargeBinary(16))
-    # Wrapped under the key in the petition's key file (service/vault.py), which forget
+    # Wrapped under the key in the petition's key file (service/platform/vault.py), which forget
     # destroys; None once forgotten. A petition from before key files has it wrapped under
     # the master key (dedup_key_file None) until `samleng init` gives it a key file.
     wrapped_dedup_key: Mapped[bytes | None] = mapped_column(LargeBinary(64))
@@ -118,7 +118,7 @@ class DedupToken(Base):
 
     Written only by the sealer, in token order; on SQLite without a rowid, so rows are kept
     in key order. PostgreSQL's tuple order and xmin still show the sealing batch, until the
-    daily rewrite (service/log.py, rewrite_tokens) puts every row into one transaction.
+    daily rewrite (service/tlog/store.py, rewrite_tokens) puts every row into one transaction.
     """
 
     __tablename__ = "dedup_token"
@@ -132,7 +132,7 @@ class DedupToken(Base):
 
 class SealEpoch(Base):
     """A sealing epoch: pending signatures are sealed to its public key while it is current
-    (the newest). Its private key is a key file (service/vault.py); the row is deleted, and
+    (the newest). Its private key is a key file (service/platform/vault.py); the row is deleted, and
     the key file destroyed, once no pending signature of the epoch is left."""
 
     __tablename__ = "seal_epoch"
@@ -146,7 +146,7 @@ class PendingSignature(Base):
 
     Keyed by random bytes, without SQLite's rowid: nothing in it is in the clear but the
     petition and the epoch. The foreign key to its epoch is what keeps an epoch's key alive
-    while a signature of it may still be written (service/log.py, retire_epochs).
+    while a signature of it may still be written (service/tlog/store.py, retire_epochs).
     """
 
     __tablename__ = "pending_signature"

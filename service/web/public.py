@@ -32,33 +32,25 @@ from samleng.crypto.errors import (
 )
 from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
 from samleng.crypto.tokens import Argon2Params, dedup_token
-from samleng.service.config import LANGUAGES, Config
-from samleng.service.db import get_session
-from samleng.service.errors import PetitionMisconfigured, PetitionNotFound, PetitionStateError
-from samleng.service.forms import SignForm, parse_sign_form
-from samleng.service.formtoken import (
-    FormTokenError,
-    FormTokenUsed,
-    check_form_token,
-    issue_form_token,
-    used_token_key,
+from samleng.service.petitions.lifecycle import get_petition, open_petitions, signature_count
+from samleng.service.platform.config import LANGUAGES, Config
+from samleng.service.platform.db import get_session
+from samleng.service.platform.errors import (
+    PetitionMisconfigured,
+    PetitionNotFound,
+    PetitionStateError,
 )
-from samleng.service.log import find_receipt, latest_checkpoint
-from samleng.service.mail import Mailer, MailError, compose
-from samleng.service.markdown import render_markdown
-from samleng.service.models import Petition, utc_today
-from samleng.service.pagecache import PageCache
-from samleng.service.petitions import get_petition, open_petitions, signature_count
-from samleng.service.ratelimit import (
+from samleng.service.platform.mail import Mailer, MailError, compose
+from samleng.service.platform.markdown import render_markdown
+from samleng.service.platform.models import Petition, utc_today
+from samleng.service.platform.ratelimit import (
     MailLimits,
     SigningLimits,
     UsedFormTokens,
     WorkGate,
     current_client,
 )
-from samleng.service.security import request_hostname, transport_warning
-from samleng.service.signing import KeptKeys, SigningKeys, TokenHasher, sign_petition, signing_keys
-from samleng.service.verification import (
+from samleng.service.signing.confirmation import (
     ConfirmationRequest,
     LinkExpired,
     LinkInvalid,
@@ -66,6 +58,24 @@ from samleng.service.verification import (
     confirm_signature,
     request_confirmation,
 )
+from samleng.service.signing.forms import SignForm, parse_sign_form
+from samleng.service.signing.formtoken import (
+    FormTokenError,
+    FormTokenUsed,
+    check_form_token,
+    issue_form_token,
+    used_token_key,
+)
+from samleng.service.signing.signatures import (
+    KeptKeys,
+    SigningKeys,
+    TokenHasher,
+    sign_petition,
+    signing_keys,
+)
+from samleng.service.tlog.store import find_receipt, latest_checkpoint
+from samleng.service.web.pagecache import PageCache
+from samleng.service.web.security import request_hostname, transport_warning
 
 bp = Blueprint("public", __name__, url_prefix="/<lang>")
 root = Blueprint("root", __name__)
@@ -152,7 +162,7 @@ def _render_petition(petition: Petition, form: SignForm | None, status: int) -> 
 
 
 def _kept_page(template: str, slug: str, render: Callable[[str], str], value: str) -> str:
-    """``render``'s page, kept for a moment (service/pagecache.py), with ``value`` filled in."""
+    """``render``'s page, kept for a moment (service/web/pagecache.py), with ``value`` filled in."""
     pages: PageCache = current_app.extensions["samleng.pages"]
     # What the page depends on besides the database: it shows its own address and warns
     # about the connection.

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
 
-from samleng.service.db import get_session
-from samleng.service.delivery import DeliveryError
-from samleng.service.errors import PetitionNotFound
-from samleng.service.export import cached_bundle_zip
-from samleng.service.log import checkpoint_note, consistency, latest_checkpoint
-from samleng.service.models import Petition
-from samleng.service.petitions import get_petition
+from samleng.service.petitions.lifecycle import get_petition
+from samleng.service.platform.db import get_session
+from samleng.service.platform.errors import PetitionNotFound
+from samleng.service.platform.models import Petition
+from samleng.service.tlog.delivery import DeliveryError
+from samleng.service.tlog.export import cached_bundle_zip
+from samleng.service.tlog.store import checkpoint_note, consistency, latest_checkpoint
 
 bp = Blueprint("log", __name__, url_prefix="/p/<slug>")
 CACHE = "public, max-age=5"

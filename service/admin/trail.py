@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from samleng.service.models import AuditEvent
+from samleng.service.platform.models import AuditEvent
 
 # The actor of what the service does by itself (closing a petition at its deadline).
 SYSTEM_ACTOR = "(deadline)"

@@ -18,25 +18,25 @@ from sqlalchemy.orm import Session
 
 from samleng.crypto.keywrap import new_dedup_key, new_salt, unwrap_key, wrap_key
 from samleng.crypto.tokens import Argon2Params
-from samleng.service.config import LANGUAGES
-from samleng.service.epochs import ensure_epoch
-from samleng.service.errors import (
+from samleng.service.platform.config import LANGUAGES
+from samleng.service.platform.errors import (
     ClosingDateInPast,
     PetitionMisconfigured,
     PetitionNotFound,
     PetitionStateError,
     SlugUnavailable,
 )
-from samleng.service.identifiers import phone_region_problem
-from samleng.service.log import has_pending, latest_checkpoint, start_log
-from samleng.service.models import (
+from samleng.service.platform.models import (
     IDENTIFIER_MODES,
     VERIFICATION_MODES,
     DedupToken,
     Petition,
     utc_today,
 )
-from samleng.service.vault import Vault
+from samleng.service.platform.vault import Vault
+from samleng.service.signing.identifiers import phone_region_problem
+from samleng.service.tlog.epochs import ensure_epoch
+from samleng.service.tlog.store import has_pending, latest_checkpoint, start_log
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 TEXT_FIELDS = ("title", "target", "summary", "body")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from samleng.service.errors import ConfigError, Error
+from samleng.service.platform.errors import ConfigError, Error
 
 SMTP_TIMEOUT = 15
 DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}

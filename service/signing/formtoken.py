@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from samleng.service.errors import Error
+from samleng.service.platform.errors import Error
 
 _LABEL = b"samleng-form/v2\n"
 _USED_LABEL = b"samleng-form-used/v1\n"

@@ -49,9 +49,9 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from samleng.service.config import Config
-from samleng.service.errors import Error
-from samleng.service.formtoken import RecentKeys
+from samleng.service.platform.config import Config
+from samleng.service.platform.errors import Error
+from samleng.service.signing.formtoken import RecentKeys
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -400,7 +400,7 @@ class SigningLimits:
     like every other route: ``fallback`` per client (and the per-petition cap) in this
     process's memory.
 
-    The two counts are taken at different points of a signature (service/public.py): every
+    The two counts are taken at different points of a signature (service/web/public.py): every
     request counts against its client, at once; only a submission that passed every check
     of the form counts against the petition, just before its Argon2 work, so junk requests
     cannot use up a petition's signatures.

@@ -3,7 +3,7 @@
 A signature is stored as one row sealed to the current sealing epoch's public key
 (crypto/pending.py), in one statement; nothing else is written when someone signs, so
 nothing written then can tie a dedup token to a leaf or to a time. The sealer opens the
-row, checks the dedup token and appends the leaf (service/log.py).
+row, checks the dedup token and appends the leaf (service/tlog/store.py).
 
 This module takes the session and the keys as arguments and imports nothing of Flask.
 A repeated identifier is answered exactly like a first one (same work, same page, a receipt
@@ -44,15 +44,21 @@ from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
 from samleng.crypto.tokens import Argon2Params, dedup_token
-from samleng.service.epochs import Epoch, SealingUnavailable, current_epoch
-from samleng.service.errors import PetitionMisconfigured, PetitionStateError
-from samleng.service.identifiers import normalize_identifier, phone_region_problem
-from samleng.service.models import DedupToken, PendingSignature, Petition, SealEpoch, utc_today
-from samleng.service.petitions import dedup_key
-from samleng.service.vault import Vault
+from samleng.service.petitions.lifecycle import dedup_key
+from samleng.service.platform.errors import PetitionMisconfigured, PetitionStateError
+from samleng.service.platform.models import (
+    DedupToken,
+    PendingSignature,
+    Petition,
+    SealEpoch,
+    utc_today,
+)
+from samleng.service.platform.vault import Vault
+from samleng.service.signing.identifiers import normalize_identifier, phone_region_problem
+from samleng.service.tlog.epochs import Epoch, SealingUnavailable, current_epoch
 
 # How a dedup token is computed: crypto.tokens.dedup_token itself, or a caller's way of running
-# it (the web app runs it on the Argon2 threads of its WorkGate; see service/ratelimit.py).
+# it (the web app runs it on the Argon2 threads of its WorkGate; see service/platform/ratelimit.py).
 TokenHasher = Callable[[bytes, str, bytes, Argon2Params], bytes]
 
 
@@ -76,7 +82,7 @@ class Signed:
 class SigningKeys:
     """What signing needs of an open petition: all of it fixed when the petition opened.
 
-    A worker may therefore keep it between requests (service/public.py keeps it a few
+    A worker may therefore keep it between requests (service/web/public.py keeps it a few
     seconds); whether the petition still accepts signatures is checked by the write itself.
     """
 

@@ -27,10 +27,10 @@ from babel.dates import format_date
 from babel.numbers import format_decimal
 from flask import render_template
 
-from samleng.service.errors import Error
-from samleng.service.i18n import khmer_date
-from samleng.service.linebreaks import khmer_breaks_in_html
-from samleng.service.markdown import render_markdown
+from samleng.service.platform.errors import Error
+from samleng.service.platform.markdown import render_markdown
+from samleng.service.tlog.linebreaks import khmer_breaks_in_html
+from samleng.service.web.i18n import khmer_date
 
 DELIVERY_FILE = "delivery.pdf"
 _KHMER_DIGITS = str.maketrans("0123456789", "០១២៣៤៥៦៧៨៩")
@@ -148,7 +148,7 @@ def _texts(petition: dict[str, Any]) -> list[dict[str, Any]]:
 
 def delivery_html(facts: DeliveryFacts) -> str:
     """Render the document's HTML (needs an app context, for the template), with the line
-    breaks Khmer needs (service/linebreaks.py)."""
+    breaks Khmer needs (service/tlog/linebreaks.py)."""
     petition = json.loads(facts.petition_json)
     texts = _texts(petition)
     by_lang = {text["lang"]: text for text in texts}

@@ -13,9 +13,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from samleng.crypto.errors import Error as CryptoError
-from samleng.service.errors import Error as ServiceError
-from samleng.service.log import seal_all
-from samleng.service.vault import Vault
+from samleng.service.platform.errors import Error as ServiceError
+from samleng.service.platform.vault import Vault
+from samleng.service.tlog.store import seal_all
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def close_expired_petitions(engine: Engine) -> list[str]:
     from sqlalchemy.orm import Session
 
     from samleng.service.admin.drafts import close_expired
-    from samleng.service.models import utc_today
+    from samleng.service.platform.models import utc_today
 
     with Session(engine, expire_on_commit=False) as session:
         return close_expired(session, utc_today())
@@ -35,7 +35,7 @@ def destroy_forgotten_keys(engine: Engine, vault: Vault) -> list[str]:
     """Destroy this machine's copies of forgotten petitions' key files (each round does)."""
     from sqlalchemy.orm import Session
 
-    from samleng.service.petitions import destroy_forgotten_key_files
+    from samleng.service.petitions.lifecycle import destroy_forgotten_key_files
 
     with Session(engine) as session:
         return destroy_forgotten_key_files(session, vault)

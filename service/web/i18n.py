@@ -13,9 +13,9 @@ from babel.dates import get_month_names
 from flask import Flask, g, request, url_for
 from flask_babel import Babel, format_date, format_decimal
 
-from samleng.service.config import LANGUAGES
+from samleng.service.platform.config import LANGUAGES
 
-TRANSLATIONS = Path(__file__).parent / "translations"
+TRANSLATIONS = Path(__file__).resolve().parents[1] / "translations"
 LANGUAGE_NAMES = {"km": "ខ្មែរ", "en": "English"}
 _KHMER_DIGITS = str.maketrans("0123456789", "០១២៣៤៥៦៧៨៩")
 

@@ -35,9 +35,9 @@ from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord
 from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
 from samleng.crypto.tokens import TOKEN_BYTES, dedup_token
-from samleng.service.errors import Error, PetitionStateError
-from samleng.service.identifiers import normalize_email
-from samleng.service.signing import (
+from samleng.service.platform.errors import Error, PetitionStateError
+from samleng.service.signing.identifiers import normalize_email
+from samleng.service.signing.signatures import (
     Recorded,
     Signed,
     SigningKeys,
