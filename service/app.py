@@ -18,6 +18,7 @@ from samleng.service import admin
 from samleng.service.petitions.scheduler import SealScheduler
 from samleng.service.platform import db, mail, ratelimit
 from samleng.service.platform.config import Config, load_config
+from samleng.service.platform.gate import Overloaded
 from samleng.service.platform.vault import Vault
 from samleng.service.signing.signatures import CurrentEpoch, KeptKeys
 from samleng.service.web import i18n, security
@@ -136,7 +137,7 @@ def create_app(config: Config | None = None) -> Flask:
         return response
 
     @app.errorhandler(RedisError)
-    @app.errorhandler(ratelimit.Overloaded)
+    @app.errorhandler(Overloaded)
     def _overloaded(_error: Exception) -> Any:
         # Shed after the short wait for an Argon2 slot (SAMLENG_ARGON2_WAIT) rather than queue
         # without bound: a request queued longer would only time out later.

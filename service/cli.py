@@ -17,7 +17,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from samleng.crypto.bundle import verify_bundle
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service import demo as demo_module
-from samleng.service.admin import trail
 from samleng.service.petitions.lifecycle import (
     close_petition,
     create_petition,
@@ -27,6 +26,7 @@ from samleng.service.petitions.lifecycle import (
     parse_details_public_key,
 )
 from samleng.service.petitions.scheduler import close_expired_petitions, destroy_forgotten_keys
+from samleng.service.platform import trail
 from samleng.service.platform.config import Config, instance_folder
 from samleng.service.platform.db import get_session, scrub
 from samleng.service.platform.errors import ConfigError, Error, PetitionNotFound, SlugUnavailable

@@ -16,6 +16,7 @@ import click
 from samleng.crypto.details import generate_details_keypair
 from samleng.service.platform.config import instance_folder
 from samleng.service.platform.keys import ensure_master_key, write_secret_file
+from samleng.service.platform.models import PetitionStatus
 
 DEMO_SLUG = "demo"
 DETAILS_PRIVATE = "demo-details.key"
@@ -115,7 +116,7 @@ def prepare_demo(instance: Path) -> Any:
                 details_public_key=public_key,
                 argon2=cfg.argon2,
             )
-        if petition.status == "draft":
+        if petition.status == PetitionStatus.DRAFT:
             open_petition(session, petition, app.extensions["samleng.vault"])
         session.commit()
         admin_password = ensure_demo_admin(session)

@@ -10,8 +10,9 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from samleng.service.admin import accounts, trail
+from samleng.service.admin import accounts
 from samleng.service.admin.errors import AccountError, PasswordPolicyError
+from samleng.service.platform import trail
 from samleng.service.platform.db import get_session
 from samleng.service.platform.models import Account
 

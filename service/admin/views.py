@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service.admin import accounts as acc
-from samleng.service.admin import drafts, logins, throttle, totp, trail
+from samleng.service.admin import drafts, logins, throttle, totp
 from samleng.service.admin.errors import (
     AccountError,
     LoginFailed,
@@ -39,11 +39,13 @@ from samleng.service.admin.errors import (
     WrongCode,
 )
 from samleng.service.petitions.lifecycle import (
+    close_expired,
     close_petition,
     create_petition,
     forget_petition,
     open_petition,
 )
+from samleng.service.platform import trail
 from samleng.service.platform.config import LANGUAGES, Config
 from samleng.service.platform.db import get_session, scrub
 from samleng.service.platform.errors import (
@@ -52,10 +54,11 @@ from samleng.service.platform.errors import (
     PetitionStateError,
     SlugUnavailable,
 )
+from samleng.service.platform.gate import WorkGate
 from samleng.service.platform.keys import derive_key
 from samleng.service.platform.markdown import render_markdown
-from samleng.service.platform.models import Account, Petition, utc_today
-from samleng.service.platform.ratelimit import WorkGate, client_key
+from samleng.service.platform.models import Account, Petition, PetitionStatus, utc_today
+from samleng.service.platform.ratelimit import client_key
 from samleng.service.tlog.store import latest_checkpoint, seal_all
 from samleng.service.web.security import from_admin_listener
 
@@ -257,9 +260,7 @@ def login() -> Any:
         session.rollback()
         return _throttled(name, contested, "too many failures from many clients")
     # A new session id at every login: an id planted before login is never promoted.
-    session_id = logins.start_session(
-        session, account, request.cookies.get(logins.SESSION_COOKIE)
-    )
+    session_id = logins.start_session(session, account, request.cookies.get(logins.SESSION_COOKIE))
     trail.record(session, account.name, "login")
     session.commit()
     response = redirect(url_for("admin.index"))
@@ -321,7 +322,7 @@ def logout() -> Any:
 def index() -> Any:
     """The petitions this account may see."""
     session = get_session()
-    drafts.close_expired(session, utc_today())
+    close_expired(session, utc_today())
     rows = []
     for petition in acc.visible_petitions(session, _account()):
         state = latest_checkpoint(session, petition)
@@ -414,7 +415,7 @@ def new() -> Any:
 def edit(slug: str) -> Any:
     """Change a draft (texts are frozen once it opens)."""
     petition = _petition(slug)
-    if petition.status != "draft":
+    if petition.status != PetitionStatus.DRAFT:
         return _dashboard(petition, error="Only a draft can be changed.", status=409)
     if request.method == "GET":
         return _draft_page(drafts.form_values(petition), {}, petition=petition)
@@ -456,7 +457,7 @@ def _dashboard(
     session = get_session()
     export_zip = None
     if (
-        petition.status in ("closed", "forgotten")
+        petition.status in (PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
         and "log.bundle_zip" in current_app.view_functions
     ):
         export_zip = url_for("log.bundle_zip", slug=petition.slug)
@@ -483,7 +484,7 @@ def _dashboard(
 @bp.get("/p/<slug>")
 def petition(slug: str) -> Any:
     """A petition's dashboard: its state, count, signatures per day, checkpoint, actions."""
-    drafts.close_expired(get_session(), utc_today())
+    close_expired(get_session(), utc_today())
     return _dashboard(_petition(slug))
 
 

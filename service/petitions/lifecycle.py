@@ -10,13 +10,12 @@ import base64
 import binascii
 import datetime as dt
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from samleng.crypto.keywrap import new_dedup_key, new_salt, unwrap_key, wrap_key
+from samleng.crypto.keywrap import new_salt
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.platform.config import LANGUAGES
 from samleng.service.platform.errors import (
@@ -31,9 +30,12 @@ from samleng.service.platform.models import (
     VERIFICATION_MODES,
     DedupToken,
     Petition,
+    PetitionStatus,
     utc_today,
 )
+from samleng.service.platform.trail import SYSTEM_ACTOR, record
 from samleng.service.platform.vault import Vault
+from samleng.service.signing.dedup import new_wrapped_dedup_key
 from samleng.service.signing.identifiers import phone_region_problem
 from samleng.service.tlog.epochs import ensure_epoch
 from samleng.service.tlog.store import has_pending, latest_checkpoint, start_log
@@ -60,50 +62,6 @@ def parse_details_public_key(text: str) -> bytes:
     if len(key) != 32:
         raise ValueError("this is not a 32-byte X25519 public key")
     return key
-
-
-def dedup_key(petition: Petition, vault: Vault) -> bytes:
-    """The petition's dedup key, unwrapped with its key file (or, for a petition from before
-    key files, with the master key)."""
-    if petition.wrapped_dedup_key is None:
-        raise PetitionStateError(f"petition {petition.slug!r} has no dedup key")
-    if petition.dedup_key_file is not None:
-        wrapping = vault.read(petition.dedup_key_file)
-    else:
-        wrapping = vault.master_key
-    return unwrap_key(wrapping, petition.wrapped_dedup_key, petition.origin)
-
-
-def _wrap_under_new_key_file(vault: Vault, origin: str, key: bytes) -> tuple[str, bytes]:
-    """A new key file of random name, and ``key`` wrapped under the key it holds.
-
-    A random name, not the slug: a key file can then never be mistaken for another
-    petition's, even when two organisers race to create the same slug.
-    """
-    name = f"dedup-{secrets.token_hex(8)}"
-    return name, wrap_key(vault.create_random(name), key, origin)
-
-
-def move_dedup_keys_to_files(session: Session, vault: Vault) -> list[str]:
-    """Give every petition still wrapped under the master key a key file of its own (after
-    an upgrade; `samleng init` does it). Returns their slugs; the caller commits.
-
-    The old wrapped key stays in the database's WAL and in backups made before: there it
-    opens with the master key until those are gone (SECURITY.md says so).
-    """
-    moved = []
-    for petition in session.scalars(
-        select(Petition).where(
-            Petition.dedup_key_file.is_(None), Petition.wrapped_dedup_key.is_not(None)
-        )
-    ):
-        key = dedup_key(petition, vault)
-        petition.dedup_key_file, petition.wrapped_dedup_key = _wrap_under_new_key_file(
-            vault, petition.origin, key
-        )
-        moved.append(petition.slug)
-    session.flush()
-    return moved
 
 
 def validate_texts(texts: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
@@ -181,11 +139,11 @@ def create_petition(
     if session.scalar(select(Petition.id).where(Petition.slug == slug)) is not None:
         raise SlugUnavailable(SLUG_UNAVAILABLE)
     full_origin = petition_origin(origin, slug)
-    key_file, wrapped_dedup_key = _wrap_under_new_key_file(vault, full_origin, new_dedup_key())
+    key_file, wrapped_dedup_key = new_wrapped_dedup_key(vault, full_origin)
     petition = Petition(
         slug=slug,
         origin=full_origin,
-        status="draft",
+        status=PetitionStatus.DRAFT,
         texts=validate_texts(texts),
         goal=goal,
         closes_on=closes_on,
@@ -226,7 +184,7 @@ def get_petition(session: Session, slug: str) -> Petition:
 def open_petitions(session: Session) -> Sequence[Petition]:
     """Petitions that accept signatures, newest first."""
     return session.scalars(
-        select(Petition).where(Petition.status == "open").order_by(Petition.id.desc())
+        select(Petition).where(Petition.status == PetitionStatus.OPEN).order_by(Petition.id.desc())
     ).all()
 
 
@@ -250,12 +208,12 @@ def open_petition(
     after creation): it could take no signature, and petition.json would freeze it.
     """
     today = today or utc_today()
-    if petition.status == "draft":
+    if petition.status == PetitionStatus.DRAFT:
         check_closing_date(petition.closes_on, today)
     region_problem = phone_region_problem(petition.region)
     if region_problem is not None:
         raise PetitionMisconfigured(f"petition {petition.slug!r}: {region_problem}")
-    _transition(petition, "draft", "open")
+    _transition(petition, PetitionStatus.DRAFT, PetitionStatus.OPEN)
     if petition.opens_on is None:
         petition.opens_on = today
     start_log(session, petition, vault.master_key)
@@ -265,26 +223,8 @@ def open_petition(
 
 def close_petition(session: Session, petition: Petition) -> None:
     """Stop accepting signatures."""
-    _transition(petition, "open", "closed")
+    _transition(petition, PetitionStatus.OPEN, PetitionStatus.CLOSED)
     session.flush()
-
-
-def destroy_forgotten_key_files(session: Session, vault: Vault) -> list[str]:
-    """Destroy the key files of forgotten petitions left on this machine (an app server
-    other than the one that ran forget keeps a copy). Returns their names.
-
-    Only files a forgotten petition names: a key file whose petition is being created has no
-    committed row yet, and must not be taken for an orphan.
-    """
-    destroyed = []
-    for name in session.scalars(
-        select(Petition.dedup_key_file).where(
-            Petition.status == "forgotten", Petition.dedup_key_file.is_not(None)
-        )
-    ):
-        if name is not None and vault.destroy(name):
-            destroyed.append(name)
-    return destroyed
 
 
 def forget_petition(session: Session, petition: Petition, vault: Vault) -> int:
@@ -295,18 +235,36 @@ def forget_petition(session: Session, petition: Petition, vault: Vault) -> int:
     caller's commit then fails (forget can simply be run again). Refused while signatures
     of the petition wait to be sealed (their tokens are still to be checked).
     """
-    if petition.status == "closed" and has_pending(session, petition):
+    if petition.status == PetitionStatus.CLOSED and has_pending(session, petition):
         raise PetitionStateError(
             f"petition {petition.slug!r} still has signatures waiting to be sealed; "
             "run `samleng seal` first"
         )
-    _transition(petition, "closed", "forgotten")
+    _transition(petition, PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
     if petition.dedup_key_file is not None:
         vault.destroy(petition.dedup_key_file)
     petition.wrapped_dedup_key = None
     result = session.execute(delete(DedupToken).where(DedupToken.petition_id == petition.id))
     session.flush()
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def close_expired(session: Session, today: dt.date) -> list[str]:
+    """Close every open petition whose deadline has passed; the slugs closed.
+
+    A petition is open until the end of its ``closes_on`` day (UTC). Signing also refuses
+    after it (signing/signatures.py), so a late run of this only tidies the status.
+    """
+    due = session.scalars(
+        select(Petition).where(Petition.status == PetitionStatus.OPEN, Petition.closes_on < today)
+    ).all()
+    closed = []
+    for petition in due:
+        close_petition(session, petition)
+        record(session, SYSTEM_ACTOR, "close", petition_slug=petition.slug, detail="deadline")
+        closed.append(petition.slug)
+    session.commit()
+    return closed
 
 
 def signature_count(session: Session, petition: Petition) -> int:

@@ -24,7 +24,7 @@ def close_expired_petitions(engine: Engine) -> list[str]:
     """Close the open petitions whose deadline has passed (each sealing round does)."""
     from sqlalchemy.orm import Session
 
-    from samleng.service.admin.drafts import close_expired
+    from samleng.service.petitions.lifecycle import close_expired
     from samleng.service.platform.models import utc_today
 
     with Session(engine, expire_on_commit=False) as session:
@@ -35,7 +35,7 @@ def destroy_forgotten_keys(engine: Engine, vault: Vault) -> list[str]:
     """Destroy this machine's copies of forgotten petitions' key files (each round does)."""
     from sqlalchemy.orm import Session
 
-    from samleng.service.petitions.lifecycle import destroy_forgotten_key_files
+    from samleng.service.signing.dedup import destroy_forgotten_key_files
 
     with Session(engine) as session:
         return destroy_forgotten_key_files(session, vault)

@@ -165,7 +165,7 @@ def close_session(_exc: BaseException | None = None) -> None:
 @with_appcontext
 def init_command() -> None:
     """Create or upgrade the database schema, and move keys out of the database."""
-    from samleng.service.petitions.lifecycle import move_dedup_keys_to_files
+    from samleng.service.signing.dedup import move_dedup_keys_to_files
 
     upgrade(current_app.extensions["samleng.engine"])
     click.echo("database is at the newest schema")

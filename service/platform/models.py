@@ -11,6 +11,7 @@ Schema changes go through Alembic migrations in ``service/platform/migrations``.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -30,10 +31,43 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from samleng.crypto.tokens import Argon2Params
 
-STATUSES = ("draft", "open", "closed", "forgotten")
-ROLES = ("admin", "organiser")
-IDENTIFIER_MODES = ("email", "phone", "none")
-VERIFICATION_MODES = ("none", "email")
+
+class PetitionStatus(StrEnum):
+    """Where a petition is in its life: draft → open → closed → forgotten."""
+
+    DRAFT = "draft"
+    OPEN = "open"
+    CLOSED = "closed"
+    FORGOTTEN = "forgotten"
+
+
+class Role(StrEnum):
+    """What an organiser's account may do."""
+
+    ADMIN = "admin"
+    ORGANISER = "organiser"
+
+
+class IdentifierMode(StrEnum):
+    """What a petition asks of a signer to count them once."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    NONE = "none"
+
+
+class VerificationMode(StrEnum):
+    """Whether a signature counts only once its email address confirmed it."""
+
+    NONE = "none"
+    EMAIL = "email"
+
+
+# The values as plain strings, for the database's checks and the CLI's choices.
+STATUSES = tuple(status.value for status in PetitionStatus)
+ROLES = tuple(role.value for role in Role)
+IDENTIFIER_MODES = tuple(mode.value for mode in IdentifierMode)
+VERIFICATION_MODES = tuple(mode.value for mode in VerificationMode)
 
 
 def utc_today() -> dt.date:
@@ -66,7 +100,7 @@ class Petition(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     origin: Mapped[str] = mapped_column(String(300))
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default=PetitionStatus.DRAFT.value)
     # {lang: {"title": ..., "target": ..., "summary": ..., "body": ...}}
     texts: Mapped[dict[str, Any]] = mapped_column(JSON)
     goal: Mapped[int] = mapped_column(Integer)

@@ -44,16 +44,17 @@ from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
 from samleng.crypto.tokens import Argon2Params, dedup_token
-from samleng.service.petitions.lifecycle import dedup_key
 from samleng.service.platform.errors import PetitionMisconfigured, PetitionStateError
 from samleng.service.platform.models import (
     DedupToken,
     PendingSignature,
     Petition,
+    PetitionStatus,
     SealEpoch,
     utc_today,
 )
 from samleng.service.platform.vault import Vault
+from samleng.service.signing.dedup import dedup_key
 from samleng.service.signing.identifiers import normalize_identifier, phone_region_problem
 from samleng.service.tlog.epochs import Epoch, SealingUnavailable, current_epoch
 
@@ -227,7 +228,7 @@ def _accepting() -> ColumnElement[bool]:
     """The petition row ``:petition_id`` accepts signatures on the UTC day ``:today``."""
     return and_(
         Petition.id == bindparam("petition_id"),
-        Petition.status == "open",
+        Petition.status == PetitionStatus.OPEN,
         or_(Petition.closes_on.is_(None), Petition.closes_on >= bindparam("today")),
     )
 

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 from samleng.service.petitions.lifecycle import get_petition
 from samleng.service.platform.db import get_session
 from samleng.service.platform.errors import PetitionNotFound
-from samleng.service.platform.models import Petition
+from samleng.service.platform.models import Petition, PetitionStatus
 from samleng.service.tlog.delivery import DeliveryError
 from samleng.service.tlog.export import cached_bundle_zip
 from samleng.service.tlog.store import checkpoint_note, consistency, latest_checkpoint
@@ -23,8 +23,8 @@ bp = Blueprint("log", __name__, url_prefix="/p/<slug>")
 CACHE = "public, max-age=5"
 # The log stays public after "forget" (which destroys only the dedup key and tokens): the
 # delivery document's QR code points at the bundle for as long as the site runs.
-PUBLISHED = ("open", "closed", "forgotten")
-CLOSED = ("closed", "forgotten")
+PUBLISHED = (PetitionStatus.OPEN, PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
+CLOSED = (PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
 BUNDLE_CACHE_DIR = "bundles"
 # Log sizes are stored as 64-bit signed integers (SQLite INTEGER, PostgreSQL BIGINT).
 MAX_LOG_SIZE = 2**63 - 1

@@ -43,6 +43,7 @@ from samleng.service.platform.models import (
     Maintenance,
     PendingSignature,
     Petition,
+    PetitionStatus,
     SignedCheckpoint,
     TreeNode,
     utc_today,
@@ -513,7 +514,7 @@ def find_receipt(
         # A pending signature is sealed to its epoch's key: which one is whose cannot be
         # told, so every code not in the log waits while the petition takes signatures or
         # any of its signatures waits, a repeat's code and a new signer's alike.
-        if petition.status == "open" or has_pending(session, petition):
+        if petition.status == PetitionStatus.OPEN or has_pending(session, petition):
             return ReceiptStatus(state="waiting")
         return ReceiptStatus(state="unknown")
     state = latest_checkpoint(session, petition)

@@ -40,14 +40,14 @@ from samleng.service.platform.errors import (
     PetitionNotFound,
     PetitionStateError,
 )
+from samleng.service.platform.gate import WorkGate
 from samleng.service.platform.mail import Mailer, MailError, compose
 from samleng.service.platform.markdown import render_markdown
-from samleng.service.platform.models import Petition, utc_today
+from samleng.service.platform.models import Petition, PetitionStatus, utc_today
 from samleng.service.platform.ratelimit import (
     MailLimits,
     SigningLimits,
     UsedFormTokens,
-    WorkGate,
     current_client,
 )
 from samleng.service.signing.confirmation import (
@@ -111,7 +111,7 @@ def _visible_petition(slug: str) -> Petition:
         petition = get_petition(get_session(), slug)
     except PetitionNotFound:
         abort(404)
-    if petition.status not in ("open", "closed"):
+    if petition.status not in (PetitionStatus.OPEN, PetitionStatus.CLOSED):
         abort(404)
     return petition
 
@@ -312,7 +312,7 @@ def _signing_keys(slug: str) -> SigningKeys | None:
     keys = kept.get(slug)
     if keys is None:
         petition = _visible_petition(slug)
-        if petition.status != "open" or petition.past_deadline(utc_today()):
+        if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
             return None
         try:
             keys = signing_keys(petition, current_app.extensions["samleng.vault"])
@@ -337,7 +337,7 @@ def _refusing(slug: str, answer: Callable[[Petition], Any]) -> Any:
     except NotFound:
         kept.drop(slug)
         raise
-    if petition.status == "open" and not petition.past_deadline(utc_today()):
+    if petition.status == PetitionStatus.OPEN and not petition.past_deadline(utc_today()):
         page = answer(petition)
         if page is not None:
             return page
@@ -532,7 +532,7 @@ def sign_again_page(slug: str) -> Any:
         petition = _visible_petition(slug)
     except NotFound:
         return None
-    if petition.status != "open" or petition.past_deadline(utc_today()):
+    if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
         return None
     typed = parse_sign_form(request.form, request.files, petition.identifier_mode).values
     values = {field: typed[field] for field in _KEPT_WHEN_BUSY if typed.get(field)}

@@ -23,15 +23,14 @@ from limits.strategies import FixedWindowRateLimiter
 
 from samleng.service.app import create_app
 from samleng.service.platform.db import upgrade
+from samleng.service.platform.gate import Overloaded, WorkGate
 from samleng.service.platform.keys import derive_key
 from samleng.service.platform.ratelimit import (
     CIRCUIT_HEADER,
     AlignedMemoryStorage,
     ClientKeys,
     DayKeys,
-    Overloaded,
     SharedStorage,
-    WorkGate,
     client_of,
     window_seconds,
 )

@@ -35,14 +35,11 @@ from samleng.crypto.keywrap import unwrap_key
 from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import parse_receipt, receipt_commitment
-from samleng.service.petitions.lifecycle import (
-    close_petition,
-    destroy_forgotten_key_files,
-    get_petition,
-)
+from samleng.service.petitions.lifecycle import close_petition, get_petition
 from samleng.service.platform.db import get_session
 from samleng.service.platform.models import Petition
 from samleng.service.platform.vault import Vault
+from samleng.service.signing.dedup import destroy_forgotten_key_files
 from samleng.service.signing.signatures import identifier_token, signing_keys
 from samleng.service.tlog.epochs import current_epoch, key_name
 from samleng.service.tlog.store import rewrite_tokens
