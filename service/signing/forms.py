@@ -15,9 +15,9 @@ from werkzeug.datastructures import FileStorage, MultiDict
 
 from samleng.crypto.details import DETAILS_FIELDS
 from samleng.crypto.errors import InvalidIdentifier
+from samleng.service.platform.khmer import localized_number
 from samleng.service.signing.identifiers import normalize_email
 from samleng.service.signing.signatures import Submission
-from samleng.service.web.i18n import localized_number
 
 # Character limits per field: generous for a name, short enough that the padded details
 # (1024 bytes, Khmer takes 3 bytes a character) usually fit; the byte limit is checked too.

@@ -24,16 +24,14 @@ from typing import Any
 
 import fontpkg
 from babel.dates import format_date
-from babel.numbers import format_decimal
 from flask import render_template
 
 from samleng.service.platform.errors import Error
+from samleng.service.platform.khmer import grouped, khmer_date
 from samleng.service.platform.markdown import render_markdown
 from samleng.service.tlog.linebreaks import khmer_breaks_in_html
-from samleng.service.web.i18n import khmer_date
 
 DELIVERY_FILE = "delivery.pdf"
-_KHMER_DIGITS = str.maketrans("0123456789", "០១២៣៤៥៦៧៨៩")
 # The order of the texts in the document: the recipient's language first.
 _LANGUAGE_ORDER = ("km", "en")
 # The document's fonts: CSS family -> (fontpkg family, the weights it is set in). Noto Sans
@@ -85,17 +83,6 @@ class DeliveryFacts:
 def bundle_url(origin: str) -> str:
     """Return the public URL of a petition's bundle: ``https://<origin>/bundle.zip``."""
     return f"https://{origin}/bundle.zip"
-
-
-def khmer_digits(number: int) -> str:
-    """Return ``number`` written with Khmer digits (១២៣)."""
-    return str(number).translate(_KHMER_DIGITS)
-
-
-def grouped(number: int, lang: str) -> str:
-    """``number`` with its thousands grouped: "5,000" in English, "៥,០០០" in Khmer."""
-    text = str(format_decimal(number, locale="km" if lang == "km" else "en"))
-    return text.translate(_KHMER_DIGITS) if lang == "km" else text
 
 
 def written_date(value: str | None, lang: str) -> str | None:

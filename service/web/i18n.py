@@ -9,15 +9,14 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from babel.dates import get_month_names
 from flask import Flask, g, request, url_for
-from flask_babel import Babel, format_date, format_decimal
+from flask_babel import Babel, format_date
 
 from samleng.service.platform.config import LANGUAGES
+from samleng.service.platform.khmer import khmer_date, localized_number
 
 TRANSLATIONS = Path(__file__).resolve().parents[1] / "translations"
 LANGUAGE_NAMES = {"km": "ខ្មែរ", "en": "English"}
-_KHMER_DIGITS = str.maketrans("0123456789", "០១២៣៤៥៦៧៨៩")
 
 
 def current_lang(default: str) -> str:
@@ -27,22 +26,6 @@ def current_lang(default: str) -> str:
         return str(lang)
     first = request.path.strip("/").split("/", 1)[0]
     return first if first in LANGUAGES else default
-
-
-def _local_digits(text: str) -> str:
-    """Khmer digits on Khmer pages, the text unchanged elsewhere."""
-    return text.translate(_KHMER_DIGITS) if g.get("lang") == "km" else text
-
-
-def localized_number(value: int) -> str:
-    """A number grouped the local way, in Khmer digits on Khmer pages."""
-    return _local_digits(str(format_decimal(value)))
-
-
-def khmer_date(value: dt.date) -> str:
-    """A date as Khmer documents write it: "ថ្ងៃទី៤ ខែធ្នូ ឆ្នាំ២០២៦" (docs/glossary.km.md)."""
-    month = get_month_names("wide", locale="km")[value.month]
-    return f"ថ្ងៃទី{value.day} ខែ{month} ឆ្នាំ{value.year}".translate(_KHMER_DIGITS)
 
 
 def localized_date(value: dt.date) -> str:
