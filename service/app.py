@@ -20,7 +20,8 @@ from samleng.service.platform import db, mail, ratelimit
 from samleng.service.platform.config import Config, load_config
 from samleng.service.platform.gate import Overloaded
 from samleng.service.platform.vault import Vault
-from samleng.service.signing.signatures import CurrentEpoch, KeptKeys
+from samleng.service.signing.signatures import KeptKeys
+from samleng.service.tlog.epochs import CurrentEpoch
 from samleng.service.web import i18n, security
 from samleng.service.web.pagecache import PageCache
 

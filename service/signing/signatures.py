@@ -56,7 +56,7 @@ from samleng.service.platform.models import (
 from samleng.service.platform.vault import Vault
 from samleng.service.signing.dedup import dedup_key
 from samleng.service.signing.identifiers import normalize_identifier, phone_region_problem
-from samleng.service.tlog.epochs import Epoch, SealingUnavailable, current_epoch
+from samleng.service.tlog.epochs import CurrentEpoch, SealingUnavailable
 
 # How a dedup token is computed: crypto.tokens.dedup_token itself, or a caller's way of running
 # it (the web app runs it on the Argon2 threads of its WorkGate; see service/platform/ratelimit.py).
@@ -195,33 +195,6 @@ class Recorded(enum.Enum):
 
     COUNTED = "counted"  # the pending signature went in (a repeat is dropped at sealing)
     CLOSED = "closed"  # the petition no longer accepts signatures: nothing was written
-
-
-class CurrentEpoch:
-    """The newest sealing epoch, as one worker keeps it for a couple of seconds: a signature
-    then reads nothing before its write. A stale one is harmless: the write refuses an epoch
-    that is gone, and the epoch's key lives until its last signature is sealed."""
-
-    def __init__(self, seconds: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds = seconds
-        self._clock = clock
-        self._kept: tuple[float, Epoch] | None = None
-
-    def get(self, session: Session, *, fresh: bool = False) -> Epoch:
-        """The current epoch; read from the database when ``fresh`` or when it ran out."""
-        kept = self._kept
-        if not fresh and kept is not None and self._clock() < kept[0]:
-            return kept[1]
-        epoch = current_epoch(session)
-        # The read ends here: on SQLite a transaction that read before it writes can fail
-        # at the write if another writer committed meanwhile.
-        session.commit()
-        if epoch is None:
-            # The sealer makes the first one when a petition opens; without one nothing
-            # can be written, and the signer is asked to try again.
-            raise SealingUnavailable("there is no sealing epoch yet")
-        self._kept = (self._clock() + self.seconds, epoch)
-        return epoch
 
 
 def _accepting() -> ColumnElement[bool]:

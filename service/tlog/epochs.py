@@ -13,6 +13,8 @@ Takes sessions and the vault as arguments; imports nothing of Flask.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
@@ -114,3 +116,30 @@ def tidy_epoch_keys(session: Session, vault: Vault) -> list[int]:
             vault.destroy(name)
             destroyed.append(int(number))
     return destroyed
+
+
+class CurrentEpoch:
+    """The newest sealing epoch, as one worker keeps it for a couple of seconds: a signature
+    then reads nothing before its write. A stale one is harmless: the write refuses an epoch
+    that is gone, and the epoch's key lives until its last signature is sealed."""
+
+    def __init__(self, seconds: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._kept: tuple[float, Epoch] | None = None
+
+    def get(self, session: Session, *, fresh: bool = False) -> Epoch:
+        """The current epoch; read from the database when ``fresh`` or when it ran out."""
+        kept = self._kept
+        if not fresh and kept is not None and self._clock() < kept[0]:
+            return kept[1]
+        epoch = current_epoch(session)
+        # The read ends here: on SQLite a transaction that read before it writes can fail
+        # at the write if another writer committed meanwhile.
+        session.commit()
+        if epoch is None:
+            # The sealer makes the first one when a petition opens; without one nothing
+            # can be written, and the signer is asked to try again.
+            raise SealingUnavailable("there is no sealing epoch yet")
+        self._kept = (self._clock() + self.seconds, epoch)
+        return epoch
