@@ -66,9 +66,10 @@ from samleng.crypto.merkle import CompactTree, inclusion_proof, leaf_hash, verif
 from samleng.crypto.receipts import new_receipt_secret, receipt_commitment  # noqa: E402
 from samleng.crypto.tlogproof import verify_receipt  # noqa: E402
 from samleng.crypto.tokens import Argon2Params  # noqa: E402
-from samleng.service import create_app  # noqa: E402
+from samleng.service.app import create_app  # noqa: E402
 from samleng.service.petitions.lifecycle import create_petition, open_petition  # noqa: E402
 from samleng.service.platform.config import Config  # noqa: E402
+from samleng.service.platform.context import services  # noqa: E402
 from samleng.service.platform.db import upgrade  # noqa: E402
 from samleng.service.platform.models import Leaf, PendingSignature, Petition  # noqa: E402
 from samleng.service.tlog.export import write_bundle  # noqa: E402
@@ -192,7 +193,7 @@ def make_app(db: str, workdir: Path, master_key: bytes) -> Any:
         testing=True,  # no background sealer: the bench seals explicitly
     )
     app = create_app(config)
-    upgrade(app.extensions["samleng.engine"])
+    upgrade(services(app).engine)
     return app
 
 
@@ -211,7 +212,7 @@ def make_petition(engine: Engine, master_key: bytes) -> tuple[int, str]:
             details_public_key=public,
             argon2=CHEAP_ARGON2,
         )
-        open_petition(session, petition, master_key)
+        open_petition(session, petition, master_key, can_mail=False)
         session.commit()
         return petition.id, petition.origin
 
@@ -645,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     syn: dict[str, Any] | None = None
     try:
         app = make_app(args.db, workdir, master_key)
-        engine: Engine = app.extensions["samleng.engine"]
+        engine: Engine = services(app).engine
         counter = QueryCounter(engine)
         petition_id, origin = make_petition(engine, master_key)
 

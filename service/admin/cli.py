@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 import click
+from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -61,3 +62,12 @@ def ensure_demo_admin(session: Session) -> str | None:
     trail.record(session, "(demo)", "create-account", detail=f"{DEMO_ADMIN} (admin)")
     session.commit()
     return password
+
+
+COMMANDS: tuple[click.Command, ...] = (admin_group,)
+
+
+def init_app(app: Flask) -> None:
+    """Add these commands to ``app``'s command line."""
+    for command in COMMANDS:
+        app.cli.add_command(command)

@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from samleng.service.petitions.lifecycle import (
-    SLUG,
     TEXT_FIELDS,
     check_closing_date,
     parse_details_public_key,
@@ -24,6 +23,7 @@ from samleng.service.platform.config import LANGUAGES
 from samleng.service.platform.errors import PetitionStateError
 from samleng.service.platform.models import (
     IDENTIFIER_MODES,
+    SLUG,
     VERIFICATION_MODES,
     Petition,
     PetitionStatus,

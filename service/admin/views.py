@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from flask import (
@@ -26,7 +27,6 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext, lazy_gettext
-from flask_limiter import Limiter
 from sqlalchemy.orm import Session
 
 from samleng.crypto.errors import Error as CryptoError
@@ -47,6 +47,7 @@ from samleng.service.petitions.lifecycle import (
 )
 from samleng.service.platform import trail
 from samleng.service.platform.config import LANGUAGES, Config
+from samleng.service.platform.context import services
 from samleng.service.platform.db import get_session, scrub
 from samleng.service.platform.errors import (
     ClosingDateInPast,
@@ -58,7 +59,7 @@ from samleng.service.platform.gate import WorkGate
 from samleng.service.platform.keys import derive_key
 from samleng.service.platform.markdown import render_markdown
 from samleng.service.platform.models import Account, Petition, PetitionStatus, utc_today
-from samleng.service.platform.ratelimit import client_key
+from samleng.service.platform.ratelimit import RateLimits, client_key
 from samleng.service.tlog.store import latest_checkpoint, seal_all
 from samleng.service.web.security import from_admin_listener
 
@@ -79,13 +80,18 @@ _COOKIE = {"secure": True, "httponly": True, "samesite": "Strict", "path": "/"}
 
 
 def _config() -> Config:
-    cfg: Config = current_app.extensions["samleng.config"]
-    return cfg
+    return services().config
+
+
+def _admin() -> AdminServices:
+    admin = services().admin
+    if admin is None:  # the blueprint is registered only with them
+        raise RuntimeError("the admin is switched off")
+    return admin
 
 
 def _csrf_key() -> bytes:
-    key: bytes = current_app.extensions["samleng.admin_csrf_key"]
-    return key
+    return _admin().csrf_key
 
 
 def _account() -> Account:
@@ -150,8 +156,8 @@ def _no_store(response: Response) -> Response:
     if request.method == "POST":
         # A petition may have changed: this worker shows it at once, the others within
         # SAMLENG_PAGE_CACHE_SECONDS; and no worker keeps its keys more than ten seconds.
-        current_app.extensions["samleng.pages"].clear()
-        current_app.extensions["samleng.signing_keys"].clear()
+        services().pages.clear()
+        services().signing_keys.clear()
     return response
 
 
@@ -270,15 +276,13 @@ def login() -> Any:
 
 
 def _throttles() -> throttle.LoginThrottles:
-    throttles: throttle.LoginThrottles = current_app.extensions["samleng.login_throttles"]
-    return throttles
+    return _admin().login_throttles
 
 
 def _password_slot() -> AbstractContextManager[None]:
     """A slot of the admin's own Argon2 gate for one password hash; Overloaded (503) when
     it is taken. Not the signing gate: a flood of logins must never hold signing's slots."""
-    gate: WorkGate = current_app.extensions["samleng.password_gate"]
-    return gate.enter()
+    return _admin().password_gate.enter()
 
 
 def _record_refusal(name: str, action: str, detail: str = "") -> None:
@@ -332,7 +336,7 @@ def index() -> Any:
 
 
 def _mail_available() -> bool:
-    return current_app.extensions.get("samleng.mailer") is not None
+    return services().mailer is not None
 
 
 def _key_upload() -> bytes | None:
@@ -381,7 +385,7 @@ def new() -> Any:
     try:
         petition = create_petition(
             session,
-            vault=current_app.extensions["samleng.vault"],
+            vault=services().vault,
             origin=cfg.origin,
             slug=form.values["slug"],
             texts=form.texts,
@@ -507,9 +511,7 @@ def open_(slug: str) -> Any:
     """Open a draft: its texts are frozen into petition.json and the log starts."""
 
     def change(session: Session, petition: Petition) -> str:
-        if petition.verification_mode == "email" and not _mail_available():
-            raise PetitionStateError("email verification needs mail: set SAMLENG_SMTP_URL")
-        open_petition(session, petition, current_app.extensions["samleng.vault"], utc_today())
+        open_petition(session, petition, services().vault, utc_today(), can_mail=_mail_available())
         return ""
 
     return _lifecycle(slug, "open", change)
@@ -530,8 +532,8 @@ def close(slug: str) -> Any:
 def forget(slug: str) -> Any:
     """Destroy the dedup key and every token of a closed petition, once its slug is typed."""
     engine, vault = (
-        current_app.extensions["samleng.engine"],
-        current_app.extensions["samleng.vault"],
+        services().engine,
+        services().vault,
     )
 
     def change(session: Session, petition: Petition) -> str:
@@ -615,15 +617,14 @@ def account_active(name: str) -> Any:
     target = acc.find_account(session, name)
     if target is None:
         abort(404)
-    if target.id == _account().id:
+    try:
+        acc.set_active(session, target, request.form.get("active") == "yes", by=_account())
+    except AccountError:
         return render_template(
             "admin/accounts.html",
             accounts=acc.accounts(session),
             error="You cannot disable yourself.",
         ), 400
-    target.active = request.form.get("active") == "yes"
-    if not target.active:
-        logins.end_all_sessions(session, target)
     _record("enable-account" if target.active else "disable-account", detail=target.name)
     session.commit()
     return redirect(url_for("admin.accounts"))
@@ -739,20 +740,31 @@ def totp_disable() -> Any:
     return redirect(url_for("admin.me"))
 
 
-def register(app: Flask, config: Config) -> None:
-    """Add the blueprint, its keys, the login throttles and the password gate to ``app``."""
-    app.extensions["samleng.admin_csrf_key"] = derive_key(config.master_key, "admin-csrf")
-    limiter: Limiter = app.extensions["samleng.limiter"]
-    app.extensions["samleng.login_throttles"] = throttle.LoginThrottles(
-        limiter.storage,
-        throttle.LoginLimits(
-            per_client=config.ratelimit_login,
-            per_account_client=config.ratelimit_login_account,
-            per_account=config.ratelimit_login_account_all,
-        ),
-        day_keys=app.extensions["samleng.day_keys"],
-    )
-    # One password hash at a time per process, refused at once beyond it: a login flood
-    # costs at most one core per process and never waits in (or for) signing's slots.
-    app.extensions["samleng.password_gate"] = WorkGate(PASSWORD_SLOTS)
+@dataclass(frozen=True)
+class AdminServices:
+    """What the admin keeps for its app: the login form's CSRF key, the login throttles and
+    the password gate."""
+
+    csrf_key: bytes
+    login_throttles: throttle.LoginThrottles
+    password_gate: WorkGate
+
+
+def register(app: Flask, config: Config, rate_limits: RateLimits) -> AdminServices:
+    """Add the blueprint to ``app``; the admin's services, for the factory to keep."""
     app.register_blueprint(bp)
+    return AdminServices(
+        csrf_key=derive_key(config.master_key, "admin-csrf"),
+        login_throttles=throttle.LoginThrottles(
+            rate_limits.limiter.storage,
+            throttle.LoginLimits(
+                per_client=config.ratelimit_login,
+                per_account_client=config.ratelimit_login_account,
+                per_account=config.ratelimit_login_account_all,
+            ),
+            day_keys=rate_limits.day_keys,
+        ),
+        # One password hash at a time per process, refused at once beyond it: a login flood
+        # costs at most one core per process and never waits in (or for) signing's slots.
+        password_gate=WorkGate(PASSWORD_SLOTS),
+    )

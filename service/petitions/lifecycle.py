@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import re
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import delete, select
@@ -21,16 +20,17 @@ from samleng.service.platform.config import LANGUAGES
 from samleng.service.platform.errors import (
     ClosingDateInPast,
     PetitionMisconfigured,
-    PetitionNotFound,
     PetitionStateError,
     SlugUnavailable,
 )
 from samleng.service.platform.models import (
     IDENTIFIER_MODES,
+    SLUG,
     VERIFICATION_MODES,
     DedupToken,
     Petition,
     PetitionStatus,
+    VerificationMode,
     utc_today,
 )
 from samleng.service.platform.trail import SYSTEM_ACTOR, record
@@ -40,7 +40,6 @@ from samleng.service.signing.identifiers import phone_region_problem
 from samleng.service.tlog.epochs import ensure_epoch
 from samleng.service.tlog.store import has_pending, latest_checkpoint, start_log
 
-SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 TEXT_FIELDS = ("title", "target", "summary", "body")
 # One answer for every taken slug: an organiser must not learn which hidden drafts exist.
 SLUG_UNAVAILABLE = "this slug cannot be used; choose another"
@@ -167,20 +166,6 @@ def create_petition(
     return petition
 
 
-def get_petition(session: Session, slug: str) -> Petition:
-    """The petition with this slug, or PetitionNotFound.
-
-    Anything that is not a slug is not looked up: an address may carry any text (a NUL,
-    which PostgreSQL refuses in a string, or 10,000 characters).
-    """
-    if not SLUG.fullmatch(slug):
-        raise PetitionNotFound(slug)
-    petition = session.scalar(select(Petition).where(Petition.slug == slug))
-    if petition is None:
-        raise PetitionNotFound(slug)
-    return petition
-
-
 def open_petitions(session: Session) -> Sequence[Petition]:
     """Petitions that accept signatures, newest first."""
     return session.scalars(
@@ -198,16 +183,25 @@ def _transition(petition: Petition, allowed_from: str, to: str) -> None:
 
 
 def open_petition(
-    session: Session, petition: Petition, vault: Vault, today: dt.date | None = None
+    session: Session,
+    petition: Petition,
+    vault: Vault,
+    today: dt.date | None = None,
+    *,
+    can_mail: bool,
 ) -> None:
     """Open a draft for signing: freeze its texts into petition.json, start its log, and make
     sure there is a sealing epoch to sign into.
 
     ClosingDateInPast when its deadline is before ``today`` (UTC): change the draft first.
-    PetitionMisconfigured for a region no phone number can be read in (a draft changed
-    after creation): it could take no signature, and petition.json would freeze it.
+    PetitionStateError for email verification when the service cannot send mail
+    (``can_mail``). PetitionMisconfigured for a region no phone number can be read in (a
+    draft changed after creation): it could take no signature, and petition.json would
+    freeze it.
     """
     today = today or utc_today()
+    if petition.verification_mode == VerificationMode.EMAIL and not can_mail:
+        raise PetitionStateError("email verification needs mail: set SAMLENG_SMTP_URL")
     if petition.status == PetitionStatus.DRAFT:
         check_closing_date(petition.closes_on, today)
     region_problem = phone_region_problem(petition.region)

@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import click
-from flask import Flask, current_app, g
-from flask.cli import with_appcontext
+from flask import Flask, g
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
+
+from samleng.service.platform.context import services
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 EXCLUSIVE = "samleng_exclusive"
@@ -111,6 +111,21 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def vacuum_sqlite(engine: Engine) -> None:
+    """Rewrite an SQLite database file and empty its WAL (secure_delete is on, so freed
+    pages are zeroed). On the driver's connection: VACUUM cannot run inside the
+    transaction that SQLAlchemy would begin."""
+    pooled = engine.raw_connection()
+    try:
+        cursor = pooled.driver_connection.cursor()  # type: ignore[union-attr]
+        for statement in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM"):
+            cursor.execute(statement)
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.close()
+    finally:
+        pooled.close()
+
+
 def scrub(engine: Engine) -> list[str]:
     """Leave no copy of deleted rows where the database itself still keeps them, after a
     forget: SQLite's WAL and free pages (secure_delete zeroes what VACUUM frees); PostgreSQL's
@@ -122,8 +137,6 @@ def scrub(engine: Engine) -> list[str]:
     role, or superuser).
     """
     if engine.dialect.name == "sqlite":
-        from samleng.service.tlog.store import vacuum_sqlite
-
         vacuum_sqlite(engine)
         return []
     problems = []
@@ -142,8 +155,7 @@ def scrub(engine: Engine) -> list[str]:
 def get_session() -> Session:
     """The session of the current request or command, opened on first use."""
     if "db_session" not in g:
-        factory: sessionmaker[Session] = current_app.extensions["samleng.sessionmaker"]
-        g.db_session = factory()
+        g.db_session = services().sessions()
     session: Session = g.db_session
     return session
 
@@ -161,28 +173,6 @@ def close_session(_exc: BaseException | None = None) -> None:
             session.invalidate()
 
 
-@click.command("init")
-@with_appcontext
-def init_command() -> None:
-    """Create or upgrade the database schema, and move keys out of the database."""
-    from samleng.service.signing.dedup import move_dedup_keys_to_files
-
-    upgrade(current_app.extensions["samleng.engine"])
-    click.echo("database is at the newest schema")
-    session = get_session()
-    moved = move_dedup_keys_to_files(session, current_app.extensions["samleng.vault"])
-    session.commit()
-    for slug in moved:
-        click.echo(
-            f"petition {slug}: its dedup key is now wrapped under a key file of its own; "
-            "backups from before still hold it under the master key"
-        )
-
-
-def init_app(app: Flask, url: str) -> None:
-    """Attach the engine and session factory to ``app`` and register the teardown and command."""
-    engine = make_engine(url)
-    app.extensions["samleng.engine"] = engine
-    app.extensions["samleng.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+def init_app(app: Flask) -> None:
+    """Close each request's or command's session at its end."""
     app.teardown_appcontext(close_session)
-    app.cli.add_command(init_command)

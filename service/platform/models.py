@@ -11,6 +11,7 @@ Schema changes go through Alembic migrations in ``service/platform/migrations``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -26,10 +27,12 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from samleng.crypto.tokens import Argon2Params
+from samleng.service.platform.errors import PetitionNotFound
 
 
 class PetitionStatus(StrEnum):
@@ -320,3 +323,21 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(40))
     petition_slug: Mapped[str | None] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(String(300), default="")
+
+
+# A petition's slug: what its addresses and its log's origin carry.
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def get_petition(session: Session, slug: str) -> Petition:
+    """The petition with this slug, or PetitionNotFound.
+
+    Anything that is not a slug is not looked up: an address may carry any text (a NUL,
+    which PostgreSQL refuses in a string, or 10,000 characters).
+    """
+    if not SLUG.fullmatch(slug):
+        raise PetitionNotFound(slug)
+    petition = session.scalar(select(Petition).where(Petition.slug == slug))
+    if petition is None:
+        raise PetitionNotFound(slug)
+    return petition

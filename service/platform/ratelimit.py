@@ -1,4 +1,4 @@
-"""Rate limits that work over Tor, and the bound on Argon2 work in flight.
+"""Rate limits that work over Tor: who a client is, the page limits, and their storage.
 
 Who a client is: on the clearnet, the address ProxyFix reports for the configured number of
 trusted proxies (an IPv4 address; for IPv6 the whole /64, since one subscriber gets a /64 and
@@ -11,11 +11,8 @@ stores and not in Redis.
 If the limiter's storage fails, every limit falls back to per-process memory limits: the
 service never fails open and never answers 500 because Redis is down.
 
-Signing is limited by ``SigningLimits`` rather than flask-limiter (same storage, strategy and
-keys): flask-limiter's generic work per request cost a signature more CPU than the two
-storage hits themselves (bench/README.md). The same storage bounds the confirmation mails
-sent to one address (``MailLimits``) and remembers which form tokens were sent
-(``UsedFormTokens``).
+Signing counts its own limits on the same storage (signing.limits); its views are marked
+``own_limits`` so that the page limits pass them by.
 """
 
 from __future__ import annotations
@@ -31,24 +28,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask_limiter import Limit, Limiter
-from limits import RateLimitItem, parse_many
+from limits import parse_many
 from limits.errors import StorageError
 from limits.limits import TIME_TYPES
 from limits.storage import RedisStorage, Storage
-from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from samleng.service.platform.config import Config
-from samleng.service.platform.gate import WorkGate
-from samleng.service.signing.formtoken import RecentKeys
+from samleng.service.platform.context import services
 
-P = ParamSpec("P")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 CIRCUIT_HEADER = "X-Samleng-Circuit"
@@ -252,129 +246,6 @@ class SharedStorage:
         return local()
 
 
-def _retry_after(
-    strategy: FixedWindowRateLimiter, item: RateLimitItem, key: str, scope: str
-) -> int:
-    reset = strategy.get_window_stats(item, "samleng", key, scope).reset_time
-    return max(1, int(reset - time.time()) + 1)
-
-
-class SigningLimits:
-    """The limits on signing, per client and per petition, checked on the limiter's storage.
-
-    The same strategy (fixed windows aligned on the clock) and storage keys as flask-limiter
-    would use,
-    without its per-request machinery: resolving a route's limits, exemptions and its request
-    context cost more CPU than the storage hits. While the storage fails, signing falls back
-    like every other route: ``fallback`` per client (and the per-petition cap) in this
-    process's memory.
-
-    The two counts are taken at different points of a signature (service/web/public.py): every
-    request counts against its client, at once; only a submission that passed every check
-    of the form counts against the petition, just before its Argon2 work, so junk requests
-    cannot use up a petition's signatures.
-    """
-
-    SCOPE = "public.sign"
-
-    def __init__(
-        self,
-        storage: SharedStorage,
-        *,
-        per_client: str,
-        per_petition: str,
-        fallback: str,
-        site_factor: int,
-    ) -> None:
-        self._storage = storage
-        self._shared = FixedWindowRateLimiter(storage.storage)
-        self._local = FixedWindowRateLimiter(AlignedMemoryStorage())
-        self._per_client = parse_many(per_client)
-        self._per_site = parse_many(scaled_limits(per_client, site_factor))
-        self._per_petition = parse_many(per_petition)
-        self._fallback = parse_many(fallback)
-
-    def hit_client(self, client: Client) -> None:
-        """Count one request to sign against its client (and an IPv6 client's /48);
-        TooManyRequests (with retry_after) beyond the limits."""
-
-        def shared() -> None:
-            self._count(self._shared, self._per_client, client.key)
-            if client.site is not None:
-                self._count(self._shared, self._per_site, client.site)
-
-        self._storage.run(shared, lambda: self._count(self._local, self._fallback, client.key))
-
-    def hit_petition(self, slug: str) -> None:
-        """Count one checked submission against the petition's cap; TooManyRequests beyond."""
-        key = "petition:" + slug
-        self._storage.run(
-            lambda: self._count(self._shared, self._per_petition, key),
-            lambda: self._count(self._local, self._per_petition, key),
-        )
-
-    def _count(
-        self, strategy: FixedWindowRateLimiter, items: list[RateLimitItem], key: str
-    ) -> None:
-        for item in items:
-            if not strategy.hit(item, "samleng", key, self.SCOPE):
-                raise TooManyRequests(retry_after=_retry_after(strategy, item, key, self.SCOPE))
-
-
-class MailLimits:
-    """At most ``per_address`` confirmation mails to one address (normalised) per period.
-
-    The key is the address's HMAC under the day's rate-limit key, as for clients. Beyond the
-    bound no mail is sent, and the signer's page does not change (SECURITY.md says what this
-    leaves).
-    """
-
-    SCOPE = "public.mail"
-
-    def __init__(self, storage: SharedStorage, keys: ClientKeys, *, per_address: str) -> None:
-        self._storage = storage
-        self._keys = keys
-        self._shared = FixedWindowRateLimiter(storage.storage)
-        self._local = FixedWindowRateLimiter(AlignedMemoryStorage())
-        self._per_address = parse_many(per_address)
-
-    def allow(self, address: str) -> bool:
-        """Count one mail to ``address``; False (and nothing counted) beyond the bound."""
-        key = self._keys.pseudonym("mail", address)
-
-        def count(strategy: FixedWindowRateLimiter) -> bool:
-            return all(strategy.hit(item, "samleng", key, self.SCOPE) for item in self._per_address)
-
-        return self._storage.run(lambda: count(self._shared), lambda: count(self._local))
-
-
-class UsedFormTokens:
-    """The sign-form tokens sent already, each kept (as ``formtoken.used_token_key``, an
-    HMAC of the token alone) for the tokens' lifetime, then forgotten.
-
-    In Redis when the limiter uses it, so that every worker sees every token; otherwise, and
-    while Redis fails, in this process's bounded memory (formtoken.RecentKeys).
-    """
-
-    def __init__(self, storage: SharedStorage, seconds: int, capacity: int = 100_000) -> None:
-        self._storage = storage
-        self._seconds = seconds
-        self._local = RecentKeys(seconds, capacity)
-        self._shared = storage.storage if isinstance(storage.storage, AlignedRedisStorage) else None
-
-    def first_use(self, name: str) -> bool:
-        """Record ``name`` as sent; False if it was sent before, within the lifetime. In
-        Redis it is kept until the lifetime from now, rounded up to ten minutes, so its expiry
-        dates the signature no closer than that."""
-        shared = self._shared
-        if shared is None:
-            return self._local.add(name)
-        return self._storage.run(
-            lambda: shared.remember(name, time.time() + self._seconds),
-            lambda: self._local.add(name),
-        )
-
-
 def scaled_limits(limits: str, factor: int) -> str:
     """``limits`` (flask-limiter notation) with every amount multiplied by ``factor``."""
     return "; ".join(
@@ -431,11 +302,6 @@ class ClientKeys:
         return kind + ":" + base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
 
 
-def _config() -> Config:
-    cfg: Config = current_app.extensions["samleng.config"]
-    return cfg
-
-
 @dataclass(frozen=True)
 class Client:
     """Who a request is, for the limits: ``key`` names the client (its IPv4 address, its
@@ -473,8 +339,8 @@ def current_client() -> Client:
     known: Client | None = request.environ.get("samleng.client")
     if known is not None:
         return known
-    cfg = _config()
-    keys: ClientKeys = current_app.extensions["samleng.client_keys"]
+    cfg = services().config
+    keys = services().rate_limits.client_keys
     # The direct peer, before ProxyFix rewrote REMOTE_ADDR from X-Forwarded-For.
     orig = request.environ.get("werkzeug.proxy_fix.orig", {})
     peer = orig.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR", "")
@@ -503,20 +369,42 @@ def _not_ipv6() -> bool:
 def retry_after_seconds(app: Flask, refusal: HTTPException) -> int:
     """Seconds until the limit that refused the current request resets (at least 1)."""
     if isinstance(refusal, TooManyRequests) and isinstance(refusal.retry_after, int):
-        return refusal.retry_after  # from SigningLimits
-    limiter: Limiter = app.extensions["samleng.limiter"]
-    current = limiter.current_limit
+        return refusal.retry_after  # from signing.limits
+    current = services(app).rate_limits.limiter.current_limit
     if current is None:
         return 60
     return max(1, int(current.reset_at - time.time()) + 1)
 
 
-def init_app(app: Flask, config: Config) -> None:
-    """Attach ProxyFix, the limiter with its limits, the client keys and the Argon2 gate."""
+OWN_LIMITS = "samleng_own_limits"
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+def own_limits(view: V) -> V:
+    """Mark a view that the page limits pass by: it counts its own limits (signing's, in
+    signing.limits), or has none (the health check)."""
+    setattr(view, OWN_LIMITS, True)
+    return view
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The limiter with its storage, and the day's key that names clients in it."""
+
+    limiter: Limiter
+    shared: SharedStorage
+    day_keys: DayKeys
+    client_keys: ClientKeys
+
+
+def init_app(app: Flask, config: Config) -> RateLimits:
+    """Attach ProxyFix and the limiter with the page limits to ``app``.
+
+    The limiter passes by the views marked ``own_limits``.
+    """
     if config.trusted_proxies > 0:
         n = config.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    app.extensions["samleng.argon2_gate"] = WorkGate(config.argon2_concurrency, config.argon2_wait)
     options: dict[str, Any] = {}
     storage_uri = config.ratelimit_storage_uri
     if storage_uri.startswith(("redis://", "rediss://")):
@@ -546,27 +434,11 @@ def init_app(app: Flask, config: Config) -> None:
         in_memory_fallback=[config.ratelimit_fallback],
         swallow_errors=False,
     )
-    app.extensions["samleng.limiter"] = limiter
-    app.extensions["samleng.day_keys"] = DayKeys(limiter.storage)
-    app.extensions["samleng.client_keys"] = ClientKeys(app.extensions["samleng.day_keys"])
-    limiter.exempt(app.view_functions["root.healthz"])
-    # Signing has limits of its own, on the same storage (see SigningLimits), which sign()
-    # checks itself; so do the bound on confirmation mails and the single use of form tokens.
-    shared = SharedStorage(limiter.storage)
-    app.extensions["samleng.signing_limits"] = SigningLimits(
-        shared,
-        per_client=config.ratelimit_sign,
-        per_petition=config.ratelimit_petition,
-        fallback=config.ratelimit_fallback,
-        site_factor=config.ratelimit_ipv6_site_factor,
-    )
-    app.extensions["samleng.mail_limits"] = MailLimits(
-        shared, app.extensions["samleng.client_keys"], per_address=config.ratelimit_mail
-    )
-    app.extensions["samleng.used_form_tokens"] = UsedFormTokens(shared, config.form_max_age)
-    limiter.request_filter(lambda: request.endpoint == "public.sign")
-    # Confirming an emailed link counts a signature, so it is limited like signing.
-    confirm: Any = app.view_functions["public.confirm"]
-    app.view_functions["public.confirm"] = limiter.limit(config.ratelimit_sign, methods=["POST"])(
-        confirm
-    )
+
+    def has_own_limits() -> bool:
+        view = app.view_functions.get(request.endpoint or "")
+        return bool(getattr(view, OWN_LIMITS, False))
+
+    limiter.request_filter(has_own_limits)
+    day_keys = DayKeys(limiter.storage)
+    return RateLimits(limiter, SharedStorage(limiter.storage), day_keys, ClientKeys(day_keys))

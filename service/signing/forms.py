@@ -1,7 +1,9 @@
 """Parsing the sign form: every field checked, every refusal a translated message.
 
-Nothing here stores anything: the result is a :class:`service.signing.Submission` or a map
-from field name to the message shown next to that field.
+The one place a sign form is judged: its characters and lengths, the identifier as the
+petition normalises it, the size of the sealed details, and last (only for a form with
+nothing else wrong) its single-use token. The result is a :class:`Submission` or a map from
+field name to the message shown next to that field.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from dataclasses import dataclass, field
 from flask_babel import LazyString, lazy_gettext
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from samleng.crypto.details import DETAILS_FIELDS
-from samleng.crypto.errors import InvalidIdentifier
+from samleng.crypto.details import DETAILS_FIELDS, pad_details
+from samleng.crypto.errors import DetailsTooLarge, InvalidIdentifier
 from samleng.service.platform.khmer import localized_number
-from samleng.service.signing.identifiers import normalize_email
-from samleng.service.signing.signatures import Submission
+from samleng.service.signing.formtoken import FormTokenError, FormTokens, FormTokenUsed
+from samleng.service.signing.identifiers import normalize_email, normalize_identifier
+from samleng.service.signing.signatures import SigningKeys, Submission
 
 # Character limits per field: generous for a name, short enough that the padded details
 # (1024 bytes, Khmer takes 3 bytes a character) usually fit; the byte limit is checked too.
@@ -63,10 +66,25 @@ def _bad_characters(value: str, multiline: bool) -> bool:
     return (_BAD_TEXT if multiline else _BAD_LINE).search(value) is not None
 
 
-def parse_sign_form(
-    form: MultiDict[str, str], files: MultiDict[str, FileStorage], identifier_mode: str
-) -> SignForm:
-    """Check the sign form against DESIGN §5 and return values and errors."""
+BAD_EMAIL = lazy_gettext("This email address does not look right. Check it and try again.")
+BAD_PHONE = lazy_gettext(
+    "This phone number does not look right. Type it as you would dial it in Cambodia, like "
+    "012 345 678, or with +855."
+)
+TOO_LONG = lazy_gettext("Your details are too long together. Please shorten the comment.")
+TOO_FAST_OR_OLD = lazy_gettext(
+    "This form is too old or was sent too quickly. Please check your answers and send it again."
+)
+ALREADY_SENT = lazy_gettext(
+    "This form was already sent. Please reload the page, check your answers and send it again."
+)
+
+
+def typed_values(
+    form: MultiDict[str, str], files: MultiDict[str, FileStorage]
+) -> tuple[dict[str, str], dict[str, LazyString]]:
+    """What was typed into each field, cut to its length, and the errors of its characters
+    and lengths alone."""
     errors: dict[str, LazyString] = {}
     values: dict[str, str] = {}
     if files:
@@ -92,16 +110,33 @@ def parse_sign_form(
             )
             value = ""
         values[name] = value
+    return values, errors
 
-    if identifier_mode != "none" and "identifier" not in errors:
+
+def parse_sign_form(
+    form: MultiDict[str, str],
+    files: MultiDict[str, FileStorage],
+    keys: SigningKeys,
+    tokens: FormTokens,
+) -> SignForm:
+    """Check the sign form of the petition of ``keys`` against DESIGN §5; spend its token
+    (``tokens``) if nothing else is wrong with it."""
+    values, errors = typed_values(form, files)
+    mode = keys.identifier_mode
+    if mode == "none":
+        values.pop("identifier", None)
+    elif "identifier" not in errors:
         if not values["identifier"]:
             errors["identifier"] = (
                 lazy_gettext("Please enter your email address.")
-                if identifier_mode == "email"
+                if mode == "email"
                 else lazy_gettext("Please enter your phone number.")
             )
-    if identifier_mode == "none":
-        values.pop("identifier", None)
+        else:
+            try:
+                normalize_identifier(mode, values["identifier"], region=keys.region)
+            except InvalidIdentifier:
+                errors["identifier"] = BAD_EMAIL if mode == "email" else BAD_PHONE
     if values.get("contact") and "contact" not in errors:
         try:
             normalize_email(values["contact"])
@@ -118,4 +153,17 @@ def parse_sign_form(
         )
     token = values.pop("form_token", "")
     values.pop("website", None)
+    if not errors:
+        try:
+            # What the sealed details would hold must fit their padded block.
+            pad_details({k: values[k] for k in DETAILS_FIELDS if values.get(k)})
+        except DetailsTooLarge:
+            errors["comment"] = TOO_LONG
+    if not errors:
+        try:
+            tokens.spend(keys.slug, token)
+        except FormTokenUsed:
+            errors["form"] = ALREADY_SENT
+        except FormTokenError:
+            errors["form"] = TOO_FAST_OR_OLD
     return SignForm(values=values, errors=errors, form_token=token)

@@ -18,8 +18,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from samleng.service.platform.errors import Error
+from samleng.service.platform.ratelimit import AlignedRedisStorage, SharedStorage
 
 _LABEL = b"samleng-form/v2\n"
 _USED_LABEL = b"samleng-form-used/v1\n"
@@ -124,3 +126,52 @@ class RecentKeys:
 
     def __len__(self) -> int:
         return len(self._expires)
+
+
+class UsedFormTokens:
+    """The sign-form tokens sent already, each kept (as ``used_token_key``, an
+    HMAC of the token alone) for the tokens' lifetime, then forgotten.
+
+    In Redis when the limiter uses it, so that every worker sees every token; otherwise, and
+    while Redis fails, in this process's bounded memory (RecentKeys).
+    """
+
+    def __init__(self, storage: SharedStorage, seconds: int, capacity: int = 100_000) -> None:
+        self._storage = storage
+        self._seconds = seconds
+        self._local = RecentKeys(seconds, capacity)
+        self._shared = storage.storage if isinstance(storage.storage, AlignedRedisStorage) else None
+
+    def first_use(self, name: str) -> bool:
+        """Record ``name`` as sent; False if it was sent before, within the lifetime. In
+        Redis it is kept until the lifetime from now, rounded up to ten minutes, so its expiry
+        dates the signature no closer than that."""
+        shared = self._shared
+        if shared is None:
+            return self._local.add(name)
+        return self._storage.run(
+            lambda: shared.remember(name, time.time() + self._seconds),
+            lambda: self._local.add(name),
+        )
+
+
+@dataclass(frozen=True)
+class FormTokens:
+    """The sign form's tokens of one app: issued under ``key``, each accepted once, between
+    ``min_seconds`` and ``max_age`` after it was issued."""
+
+    key: bytes = field(repr=False)
+    used: UsedFormTokens
+    min_seconds: int
+    max_age: int
+
+    def issue(self, slug: str) -> str:
+        """A fresh token for ``slug``'s sign form."""
+        return issue_form_token(self.key, slug)
+
+    def spend(self, slug: str, token: str) -> None:
+        """Accept ``token`` for one submission: FormTokenError if it is not a valid token of
+        ``slug``'s form of an acceptable age, FormTokenUsed if it was sent before."""
+        check_form_token(self.key, slug, token, min_seconds=self.min_seconds, max_age=self.max_age)
+        if not self.used.first_use(used_token_key(self.key, token)):
+            raise FormTokenUsed("this form was sent before")

@@ -11,10 +11,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
 
-from samleng.service.petitions.lifecycle import get_petition
 from samleng.service.platform.db import get_session
 from samleng.service.platform.errors import PetitionNotFound
-from samleng.service.platform.models import Petition, PetitionStatus
+from samleng.service.platform.models import Petition, PetitionStatus, get_petition
 from samleng.service.tlog.delivery import DeliveryError
 from samleng.service.tlog.export import cached_bundle_zip
 from samleng.service.tlog.store import checkpoint_note, consistency, latest_checkpoint

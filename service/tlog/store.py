@@ -34,6 +34,7 @@ from samleng.crypto.merkle import (
 )
 from samleng.crypto.pending import PendingRecord, open_pending_record
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof
+from samleng.service.platform.db import exclusive_session, vacuum_sqlite
 from samleng.service.platform.errors import PetitionStateError
 from samleng.service.platform.keys import derive_key
 from samleng.service.platform.models import (
@@ -382,8 +383,6 @@ def seal_all(engine: Engine, vault: Vault) -> dict[str, int]:
     epochs' signatures are sealed, and the epochs left empty are retired and their keys
     destroyed. A signature is thus sealed by the first round after it was written.
     """
-    from samleng.service.platform.db import exclusive_session
-
     with exclusive_session(engine) as session:
         _lock_sealer(session)
         tidy_epoch_keys(session, vault)
@@ -429,8 +428,6 @@ def rewrite_tokens(engine: Engine) -> None:
     commit) and the rows put back in order. SQLite: the table keeps rows in key order
     already; VACUUM rewrites the file so that page numbers forget the batches too.
     """
-    from samleng.service.platform.db import exclusive_session
-
     if engine.dialect.name == "postgresql":
         with exclusive_session(engine) as session:
             _lock_sealer(session)
@@ -453,26 +450,9 @@ def rewrite_tokens(engine: Engine) -> None:
     vacuum_sqlite(engine)
 
 
-def vacuum_sqlite(engine: Engine) -> None:
-    """Rewrite an SQLite database file and empty its WAL (secure_delete is on, so freed
-    pages are zeroed). On the driver's connection: VACUUM cannot run inside the
-    transaction that SQLAlchemy would begin."""
-    pooled = engine.raw_connection()
-    try:
-        cursor = pooled.driver_connection.cursor()  # type: ignore[union-attr]
-        for statement in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM"):
-            cursor.execute(statement)
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        cursor.close()
-    finally:
-        pooled.close()
-
-
 def rewrite_tokens_daily(engine: Engine) -> bool:
     """Rewrite the token table once per UTC day (the first sealing round of the day claims
     the day, so that racing sealers do it once). True if this round did it."""
-    from samleng.service.platform.db import exclusive_session
-
     today = utc_today()
     with exclusive_session(engine) as session:
         _lock_sealer(session)

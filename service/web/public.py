@@ -24,16 +24,12 @@ from flask_babel import lazy_gettext
 from limits import parse_many
 from werkzeug.exceptions import NotFound
 
-from samleng.crypto.errors import (
-    DetailsTooLarge,
-    InvalidEmail,
-    InvalidIdentifier,
-    ReceiptFormatError,
-)
+from samleng.crypto.errors import ReceiptFormatError
 from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
 from samleng.crypto.tokens import Argon2Params, dedup_token
-from samleng.service.petitions.lifecycle import get_petition, open_petitions, signature_count
+from samleng.service.petitions.lifecycle import open_petitions, signature_count
 from samleng.service.platform.config import LANGUAGES, Config
+from samleng.service.platform.context import services
 from samleng.service.platform.db import get_session
 from samleng.service.platform.errors import (
     PetitionMisconfigured,
@@ -43,13 +39,8 @@ from samleng.service.platform.errors import (
 from samleng.service.platform.gate import WorkGate
 from samleng.service.platform.mail import Mailer, MailError, compose
 from samleng.service.platform.markdown import render_markdown
-from samleng.service.platform.models import Petition, PetitionStatus, utc_today
-from samleng.service.platform.ratelimit import (
-    MailLimits,
-    SigningLimits,
-    UsedFormTokens,
-    current_client,
-)
+from samleng.service.platform.models import Petition, PetitionStatus, get_petition, utc_today
+from samleng.service.platform.ratelimit import current_client, own_limits
 from samleng.service.signing.confirmation import (
     ConfirmationRequest,
     LinkExpired,
@@ -58,23 +49,14 @@ from samleng.service.signing.confirmation import (
     confirm_signature,
     request_confirmation,
 )
-from samleng.service.signing.forms import SignForm, parse_sign_form
-from samleng.service.signing.formtoken import (
-    FormTokenError,
-    FormTokenUsed,
-    check_form_token,
-    issue_form_token,
-    used_token_key,
-)
+from samleng.service.signing.forms import SignForm, parse_sign_form, typed_values
 from samleng.service.signing.signatures import (
-    KeptKeys,
     SigningKeys,
     TokenHasher,
     sign_petition,
     signing_keys,
 )
 from samleng.service.tlog.store import find_receipt, latest_checkpoint
-from samleng.service.web.pagecache import PageCache
 from samleng.service.web.security import request_hostname, transport_warning
 
 bp = Blueprint("public", __name__, url_prefix="/<lang>")
@@ -83,8 +65,7 @@ root = Blueprint("root", __name__)
 
 def config() -> Config:
     """The app's configuration object."""
-    cfg: Config = current_app.extensions["samleng.config"]
-    return cfg
+    return services().config
 
 
 @bp.url_value_preprocessor
@@ -98,11 +79,6 @@ def _pull_lang(_endpoint: str | None, values: dict[str, Any] | None) -> None:
 @bp.url_defaults
 def _add_lang(_endpoint: str, values: dict[str, Any]) -> None:
     values.setdefault("lang", g.get("lang", config().default_lang))
-
-
-def _form_key() -> bytes:
-    key: bytes = current_app.extensions["samleng.form_key"]
-    return key
 
 
 def _visible_petition(slug: str) -> Petition:
@@ -157,13 +133,13 @@ def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -
 
 def _render_petition(petition: Petition, form: SignForm | None, status: int) -> Any:
     """The petition page again, after a refused signature."""
-    token = issue_form_token(_form_key(), petition.slug)
+    token = services().form_tokens.issue(petition.slug)
     return _petition_html(petition, form, token), status
 
 
 def _kept_page(template: str, slug: str, render: Callable[[str], str], value: str) -> str:
     """``render``'s page, kept for a moment (service/web/pagecache.py), with ``value`` filled in."""
-    pages: PageCache = current_app.extensions["samleng.pages"]
+    pages = services().pages
     # What the page depends on besides the database: it shows its own address and warns
     # about the connection.
     where = (request.scheme, request.host, request.script_root, transport_warning())
@@ -177,6 +153,7 @@ def home() -> Any:
 
 
 @root.get("/healthz")
+@own_limits  # none: the health check answers whoever asks, however often
 def healthz() -> Response:
     """Liveness: the process answers."""
     return Response("ok\n", mimetype="text/plain")
@@ -203,11 +180,12 @@ def petition(slug: str) -> Any:
         "public/petition.html",
         slug,
         lambda slot: _petition_html(_visible_petition(slug), None, slot),
-        issue_form_token(_form_key(), slug),
+        services().form_tokens.issue(slug),
     )
 
 
 @bp.post("/p/<slug>/sign")
+@own_limits
 def sign(slug: str) -> Any:
     """Sign. The answer shows the receipt code in the page body, never in a URL.
 
@@ -215,56 +193,36 @@ def sign(slug: str) -> Any:
     material is kept by the worker, and the write checks that the petition still accepts
     signatures. Refusals, rare, read the petition to show its page again.
     """
-    limits: SigningLimits = current_app.extensions["samleng.signing_limits"]
+    limits = services().signing_limits
     # Every request to sign counts against its client, whatever becomes of it.
     limits.hit_client(current_client())
     try:
         keys = _signing_keys(slug)
     except PetitionMisconfigured:
-        return _refusing(slug, lambda petition: _refuse(petition, "form", _UNAVAILABLE, 409))
+        return _refused(slug, SignForm(values={}, errors={"form": _UNAVAILABLE}), 409)
     if keys is None:
-        return _refusing(slug, lambda _petition: None)
-    form = parse_sign_form(request.form, request.files, keys.identifier_mode)
+        return _closed(slug)
+    form = parse_sign_form(request.form, request.files, keys, services().form_tokens)
     if form.errors:
-        return _refusing(slug, lambda petition: _render_petition(petition, form, 400))
-    try:
-        _use_form_token(keys.slug, form.form_token)
-    except FormTokenUsed:
-        return _refusing(slug, _refusal("form", _ALREADY_SENT, form))
-    except FormTokenError:
-        return _refusing(slug, _refusal("form", _TOO_FAST_OR_OLD, form))
+        return _refused(slug, form)
     # Only a submission that passed every check counts against the petition's cap, and only
     # here, just before its Argon2 work: junk requests cannot use up a petition's signatures.
     limits.hit_petition(keys.slug)
     # Argon2 runs on the gate's threads, at most one hash per core; Overloaded (a 503) if no
     # slot frees up in time, with nothing written.
-    hasher = _on_argon2_threads(current_app.extensions["samleng.argon2_gate"])
-    confirmation: ConfirmationRequest | None = None
+    hasher = _on_argon2_threads(services().argon2_gate)
     try:
         if keys.verification_mode == "email":
             # Nothing is stored: the signature counts once the link in the mail is confirmed.
             confirmation = request_confirmation(
                 get_session(), keys, form.submission(), hasher=hasher
             )
-        else:
-            signed = sign_petition(
-                get_session(),
-                keys,
-                form.submission(),
-                hasher=hasher,
-                epochs=current_app.extensions["samleng.epochs"],
-            )
-    except InvalidEmail:
-        return _refusing(slug, _refusal("identifier", _BAD_EMAIL, form))
-    except InvalidIdentifier:
-        return _refusing(slug, _refusal("identifier", _BAD_PHONE, form))
-    except DetailsTooLarge:
-        return _refusing(slug, _refusal("comment", _TOO_LONG, form))
+            return _send_confirmation(slug, confirmation)
+        signed = sign_petition(
+            get_session(), keys, form.submission(), hasher=hasher, epochs=services().epochs
+        )
     except PetitionStateError:
-        return _refusing(slug, lambda _petition: None)
-    if confirmation is not None:
-        sent = confirmation
-        return _refusing(slug, lambda petition: _send_confirmation(petition, sent))
+        return _closed(slug)
     return _kept_page(
         "public/signed.html",
         slug,
@@ -273,31 +231,7 @@ def sign(slug: str) -> Any:
     )
 
 
-def _use_form_token(slug: str, token: str) -> None:
-    """Accept ``token`` for one submission: FormTokenError if it is not a valid token of
-    ``slug``'s form of an acceptable age, FormTokenUsed if it was sent before."""
-    cfg = config()
-    check_form_token(
-        _form_key(), slug, token, min_seconds=cfg.form_min_seconds, max_age=cfg.form_max_age
-    )
-    used: UsedFormTokens = current_app.extensions["samleng.used_form_tokens"]
-    if not used.first_use(used_token_key(_form_key(), token)):
-        raise FormTokenUsed("this form was sent before")
-
-
-_TOO_FAST_OR_OLD = lazy_gettext(
-    "This form is too old or was sent too quickly. Please check your answers and send it again."
-)
-_BAD_EMAIL = lazy_gettext("This email address does not look right. Check it and try again.")
-_BAD_PHONE = lazy_gettext(
-    "This phone number does not look right. Type it as you would dial it in Cambodia, like "
-    "012 345 678, or with +855."
-)
-_TOO_LONG = lazy_gettext("Your details are too long together. Please shorten the comment.")
 _CLOSED = lazy_gettext("This petition is closed.")
-_ALREADY_SENT = lazy_gettext(
-    "This form was already sent. Please reload the page, check your answers and send it again."
-)
 _UNAVAILABLE = lazy_gettext(
     "This petition cannot take signatures at the moment because of a problem with its "
     "settings. The organisers have been told. Please try again later."
@@ -308,14 +242,14 @@ def _signing_keys(slug: str) -> SigningKeys | None:
     """The petition's signing material, kept by this worker; None unless it accepts
     signatures; a 404 for a petition the public may not see; PetitionMisconfigured for one
     whose settings make signing impossible."""
-    kept: KeptKeys = current_app.extensions["samleng.signing_keys"]
+    kept = services().signing_keys
     keys = kept.get(slug)
     if keys is None:
         petition = _visible_petition(slug)
         if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
             return None
         try:
-            keys = signing_keys(petition, current_app.extensions["samleng.vault"])
+            keys = signing_keys(petition, services().vault)
         except PetitionMisconfigured as exc:
             # For the operator: the petition's settings, never anything of the signer's.
             current_app.logger.error("signature refused: %s", exc)
@@ -324,25 +258,36 @@ def _signing_keys(slug: str) -> SigningKeys | None:
     return keys
 
 
-def _refusal(field: str, message: Any, form: SignForm) -> Callable[[Petition], Any]:
-    return lambda petition: _refuse(petition, field, message, 400, form)
-
-
-def _refusing(slug: str, answer: Callable[[Petition], Any]) -> Any:
-    """``answer(petition)``, unless the petition stopped accepting signatures meanwhile (or
-    ``answer`` has none to give): then the page saying it is closed."""
-    kept: KeptKeys = current_app.extensions["samleng.signing_keys"]
+def _accepting(slug: str) -> Petition | None:
+    """The petition, read again, if it still accepts signatures; else None (and its kept
+    signing material dropped). A 404 for a petition the public may no longer see."""
+    kept = services().signing_keys
     try:
         petition = _visible_petition(slug)
     except NotFound:
         kept.drop(slug)
         raise
     if petition.status == PetitionStatus.OPEN and not petition.past_deadline(utc_today()):
-        page = answer(petition)
-        if page is not None:
-            return page
+        return petition
     kept.drop(slug)
-    return _refuse(petition, "form", _CLOSED, 409)
+    return None
+
+
+def _closed(slug: str) -> Any:
+    """The petition page saying it is closed (409)."""
+    kept = services().signing_keys
+    kept.drop(slug)
+    petition = _visible_petition(slug)
+    return _render_petition(petition, SignForm(values={}, errors={"form": _CLOSED}), 409)
+
+
+def _refused(slug: str, form: SignForm, status: int = 400) -> Any:
+    """The petition page again with the form's errors and values; the closed page if the
+    petition stopped accepting signatures meanwhile."""
+    petition = _accepting(slug)
+    if petition is None:
+        return _closed(slug)
+    return _render_petition(petition, form, status)
 
 
 def _signed_html(petition: Petition, receipt: str) -> str:
@@ -371,16 +316,19 @@ def _confirmation_base_url() -> str:
     return "https://" + cfg.origin.split("/", 1)[0]
 
 
-def _send_confirmation(petition: Petition, confirmation: ConfirmationRequest) -> Any:
-    """Mail the link and show the page saying so.
+def _send_confirmation(slug: str, confirmation: ConfirmationRequest) -> Any:
+    """Mail the link and show the page saying so (the closed page if the petition stopped
+    accepting signatures meanwhile).
 
     The message is the same whether or not the address has signed. Beyond the bound on
     mails to one address (MailLimits) nothing is sent, and the page is the same too.
     """
+    petition = _accepting(slug)
+    if petition is None:
+        return _closed(slug)
     cfg = config()
     text = petition.text(g.lang)
-    mail_limits: MailLimits = current_app.extensions["samleng.mail_limits"]
-    if mail_limits.allow(confirmation.address):
+    if services().mail_limits.allow(confirmation.address):
         link = _confirmation_base_url() + url_for(
             "public.confirm", slug=petition.slug, link=confirmation.link
         )
@@ -414,7 +362,7 @@ def _send_confirmation(petition: Petition, confirmation: ConfirmationRequest) ->
 
 def _mailer() -> Mailer:
     """The configured mailer; MailError when mail is not configured."""
-    mailer: Mailer | None = current_app.extensions.get("samleng.mailer")
+    mailer = services().mailer
     if mailer is None:
         raise MailError("mail is not configured")
     return mailer
@@ -436,6 +384,9 @@ def confirm(slug: str, link: str) -> Any:
     only the link, so it answers the same before and after the link was confirmed. A POST
     for an address counted already shows the same thank-you page (with a code never stored).
     """
+    if request.method == "POST":
+        # Confirming counts a signature: limited per client like signing.
+        services().signing_limits.hit_confirmation(current_client())
     petition = _visible_petition(slug)
     cfg = config()
     text = petition.text(g.lang)
@@ -534,20 +485,10 @@ def sign_again_page(slug: str) -> Any:
         return None
     if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
         return None
-    typed = parse_sign_form(request.form, request.files, petition.identifier_mode).values
+    typed, _errors = typed_values(request.form, request.files)
     values = {field: typed[field] for field in _KEPT_WHEN_BUSY if typed.get(field)}
     errors: dict[str, Any] = {"form": _NOT_COUNTED}
     for field in ("identifier", "contact"):
         if typed.get(field):
             errors[field] = _TYPE_AGAIN
     return _render_petition(petition, SignForm(values=values, errors=errors), 503)
-
-
-def _refuse(
-    petition: Petition, field: str, message: Any, status: int, form: SignForm | None = None
-) -> Any:
-    """Show the petition page again with ``message`` on ``field`` and the values kept."""
-    values = dict(form.values) if form else {}
-    errors = dict(form.errors) if form else {}
-    errors[field] = message
-    return _render_petition(petition, SignForm(values=values, errors=errors), status)

@@ -264,7 +264,7 @@ from samleng.service.platform.db import upgrade
 from tests.conftest import add_petition, make_config, receipt_of, sign
 tmp = Path(sys.argv[1])
 app = create_app(make_config(tmp, f"sqlite:///{tmp / 'db.sqlite3'}"))
-upgrade(app.extensions["samleng.engine"])
+upgrade(services(app).engine)
 add_petition(app)
 answer = sign(app.test_client(), "free-them", identifier="012 345 678", name="Dara")
 assert answer.status_code == 200 and receipt_of(answer)

@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 
 from samleng.service.app import create_app
 from samleng.service.platform.config import Config, load_config
+from samleng.service.platform.context import services
 from samleng.service.platform.db import upgrade
 from samleng.service.platform.errors import ConfigError
 from samleng.service.platform.keys import ensure_master_key
@@ -41,9 +42,9 @@ def gated(tmp_path: Path, database_url: str) -> Iterator[Flask]:
             trusted_proxies=1,
         )
     )
-    upgrade(application.extensions["samleng.engine"])
+    upgrade(services(application).engine)
     yield application
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 def get(

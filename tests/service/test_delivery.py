@@ -22,8 +22,10 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from werkzeug.test import TestResponse
 
 from samleng.crypto.bundle import verify_bundle
-from samleng.service.petitions.lifecycle import close_petition, forget_petition, get_petition
+from samleng.service.petitions.lifecycle import close_petition, forget_petition
+from samleng.service.platform.context import services
 from samleng.service.platform.db import get_session
+from samleng.service.platform.models import get_petition
 from samleng.service.tlog.delivery import (
     DeliveryError,
     DeliveryFacts,
@@ -45,7 +47,7 @@ def signed_and_sealed(app: Flask, client: FlaskClient, slug: str, count: int) ->
     for i in range(count):
         response = sign(client, slug, identifier=f"012 345 {i:03d}", name="សុខ")
         assert response.status_code == 200
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
 
 
 def close(app: Flask, slug: str, *, forget: bool = False) -> None:
@@ -54,7 +56,7 @@ def close(app: Flask, slug: str, *, forget: bool = False) -> None:
         petition = get_petition(session, slug)
         close_petition(session, petition)
         if forget:
-            forget_petition(session, petition, app.extensions["samleng.vault"])
+            forget_petition(session, petition, services(app).vault)
         session.commit()
 
 
@@ -234,7 +236,7 @@ def test_bundle_zip_only_once_closed(
     assert (cache / "3.zip").stat().st_mtime_ns == made  # served from the cache
 
     # The signature that was pending at closing is sealed: a newer checkpoint, a new zip.
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
     newer = get(client, f"/p/{petition.slug}/bundle.zip")
     assert verify_bundle(unzip(newer.data, tmp_path / "newer")).count == 3
     assert sorted(p.name for p in cache.glob("*.zip")) == ["4.zip"]

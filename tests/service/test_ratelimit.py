@@ -22,6 +22,7 @@ from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 
 from samleng.service.app import create_app
+from samleng.service.platform.context import services
 from samleng.service.platform.db import upgrade
 from samleng.service.platform.gate import Overloaded, WorkGate
 from samleng.service.platform.keys import derive_key
@@ -70,7 +71,7 @@ def limited_app(tmp_path: Path, storage: str, **overrides: object) -> Flask:
     }
     values.update(overrides)
     app = create_app(make_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite3'}", **values))
-    upgrade(app.extensions["samleng.engine"])
+    upgrade(services(app).engine)
     add_petition(app)
     return app
 
@@ -85,7 +86,7 @@ def as_client(app: Flask, address: str, circuit: str | None = None) -> FlaskClie
 
 def fresh_token(app: Flask, slug: str = "free-them") -> str:
     """A new sign-form token, as the petition page would carry (without fetching it)."""
-    return issue_form_token(app.extensions["samleng.form_key"], slug)
+    return issue_form_token(services(app).form_tokens.key, slug)
 
 
 def statuses(client: FlaskClient, n: int, start: int = 0) -> list[int]:
@@ -242,7 +243,7 @@ class HeldSlot:
 
 def test_overload_is_shed_with_503_after_the_wait(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://", argon2_concurrency=1, argon2_wait=0.3)
-    gate: WorkGate = app.extensions["samleng.argon2_gate"]
+    gate: WorkGate = services(app).argon2_gate
     client = as_client(app, ADDRESSES[0])
     with gate.enter():
         started = time.monotonic()
@@ -262,7 +263,7 @@ def test_a_shed_signature_says_it_was_not_counted_and_keeps_the_form(
     """The 503 page is the sign form again: not counted, sign again; what was typed is kept,
     except the phone number and the email for news, which are never echoed."""
     app = limited_app(tmp_path, "memory://", argon2_concurrency=1, argon2_wait=0.1)
-    gate: WorkGate = app.extensions["samleng.argon2_gate"]
+    gate: WorkGate = services(app).argon2_gate
     client = as_client(app, ADDRESSES[0])
     typed = {
         "identifier": "012 987 654",
@@ -298,7 +299,7 @@ def test_a_shed_signature_says_it_was_not_counted_and_keeps_the_form(
 
 def test_a_slot_freed_during_the_wait_is_taken(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://", argon2_concurrency=1, argon2_wait=10)
-    gate: WorkGate = app.extensions["samleng.argon2_gate"]
+    gate: WorkGate = services(app).argon2_gate
     held = HeldSlot(gate)
     held.release(after=0.2)
     started = time.monotonic()
@@ -434,7 +435,7 @@ def test_the_memory_storage_still_forgets_expired_keys() -> None:
 
 def test_memory_uri_selects_the_aligned_storage(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://")
-    assert isinstance(app.extensions["samleng.limiter"].storage, AlignedMemoryStorage)
+    assert isinstance(services(app).rate_limits.limiter.storage, AlignedMemoryStorage)
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])

@@ -35,9 +35,10 @@ from samleng.crypto.keywrap import unwrap_key
 from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import parse_receipt, receipt_commitment
-from samleng.service.petitions.lifecycle import close_petition, get_petition
+from samleng.service.petitions.lifecycle import close_petition
+from samleng.service.platform.context import services
 from samleng.service.platform.db import get_session
-from samleng.service.platform.models import Petition
+from samleng.service.platform.models import Petition, get_petition
 from samleng.service.platform.vault import Vault
 from samleng.service.signing.dedup import destroy_forgotten_key_files
 from samleng.service.signing.signatures import identifier_token, signing_keys
@@ -71,7 +72,7 @@ def sign_all(client: FlaskClient, slug: str, phones: Iterable[str]) -> list[byte
 def tokens_of(app: Flask, slug: str, phones: Iterable[str]) -> list[bytes]:
     """What an examiner holding the instance's keys computes for each known phone."""
     with app.app_context():
-        keys = signing_keys(get_petition(get_session(), slug), app.extensions["samleng.vault"])
+        keys = signing_keys(get_petition(get_session(), slug), services(app).vault)
     return [identifier_token(keys, phone) for phone in phones]
 
 
@@ -176,7 +177,7 @@ def test_a_second_batch_shows_until_the_daily_rewrite_on_sqlite(
     sign_all(client, petition.slug, second)
     seal(app)
     tokens = tokens_of(app, petition.slug, PHONES)
-    rewrite_tokens(app.extensions["samleng.engine"])
+    rewrite_tokens(services(app).engine)
     data = db.read_bytes()
     by_place = sorted(range(len(tokens)), key=lambda i: data.index(tokens[i]))
     by_token = sorted(range(len(tokens)), key=lambda i: tokens[i])
@@ -269,7 +270,7 @@ def test_the_daily_rewrite_merges_the_batches_on_postgresql(
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(query).fetchall()
     assert len({xmin for xmin, _ in rows}) == 2  # until the rewrite, the batch shows
-    rewrite_tokens(app.extensions["samleng.engine"])
+    rewrite_tokens(services(app).engine)
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(query).fetchall()
     assert len({xmin for xmin, _ in rows}) == 1
@@ -285,7 +286,7 @@ def test_forget_leaves_nothing_that_tests_a_phone(
     sign_all(client, petition.slug, PHONES)
     seal(app)
     tokens = tokens_of(app, petition.slug, PHONES)
-    vault: Vault = app.extensions["samleng.vault"]
+    vault: Vault = services(app).vault
     with app.app_context():
         session = get_session()
         found = session.scalars(select(Petition).where(Petition.slug == petition.slug)).one()
@@ -322,7 +323,7 @@ def test_the_instance_keeps_its_files_private(
     app: Flask, client: FlaskClient, petition: OpenPetition, database_url: str
 ) -> None:
     sign_all(client, petition.slug, PHONES[:2])
-    vault: Vault = app.extensions["samleng.vault"]
+    vault: Vault = services(app).vault
     assert stat.S_IMODE(vault.folder.stat().st_mode) == 0o700
     for path in vault.folder.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -343,7 +344,7 @@ def test_an_epoch_outlives_a_signature_being_written_to_it(
     transaction still open) waits for it, keeps the epoch and its key, and the next round
     seals it: the foreign key from the pending row to its epoch decides."""
     sign_all(client, petition.slug, PHONES[:1])
-    vault: Vault = app.extensions["samleng.vault"]
+    vault: Vault = services(app).vault
     with app.app_context():
         session = get_session()
         epoch = current_epoch(session)
@@ -387,7 +388,7 @@ def test_other_machines_copies_of_a_forgotten_key_are_destroyed(
     sealing round there (or `samleng keys tidy`) destroys it once the petition is forgotten,
     and never touches the key file of a petition that is not."""
     sign_all(client, petition.slug, PHONES[:2])
-    vault: Vault = app.extensions["samleng.vault"]
+    vault: Vault = services(app).vault
     other = Vault(tmp_path / "other-machine", MASTER_KEY)
     for name in vault.names("dedup-"):
         other.create(name, vault.read(name))

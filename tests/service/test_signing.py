@@ -16,9 +16,16 @@ from samleng.crypto.details import open_details
 from samleng.crypto.receipts import parse_receipt, receipt_commitment
 from samleng.crypto.tokens import DEFAULT_ARGON2
 from samleng.service.app import create_app
-from samleng.service.petitions.lifecycle import close_petition, forget_petition, get_petition
+from samleng.service.petitions.lifecycle import close_petition, forget_petition
+from samleng.service.platform.context import services
 from samleng.service.platform.db import get_session, upgrade
-from samleng.service.platform.models import DedupToken, Leaf, PendingSignature, utc_today
+from samleng.service.platform.models import (
+    DedupToken,
+    Leaf,
+    PendingSignature,
+    get_petition,
+    utc_today,
+)
 from samleng.service.signing.signatures import KeptKeys, SigningKeys
 from tests.conftest import (
     OpenPetition,
@@ -277,7 +284,7 @@ def _stop_accepting(app: Flask, slug: str, how: str) -> None:
         seal(app)  # forget waits until nothing is pending
         with app.app_context():
             session = get_session()
-            forget_petition(session, get_petition(session, slug), app.extensions["samleng.vault"])
+            forget_petition(session, get_petition(session, slug), services(app).vault)
             session.commit()
 
 
@@ -290,7 +297,7 @@ def test_the_write_refuses_a_petition_that_stopped_behind_the_kept_keys(
     add_petition(app, slug="kept", identifier_mode=mode)
     first = {"identifier": "012 345 678"} if mode == "phone" else {}
     assert sign(client, "kept", **first).status_code == 200
-    kept: KeptKeys = app.extensions["samleng.signing_keys"]
+    kept: KeptKeys = services(app).signing_keys
     assert kept.get("kept") is not None
     token = form_token(client, "kept")
     before = rows(app)
@@ -338,7 +345,7 @@ def test_a_signature_is_one_statement_on_postgresql(
     write is a single statement (on PostgreSQL a CTE that also says whether the petition
     accepts signatures)."""
     application = create_app(make_config(tmp_path, database_url, page_cache_seconds=60))
-    engine = application.extensions["samleng.engine"]
+    engine = services(application).engine
     upgrade(engine)
     add_petition(application, slug="one")
     client = application.test_client()
