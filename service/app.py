@@ -19,7 +19,7 @@ from werkzeug.routing import Map, UnicodeConverter
 from samleng.service import admin
 from samleng.service.petitions import cli as petitions_cli
 from samleng.service.petitions.scheduler import SealScheduler
-from samleng.service.platform import db, mail, ratelimit
+from samleng.service.platform import db, dbsession, mail, ratelimit
 from samleng.service.platform.config import Config, load_config
 from samleng.service.platform.context import EXTENSION, Services
 from samleng.service.platform.gate import Overloaded, WorkGate
@@ -110,7 +110,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(transparency.bp)
 
     engine = db.make_engine(config.database_url)
-    db.init_app(app)
+    dbsession.init_app(app)
     vault = Vault(config.instance_path, config.master_key)
     rate_limits = ratelimit.init_app(app, config)
     shared = rate_limits.shared

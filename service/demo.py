@@ -25,7 +25,8 @@ from samleng.service.platform.config import (
     write_instance_config,
 )
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import PetitionNotFound
 from samleng.service.platform.keys import ensure_master_key, write_secret_file
 from samleng.service.platform.models import PetitionStatus, get_petition

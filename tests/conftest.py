@@ -28,7 +28,8 @@ from samleng.service.app import create_app
 from samleng.service.petitions.lifecycle import create_petition, open_petition
 from samleng.service.platform.config import Config
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, normalise_url, upgrade
+from samleng.service.platform.db import normalise_url, upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import PendingSignature, Petition
 from samleng.service.tlog.epochs import epoch_private_key
 from samleng.service.tlog.store import seal_all

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from samleng.service.admin import accounts
 from samleng.service.admin.errors import AccountError, PasswordPolicyError
 from samleng.service.platform import trail
-from samleng.service.platform.db import get_session
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import Account
 
 admin_group = AppGroup("admin", help="Accounts of the organisers' admin.")

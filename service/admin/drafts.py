@@ -19,10 +19,10 @@ from samleng.service.petitions.lifecycle import (
     parse_details_public_key,
     validate_texts,
 )
-from samleng.service.platform.config import LANGUAGES
 from samleng.service.platform.errors import PetitionStateError
 from samleng.service.platform.models import (
     IDENTIFIER_MODES,
+    LANGUAGES,
     SLUG,
     VERIFICATION_MODES,
     Petition,

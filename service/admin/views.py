@@ -46,9 +46,10 @@ from samleng.service.petitions.lifecycle import (
     open_petition,
 )
 from samleng.service.platform import trail
-from samleng.service.platform.config import LANGUAGES, Config
+from samleng.service.platform.config import Config
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, scrub
+from samleng.service.platform.db import scrub
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import (
     ClosingDateInPast,
     PetitionNotFound,
@@ -58,7 +59,7 @@ from samleng.service.platform.errors import (
 from samleng.service.platform.gate import WorkGate
 from samleng.service.platform.keys import derive_key
 from samleng.service.platform.markdown import render_markdown
-from samleng.service.platform.models import Account, Petition, PetitionStatus, utc_today
+from samleng.service.platform.models import LANGUAGES, Account, Petition, PetitionStatus, utc_today
 from samleng.service.platform.ratelimit import RateLimits, client_key
 from samleng.service.tlog.store import latest_checkpoint, seal_all
 from samleng.service.web.security import from_admin_listener

@@ -26,7 +26,8 @@ from samleng.service.petitions.scheduler import close_expired_petitions, destroy
 from samleng.service.platform.commands import named_petition, record_command
 from samleng.service.platform.config import instance_folder
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, scrub, upgrade
+from samleng.service.platform.db import scrub, upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import Error, SlugUnavailable
 from samleng.service.platform.keys import ensure_master_key
 from samleng.service.signing.dedup import move_dedup_keys_to_files

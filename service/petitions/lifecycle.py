@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from samleng.crypto.keywrap import new_salt
 from samleng.crypto.tokens import Argon2Params
-from samleng.service.platform.config import LANGUAGES
 from samleng.service.platform.errors import (
     ClosingDateInPast,
     PetitionMisconfigured,
@@ -25,6 +24,7 @@ from samleng.service.platform.errors import (
 )
 from samleng.service.platform.models import (
     IDENTIFIER_MODES,
+    LANGUAGES,
     SLUG,
     VERIFICATION_MODES,
     DedupToken,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from samleng.service.platform import trail
-from samleng.service.platform.db import get_session
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import PetitionNotFound
 from samleng.service.platform.models import Petition, get_petition
 

@@ -19,9 +19,9 @@ import flask
 
 from samleng.crypto.tokens import DEFAULT_ARGON2, Argon2Params
 from samleng.service.platform.errors import ConfigError
+from samleng.service.platform.keys import MASTER_KEY_FILE
+from samleng.service.platform.models import LANGUAGES
 
-LANGUAGES = ("km", "en")
-MASTER_KEY_FILE = "master.key"
 # The instance's own settings (keys without the SAMLENG_ prefix), read before the variables.
 INSTANCE_CONFIG_FILE = "config.toml"
 DEMO_ORIGIN = "demo.samleng.invalid"

@@ -1,4 +1,6 @@
-"""The database connection: one engine per app, one session per request or CLI command."""
+"""The database: the engine, migrations, exclusive sessions, and wiping what was deleted.
+
+Nothing of Flask: the session of a request or command is platform/dbsession.py's."""
 
 from __future__ import annotations
 
@@ -9,12 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session
-
-from samleng.service.platform.context import services
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 EXCLUSIVE = "samleng_exclusive"
@@ -150,29 +149,3 @@ def scrub(engine: Engine) -> list[str]:
                 "database user): the old WAL stays until the next timed checkpoint"
             )
     return problems
-
-
-def get_session() -> Session:
-    """The session of the current request or command, opened on first use."""
-    if "db_session" not in g:
-        g.db_session = services().sessions()
-    session: Session = g.db_session
-    return session
-
-
-def close_session(_exc: BaseException | None = None) -> None:
-    """Close the session at the end of the request; uncommitted work is rolled back."""
-    session = g.pop("db_session", None)
-    if session is not None:
-        try:
-            session.close()
-        except SQLAlchemyError:
-            # The rollback failed: the database went away during the request (a restart).
-            # Drop the connection instead of raising here, after the answer was made, where
-            # the server would replace it with its own bare 500 page.
-            session.invalidate()
-
-
-def init_app(app: Flask) -> None:
-    """Close each request's or command's session at its end."""
-    app.teardown_appcontext(close_session)

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from samleng.crypto.keywrap import new_master_key
-from samleng.service.platform.config import MASTER_KEY_FILE
 
+MASTER_KEY_FILE = "master.key"
 _LABEL = b"samleng-service/v1\n"
 
 

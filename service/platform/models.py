@@ -34,6 +34,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.platform.errors import PetitionNotFound
 
+# The languages of the pages and of every petition's texts.
+LANGUAGES = ("km", "en")
+
 
 class PetitionStatus(StrEnum):
     """Where a petition is in its life: draft → open → closed → forgotten."""

@@ -264,6 +264,10 @@ def _run_alone(engine: Engine, params: dict[str, Any]) -> tuple[bool, bool]:
         driver.autocommit = True
         try:
             row = driver.execute(sql, {**constants, **params}).fetchone()
+        except engine.dialect.loaded_dbapi.IntegrityError as exc:
+            # psycopg's own error, past SQLAlchemy: raised as SQLAlchemy would, for the
+            # caller's retry (an epoch retired while this statement waited for its row).
+            raise IntegrityError(sql, params, exc) from exc
         finally:
             if not driver.closed:
                 driver.autocommit = False

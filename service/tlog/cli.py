@@ -13,7 +13,7 @@ from flask.cli import with_appcontext
 from samleng.crypto.bundle import verify_bundle
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service.platform.commands import named_petition, record_command
-from samleng.service.platform.db import get_session
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import Error
 from samleng.service.tlog.delivery import FormalLetter
 from samleng.service.tlog.export import write_bundle, write_details

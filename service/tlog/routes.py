@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
 
-from samleng.service.platform.db import get_session
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import PetitionNotFound
 from samleng.service.platform.models import Petition, PetitionStatus, get_petition
 from samleng.service.tlog.delivery import DeliveryError

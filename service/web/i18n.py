@@ -12,8 +12,8 @@ from pathlib import Path
 from flask import Flask, g, request, url_for
 from flask_babel import Babel, format_date
 
-from samleng.service.platform.config import LANGUAGES
 from samleng.service.platform.khmer import khmer_date, localized_number
+from samleng.service.platform.models import LANGUAGES
 
 TRANSLATIONS = Path(__file__).resolve().parents[1] / "translations"
 LANGUAGE_NAMES = {"km": "ខ្មែរ", "en": "English"}

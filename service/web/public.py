@@ -28,9 +28,9 @@ from samleng.crypto.errors import ReceiptFormatError
 from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
 from samleng.crypto.tokens import Argon2Params, dedup_token
 from samleng.service.petitions.lifecycle import open_petitions, signature_count
-from samleng.service.platform.config import LANGUAGES, Config
+from samleng.service.platform.config import Config
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import (
     PetitionMisconfigured,
     PetitionNotFound,
@@ -39,7 +39,13 @@ from samleng.service.platform.errors import (
 from samleng.service.platform.gate import WorkGate
 from samleng.service.platform.mail import Mailer, MailError, compose
 from samleng.service.platform.markdown import render_markdown
-from samleng.service.platform.models import Petition, PetitionStatus, get_petition, utc_today
+from samleng.service.platform.models import (
+    LANGUAGES,
+    Petition,
+    PetitionStatus,
+    get_petition,
+    utc_today,
+)
 from samleng.service.platform.ratelimit import current_client, own_limits
 from samleng.service.signing.confirmation import (
     ConfirmationRequest,

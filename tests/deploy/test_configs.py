@@ -260,6 +260,7 @@ except OSError:
     pass
 from pathlib import Path
 from samleng.service.app import create_app
+from samleng.service.platform.context import services
 from samleng.service.platform.db import upgrade
 from tests.conftest import add_petition, make_config, receipt_of, sign
 tmp = Path(sys.argv[1])

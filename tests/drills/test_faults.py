@@ -50,7 +50,8 @@ from samleng.service.app import create_app
 from samleng.service.petitions.lifecycle import create_petition, open_petition
 from samleng.service.platform.config import Config, read_master_key
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.keys import ensure_master_key
 from samleng.service.platform.vault import KeyFileError, Vault
 from samleng.service.tlog.epochs import epoch_private_key

@@ -36,7 +36,8 @@ from samleng.service.admin.accounts import create_account
 from samleng.service.app import create_app
 from samleng.service.petitions.lifecycle import close_petition, forget_petition
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import Petition, get_petition
 from samleng.service.signing.formtoken import issue_form_token
 from samleng.service.tlog.store import seal_all

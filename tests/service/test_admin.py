@@ -31,7 +31,8 @@ from samleng.service.app import STYLESHEET as STYLESHEET_PATH
 from samleng.service.app import create_app
 from samleng.service.petitions.scheduler import close_expired_petitions
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import (
     Account,
     AdminSession,

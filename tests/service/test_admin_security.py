@@ -31,7 +31,7 @@ from samleng.service.admin.drafts import parse_draft_form, update_draft
 from samleng.service.app import create_app
 from samleng.service.petitions.lifecycle import create_petition
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import ClosingDateInPast, SlugUnavailable
 from samleng.service.platform.models import Account, Petition, get_petition, utc_today
 from samleng.service.tlog.store import seal_all

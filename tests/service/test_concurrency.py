@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Flask
 from sqlalchemy import func, select
 
-from samleng.service.platform.db import get_session
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import DedupToken, Leaf, PendingSignature
 from tests.conftest import OpenPetition, seal, sign
 

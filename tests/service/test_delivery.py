@@ -24,7 +24,7 @@ from werkzeug.test import TestResponse
 from samleng.crypto.bundle import verify_bundle
 from samleng.service.petitions.lifecycle import close_petition, forget_petition
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import get_petition
 from samleng.service.tlog.delivery import (
     DeliveryError,

@@ -21,7 +21,8 @@ from samleng.crypto.details import generate_details_keypair
 from samleng.service.app import create_app
 from samleng.service.petitions.lifecycle import create_petition, open_petition
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import PetitionMisconfigured, PetitionNotFound
 from samleng.service.platform.models import DedupToken, PendingSignature, Petition, get_petition
 from tests.conftest import (

@@ -33,7 +33,7 @@ from samleng.crypto.receipts import parse_receipt, receipt_commitment
 from samleng.crypto.tlogproof import verify_receipt
 from samleng.service.petitions.lifecycle import close_petition
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import Leaf, Petition, get_petition
 from samleng.service.tlog.store import log_signer, seal_all
 from tests.conftest import MASTER_KEY, OpenPetition, receipt_of, sign

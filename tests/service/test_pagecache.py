@@ -16,7 +16,8 @@ from werkzeug.test import TestResponse
 
 from samleng.service.app import create_app
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import get_petition
 from samleng.service.signing.formtoken import check_form_token
 from samleng.service.web.pagecache import PageCache

@@ -19,7 +19,8 @@ from werkzeug.test import TestResponse
 from samleng.service.app import STYLESHEET, create_app
 from samleng.service.petitions.lifecycle import close_petition
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import get_petition
 from samleng.service.tlog.store import seal_all
 from samleng.service.web.security import content_security_policy

@@ -37,12 +37,17 @@ from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import parse_receipt, receipt_commitment
 from samleng.service.petitions.lifecycle import close_petition
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session
-from samleng.service.platform.models import Petition, get_petition
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import PendingSignature, Petition, get_petition
 from samleng.service.platform.vault import Vault
 from samleng.service.signing.dedup import destroy_forgotten_key_files
-from samleng.service.signing.signatures import identifier_token, signing_keys
-from samleng.service.tlog.epochs import current_epoch, key_name
+from samleng.service.signing.signatures import (
+    Recorded,
+    identifier_token,
+    record_signature,
+    signing_keys,
+)
+from samleng.service.tlog.epochs import CurrentEpoch, current_epoch, key_name, open_epoch
 from samleng.service.tlog.store import rewrite_tokens
 from tests.components import pg_program
 from tests.conftest import (
@@ -379,6 +384,60 @@ def test_an_epoch_outlives_a_signature_being_written_to_it(
     assert [p.commitment for p in pending_records(app)] == [record.commitment]
     assert seal(app) == {petition.slug: 3}
     assert not vault.exists(key_name(epoch.id))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_signature_to_an_epoch_retired_meanwhile_goes_to_the_next(
+    app: Flask, petition: OpenPetition, database_url: str
+) -> None:
+    """A worker's kept epoch is retired by a sealer while the signature's write waits for
+    the epoch's row: the write fails on the foreign key, and the signature is sealed to the
+    current epoch instead, with no error for the signer."""
+    vault: Vault = services(app).vault
+    kept = CurrentEpoch(seconds=3600)
+    with app.app_context():
+        session = get_session()
+        old = kept.get(session)
+        new = open_epoch(session, vault)
+        session.commit()
+        petition_id = get_petition(session, petition.slug).id
+    record = PendingRecord(
+        kind=LeafKind.SIGNATURE,
+        token=bytes(range(32)),
+        commitment=bytes(range(1, 33)),
+        details_ciphertext=bytes(DETAILS_CIPHERTEXT_BYTES),
+    )
+    retiring = psycopg.connect(database_url)
+    try:
+        # What retire_epochs does, left uncommitted: the row stays locked until the commit.
+        retiring.execute("DELETE FROM seal_epoch WHERE id = %s", (old.id,))
+        results: list[Recorded] = []
+
+        def write() -> None:
+            with services(app).sessions() as session:
+                results.append(
+                    record_signature(
+                        session,
+                        petition_id=petition_id,
+                        origin=petition.origin,
+                        pending=record,
+                        epochs=kept,
+                    )
+                )
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join(timeout=2.0)
+        assert writer.is_alive(), "the write did not wait for the epoch's row"
+        retiring.commit()
+        writer.join(timeout=30)
+        assert not writer.is_alive() and results == [Recorded.COUNTED]
+    finally:
+        retiring.close()
+    with app.app_context():
+        epochs = get_session().scalars(select(PendingSignature.epoch_id)).all()
+    assert new.id in epochs and old.id not in epochs
 
 
 def test_other_machines_copies_of_a_forgotten_key_are_destroyed(

@@ -18,7 +18,8 @@ from samleng.crypto.tokens import DEFAULT_ARGON2
 from samleng.service.app import create_app
 from samleng.service.petitions.lifecycle import close_petition, forget_petition
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import (
     DedupToken,
     Leaf,

@@ -34,7 +34,8 @@ from samleng.crypto.leaf import LeafKind, decode_leaf
 from samleng.service.app import create_app
 from samleng.service.petitions.lifecycle import close_petition, forget_petition
 from samleng.service.platform.context import services
-from samleng.service.platform.db import get_session, upgrade
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import PetitionStateError
 from samleng.service.platform.keys import derive_key
 from samleng.service.platform.mail import FolderMailer, MailError, SmtpMailer, compose
