@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
+from samleng.crypto import symmetric
 from samleng.crypto.keywrap import new_master_key
 
 MASTER_KEY_FILE = "master.key"
@@ -22,9 +20,7 @@ _LABEL = b"samleng-service/v1\n"
 
 def derive_key(master_key: bytes, purpose: str) -> bytes:
     """A 32-byte key for one named purpose (e.g. ``form-token``), derived from the master key."""
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=_LABEL + purpose.encode()
-    ).derive(master_key)
+    return symmetric.derive_key(master_key, _LABEL, purpose.encode())
 
 
 def write_secret_file(path: Path, data: bytes) -> None:

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 import struct
 import time
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from sqlalchemy.orm import Session
 
 from samleng.crypto.details import DETAILS_CIPHERTEXT_BYTES
+from samleng.crypto.errors import SealedBoxError
 from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord
 from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
+from samleng.crypto.symmetric import NONCE_BYTES, TAG_BYTES, seal, unseal
 from samleng.crypto.tokens import TOKEN_BYTES, dedup_token
 from samleng.service.platform.errors import Error, PetitionStateError
 from samleng.service.signing.identifiers import normalize_email
@@ -51,14 +50,13 @@ from samleng.service.signing.signatures import (
 )
 
 _LINK_AAD = b"samleng-confirm/v1\n"
-_NONCE_BYTES = 12
 _HEADER = struct.Struct(">IQ")  # petition id, issue time (Unix seconds)
 _RECEIPT_BYTES = 16
 _PLAINTEXT_BYTES = _HEADER.size + TOKEN_BYTES + _RECEIPT_BYTES + DETAILS_CIPHERTEXT_BYTES
 # A link issued this far "in the future" was not made by this clock.
 _CLOCK_SKEW = 300
 # Base64 of nonce, plaintext and tag, with room to spare: anything longer is not a link.
-MAX_LINK_CHARS = 2 * (_NONCE_BYTES + _PLAINTEXT_BYTES + 16)
+MAX_LINK_CHARS = 2 * (NONCE_BYTES + _PLAINTEXT_BYTES + TAG_BYTES)
 
 
 class LinkError(Error):
@@ -95,10 +93,6 @@ class _LinkContents:
 LINK_KEY_PURPOSE = "confirm-link"
 
 
-def _aead(keys: SigningKeys) -> ChaCha20Poly1305:
-    return ChaCha20Poly1305(petition_key(keys, LINK_KEY_PURPOSE))
-
-
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
@@ -111,9 +105,8 @@ def seal_link(keys: SigningKeys, contents: _LinkContents) -> str:
         + contents.secret
         + contents.details_ciphertext
     )
-    nonce = secrets.token_bytes(_NONCE_BYTES)
     aad = _LINK_AAD + keys.origin.encode()
-    return _b64(nonce + _aead(keys).encrypt(nonce, plaintext, aad))
+    return _b64(seal(petition_key(keys, LINK_KEY_PURPOSE), plaintext, aad))
 
 
 def open_link(
@@ -128,8 +121,8 @@ def open_link(
         raise LinkInvalid("not a confirmation link") from None
     aad = _LINK_AAD + keys.origin.encode()
     try:
-        plaintext = _aead(keys).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], aad)
-    except (InvalidTag, ValueError):
+        plaintext = unseal(petition_key(keys, LINK_KEY_PURPOSE), raw, aad)
+    except SealedBoxError:
         raise LinkInvalid("the link does not open for this petition") from None
     if len(plaintext) != _PLAINTEXT_BYTES:
         raise LinkInvalid("the link has the wrong size")

@@ -21,8 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import (
     Engine,
     Integer,
@@ -43,6 +41,7 @@ from samleng.crypto.details import seal_details
 from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
+from samleng.crypto.symmetric import derive_key
 from samleng.crypto.tokens import Argon2Params, dedup_token
 from samleng.service.platform.errors import PetitionMisconfigured, PetitionStateError
 from samleng.service.platform.models import (
@@ -107,12 +106,7 @@ def petition_key(keys: SigningKeys, purpose: str) -> bytes:
     petition's own secret that ``forget`` destroys, so that whatever it protects (an emailed
     confirmation link) can no longer be opened once the petition is forgotten, even by
     someone who holds the master key. Every such key is derived here and nowhere else."""
-    return HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=None,
-        info=_PETITION_KEY_LABEL + purpose.encode(),
-    ).derive(keys.dedup_key)
+    return derive_key(keys.dedup_key, _PETITION_KEY_LABEL, purpose.encode())
 
 
 def signing_keys(petition: Petition, vault: Vault) -> SigningKeys:
