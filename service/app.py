@@ -27,7 +27,7 @@ from samleng.service.platform.keys import derive_key
 from samleng.service.platform.vault import Vault
 from samleng.service.signing.formtoken import FormTokens, UsedFormTokens
 from samleng.service.signing.limits import MailLimits, SigningLimits
-from samleng.service.signing.signatures import KeptKeys
+from samleng.service.signing.signatures import KeptSigningMaterial
 from samleng.service.tlog import cli as tlog_cli
 from samleng.service.tlog import routes as transparency
 from samleng.service.tlog.epochs import CurrentEpoch
@@ -127,7 +127,7 @@ def create_app(config: Config | None = None) -> Flask:
             fallback=config.ratelimit_fallback,
             site_factor=config.ratelimit_ipv6_site_factor,
         ),
-        mail_limits=MailLimits(shared, rate_limits.client_keys, per_address=config.ratelimit_mail),
+        mail_limits=MailLimits(shared, rate_limits.pseudonyms, per_address=config.ratelimit_mail),
         form_tokens=FormTokens(
             key=derive_key(config.master_key, "form-token"),
             used=UsedFormTokens(shared, config.form_max_age),
@@ -135,7 +135,7 @@ def create_app(config: Config | None = None) -> Flask:
             max_age=config.form_max_age,
         ),
         argon2_gate=WorkGate(config.argon2_concurrency, config.argon2_wait),
-        signing_keys=KeptKeys(),
+        signing_material=KeptSigningMaterial(),
         epochs=CurrentEpoch(),
         pages=PageCache(config.page_cache_seconds),
         mailer=mail.mailer_for(config.smtp_url, config.demo, config.instance_path),

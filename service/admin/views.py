@@ -158,7 +158,7 @@ def _no_store(response: Response) -> Response:
         # A petition may have changed: this worker shows it at once, the others within
         # SAMLENG_PAGE_CACHE_SECONDS; and no worker keeps its keys more than ten seconds.
         services().pages.clear()
-        services().signing_keys.clear()
+        services().signing_material.clear()
     return response
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from samleng.service.platform.vault import Vault
     from samleng.service.signing.formtoken import FormTokens
     from samleng.service.signing.limits import MailLimits, SigningLimits
-    from samleng.service.signing.signatures import KeptKeys
+    from samleng.service.signing.signatures import KeptSigningMaterial
     from samleng.service.tlog.epochs import CurrentEpoch
     from samleng.service.web.pagecache import PageCache
 
@@ -47,7 +47,7 @@ class Services:
     form_tokens: FormTokens
     argon2_gate: WorkGate
     # Keys of the petitions open for signing, unwrapped once (signing.signatures).
-    signing_keys: KeptKeys
+    signing_material: KeptSigningMaterial
     epochs: CurrentEpoch
     pages: PageCache
     mailer: Mailer | None

@@ -28,11 +28,3 @@ class ClosingDateInPast(PetitionStateError, ValueError):
 class PetitionMisconfigured(PetitionStateError):
     """The petition's own settings make signing impossible (e.g. a phone region that does not
     exist); the signer is told the petition cannot take signatures, the operator the reason."""
-
-
-class SignatureRefused(Error):
-    """A submission that cannot be accepted; ``field`` names the form field, if one is at fault."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field

@@ -125,7 +125,7 @@ class Petition(Base):
     argon2_memory_kib: Mapped[int] = mapped_column(Integer)
     argon2_parallelism: Mapped[int] = mapped_column(Integer)
     details_public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
-    created_on: Mapped[dt.date] = mapped_column(default=dt.date.today)
+    created_on: Mapped[dt.date] = mapped_column(default=utc_today)
     # Set when the petition opens: the frozen petition.json (hashed into leaf 0) and the
     # log's Ed25519 seed, wrapped with a key derived from the master key.
     petition_json: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -290,7 +290,7 @@ class DayKeys:
         return self._key
 
 
-class ClientKeys:
+class ClientPseudonyms:
     """Turns a client address or circuit into a pseudonym under the day's random key."""
 
     def __init__(self, day_keys: DayKeys) -> None:
@@ -319,7 +319,7 @@ CLIENT_PREFIX = 64
 SITE_PREFIX = 48
 
 
-def client_of(address: str, keys: ClientKeys) -> Client:
+def client_of(address: str, keys: ClientPseudonyms) -> Client:
     """The client an address belongs to (IPv6: its /64, and its /48 as the site)."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -340,7 +340,7 @@ def current_client() -> Client:
     if known is not None:
         return known
     cfg = services().config
-    keys = services().rate_limits.client_keys
+    keys = services().rate_limits.pseudonyms
     # The direct peer, before ProxyFix rewrote REMOTE_ADDR from X-Forwarded-For.
     orig = request.environ.get("werkzeug.proxy_fix.orig", {})
     peer = orig.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR", "")
@@ -394,7 +394,7 @@ class RateLimits:
     limiter: Limiter
     shared: SharedStorage
     day_keys: DayKeys
-    client_keys: ClientKeys
+    pseudonyms: ClientPseudonyms
 
 
 def init_app(app: Flask, config: Config) -> RateLimits:
@@ -441,4 +441,4 @@ def init_app(app: Flask, config: Config) -> RateLimits:
 
     limiter.request_filter(has_own_limits)
     day_keys = DayKeys(limiter.storage)
-    return RateLimits(limiter, SharedStorage(limiter.storage), day_keys, ClientKeys(day_keys))
+    return RateLimits(limiter, SharedStorage(limiter.storage), day_keys, ClientPseudonyms(day_keys))

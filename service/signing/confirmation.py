@@ -39,7 +39,7 @@ from samleng.service.signing.identifiers import normalize_email
 from samleng.service.signing.signatures import (
     Recorded,
     Signed,
-    SigningKeys,
+    SigningMaterial,
     Submission,
     TokenHasher,
     identifier_token,
@@ -97,7 +97,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def seal_link(keys: SigningKeys, contents: _LinkContents) -> str:
+def seal_link(keys: SigningMaterial, contents: _LinkContents) -> str:
     """The link blob (URL-safe base64) for ``contents``, bound to the petition's origin."""
     plaintext = (
         _HEADER.pack(contents.petition_id, contents.issued)
@@ -110,7 +110,7 @@ def seal_link(keys: SigningKeys, contents: _LinkContents) -> str:
 
 
 def open_link(
-    keys: SigningKeys, link: str, *, max_age: int, now: float | None = None
+    keys: SigningMaterial, link: str, *, max_age: int, now: float | None = None
 ) -> _LinkContents:
     """The contents of a link for ``petition``; LinkInvalid or LinkExpired otherwise."""
     if not link or len(link) > MAX_LINK_CHARS:
@@ -146,7 +146,7 @@ def open_link(
 
 def request_confirmation(
     session: Session,
-    keys: SigningKeys,
+    keys: SigningMaterial,
     submission: Submission,
     *,
     now: float | None = None,
@@ -186,7 +186,7 @@ def request_confirmation(
     )
 
 
-def check_link(keys: SigningKeys, link: str, *, max_age: int, now: float | None = None) -> None:
+def check_link(keys: SigningMaterial, link: str, *, max_age: int, now: float | None = None) -> None:
     """Raise LinkError unless ``link`` is one of ours for this petition and not expired.
 
     Reads nothing else: in particular not whether its address was counted, so opening an
@@ -197,7 +197,7 @@ def check_link(keys: SigningKeys, link: str, *, max_age: int, now: float | None 
 
 def confirm_signature(
     session: Session,
-    keys: SigningKeys,
+    keys: SigningMaterial,
     link: str,
     *,
     max_age: int,

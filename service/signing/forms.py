@@ -20,7 +20,7 @@ from samleng.crypto.errors import DetailsTooLarge, InvalidIdentifier
 from samleng.service.platform.khmer import localized_number
 from samleng.service.signing.formtoken import FormTokenError, FormTokens, FormTokenUsed
 from samleng.service.signing.identifiers import normalize_email, normalize_identifier
-from samleng.service.signing.signatures import SigningKeys, Submission
+from samleng.service.signing.signatures import SigningMaterial, Submission
 
 # Character limits per field: generous for a name, short enough that the padded details
 # (1024 bytes, Khmer takes 3 bytes a character) usually fit; the byte limit is checked too.
@@ -116,7 +116,7 @@ def typed_values(
 def parse_sign_form(
     form: MultiDict[str, str],
     files: MultiDict[str, FileStorage],
-    keys: SigningKeys,
+    keys: SigningMaterial,
     tokens: FormTokens,
 ) -> SignForm:
     """Check the sign form of the petition of ``keys`` against DESIGN §5; spend its token

@@ -13,7 +13,7 @@ from werkzeug.exceptions import TooManyRequests
 from samleng.service.platform.ratelimit import (
     AlignedMemoryStorage,
     Client,
-    ClientKeys,
+    ClientPseudonyms,
     SharedStorage,
     scaled_limits,
 )
@@ -113,7 +113,7 @@ class MailLimits:
 
     SCOPE = "public.mail"
 
-    def __init__(self, storage: SharedStorage, keys: ClientKeys, *, per_address: str) -> None:
+    def __init__(self, storage: SharedStorage, keys: ClientPseudonyms, *, per_address: str) -> None:
         self._storage = storage
         self._keys = keys
         self._shared = FixedWindowRateLimiter(storage.storage)

@@ -79,7 +79,7 @@ class Signed:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SigningKeys:
+class SigningMaterial:
     """What signing needs of an open petition: all of it fixed when the petition opened.
 
     A worker may therefore keep it between requests (service/web/public.py keeps it a few
@@ -101,7 +101,7 @@ class SigningKeys:
 _PETITION_KEY_LABEL = b"samleng-petition-key/v1\n"
 
 
-def petition_key(keys: SigningKeys, purpose: str) -> bytes:
+def petition_key(keys: SigningMaterial, purpose: str) -> bytes:
     """A 32-byte key for one named purpose (e.g. ``confirm-link``), derived from the
     petition's own secret that ``forget`` destroys, so that whatever it protects (an emailed
     confirmation link) can no longer be opened once the petition is forgotten, even by
@@ -109,7 +109,7 @@ def petition_key(keys: SigningKeys, purpose: str) -> bytes:
     return derive_key(keys.dedup_key, _PETITION_KEY_LABEL, purpose.encode())
 
 
-def signing_keys(petition: Petition, vault: Vault) -> SigningKeys:
+def signing_material(petition: Petition, vault: Vault) -> SigningMaterial:
     """The petition's signing material, its dedup key unwrapped.
 
     PetitionStateError when it has none (forgotten); PetitionMisconfigured when a phone
@@ -122,7 +122,7 @@ def signing_keys(petition: Petition, vault: Vault) -> SigningKeys:
         problem = phone_region_problem(petition.region)
         if problem is not None:
             raise PetitionMisconfigured(f"petition {petition.slug!r}: {problem}")
-    return SigningKeys(
+    return SigningMaterial(
         petition_id=petition.id,
         slug=petition.slug,
         origin=petition.origin,
@@ -136,8 +136,8 @@ def signing_keys(petition: Petition, vault: Vault) -> SigningKeys:
     )
 
 
-class KeptKeys:
-    """Open petitions' SigningKeys, kept by one worker for ``seconds``: a signature then needs
+class KeptSigningMaterial:
+    """Open petitions' SigningMaterial, kept by one worker for ``seconds``: a signature then needs
     no query and no key unwrap before its hash. Only the fixed material is kept; whether the
     petition still accepts signatures is checked by the write. Bounded, so that many
     petitions cannot grow the worker.
@@ -155,9 +155,9 @@ class KeptKeys:
         self.seconds = seconds
         self._max = max_petitions
         self._clock = clock
-        self._kept: dict[str, tuple[float, SigningKeys]] = {}
+        self._kept: dict[str, tuple[float, SigningMaterial]] = {}
 
-    def get(self, slug: str) -> SigningKeys | None:
+    def get(self, slug: str) -> SigningMaterial | None:
         """The kept keys of ``slug``, or None when there are none or they ran out."""
         found = self._kept.get(slug)
         if found is None:
@@ -167,7 +167,7 @@ class KeptKeys:
             return None
         return found[1]
 
-    def keep(self, keys: SigningKeys) -> None:
+    def keep(self, keys: SigningMaterial) -> None:
         """Keep ``keys`` for ``seconds`` from now."""
         if self.seconds <= 0:
             return
@@ -325,14 +325,14 @@ def record_signature(
 
 
 def identifier_token(
-    keys: SigningKeys, identifier: str, hasher: TokenHasher = dedup_token
+    keys: SigningMaterial, identifier: str, hasher: TokenHasher = dedup_token
 ) -> bytes:
     """The petition's Argon2id dedup token of a raw identifier (normalised first)."""
     normalized = normalize_identifier(keys.identifier_mode, identifier, region=keys.region)
     return hasher(keys.dedup_key, normalized, keys.salt, keys.argon2)
 
 
-def new_receipt(keys: SigningKeys, details: Mapping[str, str]) -> tuple[bytes, bytes, bytes]:
+def new_receipt(keys: SigningMaterial, details: Mapping[str, str]) -> tuple[bytes, bytes, bytes]:
     """A fresh receipt secret, its commitment, and the details sealed to that commitment."""
     secret = new_receipt_secret()
     commitment = receipt_commitment(keys.origin, secret)
@@ -352,7 +352,7 @@ def token_counted(session: Session, petition_id: int, token: bytes) -> bool:
 
 def sign_petition(
     session: Session,
-    keys: SigningKeys,
+    keys: SigningMaterial,
     submission: Submission,
     *,
     hasher: TokenHasher = dedup_token,

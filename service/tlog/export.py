@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,18 +22,7 @@ from flask import render_template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from samleng.crypto.bundle import (
-    CHECKPOINT_FILE,
-    CHECKPOINTS_DIR,
-    LEAVES_FILE,
-    PETITION_FILE,
-    SUMS_FILE,
-    VERIFY_FILE,
-    VKEY_FILE,
-    checkpoint_path,
-    sha256sums,
-    vkey_file,
-)
+from samleng.crypto.bundle import lay_out_bundle
 from samleng.crypto.detailsfile import encode_details_record
 from samleng.crypto.leaf import LeafKind, decode_leaf
 from samleng.service.platform.errors import PetitionStateError
@@ -83,47 +72,52 @@ def write_bundle(
     state = latest_checkpoint(session, petition)
     if state is None or petition.petition_json is None or petition.log_vkey is None:
         raise PetitionStateError(f"petition {petition.slug!r} has not been opened")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        (work / PETITION_FILE).write_bytes(petition.petition_json)
-        (work / VKEY_FILE).write_bytes(vkey_file(petition.log_vkey))
-        (work / CHECKPOINT_FILE).write_bytes(state.note)
-        (work / CHECKPOINTS_DIR).mkdir()
-        for row in session.scalars(
-            select(SignedCheckpoint)
-            .where(SignedCheckpoint.petition_id == petition.id)
-            .where(SignedCheckpoint.size <= state.size)
-        ):
-            (work / checkpoint_path(row.size)).write_bytes(row.note)
+    delivery_pdf: dict[str, bytes] = {}
+    delivery_error = None
+    if delivery:
+        facts = DeliveryFacts(
+            petition_json=petition.petition_json,
+            checkpoint=state.note,
+            size=state.size,
+            bundle_url=bundle_url(petition.origin),
+            letter=letter,
+        )
+        try:
+            delivery_pdf[DELIVERY_FILE] = render_delivery_pdf(facts)
+        except DeliveryError as exc:
+            delivery_error = exc
+    verify_text = render_template(
+        "export/VERIFY.txt", petition=petition, size=state.size, count=state.count
+    )
+    checkpoints = session.execute(
+        select(SignedCheckpoint.size, SignedCheckpoint.note)
+        .where(SignedCheckpoint.petition_id == petition.id)
+        .where(SignedCheckpoint.size <= state.size)
+    ).all()
+
+    def leaves() -> Iterator[bytes]:
         written = 0
-        with (work / LEAVES_FILE).open("wb") as out:
-            for leaf in leaf_bytes_in_order(session, petition, state.size):
-                out.write(leaf)
-                written += 1
-                if written % 100_000 == 0:
-                    progress(written, state.size)
+        for leaf in leaf_bytes_in_order(session, petition, state.size):
+            yield leaf
+            written += 1
+            if written % 100_000 == 0:
+                progress(written, state.size)
         progress(written, state.size)
         if written != state.size:
             raise PetitionStateError(f"the log holds {written} leaves, not {state.size}")
-        verify_text = render_template(
-            "export/VERIFY.txt", petition=petition, size=state.size, count=state.count
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        lay_out_bundle(
+            work,
+            petition_json=petition.petition_json,
+            vkey=petition.log_vkey,
+            leaves=leaves(),
+            checkpoints=[(size, note) for size, note in checkpoints],
+            verify_text=verify_text.encode("utf-8"),
+            extra=delivery_pdf,
         )
-        (work / VERIFY_FILE).write_text(verify_text, encoding="utf-8")
-        delivery_error = None
-        if delivery:
-            facts = DeliveryFacts(
-                petition_json=petition.petition_json,
-                checkpoint=state.note,
-                size=state.size,
-                bundle_url=bundle_url(petition.origin),
-                letter=letter,
-            )
-            try:
-                (work / DELIVERY_FILE).write_bytes(render_delivery_pdf(facts))
-            except DeliveryError as exc:
-                delivery_error = exc
-        (work / SUMS_FILE).write_bytes(sha256sums(work))
         # The public bundle: nginx (another user) serves it; mkdtemp made the folder 0700.
         os.chmod(work, 0o755)  # noqa: S103
         if target.exists():

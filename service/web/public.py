@@ -57,10 +57,10 @@ from samleng.service.signing.confirmation import (
 )
 from samleng.service.signing.forms import SignForm, parse_sign_form, typed_values
 from samleng.service.signing.signatures import (
-    SigningKeys,
+    SigningMaterial,
     TokenHasher,
     sign_petition,
-    signing_keys,
+    signing_material,
 )
 from samleng.service.tlog.store import find_receipt, latest_checkpoint
 from samleng.service.web.security import request_hostname, transport_warning
@@ -203,7 +203,7 @@ def sign(slug: str) -> Any:
     # Every request to sign counts against its client, whatever becomes of it.
     limits.hit_client(current_client())
     try:
-        keys = _signing_keys(slug)
+        keys = _signing_material(slug)
     except PetitionMisconfigured:
         return _refused(slug, SignForm(values={}, errors={"form": _UNAVAILABLE}), 409)
     if keys is None:
@@ -244,18 +244,18 @@ _UNAVAILABLE = lazy_gettext(
 )
 
 
-def _signing_keys(slug: str) -> SigningKeys | None:
+def _signing_material(slug: str) -> SigningMaterial | None:
     """The petition's signing material, kept by this worker; None unless it accepts
     signatures; a 404 for a petition the public may not see; PetitionMisconfigured for one
     whose settings make signing impossible."""
-    kept = services().signing_keys
+    kept = services().signing_material
     keys = kept.get(slug)
     if keys is None:
         petition = _visible_petition(slug)
         if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
             return None
         try:
-            keys = signing_keys(petition, services().vault)
+            keys = signing_material(petition, services().vault)
         except PetitionMisconfigured as exc:
             # For the operator: the petition's settings, never anything of the signer's.
             current_app.logger.error("signature refused: %s", exc)
@@ -267,7 +267,7 @@ def _signing_keys(slug: str) -> SigningKeys | None:
 def _accepting(slug: str) -> Petition | None:
     """The petition, read again, if it still accepts signatures; else None (and its kept
     signing material dropped). A 404 for a petition the public may no longer see."""
-    kept = services().signing_keys
+    kept = services().signing_material
     try:
         petition = _visible_petition(slug)
     except NotFound:
@@ -281,7 +281,7 @@ def _accepting(slug: str) -> Petition | None:
 
 def _closed(slug: str) -> Any:
     """The petition page saying it is closed (409)."""
-    kept = services().signing_keys
+    kept = services().signing_material
     kept.drop(slug)
     petition = _visible_petition(slug)
     return _render_petition(petition, SignForm(values={}, errors={"form": _CLOSED}), 409)
@@ -397,7 +397,7 @@ def confirm(slug: str, link: str) -> Any:
     cfg = config()
     text = petition.text(g.lang)
     try:
-        keys = _signing_keys(slug)
+        keys = _signing_material(slug)
         if keys is None:
             raise PetitionStateError(f"petition {slug!r} is not accepting signatures")
         if request.method == "GET":

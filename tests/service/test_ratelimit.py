@@ -29,7 +29,7 @@ from samleng.service.platform.keys import derive_key
 from samleng.service.platform.ratelimit import (
     CIRCUIT_HEADER,
     AlignedMemoryStorage,
-    ClientKeys,
+    ClientPseudonyms,
     DayKeys,
     SharedStorage,
     client_of,
@@ -324,7 +324,7 @@ def test_no_wait_sheds_at_once(tmp_path: Path) -> None:
 
 def test_client_pseudonyms_rotate_daily() -> None:
     day = [dt.date(2026, 11, 21)]
-    keys = ClientKeys(DayKeys(AlignedMemoryStorage(), today=lambda: day[0]))
+    keys = ClientPseudonyms(DayKeys(AlignedMemoryStorage(), today=lambda: day[0]))
     monday = keys.pseudonym("ip", "198.51.100.7")
     assert monday == keys.pseudonym("ip", "198.51.100.7")
     assert "198" not in monday and monday.startswith("ip:")
@@ -504,7 +504,7 @@ def test_ipv6_pages_are_limited_per_64_and_per_48(tmp_path: Path, storage_uri: s
 
 
 def test_client_identity() -> None:
-    keys = ClientKeys(DayKeys(AlignedMemoryStorage(), today=lambda: dt.date(2026, 11, 21)))
+    keys = ClientPseudonyms(DayKeys(AlignedMemoryStorage(), today=lambda: dt.date(2026, 11, 21)))
     one = client_of("2001:db8:1:2::1", keys)
     assert one == client_of("2001:DB8:1:2:aaaa:bbbb:cccc:dddd", keys)
     assert one.key != client_of("2001:db8:1:3::1", keys).key

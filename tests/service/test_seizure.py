@@ -45,7 +45,7 @@ from samleng.service.signing.signatures import (
     Recorded,
     identifier_token,
     record_signature,
-    signing_keys,
+    signing_material,
 )
 from samleng.service.tlog.epochs import CurrentEpoch, current_epoch, key_name, open_epoch
 from samleng.service.tlog.store import rewrite_tokens
@@ -77,7 +77,7 @@ def sign_all(client: FlaskClient, slug: str, phones: Iterable[str]) -> list[byte
 def tokens_of(app: Flask, slug: str, phones: Iterable[str]) -> list[bytes]:
     """What an examiner holding the instance's keys computes for each known phone."""
     with app.app_context():
-        keys = signing_keys(get_petition(get_session(), slug), services(app).vault)
+        keys = signing_material(get_petition(get_session(), slug), services(app).vault)
     return [identifier_token(keys, phone) for phone in phones]
 
 

@@ -27,7 +27,7 @@ from samleng.service.platform.models import (
     get_petition,
     utc_today,
 )
-from samleng.service.signing.signatures import KeptKeys, SigningKeys
+from samleng.service.signing.signatures import KeptSigningMaterial, SigningMaterial
 from tests.conftest import (
     OpenPetition,
     add_petition,
@@ -298,7 +298,7 @@ def test_the_write_refuses_a_petition_that_stopped_behind_the_kept_keys(
     add_petition(app, slug="kept", identifier_mode=mode)
     first = {"identifier": "012 345 678"} if mode == "phone" else {}
     assert sign(client, "kept", **first).status_code == 200
-    kept: KeptKeys = services(app).signing_keys
+    kept: KeptSigningMaterial = services(app).signing_material
     assert kept.get("kept") is not None
     token = form_token(client, "kept")
     before = rows(app)
@@ -380,7 +380,7 @@ def test_a_signature_is_one_statement_on_postgresql(
 
 def test_kept_keys_run_out_are_bounded_and_can_be_dropped() -> None:
     now = [0.0]
-    kept = KeptKeys(seconds=10, max_petitions=2, clock=lambda: now[0])
+    kept = KeptSigningMaterial(seconds=10, max_petitions=2, clock=lambda: now[0])
     keys = [_keys(slug) for slug in ("a", "b", "c")]
     kept.keep(keys[0])
     assert kept.get("a") is keys[0]
@@ -397,7 +397,7 @@ def test_kept_keys_run_out_are_bounded_and_can_be_dropped() -> None:
     kept.keep(keys[0])
     kept.clear()
     assert kept.get("a") is None
-    never = KeptKeys(seconds=0)
+    never = KeptSigningMaterial(seconds=0)
     never.keep(keys[0])
     assert never.get("a") is None
 
@@ -407,8 +407,8 @@ def test_kept_keys_do_not_show_secrets_in_their_repr() -> None:
     assert keys.dedup_key.hex() not in repr(keys) and "dedup_key" not in repr(keys)
 
 
-def _keys(slug: str) -> SigningKeys:
-    return SigningKeys(
+def _keys(slug: str) -> SigningMaterial:
+    return SigningMaterial(
         petition_id=1,
         slug=slug,
         origin="https://example.org/p/" + slug,

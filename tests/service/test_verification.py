@@ -41,7 +41,7 @@ from samleng.service.platform.keys import derive_key
 from samleng.service.platform.mail import FolderMailer, MailError, SmtpMailer, compose
 from samleng.service.platform.models import DedupToken, Leaf, PendingSignature, get_petition
 from samleng.service.signing.confirmation import LINK_KEY_PURPOSE, request_confirmation
-from samleng.service.signing.signatures import Submission, petition_key, signing_keys
+from samleng.service.signing.signatures import Submission, petition_key, signing_material
 from samleng.service.tlog.store import seal_all
 from tests.components import PrivateRedis, require, require_program
 from tests.conftest import (
@@ -284,7 +284,7 @@ def test_expired_link_is_refused(mail_app: Flask) -> None:
         session = get_session()
         request = request_confirmation(
             session,
-            signing_keys(get_petition(session, "mail"), services(mail_app).vault),
+            signing_material(get_petition(session, "mail"), services(mail_app).vault),
             Submission(identifier=ADDRESS),
             now=time.time() - 48 * 3600 - 60,
         )
@@ -490,7 +490,7 @@ def test_links_cannot_be_opened_once_the_petition_is_forgotten(
     with mail_app.app_context():
         session = get_session()
         petition = get_petition(session, "mail")
-        keys = signing_keys(petition, services(mail_app).vault)
+        keys = signing_material(petition, services(mail_app).vault)
         aad = b"samleng-confirm/v1\n" + petition.origin.encode()
         # While the petition lives, its own key opens the link.
         link_key = petition_key(keys, LINK_KEY_PURPOSE)
@@ -499,7 +499,7 @@ def test_links_cannot_be_opened_once_the_petition_is_forgotten(
         forget_petition(session, petition, services(mail_app).vault)
         session.commit()
         with pytest.raises(PetitionStateError):
-            signing_keys(get_petition(session, "mail"), services(mail_app).vault)
+            signing_material(get_petition(session, "mail"), services(mail_app).vault)
     # No key the master key derives opens it: the link is not under an instance-wide key.
     for purpose in ("confirm-link", "form-token", "rate-limit", LINK_KEY_PURPOSE):
         with pytest.raises(InvalidTag):
