@@ -46,17 +46,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from samleng.crypto.bundle import (  # noqa: E402
-    CHECKPOINT_FILE,
-    CHECKPOINTS_DIR,
     LEAVES_FILE,
-    PETITION_FILE,
-    SUMS_FILE,
-    VERIFY_FILE,
-    VKEY_FILE,
-    checkpoint_path,
-    sha256sums,
+    lay_out_bundle,
     verify_bundle,
-    vkey_file,
 )
 from samleng.crypto.canonical import canonical_json  # noqa: E402
 from samleng.crypto.checkpoint import Checkpoint, generate_log_signer, sign_checkpoint  # noqa: E402
@@ -445,38 +437,38 @@ def synthetic_bundle(target: Path, size: int, batch: int) -> tuple[bytes, int]:
     origin = f"{ORIGIN}/p/synthetic"
     _seed, signer = generate_log_signer(origin)
     document = canonical_json({"origin": origin, "log": {"vkey": signer.vkey}, "synthetic": True})
-    target.mkdir(parents=True)
-    (target / CHECKPOINTS_DIR).mkdir()
-    (target / PETITION_FILE).write_bytes(document)
-    (target / VKEY_FILE).write_bytes(vkey_file(signer.vkey))
-    (target / VERIFY_FILE).write_text("Synthetic benchmark bundle: samleng-audit verify .\n")
     tree = CompactTree()
     sha256 = hashlib.sha256
     kind = LEAF_PREFIX + bytes([LeafKind.SIGNATURE])
-    note_bytes = b""
+    published: list[tuple[int, bytes]] = []
 
-    def publish() -> bytes:
+    def publish() -> None:
         body = Checkpoint(origin=origin, size=tree.size, root=tree.root())
-        signed = sign_checkpoint(body, signer)
-        (target / checkpoint_path(tree.size)).write_bytes(signed)
-        return signed
+        published.append((tree.size, sign_checkpoint(body, signer)))
 
-    with (target / LEAVES_FILE).open("wb") as out:
+    def leaves() -> Iterator[bytes]:
         header = header_leaf(document)
-        out.write(header)
+        yield header
         tree.extend([leaf_hash(header)])
-        note_bytes = publish()
+        publish()
         while tree.size < size:
             n = min(batch, size - tree.size)
             blob = os.urandom(64 * n)
             chunk = b"".join(kind + blob[o : o + 64] for o in range(0, len(blob), 64))
-            out.write(chunk)
+            yield chunk
             tree.extend(
                 [sha256(b"\x00" + chunk[o : o + 81]).digest() for o in range(0, len(chunk), 81)]
             )
-            note_bytes = publish()
-    (target / CHECKPOINT_FILE).write_bytes(note_bytes)
-    (target / SUMS_FILE).write_bytes(sha256sums(target))
+            publish()
+
+    lay_out_bundle(
+        target,
+        petition_json=document,
+        vkey=signer.vkey,
+        leaves=leaves(),
+        checkpoints=published,
+        verify_text=b"Synthetic benchmark bundle: samleng-audit verify .\n",
+    )
     return tree.root(), tree.size
 
 

@@ -42,6 +42,7 @@ NO_FLASK = (
     "samleng.service.petitions.lifecycle",
     "samleng.service.petitions.scheduler",
     "samleng.service.admin.accounts",
+    "samleng.service.admin.drafts",
     "samleng.service.admin.logins",
     "samleng.service.admin.passwords",
     "samleng.service.admin.totp",

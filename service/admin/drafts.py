@@ -1,7 +1,7 @@
 """Drafts from the admin's form, the deadline, and the figures of a petition's dashboard.
 
 Takes the DB session as an argument and imports nothing of Flask. The form is parsed into
-values and a message per field, like the sign form (service.forms).
+values and a message per field, like the sign form (signing/forms.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the connection that service.db.upgrade passes in."""
+"""Alembic environment: migrations run on the connection that platform/db.py upgrade() passes in."""
 
 from alembic import context
 
