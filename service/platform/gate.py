@@ -36,12 +36,11 @@ class WorkGate:
     rather than refused) and is shed after that.
 
     The hash itself runs on the gate's own threads (``run``), started with the app and used
-    for nothing else. Measured on an AVX-512 machine (bench/README.md): OpenSSL's AVX-512
-    ChaCha20, which seals details and unwraps keys on request threads, leaves a thread's
-    vector registers in a state in which libargon2's SSE code runs about 45 % slower, and a
-    thread started from such a thread inherits it; hashing on request threads, or on threads
-    they start, made a signature cost 1.5 hashes. Dedicated threads also keep Argon2's
-    19 MiB in one malloc arena each, instead of one arena per request thread (300 MiB).
+    for nothing else. Measured on an AVX-512 machine (bench/README.md, signing): OpenSSL's
+    AVX-512 ChaCha20, which seals details and unwraps keys on request threads, leaves a
+    thread's vector registers in a state in which libargon2's SSE code runs about 45 % slower,
+    and a thread started from such a thread inherits it. Dedicated threads also keep Argon2's
+    19 MiB in one malloc arena each, instead of one arena per request thread (390 MiB).
 
     Requests queue their work and the gate's threads take the next item as soon as they are
     done, holding a slot while they work: a thread never idles waiting for the next request
