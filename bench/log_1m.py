@@ -694,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--samples", type=int, default=200, help="inclusion proofs to time")
     parser.add_argument("--repeat", type=int, default=3, help="verify rounds (interleaved)")
-    parser.add_argument("--no-record", action="store_true", help="do not append to README")
+    parser.add_argument("--no-record", action="store_true", help="do not write to README")
     parser.add_argument(
         "--synthetic-leaves",
         type=int,
