@@ -15,6 +15,7 @@ WAL through pg_waldump), as a forensic examiner would, holding every key the ins
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import struct
@@ -238,16 +239,25 @@ def _pg_examination(database_url: str, start_lsn: str) -> tuple[set[int], set[in
 def test_signing_writes_nothing_linkable_on_postgresql(
     app: Flask, client: FlaskClient, petition: OpenPetition, database_url: str
 ) -> None:
+    # A replication slot holds the WAL from here on: the examination's CHECKPOINT would
+    # otherwise remove the segments it is about to read when the shared cluster has
+    # written more than min_wal_size since.
+    slot = f"examination_{os.getpid()}"
     with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     assert row is not None
-    commitments = sign_all(client, petition.slug, PHONES)
-    tokens = tokens_of(app, petition.slug, PHONES)
-    before = files_of(app, database_url)
-    assert not [t for t in tokens if t in before]
-    assert not [c for c in commitments if c in before]
-    seal(app)
-    token_xmins, pending_xmins, inserters = _pg_examination(database_url, row[0])
+    try:
+        commitments = sign_all(client, petition.slug, PHONES)
+        tokens = tokens_of(app, petition.slug, PHONES)
+        before = files_of(app, database_url)
+        assert not [t for t in tokens if t in before]
+        assert not [c for c in commitments if c in before]
+        seal(app)
+        token_xmins, pending_xmins, inserters = _pg_examination(database_url, row[0])
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
     # Every token was written by one transaction, the seal; none of the transactions that
     # wrote a pending signature (its signing, with its commit time in the WAL) wrote one.
     assert len(token_xmins) == 1
