@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import re
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -118,9 +120,9 @@ def form_tokens(instance: Path, slug: str = "demo") -> Callable[[], str]:
     """Fresh sign-form tokens for ``slug``, as its page would carry them: each works once,
     so a client sends a new one with every signature (made here from the instance's master
     key rather than fetched, so that the bench measures signing, not page views)."""
-    from samleng.service.config import read_master_key
-    from samleng.service.formtoken import issue_form_token
-    from samleng.service.keys import derive_key
+    from samleng.service.platform.config import read_master_key
+    from samleng.service.platform.keys import derive_key
+    from samleng.service.signing.formtoken import issue_form_token
 
     key = derive_key(read_master_key(instance), "form-token")
     return lambda: issue_form_token(key, slug)
@@ -276,12 +278,38 @@ def workers_rss(server: Server) -> list[float]:
     return sizes
 
 
+LATEST_RUNS = "## Latest runs"
+
+
+def commit() -> str:
+    """The checkout's commit (short hash), and whether files other than this README differ."""
+    git = [shutil.which("git") or "/usr/bin/git", "-C", str(ROOT)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            [*git, "diff", "--quiet", "HEAD", "--", ".", ":(exclude)bench/README.md"],
+            capture_output=True,
+        ).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" with uncommitted changes" if changed else "")
+
+
 def record(title: str, lines: list[str]) -> None:
-    """Append a dated result block to bench/README.md (under "Recorded runs")."""
+    """Put this run's output in bench/README.md under "Latest runs", replacing the previous
+    block of the same ``title``: the file keeps the latest run of each bench, git the rest."""
     stamp = dt.datetime.now().astimezone().isoformat(timespec="minutes")
-    block = [f"### {title}, {stamp}", "", "```", *lines, "```", ""]
+    block = f"### {title}, {stamp}, commit {commit()}\n\n```\n" + "\n".join(lines) + "\n```\n"
     text = README.read_text()
-    if "\n## Recorded runs\n" not in text:
-        text = text.rstrip("\n") + "\n\n## Recorded runs\n\nAppended by the scripts.\n\n"
-    README.write_text(text + "\n".join(block) + "\n")
-    note(f"figures appended to {README.relative_to(ROOT)}")
+    head, marker, runs = text.partition(f"\n{LATEST_RUNS}\n")
+    if not marker:  # the section is the file's last; start it
+        head, runs = text.rstrip("\n") + "\n", "\nWritten by the scripts.\n\n"
+    intro, *blocks = (part.rstrip("\n") + "\n\n" for part in re.split(r"(?m)^(?=### )", runs))
+    same = [i for i, b in enumerate(blocks) if b.startswith(f"### {title}, ")]
+    kept = [b for i, b in enumerate(blocks) if i not in same]
+    kept.insert(same[0] if same else len(kept), block + "\n")
+    body = "".join([intro, *kept]).rstrip("\n") + "\n"
+    README.write_text(f"{head}\n{LATEST_RUNS}\n{body}")
+    note(f"figures written to {README.relative_to(ROOT)} ({LATEST_RUNS[3:]}: {title})")

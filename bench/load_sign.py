@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=16, help="per worker (the conf's 16)")
     parser.add_argument("--db", default="sqlite", help="'sqlite' or a PostgreSQL URL")
     parser.add_argument("--seconds", type=float, default=120, help="hard stop")
-    parser.add_argument("--no-record", action="store_true", help="do not append to README")
+    parser.add_argument("--no-record", action="store_true", help="do not write to README")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="samleng-load-"))

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--app", default="samleng.service.wsgi:app", help="WSGI app to compare (tests)"
     )
-    parser.add_argument("--no-record", action="store_true", help="do not append to README")
+    parser.add_argument("--no-record", action="store_true", help="do not write to README")
     args = parser.parse_args(argv)
 
     header = machine()

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "--wait", type=float, default=0.5, help="seconds a signature may wait for a slot"
     )
     parser.add_argument("--seal-interval", default="10", help="in-process sealer, seconds")
-    parser.add_argument("--no-record", action="store_true", help="do not append to README")
+    parser.add_argument("--no-record", action="store_true", help="do not write to README")
     args = parser.parse_args(argv)
 
     n_cores = cores()

@@ -49,7 +49,16 @@ from samleng.crypto.errors import (
     SplitViewError,
     VerificationError,
 )
-from samleng.crypto.leaf import LEAF_PREFIX, LEAF_SIZE, ZERO_HASH, LeafKind
+from samleng.crypto.leaf import (
+    ACCEPTED_KINDS,
+    C_OFFSET,
+    D_OFFSET,
+    KIND_OFFSET,
+    LEAF_PREFIX,
+    LEAF_SIZE,
+    ZERO_HASH,
+    LeafKind,
+)
 from samleng.crypto.merkle import EMPTY_ROOT, CompactTree
 from samleng.crypto.note import NoteVerifier, parse_vkey
 from samleng.crypto.policy import Policy, Witnessed, check_witnessed, parse_policy
@@ -72,10 +81,7 @@ CHUNK_LEAVES = 1 << 14
 _READ_BYTES = 1 << 20
 _SUMS_LINE = re.compile(r"([0-9a-f]{64})  ([^\n\\]+)")
 _SIZE_NAME = re.compile(r"0|[1-9][0-9]{0,18}")
-_KIND_OFFSET = len(LEAF_PREFIX)
-_C_OFFSET = _KIND_OFFSET + 1
-_D_OFFSET = _C_OFFSET + 32
-_KNOWN_KINDS = bytes([LeafKind.HEADER, LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE])
+_KNOWN_KINDS = bytes(sorted(ACCEPTED_KINDS))
 # petition.json's verification_mode (§11): with "none", no leaf may claim an email
 # confirmation (kind 0x02, §5).
 VERIFICATION_MODES = ("none", "email")
@@ -213,6 +219,46 @@ def sha256sums(directory: Path) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
+def lay_out_bundle(
+    directory: Path,
+    *,
+    petition_json: bytes,
+    vkey: str,
+    leaves: Iterable[bytes],
+    checkpoints: Iterable[tuple[int, bytes]],
+    verify_text: bytes,
+    extra: Mapping[str, bytes] | None = None,
+) -> None:
+    """Write an export bundle (docs/formats.md §12) into the empty folder ``directory``.
+
+    ``leaves`` are written to leaves.bin in order (each item one leaf or many, so a caller
+    may stream them); ``checkpoints`` (size, signed note) are read after the leaves, so a
+    caller may publish them while it streams. The newest of them is the bundle's
+    ``checkpoint``. ``extra`` names further top-level files (a policy, delivery.pdf).
+    SHA256SUMS comes last, over everything written.
+    """
+    (directory / CHECKPOINTS_DIR).mkdir(parents=True)
+    (directory / PETITION_FILE).write_bytes(petition_json)
+    (directory / VKEY_FILE).write_bytes(vkey_file(vkey))
+    (directory / VERIFY_FILE).write_bytes(verify_text)
+    with (directory / LEAVES_FILE).open("wb") as out:
+        for chunk in leaves:
+            out.write(chunk)
+    newest: tuple[int, bytes] | None = None
+    for size, note in checkpoints:
+        (directory / checkpoint_path(size)).write_bytes(note)
+        if newest is None or size > newest[0]:
+            newest = (size, note)
+    if newest is None:
+        raise ValueError("a bundle needs at least one checkpoint")
+    (directory / CHECKPOINT_FILE).write_bytes(newest[1])
+    for name, data in (extra or {}).items():
+        if "/" in name or name in REQUIRED_FILES:
+            raise ValueError(f"{name!r} is not a further top-level file of a bundle")
+        (directory / name).write_bytes(data)
+    (directory / SUMS_FILE).write_bytes(sha256sums(directory))
+
+
 def _read_small(directory: Path, name: str, limit: int = MAX_SMALL_FILE_BYTES) -> bytes:
     """Read a bundle file no larger than ``limit`` bytes."""
     path = directory / name
@@ -320,7 +366,7 @@ def _first_bad_leaf(chunk: bytes, start: int) -> tuple[int, str]:
         index = start + offset // LEAF_SIZE
         if not chunk.startswith(LEAF_PREFIX, offset):
             return index, "does not start with samleng-leaf/v1"
-        kind = chunk[offset + _KIND_OFFSET]
+        kind = chunk[offset + KIND_OFFSET]
         if kind not in _KNOWN_KINDS:
             return index, f"has kind 0x{kind:02x}, which this v1 verifier does not accept"
     raise AssertionError("no bad leaf in chunk")  # only called after a failed fast check
@@ -333,7 +379,7 @@ def _check_chunk_format(chunk: bytes, start: int, count: int) -> None:
     prefix_ok = all(
         chunk[j::LEAF_SIZE] == LEAF_PREFIX[j : j + 1] * count for j in range(len(LEAF_PREFIX))
     )
-    if not prefix_ok or chunk[_KIND_OFFSET::LEAF_SIZE].translate(None, _KNOWN_KINDS):
+    if not prefix_ok or chunk[KIND_OFFSET::LEAF_SIZE].translate(None, _KNOWN_KINDS):
         index, reason = _first_bad_leaf(chunk, start)
         raise BundleError(BundleCheck.LEAF_FORMAT, f"leaf {index} {reason}")
 
@@ -382,13 +428,13 @@ def _scan_leaves(
             if len(chunk) % LEAF_SIZE or index + n > size:
                 raise BundleError(BundleCheck.LEAVES_LENGTH, "leaves.bin changed while reading")
             _check_chunk_format(chunk, index, n)
-            kinds = chunk[_KIND_OFFSET::LEAF_SIZE]
+            kinds = chunk[KIND_OFFSET::LEAF_SIZE]
             if index == 0:
                 if kinds[0] != LeafKind.HEADER:
                     raise BundleError(BundleCheck.HEADER, "leaf 0 is not the header leaf")
-                if chunk[_C_OFFSET:_D_OFFSET] != petition_hash:
+                if chunk[C_OFFSET:D_OFFSET] != petition_hash:
                     raise BundleError(BundleCheck.HEADER, "leaf 0 is not SHA-256(petition.json)")
-                if chunk[_D_OFFSET:LEAF_SIZE] != ZERO_HASH:
+                if chunk[D_OFFSET:LEAF_SIZE] != ZERO_HASH:
                     raise BundleError(BundleCheck.HEADER, "leaf 0 has a non-zero d")
             later_header = kinds.find(LeafKind.HEADER, 1 if index == 0 else 0)
             if later_header >= 0:
@@ -430,7 +476,7 @@ def _scan_leaves(
 @functools.lru_cache(maxsize=4)
 def _c_prefixes(leaves: int) -> struct.Struct:
     """A struct that unpacks the first 8 bytes of c of each of ``leaves`` leaves as an int."""
-    return struct.Struct("<" + f"{_C_OFFSET}xQ{LEAF_SIZE - _C_OFFSET - 8}x" * leaves)
+    return struct.Struct("<" + f"{C_OFFSET}xQ{LEAF_SIZE - C_OFFSET - 8}x" * leaves)
 
 
 def _first_repeated_commitment(directory: Path) -> int | None:
@@ -439,7 +485,7 @@ def _first_repeated_commitment(directory: Path) -> int | None:
     index = 0
     with (directory / LEAVES_FILE).open("rb") as f:
         while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
-            for offset in range(_C_OFFSET, len(chunk), LEAF_SIZE):
+            for offset in range(C_OFFSET, len(chunk), LEAF_SIZE):
                 c = chunk[offset : offset + 32]
                 if c in seen:
                     return index

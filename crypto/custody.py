@@ -26,10 +26,8 @@ from dataclasses import dataclass
 
 from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from samleng.crypto.canonical import encode_origin
 from samleng.crypto.details import (
@@ -50,6 +48,7 @@ from samleng.crypto.errors import (
     ShareMismatchError,
     TooFewSharesError,
 )
+from samleng.crypto.symmetric import derive_key
 
 RECORD_LABEL = b"samleng-details/v2\n"
 SHARE_INFO_LABEL = b"samleng-share/v2\n"
@@ -107,8 +106,7 @@ def payload_key(data_key: bytes, origin: str, commitment: bytes) -> bytes:
         raise ValueError(f"the data key is {DATA_KEY_BYTES} bytes")
     if len(commitment) != _HASH_BYTES:
         raise ValueError(f"commitment must be {_HASH_BYTES} bytes")
-    info = PAYLOAD_KEY_LABEL + encode_origin(origin) + b"\n" + commitment
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(data_key)
+    return derive_key(data_key, PAYLOAD_KEY_LABEL, encode_origin(origin) + b"\n" + commitment)
 
 
 def split_data_key(data_key: bytes, k: int, n: int) -> list[bytes]:

@@ -17,6 +17,10 @@ class InvalidPhone(InvalidIdentifier):
     """A phone number that cannot be parsed or is not a valid number."""
 
 
+class SealedBoxError(Error):
+    """A sealed box (crypto/symmetric.py) that is cut short or does not open with this key."""
+
+
 class KeyUnwrapError(Error):
     """A wrapped key that does not open with this master key and origin."""
 

@@ -14,7 +14,11 @@ from samleng.crypto.errors import LeafFormatError
 
 LEAF_PREFIX = b"samleng-leaf/v1\n"
 HASH_SIZE = 32
-LEAF_SIZE = len(LEAF_PREFIX) + 1 + 2 * HASH_SIZE  # 81
+# Where each field starts in a leaf: the kind byte, then c, then d.
+KIND_OFFSET = len(LEAF_PREFIX)
+C_OFFSET = KIND_OFFSET + 1
+D_OFFSET = C_OFFSET + HASH_SIZE
+LEAF_SIZE = D_OFFSET + HASH_SIZE  # 81
 ZERO_HASH = bytes(HASH_SIZE)
 
 
@@ -67,11 +71,10 @@ def decode_leaf(leaf: bytes) -> Leaf:
         raise LeafFormatError(f"leaf is {len(leaf)} bytes, not {LEAF_SIZE}")
     if not leaf.startswith(LEAF_PREFIX):
         raise LeafFormatError("leaf does not start with the samleng-leaf/v1 prefix")
-    kind = leaf[len(LEAF_PREFIX)]
+    kind = leaf[KIND_OFFSET]
     if kind not in ACCEPTED_KINDS:
         raise LeafFormatError(f"leaf kind 0x{kind:02x} is not accepted by this v1 verifier")
-    start = len(LEAF_PREFIX) + 1
-    return Leaf(kind=LeafKind(kind), c=leaf[start : start + HASH_SIZE], d=leaf[start + HASH_SIZE :])
+    return Leaf(kind=LeafKind(kind), c=leaf[C_OFFSET:D_OFFSET], d=leaf[D_OFFSET:])
 
 
 def header_leaf(petition_json: bytes) -> bytes:

@@ -6,8 +6,6 @@ Proof *generation* never walks leaves: it asks a :data:`SubtreeHashes` callable 
 of perfect subtrees ``(level, index)`` (covering leaves ``[index * 2**level, (index + 1) *
 2**level)``), so a service that stores those nodes reads O(log n) of them per proof.
 :func:`append_nodes` returns exactly the nodes an append creates, for the service to store.
-:func:`inclusion_subtrees`, :func:`consistency_subtrees` and :func:`edge_subtrees` list the
-nodes a proof, root or append will read, so they can be fetched in one query beforehand.
 
 Proof *verification* follows the algorithms of RFC 9162 §2.1.3.2 and §2.1.4.2 literally, and
 raises :class:`~crypto.errors.InclusionProofError` / :class:`~crypto.errors.ConsistencyProofError`.
@@ -197,43 +195,6 @@ def append_nodes(
         for level, (first, nodes) in enumerate(_grow(size_before, new_leaf_hashes, subtree))
         for offset, node in enumerate(nodes)
     ]
-
-
-def _recorded(generate: Callable[[SubtreeHashes], object]) -> list[tuple[int, int]]:
-    """Return the ``(level, index)`` subtrees that ``generate`` reads, in order, once each."""
-    wanted: list[tuple[int, int]] = []
-
-    def record(level: int, index: int) -> bytes:
-        if (level, index) not in wanted:
-            wanted.append((level, index))
-        return bytes(HASH_SIZE)
-
-    generate(record)
-    return wanted
-
-
-def edge_subtrees(size: int) -> list[tuple[int, int]]:
-    """Return the perfect subtrees ``(level, index)`` that a tree of ``size`` splits into.
-
-    They are all that :func:`root_from_subtrees` reads, and every stored node that
-    :func:`append_nodes` may read when appending to a tree of ``size`` leaves.
-    """
-    _check_size(size)
-    return [
-        (level, (size >> level) - 1)
-        for level in reversed(range(size.bit_length()))
-        if size >> level & 1
-    ]
-
-
-def inclusion_subtrees(index: int, size: int) -> list[tuple[int, int]]:
-    """Return the subtrees :func:`inclusion_proof` reads, so a service can fetch them at once."""
-    return _recorded(lambda subtree: inclusion_proof(index, size, subtree))
-
-
-def consistency_subtrees(old_size: int, new_size: int) -> list[tuple[int, int]]:
-    """Return the subtrees :func:`consistency_proof` reads, so they can be fetched at once."""
-    return _recorded(lambda subtree: consistency_proof(old_size, new_size, subtree))
 
 
 class MemoryTree:

@@ -1,5 +1,3 @@
-"""The Samleng web service: the Flask app, its database, and the signing path."""
-
-from samleng.service.app import create_app
-
-__all__ = ["create_app"]
+"""The Samleng web service. Importing the package loads nothing: each subpackage is imported
+where it is used (docs/architecture.md draws them).
+"""

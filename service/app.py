@@ -11,15 +11,28 @@ from flask.globals import request_ctx
 from flask_babel import lazy_gettext
 from markupsafe import Markup
 from redis.exceptions import RedisError
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, UnicodeConverter
 
-from samleng.service import admin, db, i18n, mail, ratelimit, security
-from samleng.service.config import Config, load_config
-from samleng.service.pagecache import PageCache
-from samleng.service.scheduler import SealScheduler
-from samleng.service.signing import CurrentEpoch, KeptKeys
-from samleng.service.vault import Vault
+from samleng.service import admin
+from samleng.service.petitions import cli as petitions_cli
+from samleng.service.petitions.scheduler import SealScheduler
+from samleng.service.platform import db, dbsession, mail, ratelimit
+from samleng.service.platform.config import Config, load_config
+from samleng.service.platform.context import EXTENSION, Services
+from samleng.service.platform.gate import Overloaded, WorkGate
+from samleng.service.platform.keys import derive_key
+from samleng.service.platform.vault import Vault
+from samleng.service.signing.formtoken import FormTokens, UsedFormTokens
+from samleng.service.signing.limits import MailLimits, SigningLimits
+from samleng.service.signing.signatures import KeptSigningMaterial
+from samleng.service.tlog import cli as tlog_cli
+from samleng.service.tlog import routes as transparency
+from samleng.service.tlog.epochs import CurrentEpoch
+from samleng.service.web import i18n, public, security
+from samleng.service.web.pagecache import PageCache
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STYLESHEET = TEMPLATES / "style.css"
@@ -55,6 +68,16 @@ class SegmentConverter(UnicodeConverter):
         self.regex = self.regex.replace("[^/]", "[^/\\x00-\\x1f\\x7f]", 1)
 
 
+def _scheduler(app: Flask, config: Config, engine: Engine, vault: Vault) -> SealScheduler | None:
+    """The sealer's thread in this process, started by the first request; None when sealing
+    runs elsewhere (SAMLENG_SEAL_INTERVAL=0) or under tests."""
+    if config.seal_interval <= 0 or config.testing:
+        return None
+    scheduler = SealScheduler(engine, vault, config.seal_interval)
+    app.before_request(scheduler.start_once)
+    return scheduler
+
+
 def create_app(config: Config | None = None) -> Flask:
     """Build the Flask app for ``config`` (read from ``SAMLENG_*`` variables when None)."""
     config = config or load_config()
@@ -72,46 +95,55 @@ def create_app(config: Config | None = None) -> Flask:
         MAX_FORM_PARTS=32,
         JSON_SORT_KEYS=False,
     )
-    app.extensions["samleng.config"] = config
-
-    from samleng.service.keys import derive_key
-
-    app.extensions["samleng.form_key"] = derive_key(config.master_key, "form-token")
-    app.extensions["samleng.pages"] = PageCache(config.page_cache_seconds)
-    app.extensions["samleng.signing_keys"] = KeptKeys()
-    app.extensions["samleng.vault"] = Vault(config.instance_path, config.master_key)
-    app.extensions["samleng.epochs"] = CurrentEpoch()
-
     # Requests are never logged by the app; Werkzeug's own access log is silenced because it
     # writes the client address and the time of every request.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    db.init_app(app, config.database_url)
     i18n.init_app(app, config.default_lang)
     stylesheet = STYLESHEET.read_text(encoding="utf-8")
     # Our own file from the repository, not input; the CSP pins its hash.
     app.jinja_env.globals["stylesheet"] = Markup(stylesheet)  # noqa: S704
     security.init_app(app, stylesheet, config.onion_address)
-
-    from samleng.service import cli, public, transparency
-
     app.url_map.converters["default"] = app.url_map.converters["string"] = SegmentConverter
     app.register_blueprint(public.root)
     app.register_blueprint(public.bp)
     app.register_blueprint(transparency.bp)
-    cli.register(app)
-    ratelimit.init_app(app, config)
-    app.extensions["samleng.mailer"] = mail.mailer_for(
-        config.smtp_url, config.demo, config.instance_path
-    )
-    admin.init_app(app, config)
 
-    if config.seal_interval > 0 and not config.testing:
-        scheduler = SealScheduler(
-            app.extensions["samleng.engine"], app.extensions["samleng.vault"], config.seal_interval
-        )
-        app.extensions["samleng.scheduler"] = scheduler
-        app.before_request(scheduler.start_once)
+    engine = db.make_engine(config.database_url)
+    dbsession.init_app(app)
+    vault = Vault(config.instance_path, config.master_key)
+    rate_limits = ratelimit.init_app(app, config)
+    shared = rate_limits.shared
+    app.extensions[EXTENSION] = Services(
+        config=config,
+        engine=engine,
+        sessions=sessionmaker(engine, expire_on_commit=False),
+        vault=vault,
+        rate_limits=rate_limits,
+        signing_limits=SigningLimits(
+            shared,
+            per_client=config.ratelimit_sign,
+            per_petition=config.ratelimit_petition,
+            fallback=config.ratelimit_fallback,
+            site_factor=config.ratelimit_ipv6_site_factor,
+        ),
+        mail_limits=MailLimits(shared, rate_limits.pseudonyms, per_address=config.ratelimit_mail),
+        form_tokens=FormTokens(
+            key=derive_key(config.master_key, "form-token"),
+            used=UsedFormTokens(shared, config.form_max_age),
+            min_seconds=config.form_min_seconds,
+            max_age=config.form_max_age,
+        ),
+        argon2_gate=WorkGate(config.argon2_concurrency, config.argon2_wait),
+        signing_material=KeptSigningMaterial(),
+        epochs=CurrentEpoch(),
+        pages=PageCache(config.page_cache_seconds),
+        mailer=mail.mailer_for(config.smtp_url, config.demo, config.instance_path),
+        admin=admin.init_app(app, config, rate_limits),
+        scheduler=_scheduler(app, config, engine, vault),
+    )
+    petitions_cli.init_app(app)
+    tlog_cli.init_app(app)
 
     def error_page(code: int, message: Any) -> Response:
         """The error page in the visitor's language; plain text when the request could not
@@ -132,7 +164,7 @@ def create_app(config: Config | None = None) -> Flask:
         return response
 
     @app.errorhandler(RedisError)
-    @app.errorhandler(ratelimit.Overloaded)
+    @app.errorhandler(Overloaded)
     def _overloaded(_error: Exception) -> Any:
         # Shed after the short wait for an Argon2 slot (SAMLENG_ARGON2_WAIT) rather than queue
         # without bound: a request queued longer would only time out later.

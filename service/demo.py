@@ -14,8 +14,22 @@ from typing import Any
 import click
 
 from samleng.crypto.details import generate_details_keypair
-from samleng.service.config import instance_folder
-from samleng.service.keys import ensure_master_key, write_secret_file
+from samleng.service.admin.cli import DEMO_ADMIN, ensure_demo_admin
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import create_petition, open_petition
+from samleng.service.platform.config import (
+    DEMO_ORIGIN,
+    INSTANCE_CONFIG_FILE,
+    instance_folder,
+    load_config,
+    write_instance_config,
+)
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.errors import PetitionNotFound
+from samleng.service.platform.keys import ensure_master_key, write_secret_file
+from samleng.service.platform.models import PetitionStatus, get_petition
 
 DEMO_SLUG = "demo"
 DETAILS_PRIVATE = "demo-details.key"
@@ -76,18 +90,6 @@ def ensure_details_keypair(instance: Path) -> bytes:
 
 def prepare_demo(instance: Path) -> Any:
     """Create (or reuse) the demo instance and return its app, ready to serve."""
-    from samleng.service.admin.cli import DEMO_ADMIN, ensure_demo_admin
-    from samleng.service.app import create_app
-    from samleng.service.config import (
-        DEMO_ORIGIN,
-        INSTANCE_CONFIG_FILE,
-        load_config,
-        write_instance_config,
-    )
-    from samleng.service.db import get_session, upgrade
-    from samleng.service.errors import PetitionNotFound
-    from samleng.service.petitions import create_petition, get_petition, open_petition
-
     instance.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_master_key(instance)
     if not (instance / INSTANCE_CONFIG_FILE).exists():
@@ -96,17 +98,18 @@ def prepare_demo(instance: Path) -> Any:
         write_instance_config(instance, {"DEMO": True, "ORIGIN": DEMO_ORIGIN})
     os.environ["SAMLENG_INSTANCE"] = str(instance)
     app = create_app(load_config(demo=True))
+    demo = services(app)
     with app.app_context():
-        upgrade(app.extensions["samleng.engine"])
+        upgrade(demo.engine)
         public_key = ensure_details_keypair(instance)
         session = get_session()
-        cfg = app.extensions["samleng.config"]
+        cfg = demo.config
         try:
             petition = get_petition(session, DEMO_SLUG)
         except PetitionNotFound:
             petition = create_petition(
                 session,
-                vault=app.extensions["samleng.vault"],
+                vault=demo.vault,
                 origin=cfg.origin,
                 slug=DEMO_SLUG,
                 texts=DEMO_TEXTS,
@@ -115,8 +118,8 @@ def prepare_demo(instance: Path) -> Any:
                 details_public_key=public_key,
                 argon2=cfg.argon2,
             )
-        if petition.status == "draft":
-            open_petition(session, petition, app.extensions["samleng.vault"])
+        if petition.status == PetitionStatus.DRAFT:
+            open_petition(session, petition, demo.vault, can_mail=demo.mailer is not None)
         session.commit()
         admin_password = ensure_demo_admin(session)
         if admin_password is not None:
@@ -126,7 +129,7 @@ def prepare_demo(instance: Path) -> Any:
                 "(shown only this once)"
             )
     # No connection may cross the fork into the server's worker.
-    app.extensions["samleng.engine"].dispose()
+    demo.engine.dispose()
     return app
 
 

@@ -24,13 +24,15 @@ from werkzeug.test import TestResponse
 from samleng.crypto.details import generate_details_keypair
 from samleng.crypto.pending import PendingRecord, open_pending_record
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
-from samleng.service.config import Config
-from samleng.service.db import get_session, normalise_url, upgrade
-from samleng.service.epochs import epoch_private_key
-from samleng.service.log import seal_all
-from samleng.service.models import PendingSignature, Petition
-from samleng.service.petitions import create_petition, open_petition
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import create_petition, open_petition
+from samleng.service.platform.config import Config
+from samleng.service.platform.context import services
+from samleng.service.platform.db import normalise_url, upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import PendingSignature, Petition
+from samleng.service.tlog.epochs import epoch_private_key
+from samleng.service.tlog.store import seal_all
 from tests.components import (
     USED,
     PostgresServer,
@@ -130,15 +132,15 @@ def make_config(tmp_path: Path, database_url: str, **overrides: object) -> Confi
 def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
     """The app with a migrated, empty database."""
     application = create_app(make_config(tmp_path, database_url))
-    upgrade(application.extensions["samleng.engine"])
+    upgrade(services(application).engine)
     yield application
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 @pytest.fixture
 def engine(app: Flask) -> Engine:
     """The app's database engine."""
-    eng: Engine = app.extensions["samleng.engine"]
+    eng: Engine = services(app).engine
     return eng
 
 
@@ -178,7 +180,7 @@ def add_petition(
         session = get_session()
         petition = create_petition(
             session,
-            vault=app.extensions["samleng.vault"],
+            vault=services(app).vault,
             origin=ORIGIN,
             slug=slug,
             texts=texts,
@@ -190,7 +192,9 @@ def add_petition(
             closes_on=closes_on,
         )
         if status == "open":
-            open_petition(session, petition, app.extensions["samleng.vault"])
+            open_petition(
+                session, petition, services(app).vault, can_mail=services(app).mailer is not None
+            )
         session.commit()
         return OpenPetition(slug=slug, details_private_key=private, origin=petition.origin)
 
@@ -294,12 +298,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def seal(app: Flask) -> dict[str, int]:
     """Run one sealing round of the app's database and vault."""
-    return seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    return seal_all(services(app).engine, services(app).vault)
 
 
 def pending_records(app: Flask) -> list[PendingRecord]:
     """Every pending signature, opened with its epoch's key file, as the sealer would."""
-    vault = app.extensions["samleng.vault"]
+    vault = services(app).vault
     with app.app_context():
         session = get_session()
         rows = session.execute(

@@ -105,10 +105,10 @@ from samleng.crypto.tiles import (
 )
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof, verify_receipt
 from samleng.crypto.tokens import Argon2Params, dedup_token
-from samleng.service.identifiers import normalize_identifier
-from samleng.service.keys import derive_key
-from samleng.service.log import PETITION_FORMAT, petition_document
-from samleng.service.witnessing import Outcome, add_checkpoint_body, interpret_answer
+from samleng.service.platform.keys import derive_key
+from samleng.service.signing.identifiers import normalize_identifier
+from samleng.service.tlog.store import PETITION_FORMAT, petition_document
+from samleng.service.tlog.witnessing import Outcome, add_checkpoint_body, interpret_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "formats.md"

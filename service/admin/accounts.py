@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import Exists
 
-from samleng.service.admin import totp
+from samleng.service.admin import logins, totp
 from samleng.service.admin.errors import AccountError, LoginFailed, WrongCode, WrongPassword
 from samleng.service.admin.passwords import hash_password, needs_rehash, verify_password
-from samleng.service.errors import PetitionNotFound
-from samleng.service.models import ROLES, Account, Petition, PetitionGrant
+from samleng.service.platform.errors import PetitionNotFound
+from samleng.service.platform.models import ROLES, Account, Petition, PetitionGrant
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -206,6 +206,17 @@ def disable_totp(
     account.wrapped_totp_secret = None
     account.totp_last_step = None
     session.flush()
+
+
+def set_active(session: Session, account: Account, active: bool, *, by: Account) -> None:
+    """Enable or disable ``account`` (by the admin ``by``); disabling ends all its sessions
+    at once. AccountError for an admin disabling themselves (there would be nobody left who
+    could undo it, for a sole admin)."""
+    if account.id == by.id and not active:
+        raise AccountError("you cannot disable yourself")
+    account.active = active
+    if not active:
+        logins.end_all_sessions(session, account)
 
 
 def accounts(session: Session) -> Sequence[Account]:

@@ -6,14 +6,16 @@ import secrets
 from pathlib import Path
 
 import click
+from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from samleng.service.admin import accounts, audit
+from samleng.service.admin import accounts
 from samleng.service.admin.errors import AccountError, PasswordPolicyError
-from samleng.service.db import get_session
-from samleng.service.models import Account
+from samleng.service.platform import trail
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import Account
 
 admin_group = AppGroup("admin", help="Accounts of the organisers' admin.")
 
@@ -41,8 +43,8 @@ def create_command(name: str, role: str, password_file: Path | None) -> None:
         account = accounts.create_account(session, name, role, password)
     except (AccountError, PasswordPolicyError) as exc:
         raise click.ClickException(str(exc)) from None
-    audit.record(
-        session, audit.COMMAND_LINE_ACTOR, "create-account", detail=f"{account.name} ({role})"
+    trail.record(
+        session, trail.COMMAND_LINE_ACTOR, "create-account", detail=f"{account.name} ({role})"
     )
     session.commit()
     click.echo(f"created {role} account {account.name}")
@@ -57,6 +59,15 @@ def ensure_demo_admin(session: Session) -> str | None:
         return None
     password = secrets.token_urlsafe(15)
     accounts.create_account(session, DEMO_ADMIN, "admin", password)
-    audit.record(session, "(demo)", "create-account", detail=f"{DEMO_ADMIN} (admin)")
+    trail.record(session, "(demo)", "create-account", detail=f"{DEMO_ADMIN} (admin)")
     session.commit()
     return password
+
+
+COMMANDS: tuple[click.Command, ...] = (admin_group,)
+
+
+def init_app(app: Flask) -> None:
+    """Add these commands to ``app``'s command line."""
+    for command in COMMANDS:
+        app.cli.add_command(command)

@@ -1,7 +1,7 @@
 """Drafts from the admin's form, the deadline, and the figures of a petition's dashboard.
 
 Takes the DB session as an argument and imports nothing of Flask. The form is parsed into
-values and a message per field, like the sign form (service.forms).
+values and a message per field, like the sign form (signing/forms.py).
 """
 
 from __future__ import annotations
@@ -13,22 +13,21 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from samleng.service.admin.audit import SYSTEM_ACTOR, record
-from samleng.service.config import LANGUAGES
-from samleng.service.errors import PetitionStateError
-from samleng.service.models import (
-    IDENTIFIER_MODES,
-    VERIFICATION_MODES,
-    Petition,
-    SignedCheckpoint,
-)
-from samleng.service.petitions import (
-    SLUG,
+from samleng.service.petitions.lifecycle import (
     TEXT_FIELDS,
     check_closing_date,
-    close_petition,
     parse_details_public_key,
     validate_texts,
+)
+from samleng.service.platform.errors import PetitionStateError
+from samleng.service.platform.models import (
+    IDENTIFIER_MODES,
+    LANGUAGES,
+    SLUG,
+    VERIFICATION_MODES,
+    Petition,
+    PetitionStatus,
+    SignedCheckpoint,
 )
 
 # Character limits per text field; the body is Markdown source.
@@ -155,7 +154,7 @@ def update_draft(
 ) -> None:
     """Change a draft from a checked form; PetitionStateError once it has opened, and
     ClosingDateInPast for a deadline before ``today`` (UTC)."""
-    if petition.status != "draft":
+    if petition.status != PetitionStatus.DRAFT:
         raise PetitionStateError(
             f"petition {petition.slug!r} is {petition.status}: texts are frozen"
         )
@@ -169,24 +168,6 @@ def update_draft(
     if form.details_public_key is not None:
         petition.details_public_key = form.details_public_key
     session.flush()
-
-
-def close_expired(session: Session, today: dt.date) -> list[str]:
-    """Close every open petition whose deadline has passed; the slugs closed.
-
-    A petition is open until the end of its ``closes_on`` day (UTC). Signing also refuses
-    after it (service.signing), so a late run of this only tidies the status.
-    """
-    due = session.scalars(
-        select(Petition).where(Petition.status == "open", Petition.closes_on < today)
-    ).all()
-    closed = []
-    for petition in due:
-        close_petition(session, petition)
-        record(session, SYSTEM_ACTOR, "close", petition_slug=petition.slug, detail="deadline")
-        closed.append(petition.slug)
-    session.commit()
-    return closed
 
 
 @dataclass(frozen=True, kw_only=True)

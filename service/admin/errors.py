@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from samleng.service.errors import Error
+from samleng.service.platform.errors import Error
 
 
 class LoginFailed(Error):

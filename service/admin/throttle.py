@@ -38,7 +38,7 @@ from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 
-from samleng.service.ratelimit import AlignedMemoryStorage, DayKeys
+from samleng.service.platform.ratelimit import AlignedMemoryStorage, DayKeys
 
 log = logging.getLogger(__name__)
 

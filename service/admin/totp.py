@@ -15,17 +15,15 @@ import secrets
 import struct
 from urllib.parse import quote
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
-from samleng.service.keys import derive_key
+from samleng.crypto.errors import SealedBoxError
+from samleng.crypto.symmetric import seal, unseal
+from samleng.service.platform.keys import derive_key
 
 STEP_SECONDS = 30
 DIGITS = 6
 SECRET_BYTES = 20  # 160 bits, RFC 4226's recommendation for HMAC-SHA1
 DRIFT_STEPS = 1
 _WRAP_AAD = b"samleng-totp/v1\n"
-_NONCE_BYTES = 12
 
 
 def hotp(secret: bytes, counter: int, *, digits: int = DIGITS, digest: str = "sha1") -> str:
@@ -94,21 +92,17 @@ def provisioning_uri(secret: bytes, account_name: str, issuer: str) -> str:
     return f"otpauth://totp/{label}?secret={compact}&issuer={quote(issuer)}&digits={DIGITS}"
 
 
-def _aead(master_key: bytes) -> ChaCha20Poly1305:
-    return ChaCha20Poly1305(derive_key(master_key, "totp-wrap"))
-
-
 def wrap_secret(master_key: bytes, secret: bytes, account_id: int) -> bytes:
-    """``nonce || ciphertext`` of the secret, bound to one account."""
-    nonce = secrets.token_bytes(_NONCE_BYTES)
+    """The secret sealed (crypto/symmetric.py) under the master key's TOTP key, bound to one
+    account."""
     aad = _WRAP_AAD + str(account_id).encode()
-    return nonce + _aead(master_key).encrypt(nonce, secret, aad)
+    return seal(derive_key(master_key, "totp-wrap"), secret, aad)
 
 
 def unwrap_secret(master_key: bytes, wrapped: bytes, account_id: int) -> bytes:
     """The secret of :func:`wrap_secret`; ValueError if it does not open for this account."""
     aad = _WRAP_AAD + str(account_id).encode()
     try:
-        return _aead(master_key).decrypt(wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], aad)
-    except InvalidTag:
+        return unseal(derive_key(master_key, "totp-wrap"), wrapped, aad)
+    except SealedBoxError:
         raise ValueError("the TOTP secret does not open with this master key") from None

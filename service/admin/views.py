@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from flask import (
@@ -26,38 +27,42 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext, lazy_gettext
-from flask_limiter import Limiter
 from sqlalchemy.orm import Session
 
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service.admin import accounts as acc
-from samleng.service.admin import audit, drafts, sessions, throttle, totp
+from samleng.service.admin import drafts, logins, throttle, totp
 from samleng.service.admin.errors import (
     AccountError,
     LoginFailed,
     PasswordPolicyError,
     WrongCode,
 )
-from samleng.service.config import LANGUAGES, Config
-from samleng.service.db import get_session, scrub
-from samleng.service.errors import (
-    ClosingDateInPast,
-    PetitionNotFound,
-    PetitionStateError,
-    SlugUnavailable,
-)
-from samleng.service.keys import derive_key
-from samleng.service.log import latest_checkpoint, seal_all
-from samleng.service.markdown import render_markdown
-from samleng.service.models import Account, Petition, utc_today
-from samleng.service.petitions import (
+from samleng.service.petitions.lifecycle import (
+    close_expired,
     close_petition,
     create_petition,
     forget_petition,
     open_petition,
 )
-from samleng.service.ratelimit import WorkGate, client_key
-from samleng.service.security import from_admin_listener
+from samleng.service.platform import trail
+from samleng.service.platform.config import Config
+from samleng.service.platform.context import services
+from samleng.service.platform.db import scrub
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.errors import (
+    ClosingDateInPast,
+    PetitionNotFound,
+    PetitionStateError,
+    SlugUnavailable,
+)
+from samleng.service.platform.gate import WorkGate
+from samleng.service.platform.keys import derive_key
+from samleng.service.platform.markdown import render_markdown
+from samleng.service.platform.models import LANGUAGES, Account, Petition, PetitionStatus, utc_today
+from samleng.service.platform.ratelimit import RateLimits, client_key
+from samleng.service.tlog.store import latest_checkpoint, seal_all
+from samleng.service.web.security import from_admin_listener
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -76,13 +81,18 @@ _COOKIE = {"secure": True, "httponly": True, "samesite": "Strict", "path": "/"}
 
 
 def _config() -> Config:
-    cfg: Config = current_app.extensions["samleng.config"]
-    return cfg
+    return services().config
+
+
+def _admin() -> AdminServices:
+    admin = services().admin
+    if admin is None:  # the blueprint is registered only with them
+        raise RuntimeError("the admin is switched off")
+    return admin
 
 
 def _csrf_key() -> bytes:
-    key: bytes = current_app.extensions["samleng.admin_csrf_key"]
-    return key
+    return _admin().csrf_key
 
 
 def _account() -> Account:
@@ -90,9 +100,9 @@ def _account() -> Account:
     return account
 
 
-def _timeouts() -> sessions.Timeouts:
+def _timeouts() -> logins.Timeouts:
     cfg = _config()
-    return sessions.Timeouts(idle=cfg.admin_idle_timeout, absolute=cfg.admin_absolute_timeout)
+    return logins.Timeouts(idle=cfg.admin_idle_timeout, absolute=cfg.admin_absolute_timeout)
 
 
 @bp.url_value_preprocessor
@@ -122,8 +132,8 @@ def _refuse_nul() -> Any:
 
 @bp.before_request
 def _authenticate() -> Any:
-    session_id = request.cookies.get(sessions.SESSION_COOKIE, "")
-    account = sessions.load_session(get_session(), session_id, _timeouts()) if session_id else None
+    session_id = request.cookies.get(logins.SESSION_COOKIE, "")
+    account = logins.load_session(get_session(), session_id, _timeouts()) if session_id else None
     g.admin_account = account
     g.admin_session_id = session_id if account is not None else None
     if request.endpoint in _OPEN_ENDPOINTS:
@@ -131,9 +141,9 @@ def _authenticate() -> Any:
     if account is None:
         response = redirect(url_for("admin.login"))
         if session_id:
-            response.delete_cookie(sessions.SESSION_COOKIE, **_cookie_scope())
+            response.delete_cookie(logins.SESSION_COOKIE, **_cookie_scope())
         return response
-    if request.method == "POST" and not sessions.csrf_valid(
+    if request.method == "POST" and not logins.csrf_valid(
         _csrf_key(), session_id, request.form.get("csrf", "")
     ):
         abort(403)
@@ -147,8 +157,8 @@ def _no_store(response: Response) -> Response:
     if request.method == "POST":
         # A petition may have changed: this worker shows it at once, the others within
         # SAMLENG_PAGE_CACHE_SECONDS; and no worker keeps its keys more than ten seconds.
-        current_app.extensions["samleng.pages"].clear()
-        current_app.extensions["samleng.signing_keys"].clear()
+        services().pages.clear()
+        services().signing_material.clear()
     return response
 
 
@@ -156,7 +166,7 @@ def _no_store(response: Response) -> Response:
 def _template_globals() -> dict[str, Any]:
     session_id = g.get("admin_session_id")
     return {
-        "csrf": sessions.csrf_token(_csrf_key(), session_id) if session_id else "",
+        "csrf": logins.csrf_token(_csrf_key(), session_id) if session_id else "",
         "account": g.get("admin_account"),
     }
 
@@ -179,7 +189,7 @@ def _petition(slug: str) -> Petition:
 
 
 def _record(action: str, petition: Petition | None = None, detail: str = "") -> None:
-    audit.record(
+    trail.record(
         get_session(),
         _account().name,
         action,
@@ -192,16 +202,16 @@ def _record(action: str, petition: Petition | None = None, detail: str = "") -> 
 
 
 def _login_page(error: str | None = None, status: int = 200) -> Any:
-    login_id = request.cookies.get(sessions.LOGIN_COOKIE, "")
+    login_id = request.cookies.get(logins.LOGIN_COOKIE, "")
     fresh = not login_id or len(login_id) > 100
     if fresh:
-        login_id = sessions.new_session_id()
-    csrf = sessions.csrf_token(_csrf_key(), login_id, "login")
+        login_id = logins.new_session_id()
+    csrf = logins.csrf_token(_csrf_key(), login_id, "login")
     response = current_app.make_response(
         (render_template("admin/login.html", login_csrf=csrf, error=error), status)
     )
     if fresh:
-        response.set_cookie(sessions.LOGIN_COOKIE, login_id, **_COOKIE)  # type: ignore[arg-type]
+        response.set_cookie(logins.LOGIN_COOKIE, login_id, **_COOKIE)  # type: ignore[arg-type]
     return response
 
 
@@ -218,9 +228,9 @@ def login() -> Any:
             return redirect(url_for("admin.index"))
         return _login_page()
     name = request.form.get("name", "")[:100]
-    if not sessions.csrf_valid(
+    if not logins.csrf_valid(
         _csrf_key(),
-        request.cookies.get(sessions.LOGIN_COOKIE),
+        request.cookies.get(logins.LOGIN_COOKIE),
         request.form.get("csrf", ""),
         "login",
     ):
@@ -257,27 +267,23 @@ def login() -> Any:
         session.rollback()
         return _throttled(name, contested, "too many failures from many clients")
     # A new session id at every login: an id planted before login is never promoted.
-    session_id = sessions.start_session(
-        session, account, request.cookies.get(sessions.SESSION_COOKIE)
-    )
-    audit.record(session, account.name, "login")
+    session_id = logins.start_session(session, account, request.cookies.get(logins.SESSION_COOKIE))
+    trail.record(session, account.name, "login")
     session.commit()
     response = redirect(url_for("admin.index"))
-    response.set_cookie(sessions.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
-    response.delete_cookie(sessions.LOGIN_COOKIE, **_cookie_scope())
+    response.set_cookie(logins.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
+    response.delete_cookie(logins.LOGIN_COOKIE, **_cookie_scope())
     return response
 
 
 def _throttles() -> throttle.LoginThrottles:
-    throttles: throttle.LoginThrottles = current_app.extensions["samleng.login_throttles"]
-    return throttles
+    return _admin().login_throttles
 
 
 def _password_slot() -> AbstractContextManager[None]:
     """A slot of the admin's own Argon2 gate for one password hash; Overloaded (503) when
     it is taken. Not the signing gate: a flood of logins must never hold signing's slots."""
-    gate: WorkGate = current_app.extensions["samleng.password_gate"]
-    return gate.enter()
+    return _admin().password_gate.enter()
 
 
 def _record_refusal(name: str, action: str, detail: str = "") -> None:
@@ -288,7 +294,7 @@ def _record_refusal(name: str, action: str, detail: str = "") -> None:
     known = acc.find_account(session, name)
     acc.end_read(session)
     if known is not None:
-        audit.record(session, known.name, action, detail=detail)
+        trail.record(session, known.name, action, detail=detail)
         session.commit()
 
 
@@ -307,10 +313,10 @@ def logout() -> Any:
     """End this session."""
     session = get_session()
     _record("logout")
-    sessions.end_session(session, g.admin_session_id)
+    logins.end_session(session, g.admin_session_id)
     session.commit()
     response = redirect(url_for("admin.login"))
-    response.delete_cookie(sessions.SESSION_COOKIE, **_cookie_scope())
+    response.delete_cookie(logins.SESSION_COOKIE, **_cookie_scope())
     return response
 
 
@@ -321,7 +327,7 @@ def logout() -> Any:
 def index() -> Any:
     """The petitions this account may see."""
     session = get_session()
-    drafts.close_expired(session, utc_today())
+    close_expired(session, utc_today())
     rows = []
     for petition in acc.visible_petitions(session, _account()):
         state = latest_checkpoint(session, petition)
@@ -331,7 +337,7 @@ def index() -> Any:
 
 
 def _mail_available() -> bool:
-    return current_app.extensions.get("samleng.mailer") is not None
+    return services().mailer is not None
 
 
 def _key_upload() -> bytes | None:
@@ -380,7 +386,7 @@ def new() -> Any:
     try:
         petition = create_petition(
             session,
-            vault=current_app.extensions["samleng.vault"],
+            vault=services().vault,
             origin=cfg.origin,
             slug=form.values["slug"],
             texts=form.texts,
@@ -414,7 +420,7 @@ def new() -> Any:
 def edit(slug: str) -> Any:
     """Change a draft (texts are frozen once it opens)."""
     petition = _petition(slug)
-    if petition.status != "draft":
+    if petition.status != PetitionStatus.DRAFT:
         return _dashboard(petition, error="Only a draft can be changed.", status=409)
     if request.method == "GET":
         return _draft_page(drafts.form_values(petition), {}, petition=petition)
@@ -456,7 +462,7 @@ def _dashboard(
     session = get_session()
     export_zip = None
     if (
-        petition.status in ("closed", "forgotten")
+        petition.status in (PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
         and "log.bundle_zip" in current_app.view_functions
     ):
         export_zip = url_for("log.bundle_zip", slug=petition.slug)
@@ -470,7 +476,7 @@ def _dashboard(
             per_day=drafts.signatures_per_day(session, petition),
             grantees=acc.grantees(session, petition),
             all_accounts=acc.accounts(session) if _account().role == "admin" else [],
-            events=audit.events(session, petition_slug=petition.slug, limit=50),
+            events=trail.events(session, petition_slug=petition.slug, limit=50),
             export_zip=export_zip,
             mail_available=_mail_available(),
             error=error,
@@ -483,7 +489,7 @@ def _dashboard(
 @bp.get("/p/<slug>")
 def petition(slug: str) -> Any:
     """A petition's dashboard: its state, count, signatures per day, checkpoint, actions."""
-    drafts.close_expired(get_session(), utc_today())
+    close_expired(get_session(), utc_today())
     return _dashboard(_petition(slug))
 
 
@@ -506,9 +512,7 @@ def open_(slug: str) -> Any:
     """Open a draft: its texts are frozen into petition.json and the log starts."""
 
     def change(session: Session, petition: Petition) -> str:
-        if petition.verification_mode == "email" and not _mail_available():
-            raise PetitionStateError("email verification needs mail: set SAMLENG_SMTP_URL")
-        open_petition(session, petition, current_app.extensions["samleng.vault"], utc_today())
+        open_petition(session, petition, services().vault, utc_today(), can_mail=_mail_available())
         return ""
 
     return _lifecycle(slug, "open", change)
@@ -529,8 +533,8 @@ def close(slug: str) -> Any:
 def forget(slug: str) -> Any:
     """Destroy the dedup key and every token of a closed petition, once its slug is typed."""
     engine, vault = (
-        current_app.extensions["samleng.engine"],
-        current_app.extensions["samleng.vault"],
+        services().engine,
+        services().vault,
     )
 
     def change(session: Session, petition: Petition) -> str:
@@ -614,15 +618,14 @@ def account_active(name: str) -> Any:
     target = acc.find_account(session, name)
     if target is None:
         abort(404)
-    if target.id == _account().id:
+    try:
+        acc.set_active(session, target, request.form.get("active") == "yes", by=_account())
+    except AccountError:
         return render_template(
             "admin/accounts.html",
             accounts=acc.accounts(session),
             error="You cannot disable yourself.",
         ), 400
-    target.active = request.form.get("active") == "yes"
-    if not target.active:
-        sessions.end_all_sessions(session, target)
     _record("enable-account" if target.active else "disable-account", detail=target.name)
     session.commit()
     return redirect(url_for("admin.accounts"))
@@ -632,7 +635,7 @@ def account_active(name: str) -> Any:
 def audit_trail() -> Any:
     """The newest admin actions (admins only)."""
     _require_admin()
-    return render_template("admin/audit.html", events=audit.events(get_session(), limit=500))
+    return render_template("admin/audit.html", events=trail.events(get_session(), limit=500))
 
 
 # The logged-in account itself.
@@ -663,12 +666,12 @@ def change_password() -> Any:
     except (LoginFailed, PasswordPolicyError) as exc:
         session.rollback()
         return _me_page(error=str(exc).capitalize() + ".", status=400)
-    sessions.end_all_sessions(session, account)
-    session_id = sessions.start_session(session, account, None)
+    logins.end_all_sessions(session, account)
+    session_id = logins.start_session(session, account, None)
     _record("change-password")
     session.commit()
     response = redirect(url_for("admin.me"))
-    response.set_cookie(sessions.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
+    response.set_cookie(logins.SESSION_COOKIE, session_id, **_COOKIE)  # type: ignore[arg-type]
     return response
 
 
@@ -738,20 +741,31 @@ def totp_disable() -> Any:
     return redirect(url_for("admin.me"))
 
 
-def register(app: Flask, config: Config) -> None:
-    """Add the blueprint, its keys, the login throttles and the password gate to ``app``."""
-    app.extensions["samleng.admin_csrf_key"] = derive_key(config.master_key, "admin-csrf")
-    limiter: Limiter = app.extensions["samleng.limiter"]
-    app.extensions["samleng.login_throttles"] = throttle.LoginThrottles(
-        limiter.storage,
-        throttle.LoginLimits(
-            per_client=config.ratelimit_login,
-            per_account_client=config.ratelimit_login_account,
-            per_account=config.ratelimit_login_account_all,
-        ),
-        day_keys=app.extensions["samleng.day_keys"],
-    )
-    # One password hash at a time per process, refused at once beyond it: a login flood
-    # costs at most one core per process and never waits in (or for) signing's slots.
-    app.extensions["samleng.password_gate"] = WorkGate(PASSWORD_SLOTS)
+@dataclass(frozen=True)
+class AdminServices:
+    """What the admin keeps for its app: the login form's CSRF key, the login throttles and
+    the password gate."""
+
+    csrf_key: bytes
+    login_throttles: throttle.LoginThrottles
+    password_gate: WorkGate
+
+
+def register(app: Flask, config: Config, rate_limits: RateLimits) -> AdminServices:
+    """Add the blueprint to ``app``; the admin's services, for the factory to keep."""
     app.register_blueprint(bp)
+    return AdminServices(
+        csrf_key=derive_key(config.master_key, "admin-csrf"),
+        login_throttles=throttle.LoginThrottles(
+            rate_limits.limiter.storage,
+            throttle.LoginLimits(
+                per_client=config.ratelimit_login,
+                per_account_client=config.ratelimit_login_account,
+                per_account=config.ratelimit_login_account_all,
+            ),
+            day_keys=rate_limits.day_keys,
+        ),
+        # One password hash at a time per process, refused at once beyond it: a login flood
+        # costs at most one core per process and never waits in (or for) signing's slots.
+        password_gate=WorkGate(PASSWORD_SLOTS),
+    )

@@ -28,9 +28,10 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 from werkzeug.serving import make_server
 
-from samleng.service import create_app
-from samleng.service.db import upgrade
-from samleng.service.log import seal_all
+from samleng.service.app import create_app
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.tlog.store import seal_all
 from tests.components import require, require_program
 from tests.conftest import add_petition, make_config
 from tests.petition_texts import LONG_TEXTS
@@ -70,7 +71,7 @@ class Site:
 
     def seal(self) -> None:
         """Seal pending signatures into the log, as the scheduler would."""
-        seal_all(self.app.extensions["samleng.engine"], self.app.extensions["samleng.vault"])
+        seal_all(services(self.app).engine, services(self.app).vault)
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +79,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """The app on SQLite with the long petition ``land``, served on 127.0.0.1."""
     tmp = tmp_path_factory.mktemp("site")
     app = create_app(make_config(tmp, f"sqlite:///{tmp / 'samleng.sqlite3'}"))
-    upgrade(app.extensions["samleng.engine"])
+    upgrade(services(app).engine)
     add_petition(app, slug=SLUG, texts=LONG_TEXTS, closes_on=dt.date(2027, 3, 8))
     site = Site(app=app, base="")
     inner = app.wsgi_app
@@ -95,7 +96,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     yield site
     server.shutdown()
     thread.join(timeout=5)
-    app.extensions["samleng.engine"].dispose()
+    services(app).engine.dispose()
 
 
 def chromium(profile: Path, *, javascript: bool) -> webdriver.Chrome:

@@ -13,14 +13,11 @@ from pathlib import Path
 from samleng.crypto.bundle import (
     CHECKPOINT_FILE,
     LEAVES_FILE,
-    PETITION_FILE,
     POLICY_FILE,
     SUMS_FILE,
-    VERIFY_FILE,
-    VKEY_FILE,
     checkpoint_path,
+    lay_out_bundle,
     sha256sums,
-    vkey_file,
 )
 from samleng.crypto.canonical import canonical_json
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint
@@ -126,19 +123,18 @@ class PetitionLog:
         Every checkpoint carries a cosignature by each of ``cosigners``; ``policy``, if given,
         is written as the bundle's policy file.
         """
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "checkpoints").mkdir(exist_ok=True)
-        (directory / PETITION_FILE).write_bytes(self.petition_json)
-        (directory / VKEY_FILE).write_bytes(vkey_file(self.signer.vkey))
-        (directory / CHECKPOINT_FILE).write_bytes(self.witnessed_checkpoint(None, cosigners))
-        for size in {*(history or []), self.size}:
-            note = self.witnessed_checkpoint(size, cosigners)
-            (directory / checkpoint_path(size)).write_bytes(note)
-        (directory / LEAVES_FILE).write_bytes(b"".join(self.leaves))
-        (directory / VERIFY_FILE).write_bytes(VERIFY_TEXT)
-        if policy is not None:
-            (directory / POLICY_FILE).write_bytes(policy)
-        reseal(directory)
+        lay_out_bundle(
+            directory,
+            petition_json=self.petition_json,
+            vkey=self.signer.vkey,
+            leaves=self.leaves,
+            checkpoints=[
+                (size, self.witnessed_checkpoint(size, cosigners))
+                for size in sorted({*(history or []), self.size})
+            ],
+            verify_text=VERIFY_TEXT,
+            extra=None if policy is None else {POLICY_FILE: policy},
+        )
         return directory
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from samleng.service.admin.views import MAX_ADMIN_REQUEST_BYTES
-from samleng.service.config import Config
-from samleng.service.security import ADMIN_LISTENER_HEADER
+from samleng.service.platform.config import Config
+from samleng.service.web.security import ADMIN_LISTENER_HEADER
 from tests.components import require, require_program
 from tests.deploy.render import (
     DEPLOY,
@@ -259,12 +259,13 @@ try:
 except OSError:
     pass
 from pathlib import Path
-from samleng.service import create_app
-from samleng.service.db import upgrade
+from samleng.service.app import create_app
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
 from tests.conftest import add_petition, make_config, receipt_of, sign
 tmp = Path(sys.argv[1])
 app = create_app(make_config(tmp, f"sqlite:///{tmp / 'db.sqlite3'}"))
-upgrade(app.extensions["samleng.engine"])
+upgrade(services(app).engine)
 add_petition(app)
 answer = sign(app.test_client(), "free-them", identifier="012 345 678", name="Dara")
 assert answer.status_code == 200 and receipt_of(answer)

@@ -33,14 +33,17 @@ from samleng.crypto.bundle import verify_bundle
 from samleng.crypto.details import generate_details_keypair
 from samleng.crypto.keyfile import public_key_file
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
 from samleng.service.admin.accounts import create_account
 from samleng.service.admin.views import MAX_ADMIN_REQUEST_BYTES
-from samleng.service.config import Config, read_master_key
-from samleng.service.db import get_session, upgrade
-from samleng.service.export import write_bundle
-from samleng.service.keys import ensure_master_key
-from samleng.service.petitions import create_petition, get_petition, open_petition
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import create_petition, open_petition
+from samleng.service.platform.config import Config, read_master_key
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.keys import ensure_master_key
+from samleng.service.platform.models import get_petition
+from samleng.service.tlog.export import write_bundle
 from tests.components import PostgresServer, require, require_program
 from tests.conftest import TEXTS
 from tests.deploy.clients import (
@@ -128,7 +131,7 @@ def export(app: Flask, slug: str, target: Path) -> None:
 
     In one snapshot: the app servers' sealers keep appending while the bundle is written.
     """
-    engine = app.extensions["samleng.engine"].execution_options(isolation_level="REPEATABLE READ")
+    engine = services(app).engine.execution_options(isolation_level="REPEATABLE READ")
     with app.app_context(), Session(engine) as session:
         write_bundle(session, get_petition(session, slug), target, delivery=False)
 
@@ -218,18 +221,18 @@ def stack(
             gunicorns.append(start(command, log, env, root))
             servers.append((port, gunicorns[-1], log))
         app = stack_app(instance, database_url)
-        cleanup.callback(app.extensions["samleng.engine"].dispose)
-        upgrade(app.extensions["samleng.engine"])
+        cleanup.callback(services(app).engine.dispose)
+        upgrade(services(app).engine)
         with app.app_context():
             session = get_session()
-            vault = app.extensions["samleng.vault"]
+            vault = services(app).vault
             for slug in ("stack", "viral"):
                 petition = create_petition(
                     session, vault=vault, origin=ORIGIN, slug=slug, texts=TEXTS,
                     goal=1000, identifier_mode="phone", argon2=CHEAP_ARGON2,
                     details_public_key=generate_details_keypair()[1],
                 )  # fmt: skip
-                open_petition(session, petition, vault)
+                open_petition(session, petition, vault, can_mail=False)
             create_account(session, ORGANISER, "admin", ORGANISER_PASSWORD)
             session.commit()
         stack = Stack(root, env, app, database_url, redis_port, postgres_server)
@@ -503,7 +506,7 @@ def test_backup_restores_without_the_keys_inside(stack: Stack, tmp_path: Path) -
         try:
             export(restored, "stack", tmp_path / "restored")
         finally:
-            restored.extensions["samleng.engine"].dispose()
+            services(restored).engine.dispose()
         export(stack.app, "stack", tmp_path / "original")
         original = verify_bundle(tmp_path / "original")
         assert verify_bundle(tmp_path / "restored").count == original.count > 0

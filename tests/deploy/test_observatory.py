@@ -36,10 +36,11 @@ from typing import Any
 
 import pytest
 
-from samleng.service import create_app
-from samleng.service.config import Config, read_master_key
-from samleng.service.db import upgrade
-from samleng.service.keys import ensure_master_key
+from samleng.service.app import create_app
+from samleng.service.platform.config import Config, read_master_key
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.keys import ensure_master_key
 from tests.components import require, require_program
 from tests.deploy.render import (
     ADMIN_SECRET,
@@ -209,8 +210,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Namespace, 
             master_key=read_master_key(instance),
         )
     )
-    upgrade(app.extensions["samleng.engine"])
-    app.extensions["samleng.engine"].dispose()
+    upgrade(services(app).engine)
+    services(app).engine.dispose()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAMLENG_")}
     env.update(APP_SETTINGS, SAMLENG_INSTANCE=str(instance), SAMLENG_DATABASE_URL=database_url)
     rendered = render_nginx(root / "nginx", [8000], ports=DEPLOYED_PORTS)

@@ -46,13 +46,15 @@ from samleng.crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
 from samleng.crypto.pending import open_pending_record
 from samleng.crypto.tlogproof import verify_receipt
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
-from samleng.service.config import Config, read_master_key
-from samleng.service.db import get_session, upgrade
-from samleng.service.epochs import epoch_private_key
-from samleng.service.keys import ensure_master_key
-from samleng.service.petitions import create_petition, open_petition
-from samleng.service.vault import KeyFileError, Vault
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import create_petition, open_petition
+from samleng.service.platform.config import Config, read_master_key
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.keys import ensure_master_key
+from samleng.service.platform.vault import KeyFileError, Vault
+from samleng.service.tlog.epochs import epoch_private_key
 from tests.components import require
 from tests.conftest import TEXTS
 from tests.deploy.render import DEPLOY, free_port
@@ -310,18 +312,18 @@ def create_drill_petition(instance: Path, database_url: str) -> None:
         seal_interval=0,
     )
     app = create_app(config)
-    engine = app.extensions["samleng.engine"]
+    engine = services(app).engine
     try:
         upgrade(engine)
         with app.app_context():
             session = get_session()
             petition = create_petition(
-                session, vault=app.extensions["samleng.vault"], origin=ORIGIN, slug=SLUG,
+                session, vault=services(app).vault, origin=ORIGIN, slug=SLUG,
                 texts=TEXTS,
                 goal=100_000, identifier_mode="phone", argon2=CHEAP_ARGON2,
                 details_public_key=generate_details_keypair()[1],
             )  # fmt: skip
-            open_petition(session, petition, app.extensions["samleng.vault"])
+            open_petition(session, petition, services(app).vault, can_mail=False)
             session.commit()
     finally:
         engine.dispose()

@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import text
 
-from samleng.service.db import get_session
+from samleng.service.platform.dbsession import get_session
 
 
 @pytest.mark.postgres

@@ -26,7 +26,11 @@ from samleng.crypto.note import open_note, parse_vkey
 from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
 from samleng.crypto.tlogproof import parse_proof, verify_receipt
 from samleng.crypto.tokens import Argon2Params
-from samleng.service.identifiers import normalize_email, normalize_identifier, normalize_phone
+from samleng.service.signing.identifiers import (
+    normalize_email,
+    normalize_identifier,
+    normalize_phone,
+)
 from tests.crypto.logfactory import make_log
 from tests.fuzz.mutations import bytes_like, examples, mutated, text_like
 

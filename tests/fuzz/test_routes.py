@@ -31,14 +31,16 @@ from sqlalchemy import update
 from werkzeug.routing import Rule
 
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
 from samleng.service.admin import passwords
 from samleng.service.admin.accounts import create_account
-from samleng.service.db import get_session, upgrade
-from samleng.service.formtoken import issue_form_token
-from samleng.service.log import seal_all
-from samleng.service.models import Petition
-from samleng.service.petitions import close_petition, forget_petition, get_petition
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import close_petition, forget_petition
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import Petition, get_petition
+from samleng.service.signing.formtoken import issue_form_token
+from samleng.service.tlog.store import seal_all
 from tests.components import free_port, require
 from tests.conftest import add_petition, make_config, sign
 from tests.fuzz.mutations import examples
@@ -204,7 +206,7 @@ def site(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
             ratelimit_mail="100000 per day",
         )
     )
-    upgrade(app.extensions["samleng.engine"])
+    upgrade(services(app).engine)
     for slug in SLUGS:
         add_petition(
             app,
@@ -216,14 +218,12 @@ def site(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     anonymous = app.test_client()
     for slug in ("fz-closed", "fz-forgotten"):
         assert sign(anonymous, slug, identifier="012 345 678").status_code == 200
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
     with app.app_context():
         session = get_session()
         for slug in ("fz-closed", "fz-forgotten"):
             close_petition(session, get_petition(session, slug))
-        forget_petition(
-            session, get_petition(session, "fz-forgotten"), app.extensions["samleng.vault"]
-        )
+        forget_petition(session, get_petition(session, "fz-forgotten"), services(app).vault)
         # As a petition made before regions were checked at creation could be.
         session.execute(update(Petition).where(Petition.slug == "fz-region").values(region="XX"))
         create_account(session, "fuzz", "admin", PASSWORD)
@@ -238,7 +238,7 @@ def site(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
         "link": ["A" * 40],
     }
     yield Site(app, anonymous, organiser, values)
-    app.extensions["samleng.engine"].dispose()
+    services(app).engine.dispose()
     controller.stop()
 
 
@@ -337,7 +337,7 @@ def test_no_route_answers_5xx(site: Site, data: st.DataObject) -> None:
         slug = request["path"].split("/")[3] if request["path"].count("/") >= 4 else ""
         body = {
             **body,
-            "form_token": issue_form_token(site.app.extensions["samleng.form_key"], slug),
+            "form_token": issue_form_token(services(site.app).form_tokens.key, slug),
         }
     environ = {
         "PATH_INFO": _wsgi_path(request["path"]),
@@ -364,7 +364,7 @@ def test_no_route_answers_5xx(site: Site, data: st.DataObject) -> None:
 
 
 def _on_postgresql(site: Site) -> bool:
-    return bool(site.app.extensions["samleng.engine"].dialect.name == "postgresql")
+    return bool(services(site.app).engine.dialect.name == "postgresql")
 
 
 # What the route fuzzer found in service/admin: a NUL in a form field reached PostgreSQL,

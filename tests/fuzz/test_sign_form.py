@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from samleng.service.formtoken import issue_form_token
-from samleng.service.models import DedupToken, PendingSignature
+from samleng.service.platform.context import services
+from samleng.service.platform.models import DedupToken, PendingSignature
+from samleng.service.signing.formtoken import issue_form_token
 from tests.conftest import add_petition, form_token
 from tests.fuzz.mutations import examples
 
@@ -56,7 +57,7 @@ class Tokens:
     """Fresh sign-form tokens, as the petition pages carry them: each is good once."""
 
     def __init__(self, app: Flask) -> None:
-        self._key: bytes = app.extensions["samleng.form_key"]
+        self._key: bytes = services(app).form_tokens.key
 
     def __getitem__(self, slug: str) -> str:
         return issue_form_token(self._key, slug)
@@ -70,7 +71,7 @@ def fuzz_app(app: Flask) -> Iterator[tuple[FlaskClient, Tokens, Engine]]:
     client = app.test_client()
     for slug in SLUGS.values():
         form_token(client, slug)  # the page itself issues one
-    yield client, Tokens(app), app.extensions["samleng.engine"]
+    yield client, Tokens(app), services(app).engine
 
 
 def _rows(engine: Engine) -> tuple[int, int]:

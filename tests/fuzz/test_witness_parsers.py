@@ -17,7 +17,7 @@ from samleng.crypto.cosignature import (
 )
 from samleng.crypto.policy import check_witnessed, format_policy, parse_policy
 from samleng.crypto.tiles import Tile, parse_entry_bundle, parse_tile_path, tile_path
-from samleng.service.witnessing import Outcome, interpret_answer
+from samleng.service.tlog.witnessing import Outcome, interpret_answer
 from tests.crypto.logfactory import make_cosigners, make_log, witness_policy
 from tests.fuzz.mutations import bytes_like, examples, text_like
 

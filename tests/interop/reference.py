@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from samleng.crypto.cosignature import WitnessVerifier
 from samleng.crypto.note import NoteSigner
-from samleng.service.witnessing import WitnessEndpoint
+from samleng.service.tlog.witnessing import WitnessEndpoint
 from tests.components import REPO, free_port, stop_process, wait_for_port
 
 BUILD = REPO / "build" / "interop-go"

@@ -9,7 +9,8 @@ from pathlib import Path
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
-from samleng.service.log import seal_all
+from samleng.service.platform.context import services
+from samleng.service.tlog.store import seal_all
 from tests.conftest import OpenPetition, receipt_of, sign
 from tests.interop.conftest import run
 
@@ -25,9 +26,9 @@ def test_go_verifies_an_exported_bundle_and_a_web_receipt(
     codes = [
         receipt_of(sign(client, petition.slug, identifier=f"012 345 {i:03d}")) for i in range(6)
     ]
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
     sign(client, petition.slug, identifier="012 999 999")
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
 
     bundle = tmp_path / "bundle"
     assert runner.invoke(args=["export", petition.slug, str(bundle)]).exit_code == 0

@@ -1,7 +1,7 @@
 """Real witnesses cosign the project's logs: litewitness and omniwitness on loopback.
 
 The logs are made by the project's own crypto (tests/crypto/logfactory.py) and submitted with
-the project's witness client (service/witnessing.py) through ``add-checkpoint``, for both
+the project's witness client (service/tlog/witnessing.py) through ``add-checkpoint``, for both
 witnesses (omniwitness is fed by add-checkpoint, not through the tiles). What comes back is
 checked with samleng's verifier and with torchwood's (tests/interop/witnessverify), including
 the answers that matter most: a split view refused, a rolled-back log refused, an onion witness
@@ -32,7 +32,7 @@ from samleng.crypto.policy import (
     format_policy,
     require_quorum,
 )
-from samleng.service.witnessing import (
+from samleng.service.tlog.witnessing import (
     Outcome,
     WitnessClient,
     WitnessConfigError,

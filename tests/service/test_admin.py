@@ -22,26 +22,28 @@ from werkzeug.test import TestResponse
 from samleng.crypto.details import generate_details_keypair
 from samleng.crypto.keyfile import public_key_file
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
 from samleng.service.admin import passwords, totp
 from samleng.service.admin.accounts import create_account, grant
 from samleng.service.admin.cli import ensure_demo_admin
 from samleng.service.admin.drafts import signatures_per_day
-from samleng.service.admin.sessions import LOGIN_COOKIE, SESSION_COOKIE
+from samleng.service.admin.logins import LOGIN_COOKIE, SESSION_COOKIE
 from samleng.service.app import STYLESHEET as STYLESHEET_PATH
-from samleng.service.db import get_session, upgrade
-from samleng.service.log import seal_all
-from samleng.service.models import (
+from samleng.service.app import create_app
+from samleng.service.petitions.scheduler import close_expired_petitions
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import (
     Account,
     AdminSession,
     AuditEvent,
     DedupToken,
     Petition,
     SignedCheckpoint,
+    get_petition,
 )
-from samleng.service.petitions import get_petition
-from samleng.service.scheduler import close_expired_petitions
-from samleng.service.security import content_security_policy
+from samleng.service.tlog.store import seal_all
+from samleng.service.web.security import content_security_policy
 from tests.conftest import add_petition, make_config, seal, sign
 
 PASSWORD = "correct horse battery staple"
@@ -71,7 +73,7 @@ def admin_client(app: Flask) -> FlaskClient:
 
 def make_app(tmp_path: Path, database_url: str, **overrides: Any) -> Flask:
     application = create_app(make_config(tmp_path, database_url, **overrides))
-    upgrade(application.extensions["samleng.engine"])
+    upgrade(services(application).engine)
     return application
 
 
@@ -84,7 +86,7 @@ def throttled_app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
         ratelimit_login_account="3 per minute",
     )
     yield application
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 def make_account(app: Flask, name: str, role: str = "admin", password: str = PASSWORD) -> None:
@@ -188,7 +190,7 @@ def test_login_throttled_per_account_without_the_name_in_the_store(throttled_app
         assert login(client, "SOKHA ", "wrong password here").status_code == 401
     # Even the right password waits now: the throttle is per account name.
     assert login(client, "sokha").status_code == 429
-    limiter = throttled_app.extensions["samleng.limiter"]
+    limiter = services(throttled_app).rate_limits.limiter
     keys = " ".join(limiter.storage.names())
     assert "login-account:" in keys
     assert "sokha" not in keys.lower()
@@ -554,7 +556,7 @@ def test_lifecycle_through_the_admin(app: Flask) -> None:
     public = app.test_client()
     for phone in ("012 345 678", "097 765 4321"):
         assert sign(public, "river", identifier=phone).status_code == 200
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
     dashboard = client.get("/admin/p/river").get_data(as_text=True)
     assert "<strong>2</strong> signatures counted" in dashboard
     assert "<code>petitions.example.org/p/river</code><br><code>3</code>" in dashboard
@@ -605,7 +607,7 @@ def test_forget_leaves_no_token_bytes_in_the_database_file(tmp_path: Path) -> No
     csrf = csrf_of(client)
     client.post("/admin/p/free-them/close", data={"csrf": csrf})
     client.post("/admin/p/free-them/forget", data={"csrf": csrf, "confirm_slug": "free-them"})
-    engine = app.extensions["samleng.engine"]
+    engine = services(app).engine
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
@@ -625,10 +627,10 @@ def test_deadline_closes_the_petition(app: Flask, runner: Any) -> None:
     # Signing refuses past the deadline even before anything closed the petition.
     assert sign(app.test_client(), "late", identifier="012 345 678").status_code == 409
     assert sign(app.test_client(), "later", identifier="012 345 678").status_code == 200
-    assert close_expired_petitions(app.extensions["samleng.engine"]) == ["late"]
+    assert close_expired_petitions(services(app).engine) == ["late"]
     assert status_of(app, "late") == "closed" and status_of(app, "later") == "open"
     assert ("(deadline)", "close", "late", "deadline") in events(app)
-    assert close_expired_petitions(app.extensions["samleng.engine"]) == []
+    assert close_expired_petitions(services(app).engine) == []
 
 
 def test_seal_command_closes_at_the_deadline(app: Flask, runner: Any) -> None:
@@ -646,10 +648,10 @@ def test_seal_command_closes_at_the_deadline(app: Flask, runner: Any) -> None:
 def test_signatures_per_day_from_checkpoint_dates(app: Flask) -> None:
     add_petition(app)
     public = app.test_client()
-    engine = app.extensions["samleng.engine"]
+    engine = services(app).engine
     for phone in ("012 345 678", "097 765 4321", "012 222 333"):
         sign(public, "free-them", identifier=phone)
-        seal_all(engine, app.extensions["samleng.vault"])
+        seal_all(engine, services(app).vault)
     days = [dt.date(2026, 3, 1), dt.date(2026, 3, 1), dt.date(2026, 3, 3), dt.date(2026, 3, 3)]
     with app.app_context():
         session = get_session()
@@ -743,7 +745,7 @@ def test_admin_can_be_switched_off(tmp_path: Path, database_url: str) -> None:
     client = admin_client(application)
     assert client.get("/admin/login").status_code == 404
     assert client.get("/admin/").status_code == 404
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 def test_cli_admin_create(app: Flask, runner: Any, tmp_path: Path) -> None:

@@ -17,11 +17,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from samleng.service import create_app
-from samleng.service.config import Config, load_config
-from samleng.service.db import upgrade
-from samleng.service.errors import ConfigError
-from samleng.service.keys import ensure_master_key
+from samleng.service.app import create_app
+from samleng.service.platform.config import Config, load_config
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.errors import ConfigError
+from samleng.service.platform.keys import ensure_master_key
 from tests.conftest import make_config
 
 SECRET = "5e" * 32
@@ -41,9 +42,9 @@ def gated(tmp_path: Path, database_url: str) -> Iterator[Flask]:
             trusted_proxies=1,
         )
     )
-    upgrade(application.extensions["samleng.engine"])
+    upgrade(services(application).engine)
     yield application
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 def get(

@@ -25,15 +25,16 @@ from sqlalchemy import select
 
 from samleng.crypto.details import generate_details_keypair
 from samleng.crypto.tokens import Argon2Params
-from samleng.service import create_app
 from samleng.service.admin import passwords, totp
 from samleng.service.admin.accounts import find_account
 from samleng.service.admin.drafts import parse_draft_form, update_draft
-from samleng.service.db import get_session
-from samleng.service.errors import ClosingDateInPast, SlugUnavailable
-from samleng.service.log import seal_all
-from samleng.service.models import Account, Petition, utc_today
-from samleng.service.petitions import create_petition, get_petition
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import create_petition
+from samleng.service.platform.context import services
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.errors import ClosingDateInPast, SlugUnavailable
+from samleng.service.platform.models import Account, Petition, get_petition, utc_today
+from samleng.service.tlog.store import seal_all
 from tests.components import PrivateRedis
 from tests.conftest import CHEAP_ARGON2, MASTER_KEY, ORIGIN, TEXTS, add_petition, make_config, sign
 from tests.service.test_admin import (  # noqa: F401 - cheap_passwords is an autouse fixture
@@ -98,7 +99,7 @@ def strict_app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
         ratelimit_login_account_all="5 per minute",
     )
     yield application
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 # --- lockouts (item 5) --------------------------------------------------------------------
@@ -218,7 +219,7 @@ def test_login_throttles_are_shared_on_redis_and_fall_back_without_it(
     finally:
         redis.stop()
         for worker in workers:
-            worker.extensions["samleng.engine"].dispose()
+            services(worker).engine.dispose()
 
 
 # --- one code, one login (found by reading) -----------------------------------------------
@@ -255,7 +256,7 @@ def test_one_totp_code_logs_in_once_even_at_the_same_moment(
     with ThreadPoolExecutor(max_workers=2) as pool:
         statuses = sorted(pool.map(post, range(2)))
     for worker in workers:
-        worker.extensions["samleng.engine"].dispose()
+        services(worker).engine.dispose()
     assert statuses == [302, 401]
 
 
@@ -344,8 +345,8 @@ def test_replacing_or_removing_the_second_factor_asks_for_its_code(app: Flask) -
 def test_dashboards_do_not_move_before_a_batch_is_sealed(app: Flask) -> None:
     make_account(app, "sokha")
     add_petition(app)
-    engine = app.extensions["samleng.engine"]
-    seal_all(engine, app.extensions["samleng.vault"])
+    engine = services(app).engine
+    seal_all(engine, services(app).vault)
     client = admin_client(app)
     login(client, "sokha")
     pages = ("/admin/", "/admin/p/free-them")
@@ -354,7 +355,7 @@ def test_dashboards_do_not_move_before_a_batch_is_sealed(app: Flask) -> None:
     # Nothing an organiser sees tells that someone just signed…
     assert [client.get(path).get_data(as_text=True) for path in pages] == before
     # …until the batch is sealed into the log, as anyone can see in its checkpoints.
-    seal_all(engine, app.extensions["samleng.vault"])
+    seal_all(engine, services(app).vault)
     assert "<strong>1</strong> signatures counted" in client.get(pages[1]).get_data(as_text=True)
 
 
@@ -392,7 +393,7 @@ def make_draft(
 ) -> Petition:
     return create_petition(
         get_session(),
-        vault=current_app.extensions["samleng.vault"],
+        vault=services(current_app).vault,
         origin=ORIGIN,
         slug=slug,
         texts=TEXTS,
@@ -520,7 +521,7 @@ def test_a_burst_of_logins_neither_blocks_signing_nor_fails(
         stop.set()
         for running in floods:
             running.result()
-    app.extensions["samleng.engine"].dispose()
+    services(app).engine.dispose()
     assert signed == [200] * 20
     statuses = {status for status, _ in answers}
     assert statuses <= {401, 503}, statuses

@@ -11,8 +11,8 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
 from samleng.crypto.details import generate_details_keypair
-from samleng.service.db import get_session
-from samleng.service.models import DedupToken, Petition
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import DedupToken, Petition
 from tests.conftest import TEXTS, sign
 
 

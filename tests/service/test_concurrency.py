@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Flask
 from sqlalchemy import func, select
 
-from samleng.service.db import get_session
-from samleng.service.models import DedupToken, Leaf, PendingSignature
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import DedupToken, Leaf, PendingSignature
 from tests.conftest import OpenPetition, seal, sign
 
 

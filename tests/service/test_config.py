@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from samleng.service.config import DEMO_ORIGIN, Config, load_config
-from samleng.service.errors import ConfigError
-from samleng.service.keys import derive_key, ensure_master_key
+from samleng.service.platform.config import DEMO_ORIGIN, Config, load_config
+from samleng.service.platform.errors import ConfigError
+from samleng.service.platform.keys import derive_key, ensure_master_key
 
 
 @pytest.fixture

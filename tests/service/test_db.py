@@ -12,8 +12,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine, text
 
-from samleng.service import create_app
-from samleng.service.db import upgrade
+from samleng.service.app import create_app
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
 from tests.conftest import add_petition, make_config, reset_postgres, sign
 
 
@@ -21,9 +22,9 @@ from tests.conftest import add_petition, make_config, reset_postgres, sign
 def pg_app(tmp_path: Path, pg_url: str) -> Iterator[Flask]:
     reset_postgres(pg_url)
     application = create_app(make_config(tmp_path, pg_url))
-    upgrade(application.extensions["samleng.engine"])
+    upgrade(services(application).engine)
     yield application
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 def backend_pid(engine: Engine) -> int:
@@ -45,12 +46,12 @@ def end_other_backends(pg_url: str) -> None:
 
 
 def test_a_live_connection_is_kept(pg_app: Flask) -> None:
-    engine: Engine = pg_app.extensions["samleng.engine"]
+    engine: Engine = services(pg_app).engine
     assert backend_pid(engine) == backend_pid(engine)
 
 
 def test_connections_the_server_ended_are_replaced_unseen(pg_app: Flask, pg_url: str) -> None:
-    engine: Engine = pg_app.extensions["samleng.engine"]
+    engine: Engine = services(pg_app).engine
     add_petition(pg_app)
     client = pg_app.test_client()
     assert sign(client, "free-them", identifier="012 345 601").status_code == 200

@@ -22,8 +22,11 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from werkzeug.test import TestResponse
 
 from samleng.crypto.bundle import verify_bundle
-from samleng.service.db import get_session
-from samleng.service.delivery import (
+from samleng.service.petitions.lifecycle import close_petition, forget_petition
+from samleng.service.platform.context import services
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import get_petition
+from samleng.service.tlog.delivery import (
     DeliveryError,
     DeliveryFacts,
     FormalLetter,
@@ -31,9 +34,8 @@ from samleng.service.delivery import (
     lay_out_delivery,
     render_delivery_pdf,
 )
-from samleng.service.linebreaks import ZWSP, is_cluster_boundary, is_khmer
-from samleng.service.log import seal_all
-from samleng.service.petitions import close_petition, forget_petition, get_petition
+from samleng.service.tlog.linebreaks import ZWSP, is_cluster_boundary, is_khmer
+from samleng.service.tlog.store import seal_all
 from tests.components import require_program
 from tests.conftest import TEXTS, OpenPetition, add_petition, sign
 from tests.petition_texts import LONG_TEXTS
@@ -45,7 +47,7 @@ def signed_and_sealed(app: Flask, client: FlaskClient, slug: str, count: int) ->
     for i in range(count):
         response = sign(client, slug, identifier=f"012 345 {i:03d}", name="សុខ")
         assert response.status_code == 200
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
 
 
 def close(app: Flask, slug: str, *, forget: bool = False) -> None:
@@ -54,7 +56,7 @@ def close(app: Flask, slug: str, *, forget: bool = False) -> None:
         petition = get_petition(session, slug)
         close_petition(session, petition)
         if forget:
-            forget_petition(session, petition, app.extensions["samleng.vault"])
+            forget_petition(session, petition, services(app).vault)
         session.commit()
 
 
@@ -102,7 +104,7 @@ def test_delivery_pdf_in_the_bundle(
 
     pdffonts = require_program("pdffonts", "apt-get install poppler-utils")
     fonts = subprocess.run([pdffonts, str(pdf)], capture_output=True, check=True, text=True)
-    # The shipped fonts (service/delivery.py), embedded and subset; no system font.
+    # The shipped fonts (service/tlog/delivery.py), embedded and subset; no system font.
     families = {line.split()[0].split("+", 1)[1] for line in fonts.stdout.splitlines()[2:]}
     assert {"Samleng-Text", "Samleng-Mono"} <= families, fonts.stdout
     assert families <= {"Samleng-Text", "Samleng-Text-Bold", "Samleng-Mono", "Samleng-Mono-Bold"}
@@ -181,7 +183,7 @@ def test_the_document_loads_nothing_from_the_network(
 
     monkeypatch.setattr("urllib.request.OpenerDirector.open", recording_open)
     monkeypatch.setattr(
-        "samleng.service.delivery.delivery_html",
+        "samleng.service.tlog.delivery.delivery_html",
         lambda facts: '<p>x</p><img src="https://tracker.invalid/p.png">',
     )
     with app.app_context(), pytest.raises(DeliveryError, match="tracker.invalid") as refused:
@@ -234,7 +236,7 @@ def test_bundle_zip_only_once_closed(
     assert (cache / "3.zip").stat().st_mtime_ns == made  # served from the cache
 
     # The signature that was pending at closing is sealed: a newer checkpoint, a new zip.
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
     newer = get(client, f"/p/{petition.slug}/bundle.zip")
     assert verify_bundle(unzip(newer.data, tmp_path / "newer")).count == 3
     assert sorted(p.name for p in cache.glob("*.zip")) == ["4.zip"]

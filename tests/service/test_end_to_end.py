@@ -20,7 +20,8 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from samleng.crypto.audit import main as audit
 from samleng.crypto.tokens import Argon2Params
-from samleng.service.log import seal_all
+from samleng.service.platform.context import services
+from samleng.service.tlog.store import seal_all
 from tests.conftest import TEXTS, receipt_of, sign
 
 PASSPHRASE = "ដើមត្នោត rice field monsoon lantern"
@@ -75,7 +76,7 @@ def test_organisers_path(
         response = sign(client, "free-them", **signer)
         assert response.status_code == 200
         receipts.append(receipt_of(response))
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
     kept = tmp_path / "checkpoint-kept"  # what a journalist saves from the site
     kept.write_bytes(client.get("/p/free-them/checkpoint").data)
     proof = tmp_path / "receipt-proof.txt"  # what the first signer downloads
@@ -89,7 +90,7 @@ def test_organisers_path(
 
     # 4. Close, seal what was pending, export the bundle and the sealed details.
     cli(runner, "petition", "close", "free-them")
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
     bundle = tmp_path / "bundle"
     cli(runner, "export", "free-them", str(bundle))
     assert (bundle / "delivery.pdf").is_file()

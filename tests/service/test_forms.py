@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from samleng.service.forms import _bad_characters
+from samleng.service.signing.forms import _bad_characters
 
 LINE_BREAKS = "\n\r\t"
 

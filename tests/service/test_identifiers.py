@@ -7,7 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from samleng.crypto.errors import InvalidEmail, InvalidIdentifier, InvalidPhone
-from samleng.service.identifiers import (
+from samleng.service.signing.identifiers import (
     DEFAULT_REGION,
     IDENTIFIER_MODES,
     normalize_email,

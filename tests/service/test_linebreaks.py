@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from samleng.service.linebreaks import (
+from samleng.service.tlog.linebreaks import (
     ZWSP,
     is_cluster_boundary,
     khmer_breaks,

@@ -31,15 +31,16 @@ from samleng.crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
 from samleng.crypto.merkle import verify_consistency
 from samleng.crypto.receipts import parse_receipt, receipt_commitment
 from samleng.crypto.tlogproof import verify_receipt
-from samleng.service.db import get_session
-from samleng.service.log import log_signer, seal_all
-from samleng.service.models import Leaf, Petition
-from samleng.service.petitions import close_petition, get_petition
+from samleng.service.petitions.lifecycle import close_petition
+from samleng.service.platform.context import services
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import Leaf, Petition, get_petition
+from samleng.service.tlog.store import log_signer, seal_all
 from tests.conftest import MASTER_KEY, OpenPetition, receipt_of, sign
 
 
 def seal(app: Flask) -> dict[str, int]:
-    return seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    return seal_all(services(app).engine, services(app).vault)
 
 
 def vkey_of(client: FlaskClient, slug: str) -> str:

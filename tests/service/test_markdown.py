@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from samleng.service.markdown import render_markdown
+from samleng.service.platform.markdown import render_markdown
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 
-from samleng.service.models import Base
+from samleng.service.platform.models import Base
 
 
 def test_models_match_migrations(engine: Engine) -> None:

@@ -14,11 +14,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from samleng.service import create_app
-from samleng.service.db import get_session, upgrade
-from samleng.service.formtoken import check_form_token
-from samleng.service.pagecache import PageCache
-from samleng.service.petitions import get_petition
+from samleng.service.app import create_app
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import get_petition
+from samleng.service.signing.formtoken import check_form_token
+from samleng.service.web.pagecache import PageCache
 from tests.conftest import add_petition, form_token, make_config, receipt_of, sign
 from tests.service.test_admin import PASSWORD, admin_client, csrf_of, login, make_account
 
@@ -144,10 +146,10 @@ def test_while_one_thread_renders_the_others_serve_the_old_page() -> None:
 @pytest.fixture
 def kept(tmp_path: Path, database_url: str) -> Iterator[Flask]:
     app = create_app(make_config(tmp_path, database_url, page_cache_seconds=30))
-    upgrade(app.extensions["samleng.engine"])
+    upgrade(services(app).engine)
     add_petition(app)
     yield app
-    app.extensions["samleng.engine"].dispose()
+    services(app).engine.dispose()
 
 
 def without_token(html: str) -> str:
@@ -160,7 +162,7 @@ def test_the_kept_page_equals_a_fresh_one(kept: Flask, tmp_path: Path, database_
     second = client.get("/en/p/free-them")
     assert first.status_code == second.status_code == 200
     assert second.headers["Cache-Control"] == "no-store"
-    kept.extensions["samleng.pages"].seconds = 0
+    services(kept).pages.seconds = 0
     fresh = client.get("/en/p/free-them")
     assert without_token(second.get_data(as_text=True)) == without_token(
         fresh.get_data(as_text=True)
@@ -175,7 +177,7 @@ def test_every_kept_page_carries_a_valid_form_token(kept: Flask) -> None:
     match = TOKEN.search(page)
     assert match
     check_form_token(
-        kept.extensions["samleng.form_key"], "free-them", match.group(1), min_seconds=0,
+        services(kept).form_tokens.key, "free-them", match.group(1), min_seconds=0,
         max_age=60,
     )  # fmt: skip
     # Each request gets its own token (each works once), the kept page notwithstanding.
@@ -201,7 +203,7 @@ def test_the_transport_warning_is_not_shared(kept: Flask) -> None:
 
 
 def test_a_change_elsewhere_shows_when_the_time_is_up(kept: Flask) -> None:
-    kept.extensions["samleng.pages"].seconds = 0.5
+    services(kept).pages.seconds = 0.5
     client = kept.test_client()
     assert "Sign this petition" in client.get("/en/p/free-them").get_data(as_text=True)
     with kept.app_context():  # as another worker or `samleng close` would
@@ -239,7 +241,7 @@ def test_the_thank_you_page_is_kept_without_any_receipt_code(kept: Flask) -> Non
     assert codes[0] != codes[1]
     assert codes[0] not in second.get_data(as_text=True)
     assert without_receipt(first) == without_receipt(second)
-    kept_pages = repr(kept.extensions["samleng.pages"]._pages)
+    kept_pages = repr(services(kept).pages._pages)
     assert "Thank you for signing" in kept_pages
     for code in codes:
         assert code not in kept_pages

@@ -16,12 +16,14 @@ from flask import Flask, request, request_finished
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from samleng.service import create_app
-from samleng.service.app import STYLESHEET
-from samleng.service.db import get_session, upgrade
-from samleng.service.log import seal_all
-from samleng.service.petitions import close_petition, get_petition
-from samleng.service.security import content_security_policy
+from samleng.service.app import STYLESHEET, create_app
+from samleng.service.petitions.lifecycle import close_petition
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import get_petition
+from samleng.service.tlog.store import seal_all
+from samleng.service.web.security import content_security_policy
 from tests.conftest import (
     OpenPetition,
     add_petition,
@@ -157,7 +159,7 @@ class Visit:
 def onion_app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
     """The app with an onion address, an open and a closed petition."""
     application = create_app(make_config(tmp_path, database_url, onion_address=ONION))
-    upgrade(application.extensions["samleng.engine"])
+    upgrade(services(application).engine)
     add_petition(application)
     add_petition(application, slug="closed")
     with application.app_context():
@@ -165,7 +167,7 @@ def onion_app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
         close_petition(session, get_petition(session, "closed"))
         session.commit()
     yield application
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 def walk(app: Flask) -> Iterator[Visit]:
@@ -194,7 +196,7 @@ def walk(app: Flask) -> Iterator[Visit]:
     receipt = "/km/p/free-them/receipt"
     yield visit("receipt waiting", 200, client.post(receipt, data={"receipt": code}), True)
     yield visit("receipt bad", 400, client.post(receipt, data={"receipt": "nonsense"}), True)
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
     yield visit("receipt counted", 200, client.post(receipt, data={"receipt": code}), True)
     proof = client.post(receipt, data={"receipt": code, "format": "proof"})
     yield visit("receipt proof", 200, proof, True)
@@ -266,7 +268,7 @@ def test_onion_location(tmp_path, database_url) -> None:  # type: ignore[no-unty
     assert response.headers["Onion-Location"] == f"http://{onion}/healthz"
     onion_response = app.test_client().get("/healthz", headers={"Host": onion})
     assert "Onion-Location" not in onion_response.headers
-    app.extensions["samleng.engine"].dispose()
+    services(app).engine.dispose()
 
 
 # --- the petition page ----------------------------------------------------------------------
@@ -320,7 +322,7 @@ def test_progress_and_dates_in_khmer_digits(app: Flask) -> None:
     client = app.test_client()
     for phone in ("012 345 678", "012 345 679"):
         sign(client, "dated", identifier=phone)
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
     km = Page(client.get("/km/p/dated").get_data(as_text=True)).visible_text
     assert "បានចុះហត្ថលេខា ២ នាក់ ក្នុងគោលដៅ ១០០ នាក់" in km
     assert "បិទនៅថ្ងៃទី៨ ខែមីនា ឆ្នាំ២០២៧។" in km
@@ -335,7 +337,7 @@ def test_khmer_pages_show_no_latin_numbers(app: Flask) -> None:
     add_petition(app, slug="dated", closes_on=dt.date(2027, 3, 8))
     client = app.test_client()
     answer = sign(client, "dated", "km", identifier="012 345 678")
-    seal_all(app.extensions["samleng.engine"], app.extensions["samleng.vault"])
+    seal_all(services(app).engine, services(app).vault)
     counted = client.post("/km/p/dated/receipt", data={"receipt": receipt_of(answer)})
     too_long = sign(client, "dated", "km", identifier="012 345 679", name="x" * 101)
     for response in (client.get("/km/p/dated"), client.get("/km/"), counted, too_long):
@@ -424,7 +426,7 @@ def test_safety_page_shows_the_onion_address(tmp_path: Path, database_url: str) 
     app = create_app(make_config(tmp_path, database_url, onion_address=ONION))
     body = app.test_client().get("/en/safety").get_data(as_text=True)
     assert f"<code>{ONION}</code>" in body and "Tor Browser" in body and "Safest" in body
-    app.extensions["samleng.engine"].dispose()
+    services(app).engine.dispose()
 
 
 def test_safety_page_without_onion_address(client: FlaskClient) -> None:

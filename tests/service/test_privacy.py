@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from samleng.service.platform.context import services
 from tests.components import require_program
 from tests.conftest import OpenPetition, add_petition, sign
 
@@ -65,7 +66,7 @@ def test_nothing_identifying_is_stored_or_logged(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     sign_everything(app, client, petition)
-    app.extensions["samleng.engine"].dispose()
+    services(app).engine.dispose()
 
     if database_url.startswith("sqlite"):
         files = [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -21,21 +21,21 @@ from flask.testing import FlaskClient
 from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 
-from samleng.service import create_app
-from samleng.service.db import upgrade
-from samleng.service.formtoken import RecentKeys, issue_form_token
-from samleng.service.keys import derive_key
-from samleng.service.ratelimit import (
+from samleng.service.app import create_app
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.gate import Overloaded, WorkGate
+from samleng.service.platform.keys import derive_key
+from samleng.service.platform.ratelimit import (
     CIRCUIT_HEADER,
     AlignedMemoryStorage,
-    ClientKeys,
+    ClientPseudonyms,
     DayKeys,
-    Overloaded,
     SharedStorage,
-    WorkGate,
     client_of,
     window_seconds,
 )
+from samleng.service.signing.formtoken import RecentKeys, issue_form_token
 from tests.components import PrivateRedis, free_port
 from tests.conftest import FORM_TOKEN, MASTER_KEY, add_petition, make_config, sign
 
@@ -71,7 +71,7 @@ def limited_app(tmp_path: Path, storage: str, **overrides: object) -> Flask:
     }
     values.update(overrides)
     app = create_app(make_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite3'}", **values))
-    upgrade(app.extensions["samleng.engine"])
+    upgrade(services(app).engine)
     add_petition(app)
     return app
 
@@ -86,7 +86,7 @@ def as_client(app: Flask, address: str, circuit: str | None = None) -> FlaskClie
 
 def fresh_token(app: Flask, slug: str = "free-them") -> str:
     """A new sign-form token, as the petition page would carry (without fetching it)."""
-    return issue_form_token(app.extensions["samleng.form_key"], slug)
+    return issue_form_token(services(app).form_tokens.key, slug)
 
 
 def statuses(client: FlaskClient, n: int, start: int = 0) -> list[int]:
@@ -243,7 +243,7 @@ class HeldSlot:
 
 def test_overload_is_shed_with_503_after_the_wait(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://", argon2_concurrency=1, argon2_wait=0.3)
-    gate: WorkGate = app.extensions["samleng.argon2_gate"]
+    gate: WorkGate = services(app).argon2_gate
     client = as_client(app, ADDRESSES[0])
     with gate.enter():
         started = time.monotonic()
@@ -263,7 +263,7 @@ def test_a_shed_signature_says_it_was_not_counted_and_keeps_the_form(
     """The 503 page is the sign form again: not counted, sign again; what was typed is kept,
     except the phone number and the email for news, which are never echoed."""
     app = limited_app(tmp_path, "memory://", argon2_concurrency=1, argon2_wait=0.1)
-    gate: WorkGate = app.extensions["samleng.argon2_gate"]
+    gate: WorkGate = services(app).argon2_gate
     client = as_client(app, ADDRESSES[0])
     typed = {
         "identifier": "012 987 654",
@@ -299,7 +299,7 @@ def test_a_shed_signature_says_it_was_not_counted_and_keeps_the_form(
 
 def test_a_slot_freed_during_the_wait_is_taken(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://", argon2_concurrency=1, argon2_wait=10)
-    gate: WorkGate = app.extensions["samleng.argon2_gate"]
+    gate: WorkGate = services(app).argon2_gate
     held = HeldSlot(gate)
     held.release(after=0.2)
     started = time.monotonic()
@@ -324,7 +324,7 @@ def test_no_wait_sheds_at_once(tmp_path: Path) -> None:
 
 def test_client_pseudonyms_rotate_daily() -> None:
     day = [dt.date(2026, 11, 21)]
-    keys = ClientKeys(DayKeys(AlignedMemoryStorage(), today=lambda: day[0]))
+    keys = ClientPseudonyms(DayKeys(AlignedMemoryStorage(), today=lambda: day[0]))
     monday = keys.pseudonym("ip", "198.51.100.7")
     assert monday == keys.pseudonym("ip", "198.51.100.7")
     assert "198" not in monday and monday.startswith("ip:")
@@ -435,7 +435,7 @@ def test_the_memory_storage_still_forgets_expired_keys() -> None:
 
 def test_memory_uri_selects_the_aligned_storage(tmp_path: Path) -> None:
     app = limited_app(tmp_path, "memory://")
-    assert isinstance(app.extensions["samleng.limiter"].storage, AlignedMemoryStorage)
+    assert isinstance(services(app).rate_limits.limiter.storage, AlignedMemoryStorage)
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
@@ -504,7 +504,7 @@ def test_ipv6_pages_are_limited_per_64_and_per_48(tmp_path: Path, storage_uri: s
 
 
 def test_client_identity() -> None:
-    keys = ClientKeys(DayKeys(AlignedMemoryStorage(), today=lambda: dt.date(2026, 11, 21)))
+    keys = ClientPseudonyms(DayKeys(AlignedMemoryStorage(), today=lambda: dt.date(2026, 11, 21)))
     one = client_of("2001:db8:1:2::1", keys)
     assert one == client_of("2001:DB8:1:2:aaaa:bbbb:cccc:dddd", keys)
     assert one.key != client_of("2001:db8:1:3::1", keys).key

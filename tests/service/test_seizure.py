@@ -15,6 +15,7 @@ WAL through pg_waldump), as a forensic examiner would, holding every key the ins
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import struct
@@ -35,17 +36,20 @@ from samleng.crypto.keywrap import unwrap_key
 from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import parse_receipt, receipt_commitment
-from samleng.service.db import get_session
-from samleng.service.epochs import current_epoch, key_name
-from samleng.service.log import rewrite_tokens
-from samleng.service.models import Petition
-from samleng.service.petitions import (
-    close_petition,
-    destroy_forgotten_key_files,
-    get_petition,
+from samleng.service.petitions.lifecycle import close_petition
+from samleng.service.platform.context import services
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import PendingSignature, Petition, get_petition
+from samleng.service.platform.vault import Vault
+from samleng.service.signing.dedup import destroy_forgotten_key_files
+from samleng.service.signing.signatures import (
+    Recorded,
+    identifier_token,
+    record_signature,
+    signing_material,
 )
-from samleng.service.signing import identifier_token, signing_keys
-from samleng.service.vault import Vault
+from samleng.service.tlog.epochs import CurrentEpoch, current_epoch, key_name, open_epoch
+from samleng.service.tlog.store import rewrite_tokens
 from tests.components import pg_program
 from tests.conftest import (
     MASTER_KEY,
@@ -74,7 +78,7 @@ def sign_all(client: FlaskClient, slug: str, phones: Iterable[str]) -> list[byte
 def tokens_of(app: Flask, slug: str, phones: Iterable[str]) -> list[bytes]:
     """What an examiner holding the instance's keys computes for each known phone."""
     with app.app_context():
-        keys = signing_keys(get_petition(get_session(), slug), app.extensions["samleng.vault"])
+        keys = signing_material(get_petition(get_session(), slug), services(app).vault)
     return [identifier_token(keys, phone) for phone in phones]
 
 
@@ -133,7 +137,7 @@ def test_signing_writes_nothing_linkable_on_sqlite(
         return  # the PostgreSQL examination is its own test below
     # The day's rewrite would empty the WAL at this first seal; look at a server seized
     # between two rewrites.
-    monkeypatch.setattr("samleng.service.log.rewrite_tokens_daily", lambda engine: False)
+    monkeypatch.setattr("samleng.service.tlog.store.rewrite_tokens_daily", lambda engine: False)
     db = Path(database_url.removeprefix("sqlite:///"))
     wal = db.with_name(db.name + "-wal")
     commitments = sign_all(client, petition.slug, PHONES)
@@ -179,7 +183,7 @@ def test_a_second_batch_shows_until_the_daily_rewrite_on_sqlite(
     sign_all(client, petition.slug, second)
     seal(app)
     tokens = tokens_of(app, petition.slug, PHONES)
-    rewrite_tokens(app.extensions["samleng.engine"])
+    rewrite_tokens(services(app).engine)
     data = db.read_bytes()
     by_place = sorted(range(len(tokens)), key=lambda i: data.index(tokens[i]))
     by_token = sorted(range(len(tokens)), key=lambda i: tokens[i])
@@ -235,16 +239,25 @@ def _pg_examination(database_url: str, start_lsn: str) -> tuple[set[int], set[in
 def test_signing_writes_nothing_linkable_on_postgresql(
     app: Flask, client: FlaskClient, petition: OpenPetition, database_url: str
 ) -> None:
+    # A replication slot holds the WAL from here on: the examination's CHECKPOINT would
+    # otherwise remove the segments it is about to read when the shared cluster has
+    # written more than min_wal_size since.
+    slot = f"examination_{os.getpid()}"
     with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     assert row is not None
-    commitments = sign_all(client, petition.slug, PHONES)
-    tokens = tokens_of(app, petition.slug, PHONES)
-    before = files_of(app, database_url)
-    assert not [t for t in tokens if t in before]
-    assert not [c for c in commitments if c in before]
-    seal(app)
-    token_xmins, pending_xmins, inserters = _pg_examination(database_url, row[0])
+    try:
+        commitments = sign_all(client, petition.slug, PHONES)
+        tokens = tokens_of(app, petition.slug, PHONES)
+        before = files_of(app, database_url)
+        assert not [t for t in tokens if t in before]
+        assert not [c for c in commitments if c in before]
+        seal(app)
+        token_xmins, pending_xmins, inserters = _pg_examination(database_url, row[0])
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
     # Every token was written by one transaction, the seal; none of the transactions that
     # wrote a pending signature (its signing, with its commit time in the WAL) wrote one.
     assert len(token_xmins) == 1
@@ -272,7 +285,7 @@ def test_the_daily_rewrite_merges_the_batches_on_postgresql(
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(query).fetchall()
     assert len({xmin for xmin, _ in rows}) == 2  # until the rewrite, the batch shows
-    rewrite_tokens(app.extensions["samleng.engine"])
+    rewrite_tokens(services(app).engine)
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(query).fetchall()
     assert len({xmin for xmin, _ in rows}) == 1
@@ -288,7 +301,7 @@ def test_forget_leaves_nothing_that_tests_a_phone(
     sign_all(client, petition.slug, PHONES)
     seal(app)
     tokens = tokens_of(app, petition.slug, PHONES)
-    vault: Vault = app.extensions["samleng.vault"]
+    vault: Vault = services(app).vault
     with app.app_context():
         session = get_session()
         found = session.scalars(select(Petition).where(Petition.slug == petition.slug)).one()
@@ -325,7 +338,7 @@ def test_the_instance_keeps_its_files_private(
     app: Flask, client: FlaskClient, petition: OpenPetition, database_url: str
 ) -> None:
     sign_all(client, petition.slug, PHONES[:2])
-    vault: Vault = app.extensions["samleng.vault"]
+    vault: Vault = services(app).vault
     assert stat.S_IMODE(vault.folder.stat().st_mode) == 0o700
     for path in vault.folder.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -346,7 +359,7 @@ def test_an_epoch_outlives_a_signature_being_written_to_it(
     transaction still open) waits for it, keeps the epoch and its key, and the next round
     seals it: the foreign key from the pending row to its epoch decides."""
     sign_all(client, petition.slug, PHONES[:1])
-    vault: Vault = app.extensions["samleng.vault"]
+    vault: Vault = services(app).vault
     with app.app_context():
         session = get_session()
         epoch = current_epoch(session)
@@ -383,6 +396,60 @@ def test_an_epoch_outlives_a_signature_being_written_to_it(
     assert not vault.exists(key_name(epoch.id))
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_signature_to_an_epoch_retired_meanwhile_goes_to_the_next(
+    app: Flask, petition: OpenPetition, database_url: str
+) -> None:
+    """A worker's kept epoch is retired by a sealer while the signature's write waits for
+    the epoch's row: the write fails on the foreign key, and the signature is sealed to the
+    current epoch instead, with no error for the signer."""
+    vault: Vault = services(app).vault
+    kept = CurrentEpoch(seconds=3600)
+    with app.app_context():
+        session = get_session()
+        old = kept.get(session)
+        new = open_epoch(session, vault)
+        session.commit()
+        petition_id = get_petition(session, petition.slug).id
+    record = PendingRecord(
+        kind=LeafKind.SIGNATURE,
+        token=bytes(range(32)),
+        commitment=bytes(range(1, 33)),
+        details_ciphertext=bytes(DETAILS_CIPHERTEXT_BYTES),
+    )
+    retiring = psycopg.connect(database_url)
+    try:
+        # What retire_epochs does, left uncommitted: the row stays locked until the commit.
+        retiring.execute("DELETE FROM seal_epoch WHERE id = %s", (old.id,))
+        results: list[Recorded] = []
+
+        def write() -> None:
+            with services(app).sessions() as session:
+                results.append(
+                    record_signature(
+                        session,
+                        petition_id=petition_id,
+                        origin=petition.origin,
+                        pending=record,
+                        epochs=kept,
+                    )
+                )
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join(timeout=2.0)
+        assert writer.is_alive(), "the write did not wait for the epoch's row"
+        retiring.commit()
+        writer.join(timeout=30)
+        assert not writer.is_alive() and results == [Recorded.COUNTED]
+    finally:
+        retiring.close()
+    with app.app_context():
+        epochs = get_session().scalars(select(PendingSignature.epoch_id)).all()
+    assert new.id in epochs and old.id not in epochs
+
+
 def test_other_machines_copies_of_a_forgotten_key_are_destroyed(
     app: Flask, client: FlaskClient, petition: OpenPetition, runner: object, tmp_path: Path
 ) -> None:
@@ -390,7 +457,7 @@ def test_other_machines_copies_of_a_forgotten_key_are_destroyed(
     sealing round there (or `samleng keys tidy`) destroys it once the petition is forgotten,
     and never touches the key file of a petition that is not."""
     sign_all(client, petition.slug, PHONES[:2])
-    vault: Vault = app.extensions["samleng.vault"]
+    vault: Vault = services(app).vault
     other = Vault(tmp_path / "other-machine", MASTER_KEY)
     for name in vault.names("dedup-"):
         other.create(name, vault.read(name))

@@ -15,11 +15,19 @@ from sqlalchemy import event, func, select
 from samleng.crypto.details import open_details
 from samleng.crypto.receipts import parse_receipt, receipt_commitment
 from samleng.crypto.tokens import DEFAULT_ARGON2
-from samleng.service import create_app
-from samleng.service.db import get_session, upgrade
-from samleng.service.models import DedupToken, Leaf, PendingSignature, utc_today
-from samleng.service.petitions import close_petition, forget_petition, get_petition
-from samleng.service.signing import KeptKeys, SigningKeys
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import close_petition, forget_petition
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import (
+    DedupToken,
+    Leaf,
+    PendingSignature,
+    get_petition,
+    utc_today,
+)
+from samleng.service.signing.signatures import KeptSigningMaterial, SigningMaterial
 from tests.conftest import (
     OpenPetition,
     add_petition,
@@ -277,7 +285,7 @@ def _stop_accepting(app: Flask, slug: str, how: str) -> None:
         seal(app)  # forget waits until nothing is pending
         with app.app_context():
             session = get_session()
-            forget_petition(session, get_petition(session, slug), app.extensions["samleng.vault"])
+            forget_petition(session, get_petition(session, slug), services(app).vault)
             session.commit()
 
 
@@ -290,7 +298,7 @@ def test_the_write_refuses_a_petition_that_stopped_behind_the_kept_keys(
     add_petition(app, slug="kept", identifier_mode=mode)
     first = {"identifier": "012 345 678"} if mode == "phone" else {}
     assert sign(client, "kept", **first).status_code == 200
-    kept: KeptKeys = app.extensions["samleng.signing_keys"]
+    kept: KeptSigningMaterial = services(app).signing_material
     assert kept.get("kept") is not None
     token = form_token(client, "kept")
     before = rows(app)
@@ -338,15 +346,16 @@ def test_a_signature_is_one_statement_on_postgresql(
     write is a single statement (on PostgreSQL a CTE that also says whether the petition
     accepts signatures)."""
     application = create_app(make_config(tmp_path, database_url, page_cache_seconds=60))
-    engine = application.extensions["samleng.engine"]
+    engine = services(application).engine
     upgrade(engine)
     add_petition(application, slug="one")
     client = application.test_client()
     assert sign(client, "one", identifier="012 345 600").status_code == 200  # warms both
     token = form_token(client, "one")
     statements: list[str] = []
-    # What goes through SQLAlchemy (SQLite's BEGIN is sent by the app itself, service/db.py;
-    # PostgreSQL's by the driver), and what the signing write sends to psycopg directly.
+    # What goes through SQLAlchemy (SQLite's BEGIN is sent by the app itself,
+    # service/platform/db.py; PostgreSQL's by the driver), and what the signing write sends to
+    # psycopg directly.
     event.listen(
         engine,
         "before_cursor_execute",
@@ -371,7 +380,7 @@ def test_a_signature_is_one_statement_on_postgresql(
 
 def test_kept_keys_run_out_are_bounded_and_can_be_dropped() -> None:
     now = [0.0]
-    kept = KeptKeys(seconds=10, max_petitions=2, clock=lambda: now[0])
+    kept = KeptSigningMaterial(seconds=10, max_petitions=2, clock=lambda: now[0])
     keys = [_keys(slug) for slug in ("a", "b", "c")]
     kept.keep(keys[0])
     assert kept.get("a") is keys[0]
@@ -388,7 +397,7 @@ def test_kept_keys_run_out_are_bounded_and_can_be_dropped() -> None:
     kept.keep(keys[0])
     kept.clear()
     assert kept.get("a") is None
-    never = KeptKeys(seconds=0)
+    never = KeptSigningMaterial(seconds=0)
     never.keep(keys[0])
     assert never.get("a") is None
 
@@ -398,8 +407,8 @@ def test_kept_keys_do_not_show_secrets_in_their_repr() -> None:
     assert keys.dedup_key.hex() not in repr(keys) and "dedup_key" not in repr(keys)
 
 
-def _keys(slug: str) -> SigningKeys:
-    return SigningKeys(
+def _keys(slug: str) -> SigningMaterial:
+    return SigningMaterial(
         petition_id=1,
         slug=slug,
         origin="https://example.org/p/" + slug,

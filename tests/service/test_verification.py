@@ -31,16 +31,18 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
 from samleng.crypto.leaf import LeafKind, decode_leaf
-from samleng.service import create_app
-from samleng.service.db import get_session, upgrade
-from samleng.service.errors import PetitionStateError
-from samleng.service.keys import derive_key
-from samleng.service.log import seal_all
-from samleng.service.mail import FolderMailer, MailError, SmtpMailer, compose
-from samleng.service.models import DedupToken, Leaf, PendingSignature
-from samleng.service.petitions import close_petition, forget_petition, get_petition
-from samleng.service.signing import Submission, petition_key, signing_keys
-from samleng.service.verification import LINK_KEY_PURPOSE, request_confirmation
+from samleng.service.app import create_app
+from samleng.service.petitions.lifecycle import close_petition, forget_petition
+from samleng.service.platform.context import services
+from samleng.service.platform.db import upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.errors import PetitionStateError
+from samleng.service.platform.keys import derive_key
+from samleng.service.platform.mail import FolderMailer, MailError, SmtpMailer, compose
+from samleng.service.platform.models import DedupToken, Leaf, PendingSignature, get_petition
+from samleng.service.signing.confirmation import LINK_KEY_PURPOSE, request_confirmation
+from samleng.service.signing.signatures import Submission, petition_key, signing_material
+from samleng.service.tlog.store import seal_all
 from tests.components import PrivateRedis, require, require_program
 from tests.conftest import (
     ORIGIN,
@@ -108,7 +110,7 @@ def add_email_petition(app: Flask, slug: str = "mail") -> None:
 def make_mail_app(tmp_path: Path, database_url: str, port: int, **overrides: Any) -> Flask:
     config = make_config(tmp_path, database_url, smtp_url=f"smtp://127.0.0.1:{port}", **overrides)
     application = create_app(config)
-    upgrade(application.extensions["samleng.engine"])
+    upgrade(services(application).engine)
     add_email_petition(application)
     add_email_petition(application, "other")
     return application
@@ -118,7 +120,7 @@ def make_mail_app(tmp_path: Path, database_url: str, port: int, **overrides: Any
 def mail_app(tmp_path: Path, database_url: str, smtp: tuple[Inbox, int]) -> Iterator[Flask]:
     application = make_mail_app(tmp_path, database_url, smtp[1])
     yield application
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 def stored(app: Flask) -> tuple[int, int]:
@@ -172,7 +174,7 @@ def test_sign_receive_confirm_receipt(
     assert stored(mail_app) == (0, 1)
     assert [p.kind for p in pending_records(mail_app)] == [LeafKind.VERIFIED_SIGNATURE]
 
-    seal_all(mail_app.extensions["samleng.engine"], mail_app.extensions["samleng.vault"])
+    seal_all(services(mail_app).engine, services(mail_app).vault)
     with mail_app.app_context():
         session = get_session()
         mail_id = get_petition(session, "mail").id
@@ -195,7 +197,7 @@ def test_sign_receive_confirm_receipt(
     assert receipt_of(again) != receipt
     assert without_receipt(again, path) == without_receipt(confirmed, path)
     assert client.get(path).status_code == 200
-    seal_all(mail_app.extensions["samleng.engine"], mail_app.extensions["samleng.vault"])
+    seal_all(services(mail_app).engine, services(mail_app).vault)
     assert client.get("/p/mail/count.json").get_json()["count"] == 1
     assert stored(mail_app) == (1, 0)
 
@@ -225,7 +227,7 @@ def test_a_repeated_address_gets_the_same_mail_and_the_same_pages(
     counted = client.post(links[0])
     assert counted.status_code == 200
     assert stored(mail_app) == (0, 1)  # waits, sealed, like any signature
-    seal_all(mail_app.extensions["samleng.engine"], mail_app.extensions["samleng.vault"])
+    seal_all(services(mail_app).engine, services(mail_app).vault)
     assert stored(mail_app) == (1, 0)
 
     # After the address was counted: the same form page, the same message with a link, the
@@ -263,7 +265,7 @@ def test_opening_a_link_reads_no_token(mail_app: Flask, smtp: tuple[Inbox, int])
     path = link_path(inbox.last()[1])
     client.post(path)
     statements: list[str] = []
-    engine = mail_app.extensions["samleng.engine"]
+    engine = services(mail_app).engine
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
@@ -282,7 +284,7 @@ def test_expired_link_is_refused(mail_app: Flask) -> None:
         session = get_session()
         request = request_confirmation(
             session,
-            signing_keys(get_petition(session, "mail"), mail_app.extensions["samleng.vault"]),
+            signing_material(get_petition(session, "mail"), services(mail_app).vault),
             Submission(identifier=ADDRESS),
             now=time.time() - 48 * 3600 - 60,
         )
@@ -340,7 +342,7 @@ def test_mail_server_down(tmp_path: Path, database_url: str, caplog: Any) -> Non
     assert stored(application) == (0, 0)
     logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail"))
     assert ADDRESS.lower() not in logged.lower()
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 def test_links_point_at_the_configured_origin(
@@ -354,7 +356,7 @@ def test_links_point_at_the_configured_origin(
     body = inbox.last()[1].get_content()
     match = LINK.search(body)
     assert match and match.group(1).startswith(f"https://{ORIGIN}/en/p/mail/confirm/")
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 def test_the_address_is_stored_and_logged_nowhere(
@@ -370,8 +372,8 @@ def test_the_address_is_stored_and_logged_nowhere(
     sign(client, "mail", identifier=ADDRESS, comment="UniqueComment4417")
     client.post(link_path(inbox.last()[1]))
     sign(client, "mail", identifier=ADDRESS)
-    seal_all(mail_app.extensions["samleng.engine"], mail_app.extensions["samleng.vault"])
-    mail_app.extensions["samleng.engine"].dispose()
+    seal_all(services(mail_app).engine, services(mail_app).vault)
+    services(mail_app).engine.dispose()
     needles = [ADDRESS, ADDRESS.lower(), "sokdara@example.org", "sok.dara@example.org"]
     needles.append("UniqueComment4417")
     if database_url.startswith("sqlite"):
@@ -473,7 +475,7 @@ def test_mails_to_one_address_are_bounded_per_day(
         assert b"mail" in everything  # the bound really is in Redis
         for needle in ("sok.dara", "sokdara", "example.org"):
             assert needle.encode() not in everything.lower(), needle
-    application.extensions["samleng.engine"].dispose()
+    services(application).engine.dispose()
 
 
 def test_links_cannot_be_opened_once_the_petition_is_forgotten(
@@ -488,19 +490,19 @@ def test_links_cannot_be_opened_once_the_petition_is_forgotten(
     with mail_app.app_context():
         session = get_session()
         petition = get_petition(session, "mail")
-        keys = signing_keys(petition, mail_app.extensions["samleng.vault"])
+        keys = signing_material(petition, services(mail_app).vault)
         aad = b"samleng-confirm/v1\n" + petition.origin.encode()
         # While the petition lives, its own key opens the link.
         link_key = petition_key(keys, LINK_KEY_PURPOSE)
         assert ChaCha20Poly1305(link_key).decrypt(raw[:12], raw[12:], aad)
         close_petition(session, petition)
-        forget_petition(session, petition, mail_app.extensions["samleng.vault"])
+        forget_petition(session, petition, services(mail_app).vault)
         session.commit()
         with pytest.raises(PetitionStateError):
-            signing_keys(get_petition(session, "mail"), mail_app.extensions["samleng.vault"])
+            signing_material(get_petition(session, "mail"), services(mail_app).vault)
     # No key the master key derives opens it: the link is not under an instance-wide key.
     for purpose in ("confirm-link", "form-token", "rate-limit", LINK_KEY_PURPOSE):
         with pytest.raises(InvalidTag):
-            ChaCha20Poly1305(
-                derive_key(mail_app.extensions["samleng.vault"].master_key, purpose)
-            ).decrypt(raw[:12], raw[12:], aad)
+            ChaCha20Poly1305(derive_key(services(mail_app).vault.master_key, purpose)).decrypt(
+                raw[:12], raw[12:], aad
+            )

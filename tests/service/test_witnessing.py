@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from samleng.crypto.cosignature import CosignatureSigner
-from samleng.service import witnessing
-from samleng.service.witnessing import (
+from samleng.service.tlog import witnessing
+from samleng.service.tlog.witnessing import (
     Outcome,
     WitnessClient,
     WitnessConfigError,

@@ -1,0 +1,240 @@
+"""``samleng petition``, ``init``, ``seal`` and ``keys``: the petitions' life from the command
+line, registered on the app by ``init_app`` (and listed by the ``samleng`` entry point)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
+
+from samleng.crypto.errors import Error as CryptoError
+from samleng.service.petitions.lifecycle import (
+    close_petition,
+    create_petition,
+    forget_petition,
+    open_petition,
+    parse_details_public_key,
+)
+from samleng.service.petitions.scheduler import close_expired_petitions, destroy_forgotten_keys
+from samleng.service.platform.commands import named_petition, record_command
+from samleng.service.platform.config import instance_folder
+from samleng.service.platform.context import services
+from samleng.service.platform.db import scrub, upgrade
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.errors import Error, SlugUnavailable
+from samleng.service.platform.keys import ensure_master_key
+from samleng.service.signing.dedup import move_dedup_keys_to_files
+from samleng.service.tlog.store import seal_all
+
+
+def read_details_public_key(path: Path) -> bytes:
+    """Read an organiser's details public key: one line of base64 of the raw 32-byte key."""
+    try:
+        return parse_details_public_key(path.read_text(encoding="ascii"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"{path}: {exc}") from None
+
+
+petition_group = AppGroup("petition", help="Create petitions and move them through their life.")
+
+
+@petition_group.command("create")
+@click.argument("slug")
+@click.option(
+    "--texts",
+    "texts_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help='JSON file: {"km": {"title", "target", "summary", "body"}, "en": {...}}',
+)
+@click.option("--goal", type=click.IntRange(min=1), required=True)
+@click.option("--identifier", type=click.Choice(["email", "phone", "none"]), required=True)
+@click.option(
+    "--details-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The organisers' details public key (base64 of the raw X25519 key).",
+)
+@click.option("--verification", type=click.Choice(["none", "email"]), default="none")
+@click.option("--region", default="KH", show_default=True, help="Default region for phones.")
+@click.option("--closes", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
+def petition_create(
+    slug: str,
+    texts_file: Path,
+    goal: int,
+    identifier: str,
+    details_key: Path,
+    verification: str,
+    region: str,
+    closes: dt.datetime | None,
+) -> None:
+    """Create a draft petition SLUG."""
+    cfg = services().config
+    try:
+        texts = json.loads(texts_file.read_text(encoding="utf-8"))
+        petition = create_petition(
+            get_session(),
+            vault=services().vault,
+            origin=cfg.origin,
+            slug=slug,
+            texts=texts,
+            goal=goal,
+            identifier_mode=identifier,
+            verification_mode=verification,
+            region=region.upper(),
+            details_public_key=read_details_public_key(details_key),
+            argon2=cfg.argon2,
+            closes_on=closes.date() if closes else None,
+        )
+    except SlugUnavailable:
+        # The operator may know what the admin keeps from organisers.
+        raise click.ClickException(f"a petition with slug {slug!r} already exists") from None
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    record_command("create", petition)
+    get_session().commit()
+    click.echo(f"created draft petition {petition.slug} ({petition.origin})")
+
+
+def _lifecycle(slug: str, action: Any, done: str, name: str, detail: str = "") -> None:
+    session = get_session()
+    petition = named_petition(slug)
+    try:
+        result = action(session, petition)
+    except Error as exc:
+        raise click.ClickException(str(exc)) from None
+    record_command(name, petition, detail.format(result=result))
+    session.commit()
+    click.echo(done.format(slug=slug, result=result))
+
+
+@petition_group.command("open")
+@click.argument("slug")
+def petition_open(slug: str) -> None:
+    """Open petition SLUG for signing (its texts are frozen)."""
+    vault, can_mail = services().vault, services().mailer is not None
+    _lifecycle(
+        slug,
+        lambda s, p: open_petition(s, p, vault, can_mail=can_mail),
+        "petition {slug} is open",
+        "open",
+    )
+
+
+@petition_group.command("close")
+@click.argument("slug")
+def petition_close(slug: str) -> None:
+    """Stop accepting signatures for SLUG."""
+    _lifecycle(slug, close_petition, "petition {slug} is closed", "close", "by command")
+
+
+@petition_group.command("forget")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Do not ask for the slug to be typed again.")
+def petition_forget(slug: str, yes: bool) -> None:
+    """Destroy the dedup key and tokens of closed petition SLUG. Cannot be undone."""
+    if not yes:
+        typed = click.prompt(f"Type the slug ({slug}) to destroy its dedup key and tokens")
+        if typed != slug:
+            raise click.ClickException("the slug did not match; nothing was changed")
+    vault, engine = services().vault, services().engine
+    # Whatever still waits is sealed first: its dedup token is still to be checked.
+    seal_all(engine, vault)
+    key_file = named_petition(slug).dedup_key_file
+    _lifecycle(
+        slug,
+        lambda s, p: forget_petition(s, p, vault),
+        "petition {slug} is forgotten ({result} tokens destroyed)",
+        "forget",
+        "{result} tokens destroyed",
+    )
+    for problem in scrub(engine):
+        click.echo(f"warning: {problem}", err=True)
+    if key_file is not None:
+        click.echo(
+            f"its key file {key_file}.key is destroyed; copies of it in backups of the "
+            "instance's keys made before now would still open the tokens in database backups "
+            "made before now: destroy those key backups"
+        )
+
+
+@click.command("seal")
+@click.option("--watch", is_flag=True, help="Keep sealing every SAMLENG_SEAL_INTERVAL seconds.")
+@with_appcontext
+def seal_command(watch: bool) -> None:
+    """Seal pending signatures into the logs and sign new checkpoints."""
+    cfg, engine, vault = services().config, services().engine, services().vault
+    interval = max(cfg.seal_interval, 1)
+    while True:
+        try:
+            for slug in close_expired_petitions(engine):
+                click.echo(f"closed {slug}: its deadline has passed")
+            sealed = seal_all(engine, vault)
+            destroy_forgotten_keys(engine, vault)
+            if not watch:
+                # Not with --watch: in the journal, with its timestamps, these lines would
+                # date each batch to the second.
+                for slug in sealed:
+                    click.echo(f"sealed {slug}")
+        except (SQLAlchemyError, CryptoError, Error, OSError) as exc:
+            if not watch:
+                raise click.ClickException(f"sealing failed: {type(exc).__name__}") from None
+            # The batch rolled back whole; its signatures stay pending for the next round.
+            click.echo(f"sealing failed ({type(exc).__name__}); retrying", err=True)
+        if not watch:
+            return
+        time.sleep(interval)
+
+
+@click.command("init")
+@with_appcontext
+def init_command() -> None:
+    """Create or upgrade the database schema, and move keys out of the database."""
+    upgrade(services().engine)
+    click.echo("database is at the newest schema")
+    session = get_session()
+    moved = move_dedup_keys_to_files(session, services().vault)
+    session.commit()
+    for slug in moved:
+        click.echo(
+            f"petition {slug}: its dedup key is now wrapped under a key file of its own; "
+            "backups from before still hold it under the master key"
+        )
+
+
+keys_group = click.Group("keys", help="The instance's secrets.")
+
+
+@keys_group.command("tidy")
+@with_appcontext
+def keys_tidy() -> None:
+    """Destroy this machine's key files of forgotten petitions (run on every app server
+    after a forget; the sealer does it each round on its own machine)."""
+    for name in destroy_forgotten_keys(services().engine, services().vault):
+        click.echo(f"destroyed {name}.key")
+
+
+@keys_group.command("generate")
+def keys_generate() -> None:
+    """Create the master key file in the instance folder (never overwrites one)."""
+    instance = instance_folder()
+    if ensure_master_key(instance):
+        click.echo(f"created {instance / 'master.key'} (mode 0600); back it up offline")
+    else:
+        click.echo(f"{instance / 'master.key'} exists; left unchanged")
+
+
+COMMANDS: tuple[click.Command, ...] = (init_command, petition_group, seal_command, keys_group)
+
+
+def init_app(app: Flask) -> None:
+    """Add these commands to ``app``'s command line."""
+    for command in COMMANDS:
+        app.cli.add_command(command)

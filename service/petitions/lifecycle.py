@@ -1,0 +1,267 @@
+"""The petition lifecycle: create (draft) → open → closed → forgotten.
+
+Functions take the database session and keys as arguments and never commit on behalf of a
+caller that passed ``commit=False``; the CLI and (later) the admin views call them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from samleng.crypto.keywrap import new_salt
+from samleng.crypto.tokens import Argon2Params
+from samleng.service.platform.errors import (
+    ClosingDateInPast,
+    PetitionMisconfigured,
+    PetitionStateError,
+    SlugUnavailable,
+)
+from samleng.service.platform.models import (
+    IDENTIFIER_MODES,
+    LANGUAGES,
+    SLUG,
+    VERIFICATION_MODES,
+    DedupToken,
+    Petition,
+    PetitionStatus,
+    VerificationMode,
+    utc_today,
+)
+from samleng.service.platform.trail import SYSTEM_ACTOR, record
+from samleng.service.platform.vault import Vault
+from samleng.service.signing.dedup import new_wrapped_dedup_key
+from samleng.service.signing.identifiers import phone_region_problem
+from samleng.service.tlog.epochs import ensure_epoch
+from samleng.service.tlog.store import has_pending, latest_checkpoint, start_log
+
+TEXT_FIELDS = ("title", "target", "summary", "body")
+# One answer for every taken slug: an organiser must not learn which hidden drafts exist.
+SLUG_UNAVAILABLE = "this slug cannot be used; choose another"
+
+
+def petition_origin(origin: str, slug: str) -> str:
+    """The petition's origin line: ``<SAMLENG_ORIGIN>/p/<slug>``."""
+    return f"{origin}/p/{slug}"
+
+
+def parse_details_public_key(text: str) -> bytes:
+    """The organisers' details public key from its file (what ``samleng-audit keygen`` writes:
+    one line of base64 of the raw 32-byte X25519 key). ValueError if it is not one."""
+    words = text.strip().split()
+    try:
+        key = base64.b64decode(words[-1], validate=True)
+    except (binascii.Error, IndexError, ValueError):
+        raise ValueError("this is not a base64 public key") from None
+    if len(key) != 32:
+        raise ValueError("this is not a 32-byte X25519 public key")
+    return key
+
+
+def validate_texts(texts: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """Check texts per language: known languages and fields, a title and body in each."""
+    if not texts:
+        raise ValueError("a petition needs its texts in at least one language")
+    clean: dict[str, dict[str, str]] = {}
+    for lang, fields in texts.items():
+        if lang not in LANGUAGES:
+            raise ValueError(f"unknown language {lang!r}; use one of {', '.join(LANGUAGES)}")
+        unknown = set(fields) - set(TEXT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown text fields for {lang}: {', '.join(sorted(unknown))}")
+        if not fields.get("title") or not fields.get("body"):
+            raise ValueError(f"the {lang} text needs a title and a body")
+        clean[lang] = {k: str(v) for k, v in fields.items()}
+    return clean
+
+
+def check_closing_date(closes_on: dt.date | None, today: dt.date | None = None) -> None:
+    """Refuse a last day of signing before today (UTC) with ClosingDateInPast.
+
+    A petition is open until the end of its ``closes_on`` day, so today is the earliest. A
+    past date would close the petition at the next seal round, with that date frozen into
+    petition.json (leaf 0) for good.
+    """
+    today = today or utc_today()
+    if closes_on is not None and closes_on < today:
+        raise ClosingDateInPast(
+            f"the closing date {closes_on.isoformat()} is in the past (today is "
+            f"{today.isoformat()} in UTC); give today or a later date"
+        )
+
+
+def create_petition(
+    session: Session,
+    *,
+    vault: Vault,
+    origin: str,
+    slug: str,
+    texts: Mapping[str, Mapping[str, str]],
+    goal: int,
+    identifier_mode: str,
+    details_public_key: bytes,
+    argon2: Argon2Params,
+    verification_mode: str = "none",
+    region: str = "KH",
+    closes_on: dt.date | None = None,
+    today: dt.date | None = None,
+) -> Petition:
+    """Create a draft petition with fresh per-petition secrets: a dedup key, wrapped under a
+    key file of the petition's own (the caller commits), and a salt.
+
+    ValueError, with a sentence for the organiser, for anything the petition cannot work
+    with (a bad slug, mode, goal, key, text, or a phone region no number can be read in):
+    SlugUnavailable when the slug is taken (the same answer for every petition, hidden drafts
+    included), ClosingDateInPast for a date before ``today`` (UTC by default).
+    """
+    if not SLUG.fullmatch(slug):
+        raise ValueError("a slug is 1-64 lower-case letters, digits and inner hyphens")
+    if identifier_mode not in IDENTIFIER_MODES:
+        raise ValueError(f"identifier mode must be one of {', '.join(IDENTIFIER_MODES)}")
+    if verification_mode not in VERIFICATION_MODES:
+        raise ValueError(f"verification mode must be one of {', '.join(VERIFICATION_MODES)}")
+    if verification_mode == "email" and identifier_mode != "email":
+        raise ValueError("email verification needs identifier mode email")
+    if goal <= 0:
+        raise ValueError("the goal must be a positive number of signatures")
+    region_problem = phone_region_problem(region)
+    if region_problem is not None:
+        raise ValueError(region_problem)
+    if len(details_public_key) != 32:
+        raise ValueError("the details public key must be a raw 32-byte X25519 key")
+    check_closing_date(closes_on, today)
+    if session.scalar(select(Petition.id).where(Petition.slug == slug)) is not None:
+        raise SlugUnavailable(SLUG_UNAVAILABLE)
+    full_origin = petition_origin(origin, slug)
+    key_file, wrapped_dedup_key = new_wrapped_dedup_key(vault, full_origin)
+    petition = Petition(
+        slug=slug,
+        origin=full_origin,
+        status=PetitionStatus.DRAFT,
+        texts=validate_texts(texts),
+        goal=goal,
+        closes_on=closes_on,
+        identifier_mode=identifier_mode,
+        verification_mode=verification_mode,
+        region=region,
+        salt=new_salt(),
+        wrapped_dedup_key=wrapped_dedup_key,
+        dedup_key_file=key_file,
+        argon2_time_cost=argon2.time_cost,
+        argon2_memory_kib=argon2.memory_kib,
+        argon2_parallelism=argon2.parallelism,
+        details_public_key=details_public_key,
+    )
+    try:
+        session.add(petition)
+        session.flush()
+    except BaseException:
+        vault.destroy(key_file)
+        raise
+    return petition
+
+
+def open_petitions(session: Session) -> Sequence[Petition]:
+    """Petitions that accept signatures, newest first."""
+    return session.scalars(
+        select(Petition).where(Petition.status == PetitionStatus.OPEN).order_by(Petition.id.desc())
+    ).all()
+
+
+def _transition(petition: Petition, allowed_from: str, to: str) -> None:
+    if petition.status != allowed_from:
+        raise PetitionStateError(
+            f"petition {petition.slug!r} is {petition.status}; it must be {allowed_from} "
+            f"to become {to}"
+        )
+    petition.status = to
+
+
+def open_petition(
+    session: Session,
+    petition: Petition,
+    vault: Vault,
+    today: dt.date | None = None,
+    *,
+    can_mail: bool,
+) -> None:
+    """Open a draft for signing: freeze its texts into petition.json, start its log, and make
+    sure there is a sealing epoch to sign into.
+
+    ClosingDateInPast when its deadline is before ``today`` (UTC): change the draft first.
+    PetitionStateError for email verification when the service cannot send mail
+    (``can_mail``). PetitionMisconfigured for a region no phone number can be read in (a
+    draft changed after creation): it could take no signature, and petition.json would
+    freeze it.
+    """
+    today = today or utc_today()
+    if petition.verification_mode == VerificationMode.EMAIL and not can_mail:
+        raise PetitionStateError("email verification needs mail: set SAMLENG_SMTP_URL")
+    if petition.status == PetitionStatus.DRAFT:
+        check_closing_date(petition.closes_on, today)
+    region_problem = phone_region_problem(petition.region)
+    if region_problem is not None:
+        raise PetitionMisconfigured(f"petition {petition.slug!r}: {region_problem}")
+    _transition(petition, PetitionStatus.DRAFT, PetitionStatus.OPEN)
+    if petition.opens_on is None:
+        petition.opens_on = today
+    start_log(session, petition, vault.master_key)
+    ensure_epoch(session, vault)
+    session.flush()
+
+
+def close_petition(session: Session, petition: Petition) -> None:
+    """Stop accepting signatures."""
+    _transition(petition, PetitionStatus.OPEN, PetitionStatus.CLOSED)
+    session.flush()
+
+
+def forget_petition(session: Session, petition: Petition, vault: Vault) -> int:
+    """Destroy the dedup key and every token of a closed petition. Returns tokens deleted.
+
+    The key file goes first: from then on the wrapped key and the tokens are useless
+    wherever a copy of them survives (WAL, free pages, replicas, backups), even if the
+    caller's commit then fails (forget can simply be run again). Refused while signatures
+    of the petition wait to be sealed (their tokens are still to be checked).
+    """
+    if petition.status == PetitionStatus.CLOSED and has_pending(session, petition):
+        raise PetitionStateError(
+            f"petition {petition.slug!r} still has signatures waiting to be sealed; "
+            "run `samleng seal` first"
+        )
+    _transition(petition, PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
+    if petition.dedup_key_file is not None:
+        vault.destroy(petition.dedup_key_file)
+    petition.wrapped_dedup_key = None
+    result = session.execute(delete(DedupToken).where(DedupToken.petition_id == petition.id))
+    session.flush()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def close_expired(session: Session, today: dt.date) -> list[str]:
+    """Close every open petition whose deadline has passed; the slugs closed.
+
+    A petition is open until the end of its ``closes_on`` day (UTC). Signing also refuses
+    after it (signing/signatures.py), so a late run of this only tidies the status.
+    """
+    due = session.scalars(
+        select(Petition).where(Petition.status == PetitionStatus.OPEN, Petition.closes_on < today)
+    ).all()
+    closed = []
+    for petition in due:
+        close_petition(session, petition)
+        record(session, SYSTEM_ACTOR, "close", petition_slug=petition.slug, detail="deadline")
+        closed.append(petition.slug)
+    session.commit()
+    return closed
+
+
+def signature_count(session: Session, petition: Petition) -> int:
+    """Signatures in the latest published checkpoint (pending ones are not yet counted)."""
+    state = latest_checkpoint(session, petition)
+    return 0 if state is None else state.count

@@ -1,0 +1,346 @@
+"""Database models (SQLAlchemy 2.x typed ORM).
+
+What is deliberately absent matters as much as what is here: no row that belongs to a
+signer has an id that orders it, a timestamp, or any link between a dedup token and a
+signature. A pending signature is sealed to its epoch's key (crypto/pending.py), and dedup
+tokens are written by the sealer, a batch at a time in token order, into tables without
+SQLite's rowid, so neither their order nor their transaction says when anyone signed.
+Schema changes go through Alembic migrations in ``service/platform/migrations``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from samleng.crypto.tokens import Argon2Params
+from samleng.service.platform.errors import PetitionNotFound
+
+# The languages of the pages and of every petition's texts.
+LANGUAGES = ("km", "en")
+
+
+class PetitionStatus(StrEnum):
+    """Where a petition is in its life: draft → open → closed → forgotten."""
+
+    DRAFT = "draft"
+    OPEN = "open"
+    CLOSED = "closed"
+    FORGOTTEN = "forgotten"
+
+
+class Role(StrEnum):
+    """What an organiser's account may do."""
+
+    ADMIN = "admin"
+    ORGANISER = "organiser"
+
+
+class IdentifierMode(StrEnum):
+    """What a petition asks of a signer to count them once."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    NONE = "none"
+
+
+class VerificationMode(StrEnum):
+    """Whether a signature counts only once its email address confirmed it."""
+
+    NONE = "none"
+    EMAIL = "email"
+
+
+# The values as plain strings, for the database's checks and the CLI's choices.
+STATUSES = tuple(status.value for status in PetitionStatus)
+ROLES = tuple(role.value for role in Role)
+IDENTIFIER_MODES = tuple(mode.value for mode in IdentifierMode)
+VERIFICATION_MODES = tuple(mode.value for mode in VerificationMode)
+
+
+def utc_today() -> dt.date:
+    """Today's date in UTC."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+def utc_now() -> dt.datetime:
+    """The current UTC time, naive (as stored): only for organisers' own records."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Samleng table."""
+
+
+class Petition(Base):
+    """A petition: its texts, its rules, and its per-petition secrets (wrapped)."""
+
+    __tablename__ = "petition"
+    __table_args__ = (
+        CheckConstraint(f"status IN {STATUSES}", name="petition_status"),
+        CheckConstraint(f"identifier_mode IN {IDENTIFIER_MODES}", name="petition_identifier_mode"),
+        CheckConstraint(
+            f"verification_mode IN {VERIFICATION_MODES}", name="petition_verification_mode"
+        ),
+        CheckConstraint("goal > 0", name="petition_goal_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    origin: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), default=PetitionStatus.DRAFT.value)
+    # {lang: {"title": ..., "target": ..., "summary": ..., "body": ...}}
+    texts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    goal: Mapped[int] = mapped_column(Integer)
+    opens_on: Mapped[dt.date | None]
+    closes_on: Mapped[dt.date | None]
+    identifier_mode: Mapped[str] = mapped_column(String(8))
+    verification_mode: Mapped[str] = mapped_column(String(8), default="none")
+    region: Mapped[str] = mapped_column(String(2), default="KH")
+    salt: Mapped[bytes] = mapped_column(LargeBinary(16))
+    # Wrapped under the key in the petition's key file (service/platform/vault.py), which forget
+    # destroys; None once forgotten. A petition from before key files has it wrapped under
+    # the master key (dedup_key_file None) until `samleng init` gives it a key file.
+    wrapped_dedup_key: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    dedup_key_file: Mapped[str | None] = mapped_column(String(40))
+    argon2_time_cost: Mapped[int] = mapped_column(Integer)
+    argon2_memory_kib: Mapped[int] = mapped_column(Integer)
+    argon2_parallelism: Mapped[int] = mapped_column(Integer)
+    details_public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_on: Mapped[dt.date] = mapped_column(default=utc_today)
+    # Set when the petition opens: the frozen petition.json (hashed into leaf 0) and the
+    # log's Ed25519 seed, wrapped with a key derived from the master key.
+    petition_json: Mapped[bytes | None] = mapped_column(LargeBinary)
+    wrapped_log_seed: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    log_vkey: Mapped[str | None] = mapped_column(String(400))
+
+    @property
+    def argon2(self) -> Argon2Params:
+        """The Argon2id parameters fixed for this petition at creation."""
+        return Argon2Params(
+            time_cost=self.argon2_time_cost,
+            memory_kib=self.argon2_memory_kib,
+            parallelism=self.argon2_parallelism,
+        )
+
+    def past_deadline(self, today: dt.date) -> bool:
+        """Whether ``today`` (UTC) is after the last day of signing, ``closes_on``."""
+        return self.closes_on is not None and today > self.closes_on
+
+    def text(self, lang: str, fallback: str = "en") -> dict[str, str]:
+        """The texts in ``lang``, or in ``fallback`` (then any language) when missing."""
+        for candidate in (lang, fallback, *self.texts):
+            if candidate in self.texts:
+                return dict(self.texts[candidate])
+        return {}
+
+
+class DedupToken(Base):
+    """One per counted identifier: the Argon2id token and its petition, nothing else.
+
+    Written only by the sealer, in token order; on SQLite without a rowid, so rows are kept
+    in key order. PostgreSQL's tuple order and xmin still show the sealing batch, until the
+    daily rewrite (service/tlog/store.py, rewrite_tokens) puts every row into one transaction.
+    """
+
+    __tablename__ = "dedup_token"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+
+
+class SealEpoch(Base):
+    """A sealing epoch: pending signatures are sealed to its public key while it is current
+    (the newest). Its private key is a key file (service/platform/vault.py); the row is deleted, and
+    the key file destroyed, once no pending signature of the epoch is left."""
+
+    __tablename__ = "seal_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class PendingSignature(Base):
+    """A signature waiting for the next sealed batch, sealed to its epoch's public key.
+
+    Keyed by random bytes, without SQLite's rowid: nothing in it is in the clear but the
+    petition and the epoch. The foreign key to its epoch is what keeps an epoch's key alive
+    while a signature of it may still be written (service/tlog/store.py, retire_epochs).
+    """
+
+    __tablename__ = "pending_signature"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    id: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), index=True
+    )
+    epoch_id: Mapped[int] = mapped_column(ForeignKey("seal_epoch.id"), index=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Maintenance(Base):
+    """The UTC day the sealer last did a periodic task (the token table's rewrite)."""
+
+    __tablename__ = "maintenance"
+
+    task: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_on: Mapped[dt.date]
+
+
+class LegacyPendingSignature(Base):
+    """Pending signatures written before epochs (their tokens were written at signing).
+    Sealed like the others by the first sealing round after the upgrade."""
+
+    __tablename__ = "legacy_pending_signature"
+
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petition.id", ondelete="CASCADE"))
+    kind: Mapped[int] = mapped_column(SmallInteger)
+    details_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Leaf(Base):
+    """One leaf of a petition's log, in index order; signature leaves keep their sealed details."""
+
+    __tablename__ = "leaf"
+    __table_args__ = (UniqueConstraint("petition_id", "commitment", name="leaf_commitment"),)
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32))
+    leaf: Mapped[bytes] = mapped_column(LargeBinary(81))
+    details_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class TreeNode(Base):
+    """A stored perfect-subtree hash, so that proofs read O(log n) rows."""
+
+    __tablename__ = "tree_node"
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class SignedCheckpoint(Base):
+    """Every checkpoint the log has published, as the exact signed note bytes."""
+
+    __tablename__ = "checkpoint"
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[bytes] = mapped_column(LargeBinary)
+    # The UTC day it was signed (a date, never a time: a checkpoint is a shuffled batch), for
+    # the organisers' signatures-per-day figures. None for checkpoints older than the column.
+    published_on: Mapped[dt.date | None] = mapped_column(default=utc_today)
+
+
+# Organisers' side. These rows describe organisers and what they did, never a signer: times
+# are kept here (an organiser's login is not a signature), addresses are not.
+
+
+class Account(Base):
+    """An organiser or administrator who may log in to the admin."""
+
+    __tablename__ = "account"
+    __table_args__ = (CheckConstraint(f"role IN {ROLES}", name="account_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # Argon2id in PHC string form (argon2-cffi); parameters are in the string.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # The TOTP secret, wrapped under a key derived from the master key (None: no second factor).
+    wrapped_totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    # The last TOTP time step accepted, so that a code cannot be used twice.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_on: Mapped[dt.date] = mapped_column(default=utc_today)
+
+
+class AdminSession(Base):
+    """A logged-in admin session. Keyed by the SHA-256 of the cookie value, not the value."""
+
+    __tablename__ = "admin_session"
+
+    id_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class PetitionGrant(Base):
+    """An organiser may see and act on this petition."""
+
+    __tablename__ = "petition_grant"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class AuditEvent(Base):
+    """One admin action: who, what, when, on which petition. Never signer data."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
+    # Names, not foreign keys: the trail outlives renamed or removed accounts and petitions.
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    petition_slug: Mapped[str | None] = mapped_column(String(64), index=True)
+    detail: Mapped[str] = mapped_column(String(300), default="")
+
+
+# A petition's slug: what its addresses and its log's origin carry.
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def get_petition(session: Session, slug: str) -> Petition:
+    """The petition with this slug, or PetitionNotFound.
+
+    Anything that is not a slug is not looked up: an address may carry any text (a NUL,
+    which PostgreSQL refuses in a string, or 10,000 characters).
+    """
+    if not SLUG.fullmatch(slug):
+        raise PetitionNotFound(slug)
+    petition = session.scalar(select(Petition).where(Petition.slug == slug))
+    if petition is None:
+        raise PetitionNotFound(slug)
+    return petition

@@ -1,0 +1,444 @@
+"""Rate limits that work over Tor: who a client is, the page limits, and their storage.
+
+Who a client is: on the clearnet, the address ProxyFix reports for the configured number of
+trusted proxies (an IPv4 address; for IPv6 the whole /64, since one subscriber gets a /64 and
+can use any address in it; the /48 around it is limited too); on the onion listener, the Tor
+circuit that nginx forwards from tor's PROXY header, believed only when the request comes
+straight from a configured proxy address. Each is turned into an HMAC under a key that
+changes every UTC day, so no address or circuit ID is ever held in clear, not in memory
+stores and not in Redis.
+
+If the limiter's storage fails, every limit falls back to per-process memory limits: the
+service never fails open and never answers 500 because Redis is down.
+
+Signing counts its own limits on the same storage (signing.limits); its views are marked
+``own_limits`` so that the page limits pass them by.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Flask, request
+from flask_limiter import Limit, Limiter
+from limits import parse_many
+from limits.errors import StorageError
+from limits.limits import TIME_TYPES
+from limits.storage import RedisStorage, Storage
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException, TooManyRequests
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from samleng.service.platform.config import Config
+from samleng.service.platform.context import services
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+CIRCUIT_HEADER = "X-Samleng-Circuit"
+# Storage calls must fail fast so that a dead Redis degrades to fallback limits quickly.
+_REDIS_OPTIONS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+
+
+def window_seconds(key: str) -> int:
+    """The window of the limit a limits key was made for: its last two parts are the limit's
+    multiples and granularity (``RateLimitItem.key_for``)."""
+    multiples, granularity = key.rsplit("/", 2)[-2:]
+    return int(multiples) * TIME_TYPES[granularity].seconds
+
+
+def aligned_window(now: float, seconds: int) -> tuple[int, int]:
+    """The window of ``seconds`` that ``now`` falls in, counted from the Unix epoch, and the
+    time it ends. Windows are the same for every key, so an expiry says only which window
+    a counter is in, never when its first hit came."""
+    window = int(now // seconds)
+    return window, (window + 1) * seconds
+
+
+# A remembered name (a used form token) is kept until its lifetime ends, rounded up to this:
+# its expiry then dates its use no closer than that.
+REMEMBER_ROUNDING = 600
+
+
+def _rounded_up(until: float) -> int:
+    return -(-int(until) // REMEMBER_ROUNDING) * REMEMBER_ROUNDING
+
+
+class AlignedMemoryStorage(Storage):
+    """Fixed windows aligned on the clock, in this process's memory (``memory://``).
+
+    A counter lives under its key and window number and expires with its window; expired
+    counters are swept inline, at most once a second, which bounds memory without a thread.
+    """
+
+    STORAGE_SCHEME = ["samleng-memory"]
+    SWEEP_SECONDS = 1.0
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str):
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self._counts: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._swept = 0.0
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        """Nothing in memory fails as a storage does."""
+        return ()
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept < self.SWEEP_SECONDS:
+            return
+        self._swept = now
+        for name in [n for n, (_, end) in self._counts.items() if end <= now]:
+            del self._counts[name]
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` to ``key``'s counter in the current window of ``expiry`` seconds."""
+        now = time.time()
+        window, end = aligned_window(now, expiry)
+        name = f"{key}/{window}"
+        with self._lock:
+            self._sweep(now)
+            count = self._counts.get(name, (0, end))[0] + amount
+            self._counts[name] = (count, end)
+        return count
+
+    def get(self, key: str) -> int:
+        """``key``'s counter in its current window."""
+        now = time.time()
+        window, _ = aligned_window(now, window_seconds(key))
+        count, end = self._counts.get(f"{key}/{window}", (0, 0.0))
+        return count if end > now else 0
+
+    def get_expiry(self, key: str) -> float:
+        """When ``key``'s current window ends."""
+        return float(aligned_window(time.time(), window_seconds(key))[1])
+
+    def remember(self, name: str, until: float) -> bool:
+        """Keep ``name`` until ``until`` (rounded up); False if it was kept already."""
+        now = time.time()
+        with self._lock:
+            self._sweep(now)
+            kept = self._counts.get(name)
+            if kept is not None and kept[1] > now:
+                return False
+            self._counts[name] = (1, _rounded_up(until))
+        return True
+
+    def names(self) -> list[str]:
+        """The names of the counters and remembered names held now."""
+        with self._lock:
+            return list(self._counts)
+
+    def check(self) -> bool:
+        """Memory is always there."""
+        return True
+
+    def reset(self) -> int | None:
+        """Forget every counter."""
+        with self._lock:
+            count = len(self._counts)
+            self._counts.clear()
+        return count
+
+    def clear(self, key: str) -> None:
+        """Forget ``key``'s counter in its current window."""
+        window, _ = aligned_window(time.time(), window_seconds(key))
+        with self._lock:
+            self._counts.pop(f"{key}/{window}", None)
+
+
+class AlignedRedisStorage(RedisStorage):
+    """Fixed windows aligned on the clock, in Redis (``redis://`` becomes this).
+
+    limits' own Redis counters expire a window after their *first hit*, so a counter's time
+    to live dates the first request of a client to the millisecond. Here every counter of a
+    window expires when the window ends (EXPIREAT, whole seconds): its time to live says
+    which window, nothing finer.
+    """
+
+    STORAGE_SCHEME = ["samleng+redis", "samleng+rediss"]
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri.removeprefix("samleng+"), **options)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` to ``key``'s counter in the current window of ``expiry`` seconds."""
+        window, end = aligned_window(time.time(), expiry)
+        name = self.prefixed_key(f"{key}/{window}")
+        connection: Any = self.get_connection()
+        pipe = connection.pipeline()
+        pipe.incrby(name, amount)
+        pipe.expireat(name, end)
+        count, _ = pipe.execute()
+        return int(count)
+
+    def get(self, key: str) -> int:
+        """``key``'s counter in its current window."""
+        window, _ = aligned_window(time.time(), window_seconds(key))
+        return int(self.get_connection(True).get(self.prefixed_key(f"{key}/{window}")) or 0)
+
+    def get_expiry(self, key: str) -> float:
+        """When ``key``'s current window ends."""
+        return float(aligned_window(time.time(), window_seconds(key))[1])
+
+    def clear(self, key: str) -> None:
+        """Forget ``key``'s counter in its current window."""
+        window, _ = aligned_window(time.time(), window_seconds(key))
+        self.get_connection().delete(self.prefixed_key(f"{key}/{window}"))
+
+    def remember(self, name: str, until: float) -> bool:
+        """Keep ``name`` until ``until`` (rounded up); False if it was kept already."""
+        connection: Any = self.get_connection()
+        kept = connection.set(self.prefixed_key(name), 1, nx=True, exat=_rounded_up(until))
+        return bool(kept)
+
+    def day_key(self, day: dt.date) -> bytes:
+        """The random key of ``day``, shared by every process through Redis: the first to
+        ask makes it; it expires at the end of its day (ten minutes' grace for clocks)."""
+        name = self.prefixed_key(f"day-key/{day.isoformat()}")
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+        connection: Any = self.get_connection()
+        connection.set(name, secrets.token_bytes(32), nx=True, exat=int(end.timestamp()) + 600)
+        key = connection.get(name)
+        if not isinstance(key, bytes) or len(key) != 32:
+            raise StorageError(RedisError("the day's key vanished from Redis"))
+        return key
+
+
+class SharedStorage:
+    """The limiter's storage, used by the checks below, with this process's memory standing
+    in while it fails: never fail open, never a 500 because Redis is down. The storage is
+    tried again every ``RETRY_SECONDS``.
+    """
+
+    RETRY_SECONDS = 5.0
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._retry_at = 0.0  # while the storage fails: when to try it again
+
+    def run(self, shared: Callable[[], T], local: Callable[[], T]) -> T:
+        """``shared()`` (which uses the storage), or ``local()`` while the storage fails."""
+        if time.monotonic() >= self._retry_at:
+            try:
+                result = shared()
+            except (RedisError, StorageError) as exc:
+                if not self._retry_at:
+                    name = type(exc).__name__
+                    log.warning("rate-limit storage failed (%s): checks in memory", name)
+                self._retry_at = time.monotonic() + self.RETRY_SECONDS
+            else:
+                if self._retry_at:
+                    log.warning("rate-limit storage answers again: checks shared")
+                    self._retry_at = 0.0
+                return result
+        return local()
+
+
+def scaled_limits(limits: str, factor: int) -> str:
+    """``limits`` (flask-limiter notation) with every amount multiplied by ``factor``."""
+    return "; ".join(
+        f"{item.amount * factor} per {item.multiples} {item.GRANULARITY.name}"
+        for item in parse_many(limits)
+    )
+
+
+class DayKeys:
+    """A random key for each UTC day, never derived from the master key nor stored beside
+    it, and gone at the end of its day: the rate limits' pseudonyms of a day cannot be
+    recomputed from anything the instance keeps.
+
+    With Redis every process shares the day's key through it (it expires with its day);
+    with limits in memory, and while Redis fails, each process has one of its own (its
+    counters are its own then anyway).
+    """
+
+    def __init__(self, storage: Storage, today: Callable[[], dt.date] | None = None) -> None:
+        self._shared = storage if isinstance(storage, AlignedRedisStorage) else None
+        self._today = today or (lambda: dt.datetime.now(dt.UTC).date())
+        self._day: dt.date | None = None
+        self._key = b""
+        self._local = False
+        self._retry_at = 0.0
+
+    def key(self) -> bytes:
+        """Today's key."""
+        day = self._today()
+        fresh = day != self._day
+        if not fresh and not (self._local and time.monotonic() >= self._retry_at):
+            return self._key
+        if self._shared is not None:
+            try:
+                self._key, self._local = self._shared.day_key(day), False
+                self._day = day
+                return self._key
+            except (RedisError, StorageError):
+                self._retry_at = time.monotonic() + SharedStorage.RETRY_SECONDS
+        if fresh or not self._local:
+            self._key, self._local, self._day = secrets.token_bytes(32), True, day
+        return self._key
+
+
+class ClientPseudonyms:
+    """Turns a client address or circuit into a pseudonym under the day's random key."""
+
+    def __init__(self, day_keys: DayKeys) -> None:
+        self._day_keys = day_keys
+
+    def pseudonym(self, kind: str, value: str) -> str:
+        """``kind`` is ``ip`` or ``circuit``; the result names the client for one day only."""
+        digest = hmac.new(self._day_keys.key(), f"{kind}\n{value}".encode(), hashlib.sha256)
+        return kind + ":" + base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who a request is, for the limits: ``key`` names the client (its IPv4 address, its
+    IPv6 /64, or its Tor circuit); ``site`` an IPv6 client's /48, which is limited too.
+    Both are day-long pseudonyms, never an address."""
+
+    key: str
+    site: str | None = None
+
+
+# One subscriber gets a whole IPv6 /64 (RFC 6177): any address in it is the same client.
+# A /48 is one site's allocation; together its /64s get SAMLENG_RATELIMIT_IPV6_SITE_FACTOR
+# times each per-client limit.
+CLIENT_PREFIX = 64
+SITE_PREFIX = 48
+
+
+def client_of(address: str, keys: ClientPseudonyms) -> Client:
+    """The client an address belongs to (IPv6: its /64, and its /48 as the site)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return Client(keys.pseudonym("ip", address))
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return Client(keys.pseudonym("ip", str(ip.ipv4_mapped)))
+        network = ipaddress.IPv6Network((ip, CLIENT_PREFIX), strict=False)
+        site = ipaddress.IPv6Network((ip, SITE_PREFIX), strict=False)
+        return Client(keys.pseudonym("ip", str(network)), keys.pseudonym("site", str(site)))
+    return Client(keys.pseudonym("ip", str(ip)))
+
+
+def current_client() -> Client:
+    """The client of the current request, worked out once per request."""
+    known: Client | None = request.environ.get("samleng.client")
+    if known is not None:
+        return known
+    cfg = services().config
+    keys = services().rate_limits.pseudonyms
+    # The direct peer, before ProxyFix rewrote REMOTE_ADDR from X-Forwarded-For.
+    orig = request.environ.get("werkzeug.proxy_fix.orig", {})
+    peer = orig.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR", "")
+    circuit = request.headers.get(CIRCUIT_HEADER, "").strip()
+    if circuit and peer in cfg.circuit_proxies:
+        client = Client(keys.pseudonym("circuit", circuit[:128]))
+    else:
+        client = client_of(request.remote_addr or "", keys)
+    request.environ["samleng.client"] = client
+    return client
+
+
+def client_key() -> str:
+    """The rate-limit key of the current request (never an address in clear)."""
+    return current_client().key
+
+
+def _site_key() -> str:
+    return current_client().site or ""
+
+
+def _not_ipv6() -> bool:
+    return current_client().site is None
+
+
+def retry_after_seconds(app: Flask, refusal: HTTPException) -> int:
+    """Seconds until the limit that refused the current request resets (at least 1)."""
+    if isinstance(refusal, TooManyRequests) and isinstance(refusal.retry_after, int):
+        return refusal.retry_after  # from signing.limits
+    current = services(app).rate_limits.limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, int(current.reset_at - time.time()) + 1)
+
+
+OWN_LIMITS = "samleng_own_limits"
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+def own_limits(view: V) -> V:
+    """Mark a view that the page limits pass by: it counts its own limits (signing's, in
+    signing.limits), or has none (the health check)."""
+    setattr(view, OWN_LIMITS, True)
+    return view
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The limiter with its storage, and the day's key that names clients in it."""
+
+    limiter: Limiter
+    shared: SharedStorage
+    day_keys: DayKeys
+    pseudonyms: ClientPseudonyms
+
+
+def init_app(app: Flask, config: Config) -> RateLimits:
+    """Attach ProxyFix and the limiter with the page limits to ``app``.
+
+    The limiter passes by the views marked ``own_limits``.
+    """
+    if config.trusted_proxies > 0:
+        n = config.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    options: dict[str, Any] = {}
+    storage_uri = config.ratelimit_storage_uri
+    if storage_uri.startswith(("redis://", "rediss://")):
+        # Aligned windows and the day's key in Redis (AlignedRedisStorage, DayKeys).
+        options = dict(_REDIS_OPTIONS)
+        storage_uri = "samleng+" + storage_uri
+    elif storage_uri == "memory://":
+        storage_uri = "samleng-memory://"
+    limiter = Limiter(
+        client_key,
+        app=app,
+        default_limits=[
+            Limit(config.ratelimit_pages),
+            Limit(
+                scaled_limits(config.ratelimit_pages, config.ratelimit_ipv6_site_factor),
+                key_function=_site_key,
+                exempt_when=_not_ipv6,
+                scope="site",
+            ),
+        ],
+        storage_uri=storage_uri,
+        storage_options=options,
+        strategy="fixed-window",
+        key_prefix="samleng",
+        headers_enabled=False,
+        in_memory_fallback_enabled=True,
+        in_memory_fallback=[config.ratelimit_fallback],
+        swallow_errors=False,
+    )
+
+    def has_own_limits() -> bool:
+        view = app.view_functions.get(request.endpoint or "")
+        return bool(getattr(view, OWN_LIMITS, False))
+
+    limiter.request_filter(has_own_limits)
+    day_keys = DayKeys(limiter.storage)
+    return RateLimits(limiter, SharedStorage(limiter.storage), day_keys, ClientPseudonyms(day_keys))

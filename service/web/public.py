@@ -1,0 +1,500 @@
+"""Public pages: the petitions, the sign form, the answer with the receipt code.
+
+Views are thin: parse the request, call a service function with the session, render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import lazy_gettext
+from limits import parse_many
+from werkzeug.exceptions import NotFound
+
+from samleng.crypto.errors import ReceiptFormatError
+from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
+from samleng.crypto.tokens import Argon2Params, dedup_token
+from samleng.service.petitions.lifecycle import open_petitions, signature_count
+from samleng.service.platform.config import Config
+from samleng.service.platform.context import services
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.errors import (
+    PetitionMisconfigured,
+    PetitionNotFound,
+    PetitionStateError,
+)
+from samleng.service.platform.gate import WorkGate
+from samleng.service.platform.mail import Mailer, MailError, compose
+from samleng.service.platform.markdown import render_markdown
+from samleng.service.platform.models import (
+    LANGUAGES,
+    Petition,
+    PetitionStatus,
+    get_petition,
+    utc_today,
+)
+from samleng.service.platform.ratelimit import current_client, own_limits
+from samleng.service.signing.confirmation import (
+    ConfirmationRequest,
+    LinkExpired,
+    LinkInvalid,
+    check_link,
+    confirm_signature,
+    request_confirmation,
+)
+from samleng.service.signing.forms import SignForm, parse_sign_form, typed_values
+from samleng.service.signing.signatures import (
+    SigningMaterial,
+    TokenHasher,
+    sign_petition,
+    signing_material,
+)
+from samleng.service.tlog.store import find_receipt, latest_checkpoint
+from samleng.service.web.security import request_hostname, transport_warning
+
+bp = Blueprint("public", __name__, url_prefix="/<lang>")
+root = Blueprint("root", __name__)
+
+
+def config() -> Config:
+    """The app's configuration object."""
+    return services().config
+
+
+@bp.url_value_preprocessor
+def _pull_lang(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    lang = (values or {}).pop("lang", None)
+    if lang not in LANGUAGES:
+        abort(404)
+    g.lang = lang
+
+
+@bp.url_defaults
+def _add_lang(_endpoint: str, values: dict[str, Any]) -> None:
+    values.setdefault("lang", g.get("lang", config().default_lang))
+
+
+def _visible_petition(slug: str) -> Petition:
+    """A petition that the public may see (open or closed), or 404."""
+    try:
+        petition = get_petition(get_session(), slug)
+    except PetitionNotFound:
+        abort(404)
+    if petition.status not in (PetitionStatus.OPEN, PetitionStatus.CLOSED):
+        abort(404)
+    return petition
+
+
+def _query_value(text: str) -> str:
+    """``text`` for a URL query; non-ASCII stays as it is (a third of the bytes of Khmer
+    percent-encoded) and the browser encodes it when the link is followed."""
+    return "".join(c if ord(c) > 127 else quote(c, safe="") for c in text)
+
+
+def _share_links(url: str, title: str) -> dict[str, str]:
+    """Share links that open the reader's own apps: email and Telegram.
+
+    App links rather than a web sharer's address, so public pages keep to DESIGN §5's
+    "no third-party URL"; nothing is loaded until the reader chooses to share.
+    """
+    page, subject = _query_value(url), _query_value(title)
+    return {
+        "email": f"mailto:?subject={subject}&body={page}",
+        "telegram": f"tg://msg_url?url={page}&text={subject}",
+    }
+
+
+def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -> str:
+    """The petition page: text, progress, the sign form (with ``form``'s values and errors)."""
+    state = latest_checkpoint(get_session(), petition)
+    text = petition.text(g.lang)
+    page_url = url_for("public.petition", slug=petition.slug, _external=True)
+    return render_template(
+        "public/petition.html",
+        petition=petition,
+        text=text,
+        body=render_markdown(text.get("body", "")),
+        description=text.get("summary") or text.get("target") or text["title"],
+        page_url=page_url,
+        share=_share_links(page_url, text["title"]),
+        count=0 if state is None else state.count,
+        fingerprint=None if state is None else state.root[:8].hex(" ", 2),
+        form=form,
+        form_token=form_token,
+    )
+
+
+def _render_petition(petition: Petition, form: SignForm | None, status: int) -> Any:
+    """The petition page again, after a refused signature."""
+    token = services().form_tokens.issue(petition.slug)
+    return _petition_html(petition, form, token), status
+
+
+def _kept_page(template: str, slug: str, render: Callable[[str], str], value: str) -> str:
+    """``render``'s page, kept for a moment (service/web/pagecache.py), with ``value`` filled in."""
+    pages = services().pages
+    # What the page depends on besides the database: it shows its own address and warns
+    # about the connection.
+    where = (request.scheme, request.host, request.script_root, transport_warning())
+    return pages.page((template, slug, g.lang, where), render, value)
+
+
+@root.get("/")
+def home() -> Any:
+    """Send visitors to the default language."""
+    return redirect(url_for("public.index", lang=config().default_lang))
+
+
+@root.get("/healthz")
+@own_limits  # none: the health check answers whoever asks, however often
+def healthz() -> Response:
+    """Liveness: the process answers."""
+    return Response("ok\n", mimetype="text/plain")
+
+
+@bp.get("/")
+def index() -> Any:
+    """The open petitions."""
+    session = get_session()
+    petitions = [(p, p.text(g.lang), signature_count(session, p)) for p in open_petitions(session)]
+    return render_template("public/index.html", petitions=petitions)
+
+
+@bp.get("/safety")
+def safety() -> Any:
+    """How Samleng protects signers and what it cannot protect."""
+    return render_template("public/safety.html", onion_address=config().onion_address)
+
+
+@bp.get("/p/<slug>")
+def petition(slug: str) -> Any:
+    """The petition's text, its count and goal, and the sign form (kept for a second)."""
+    return _kept_page(
+        "public/petition.html",
+        slug,
+        lambda slot: _petition_html(_visible_petition(slug), None, slot),
+        services().form_tokens.issue(slug),
+    )
+
+
+@bp.post("/p/<slug>/sign")
+@own_limits
+def sign(slug: str) -> Any:
+    """Sign. The answer shows the receipt code in the page body, never in a URL.
+
+    A signature reads nothing from the database before its hash: the petition's signing
+    material is kept by the worker, and the write checks that the petition still accepts
+    signatures. Refusals, rare, read the petition to show its page again.
+    """
+    limits = services().signing_limits
+    # Every request to sign counts against its client, whatever becomes of it.
+    limits.hit_client(current_client())
+    try:
+        keys = _signing_material(slug)
+    except PetitionMisconfigured:
+        return _refused(slug, SignForm(values={}, errors={"form": _UNAVAILABLE}), 409)
+    if keys is None:
+        return _closed(slug)
+    form = parse_sign_form(request.form, request.files, keys, services().form_tokens)
+    if form.errors:
+        return _refused(slug, form)
+    # Only a submission that passed every check counts against the petition's cap, and only
+    # here, just before its Argon2 work: junk requests cannot use up a petition's signatures.
+    limits.hit_petition(keys.slug)
+    # Argon2 runs on the gate's threads, at most one hash per core; Overloaded (a 503) if no
+    # slot frees up in time, with nothing written.
+    hasher = _on_argon2_threads(services().argon2_gate)
+    try:
+        if keys.verification_mode == "email":
+            # Nothing is stored: the signature counts once the link in the mail is confirmed.
+            confirmation = request_confirmation(
+                get_session(), keys, form.submission(), hasher=hasher
+            )
+            return _send_confirmation(slug, confirmation)
+        signed = sign_petition(
+            get_session(), keys, form.submission(), hasher=hasher, epochs=services().epochs
+        )
+    except PetitionStateError:
+        return _closed(slug)
+    return _kept_page(
+        "public/signed.html",
+        slug,
+        lambda slot: _signed_html(_visible_petition(slug), slot),
+        signed.receipt,
+    )
+
+
+_CLOSED = lazy_gettext("This petition is closed.")
+_UNAVAILABLE = lazy_gettext(
+    "This petition cannot take signatures at the moment because of a problem with its "
+    "settings. The organisers have been told. Please try again later."
+)
+
+
+def _signing_material(slug: str) -> SigningMaterial | None:
+    """The petition's signing material, kept by this worker; None unless it accepts
+    signatures; a 404 for a petition the public may not see; PetitionMisconfigured for one
+    whose settings make signing impossible."""
+    kept = services().signing_material
+    keys = kept.get(slug)
+    if keys is None:
+        petition = _visible_petition(slug)
+        if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
+            return None
+        try:
+            keys = signing_material(petition, services().vault)
+        except PetitionMisconfigured as exc:
+            # For the operator: the petition's settings, never anything of the signer's.
+            current_app.logger.error("signature refused: %s", exc)
+            raise
+        kept.keep(keys)
+    return keys
+
+
+def _accepting(slug: str) -> Petition | None:
+    """The petition, read again, if it still accepts signatures; else None (and its kept
+    signing material dropped). A 404 for a petition the public may no longer see."""
+    kept = services().signing_material
+    try:
+        petition = _visible_petition(slug)
+    except NotFound:
+        kept.drop(slug)
+        raise
+    if petition.status == PetitionStatus.OPEN and not petition.past_deadline(utc_today()):
+        return petition
+    kept.drop(slug)
+    return None
+
+
+def _closed(slug: str) -> Any:
+    """The petition page saying it is closed (409)."""
+    kept = services().signing_material
+    kept.drop(slug)
+    petition = _visible_petition(slug)
+    return _render_petition(petition, SignForm(values={}, errors={"form": _CLOSED}), 409)
+
+
+def _refused(slug: str, form: SignForm, status: int = 400) -> Any:
+    """The petition page again with the form's errors and values; the closed page if the
+    petition stopped accepting signatures meanwhile."""
+    petition = _accepting(slug)
+    if petition is None:
+        return _closed(slug)
+    return _render_petition(petition, form, status)
+
+
+def _signed_html(petition: Petition, receipt: str) -> str:
+    return render_template(
+        "public/signed.html", petition=petition, text=petition.text(g.lang), receipt=receipt
+    )
+
+
+def _on_argon2_threads(gate: WorkGate) -> TokenHasher:
+    """dedup_token, run on the gate's own threads (see WorkGate for why)."""
+
+    def hasher(key: bytes, identifier: str, salt: bytes, params: Argon2Params) -> bytes:
+        return gate.run(dedup_token, key, identifier, salt, params)
+
+    return hasher
+
+
+def _confirmation_base_url() -> str:
+    """Where confirmation links point: the onion when the signer came over it, else the
+    configured origin (never the request's Host header, which a sender could forge)."""
+    cfg = config()
+    if cfg.onion_address and request_hostname() == cfg.onion_address.lower():
+        return f"http://{cfg.onion_address}"
+    if cfg.demo or cfg.testing:
+        return request.host_url.rstrip("/")
+    return "https://" + cfg.origin.split("/", 1)[0]
+
+
+def _send_confirmation(slug: str, confirmation: ConfirmationRequest) -> Any:
+    """Mail the link and show the page saying so (the closed page if the petition stopped
+    accepting signatures meanwhile).
+
+    The message is the same whether or not the address has signed. Beyond the bound on
+    mails to one address (MailLimits) nothing is sent, and the page is the same too.
+    """
+    petition = _accepting(slug)
+    if petition is None:
+        return _closed(slug)
+    cfg = config()
+    text = petition.text(g.lang)
+    if services().mail_limits.allow(confirmation.address):
+        link = _confirmation_base_url() + url_for(
+            "public.confirm", slug=petition.slug, link=confirmation.link
+        )
+        body = render_template(
+            "mail/confirm.txt", title=text["title"], link=link, hours=cfg.confirm_max_age // 3600
+        )
+        try:
+            _mailer().send(
+                compose(
+                    sender=cfg.mail_from or f"Samleng <noreply@{cfg.origin.split('/', 1)[0]}>",
+                    recipient=confirmation.recipient,
+                    subject=str(lazy_gettext("Confirm your signature")),
+                    body=body,
+                    domain=cfg.origin.split("/", 1)[0],
+                )
+            )
+        except MailError:
+            message = lazy_gettext(
+                "We could not send the confirmation email. Nothing was kept. Please try again "
+                "later."
+            )
+            return render_template("public/error.html", code=503, message=message), 503
+    return render_template(
+        "verification/check_email.html",
+        petition=petition,
+        text=text,
+        hours=cfg.confirm_max_age // 3600,
+        per_day=_mails_per_day(),
+    )
+
+
+def _mailer() -> Mailer:
+    """The configured mailer; MailError when mail is not configured."""
+    mailer = services().mailer
+    if mailer is None:
+        raise MailError("mail is not configured")
+    return mailer
+
+
+def _mails_per_day() -> int | None:
+    """How many confirmation mails one address gets a day, to tell signers; None if the
+    bound is not counted in days."""
+    items = parse_many(config().ratelimit_mail)
+    days = [item.amount for item in items if item.GRANULARITY.name == "day" and item.multiples == 1]
+    return min(days) if days else None
+
+
+@bp.route("/p/<slug>/confirm/<link>", methods=["GET", "POST"])
+def confirm(slug: str, link: str) -> Any:
+    """The link from the confirmation email: GET shows a Confirm button, POST counts it.
+
+    A GET changes nothing, so mail scanners that fetch every link confirm nothing; it reads
+    only the link, so it answers the same before and after the link was confirmed. A POST
+    for an address counted already shows the same thank-you page (with a code never stored).
+    """
+    if request.method == "POST":
+        # Confirming counts a signature: limited per client like signing.
+        services().signing_limits.hit_confirmation(current_client())
+    petition = _visible_petition(slug)
+    cfg = config()
+    text = petition.text(g.lang)
+    try:
+        keys = _signing_material(slug)
+        if keys is None:
+            raise PetitionStateError(f"petition {slug!r} is not accepting signatures")
+        if request.method == "GET":
+            check_link(keys, link, max_age=cfg.confirm_max_age)
+            return render_template("verification/confirm.html", petition=petition, text=text)
+        signed = confirm_signature(get_session(), keys, link, max_age=cfg.confirm_max_age)
+    except LinkExpired:
+        error, status = (
+            lazy_gettext(
+                "This confirmation link has expired. Nothing was counted. You can sign again "
+                "on the petition page."
+            ),
+            410,
+        )
+    except LinkInvalid:
+        error, status = (
+            lazy_gettext(
+                "This confirmation link is not valid. Check that you copied all of it from the "
+                "email."
+            ),
+            400,
+        )
+    except PetitionStateError:
+        error, status = _CLOSED, 409
+    else:
+        return render_template(
+            "verification/confirmed.html", petition=petition, text=text, receipt=signed.receipt
+        )
+    return (
+        render_template("verification/confirm.html", petition=petition, text=text, error=error),
+        status,
+    )
+
+
+@bp.route("/p/<slug>/receipt", methods=["GET", "POST"])
+def receipt(slug: str) -> Any:
+    """Check a receipt code: counted (with a proof to download), waiting, or not found."""
+    petition = _visible_petition(slug)
+    if request.method == "GET":
+        return render_template("public/receipt.html", petition=petition, text=petition.text(g.lang))
+    code = request.form.get("receipt", "")
+    try:
+        secret = parse_receipt(code)
+    except ReceiptFormatError:
+        return (
+            render_template(
+                "public/receipt.html",
+                petition=petition,
+                text=petition.text(g.lang),
+                code=code[:200],
+                error=lazy_gettext(
+                    "This is not a receipt code. A code has 26 letters and digits, like "
+                    "ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ."
+                ),
+            ),
+            400,
+        )
+    status = find_receipt(
+        get_session(), petition, receipt_commitment(petition.origin, secret), secret
+    )
+    if status.proof is not None and request.form.get("format") == "proof":
+        response = Response(status.proof, mimetype="text/plain")
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="{petition.slug}-receipt-proof.txt"'
+        )
+        return response
+    return render_template(
+        "public/receipt.html",
+        petition=petition,
+        text=petition.text(g.lang),
+        code=format_receipt(secret),
+        status=status,
+    )
+
+
+_NOT_COUNTED = lazy_gettext(
+    "Your signature was not counted: too many people are signing right now. Wait a minute, "
+    "then sign again."
+)
+_TYPE_AGAIN = lazy_gettext("For your safety this is not shown again. Please type it again.")
+# What a shed signature's page may show again: nothing that identifies the signer.
+_KEPT_WHEN_BUSY = ("name", "locality", "comment", "consent")
+
+
+def sign_again_page(slug: str) -> Any:
+    """The petition page for a signature shed with a 503: it says nothing was counted and
+    keeps the form, except the phone number and email addresses, which are never echoed."""
+    try:
+        petition = _visible_petition(slug)
+    except NotFound:
+        return None
+    if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
+        return None
+    typed, _errors = typed_values(request.form, request.files)
+    values = {field: typed[field] for field in _KEPT_WHEN_BUSY if typed.get(field)}
+    errors: dict[str, Any] = {"form": _NOT_COUNTED}
+    for field in ("identifier", "contact"):
+        if typed.get(field):
+            errors[field] = _TYPE_AGAIN
+    return _render_petition(petition, SignForm(values=values, errors=errors), 503)
