@@ -22,7 +22,11 @@ from samleng.service.petitions.lifecycle import (
     open_petition,
     parse_details_public_key,
 )
-from samleng.service.petitions.scheduler import close_expired_petitions, destroy_forgotten_keys
+from samleng.service.petitions.scheduler import (
+    Witnessing,
+    close_expired_petitions,
+    destroy_forgotten_keys,
+)
 from samleng.service.platform.commands import named_petition, record_command
 from samleng.service.platform.config import instance_folder
 from samleng.service.platform.context import services
@@ -32,6 +36,8 @@ from samleng.service.platform.errors import Error, SlugUnavailable
 from samleng.service.platform.keys import ensure_master_key
 from samleng.service.signing.dedup import move_dedup_keys_to_files
 from samleng.service.tlog.store import seal_all
+from samleng.service.tlog.witnesses import Backoff, set_quorum, witness_round
+from samleng.service.tlog.witnessing import WitnessClient
 
 
 def read_details_public_key(path: Path) -> bytes:
@@ -65,6 +71,13 @@ petition_group = AppGroup("petition", help="Create petitions and move them throu
 @click.option("--verification", type=click.Choice(["none", "email"]), default="none")
 @click.option("--region", default="KH", show_default=True, help="Default region for phones.")
 @click.option("--closes", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
+@click.option(
+    "--quorum",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many of its witnesses must cosign each checkpoint (default: all of them); "
+    "name them with `samleng witness add` before opening.",
+)
 def petition_create(
     slug: str,
     texts_file: Path,
@@ -74,6 +87,7 @@ def petition_create(
     verification: str,
     region: str,
     closes: dt.datetime | None,
+    quorum: int | None,
 ) -> None:
     """Create a draft petition SLUG."""
     cfg = services().config
@@ -93,6 +107,7 @@ def petition_create(
             argon2=cfg.argon2,
             closes_on=closes.date() if closes else None,
         )
+        set_quorum(get_session(), petition, quorum)
     except SlugUnavailable:
         # The operator may know what the admin keeps from organisers.
         raise click.ClickException(f"a petition with slug {slug!r} already exists") from None
@@ -165,6 +180,26 @@ def petition_forget(slug: str, yes: bool) -> None:
         )
 
 
+def _witness_client() -> WitnessClient:
+    cfg = services().config
+    return WitnessClient(timeout=cfg.witness_timeout, proxy=cfg.witness_proxy)
+
+
+def _ask_witnesses_once() -> None:
+    """Ask every witness that has not cosigned its petition's newest checkpoint, and say
+    what each answered."""
+    client = _witness_client()
+    try:
+        answers = witness_round(services().engine, client, Backoff())
+    finally:
+        client.close()
+    for asked in answers:
+        click.echo(
+            f"witness {asked.name} of {asked.slug}, size {asked.size}: {asked.answer.outcome}"
+            f"{'' if asked.answer.outcome == 'cosigned' else ': ' + asked.answer.detail}"
+        )
+
+
 @click.command("seal")
 @click.option("--watch", is_flag=True, help="Keep sealing every SAMLENG_SEAL_INTERVAL seconds.")
 @with_appcontext
@@ -172,6 +207,10 @@ def seal_command(watch: bool) -> None:
     """Seal pending signatures into the logs and sign new checkpoints."""
     cfg, engine, vault = services().config, services().engine, services().vault
     interval = max(cfg.seal_interval, 1)
+    witnessing = None
+    if watch:
+        witnessing = Witnessing(engine, _witness_client())
+        witnessing.start()
     while True:
         try:
             for slug in close_expired_petitions(engine):
@@ -183,6 +222,9 @@ def seal_command(watch: bool) -> None:
                 # date each batch to the second.
                 for slug in sealed:
                     click.echo(f"sealed {slug}")
+                _ask_witnesses_once()
+            elif witnessing is not None:
+                witnessing.wake()
         except (SQLAlchemyError, CryptoError, Error, OSError) as exc:
             if not watch:
                 raise click.ClickException(f"sealing failed: {type(exc).__name__}") from None

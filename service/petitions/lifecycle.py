@@ -39,6 +39,7 @@ from samleng.service.signing.dedup import new_wrapped_dedup_key
 from samleng.service.signing.identifiers import phone_region_problem
 from samleng.service.tlog.epochs import ensure_epoch
 from samleng.service.tlog.store import has_pending, latest_checkpoint, start_log
+from samleng.service.tlog.witnesses import check_quorum, frozen_policy_file
 
 TEXT_FIELDS = ("title", "target", "summary", "body")
 # One answer for every taken slug: an organiser must not learn which hidden drafts exist.
@@ -207,10 +208,16 @@ def open_petition(
     region_problem = phone_region_problem(petition.region)
     if region_problem is not None:
         raise PetitionMisconfigured(f"petition {petition.slug!r}: {region_problem}")
+    check_quorum(session, petition)
     _transition(petition, PetitionStatus.DRAFT, PetitionStatus.OPEN)
     if petition.opens_on is None:
         petition.opens_on = today
-    start_log(session, petition, vault.master_key)
+    start_log(
+        session,
+        petition,
+        vault.master_key,
+        lambda vkey: frozen_policy_file(session, petition, vkey),
+    )
     ensure_epoch(session, vault)
     session.flush()
 

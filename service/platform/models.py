@@ -131,6 +131,13 @@ class Petition(Base):
     petition_json: Mapped[bytes | None] = mapped_column(LargeBinary)
     wrapped_log_seed: Mapped[bytes | None] = mapped_column(LargeBinary(64))
     log_vkey: Mapped[str | None] = mapped_column(String(400))
+    # How many of the witnesses frozen into petition.json must cosign a checkpoint (None: all
+    # of them). Set while a draft; frozen with the policy when the petition opens.
+    witness_quorum: Mapped[int | None] = mapped_column(Integer)
+    # Why no checkpoint is published any more: a witness saw a split view (or the log has a
+    # bug). Set by the witnessing thread, cleared only by an organiser (`samleng witness
+    # resume`). Signing goes on; the sealer leaves the petition's signatures pending.
+    witness_halt: Mapped[str | None] = mapped_column(String(400))
 
     @property
     def argon2(self) -> Argon2Params:
@@ -263,6 +270,52 @@ class SignedCheckpoint(Base):
     # The UTC day it was signed (a date, never a time: a checkpoint is a shuffled batch), for
     # the organisers' signatures-per-day figures. None for checkpoints older than the column.
     published_on: Mapped[dt.date | None] = mapped_column(default=utc_today)
+
+
+class Witness(Base):
+    """An independent witness asked to cosign a petition's checkpoints (C2SP tlog-witness).
+
+    Removing a witness only stops asking it (``removed``): the cosignatures it made stay in
+    the published checkpoints, which auditors read.
+    """
+
+    __tablename__ = "witness"
+    __table_args__ = (
+        UniqueConstraint("petition_id", "name", name="witness_name"),
+        UniqueConstraint("petition_id", "vkey", name="witness_vkey"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64))  # its name in the petition's policy
+    url: Mapped[str] = mapped_column(String(300))  # its add-checkpoint prefix
+    vkey: Mapped[str] = mapped_column(String(400))  # its cosignature verifier key
+    # Whether petition.json's policy names it (added before the petition opened).
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The size the witness last cosigned for this log, as it told us: the next request's
+    # "old" size (0: it has seen nothing of this log).
+    known_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What needs an organiser (it does not know the log, refuses its key, changed key), in
+    # words safe to show; None while it answers as it should.
+    problem: Mapped[str | None] = mapped_column(String(400))
+
+
+class Cosignature(Base):
+    """One witness's cosignature line on one published checkpoint, as the witness sent it."""
+
+    __tablename__ = "cosignature"
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    witness_id: Mapped[int] = mapped_column(
+        ForeignKey("witness.id", ondelete="CASCADE"), primary_key=True
+    )
+    lines: Mapped[bytes] = mapped_column(LargeBinary)  # signature lines, each ending in LF
 
 
 # Organisers' side. These rows describe organisers and what they did, never a signer: times

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from samleng.crypto.canonical import canonical_json
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, generate_log_signer, sign_checkpoint
+from samleng.crypto.cosignature import add_cosignatures
 from samleng.crypto.details import DETAILS_SUITE_IDS, DETAILS_SUITE_NAME, details_digest
 from samleng.crypto.keywrap import unwrap_key, wrap_key
 from samleng.crypto.leaf import LeafKind, decode_leaf, encode_leaf, header_leaf
@@ -38,6 +39,7 @@ from samleng.service.platform.db import exclusive_session, vacuum_sqlite
 from samleng.service.platform.errors import PetitionStateError
 from samleng.service.platform.keys import derive_key
 from samleng.service.platform.models import (
+    Cosignature,
     DedupToken,
     Leaf,
     LegacyPendingSignature,
@@ -79,10 +81,16 @@ class LogState:
         return max(self.size - 1, 0)
 
 
-def petition_document(petition: Petition, vkey: str) -> bytes:
-    """The canonical petition.json that leaf 0 commits to (docs/formats.md §11)."""
+def petition_document(petition: Petition, vkey: str, witness_policy: bytes | None = None) -> bytes:
+    """The canonical petition.json that leaf 0 commits to (docs/formats.md §11).
+
+    ``witness_policy`` is the tlog-policy file of the witnesses named before opening; the
+    member is left out when there is none.
+    """
+    policy = {} if witness_policy is None else {"witness_policy": witness_policy.decode()}
     return canonical_json(
-        {
+        policy
+        | {
             "format": PETITION_FORMAT,
             "origin": petition.origin,
             "slug": petition.slug,
@@ -213,21 +221,45 @@ def _insert_rows(session: Session, table: Table, rows: list[tuple[Any, ...]]) ->
             copy.write_row(row)
 
 
-def start_log(session: Session, petition: Petition, master_key: bytes) -> LogState:
-    """Freeze petition.json, create the log key, append the header leaf, sign size 1."""
+def start_log(
+    session: Session,
+    petition: Petition,
+    master_key: bytes,
+    witness_policy: Callable[[str], bytes | None] = lambda _vkey: None,
+) -> LogState:
+    """Freeze petition.json, create the log key, append the header leaf, sign size 1.
+
+    ``witness_policy(vkey)`` gives the policy file to freeze for the log of that key.
+    """
     if petition.petition_json is not None:
         raise PetitionStateError(f"petition {petition.slug!r} already has a log")
     seed, signer = generate_log_signer(petition.origin)
     petition.wrapped_log_seed = wrap_key(_seed_wrapping_key(master_key), seed, petition.origin)
     petition.log_vkey = signer.vkey
-    document = petition_document(petition, signer.vkey)
+    document = petition_document(petition, signer.vkey, witness_policy(signer.vkey))
     petition.petition_json = document
     header = header_leaf(document)
     return _append(session, petition, signer, 0, [(decode_leaf(header).c, header, None)])
 
 
-def latest_checkpoint(session: Session, petition: Petition) -> LogState | None:
-    """The newest checkpoint of the petition, or None before it opened."""
+def with_cosignatures(session: Session, petition_id: int, size: int, note: bytes) -> bytes:
+    """The checkpoint note of ``size`` with every witness cosignature collected for it.
+
+    Each witness's lines were verified against its key when they arrived
+    (service/tlog/witnesses.py); they are appended in the order the witnesses were added.
+    """
+    blocks = session.scalars(
+        select(Cosignature.lines)
+        .where(Cosignature.petition_id == petition_id, Cosignature.size == size)
+        .order_by(Cosignature.witness_id)
+    ).all()
+    for block in blocks:
+        note = add_cosignatures(note, block)
+    return note
+
+
+def latest_signed_checkpoint(session: Session, petition: Petition) -> LogState | None:
+    """The newest checkpoint as the log signed it (no cosignatures), or None before it opened."""
     row = session.scalars(
         select(SignedCheckpoint)
         .where(SignedCheckpoint.petition_id == petition.id)
@@ -237,13 +269,24 @@ def latest_checkpoint(session: Session, petition: Petition) -> LogState | None:
     return None if row is None else LogState(size=row.size, root=row.root, note=row.note)
 
 
+def latest_checkpoint(session: Session, petition: Petition) -> LogState | None:
+    """The newest checkpoint of the petition as published, with the witnesses'
+    cosignatures collected so far; None before it opened."""
+    state = latest_signed_checkpoint(session, petition)
+    if state is None:
+        return None
+    note = with_cosignatures(session, petition.id, state.size, state.note)
+    return LogState(size=state.size, root=state.root, note=note)
+
+
 def checkpoint_note(session: Session, petition: Petition, size: int) -> bytes | None:
-    """The published checkpoint of exactly ``size`` leaves, if there is one."""
-    return session.scalar(
+    """The published checkpoint of exactly ``size`` leaves with its cosignatures, if any."""
+    note = session.scalar(
         select(SignedCheckpoint.note).where(
             SignedCheckpoint.petition_id == petition.id, SignedCheckpoint.size == size
         )
     )
+    return None if note is None else with_cosignatures(session, petition.id, size, note)
 
 
 def _lock_sealer(session: Session) -> None:
@@ -341,6 +384,11 @@ def seal_pending(
     """
     _lock_sealer(session)
     session.refresh(petition)
+    if petition.witness_halt is not None:
+        # A witness saw a split view: publish nothing more until an organiser has looked.
+        # The signatures stay pending, sealed to their epochs, and signing goes on.
+        session.rollback()
+        return None
     records = _open_pending(session, petition, vault, before)
     state = latest_checkpoint(session, petition)
     if not records or state is None:
