@@ -345,8 +345,11 @@ def _count_once(
     order of signing.
 
     Of a token repeated in the batch, the signature of the oldest epoch stays: a person who
-    signs again later keeps their first receipt. Within one epoch nothing says which came
-    first (that is the point), so one of them, at random, stays.
+    signs again later usually keeps their first receipt. Within one epoch nothing says which
+    came first (that is the point), so one of them, at random, stays; and a worker keeps the
+    current epoch for up to two seconds (CurrentEpoch), so a repeat within seconds of the
+    first can carry the older epoch and be the one kept. Either way the person is counted
+    once, under a receipt they were given.
     """
     secrets.SystemRandom().shuffle(records)
     records.sort(key=lambda pair: pair[0])  # stable: random within an epoch

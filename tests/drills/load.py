@@ -264,6 +264,9 @@ class Ledger:
     repeats: dict[str, int] = field(default_factory=dict)
     acknowledged: set[int] = field(default_factory=set)
     attempted: set[int] = field(default_factory=set)  # posted the form at least once
+    # Persons with an attempt that may have been stored unseen, before or after a receipt
+    # they saw: an unseen repeat may be the one the sealer keeps (its pending row can carry
+    # an older epoch than the first one's, from a worker whose epoch was a second stale).
     maybe_stored: set[int] = field(default_factory=set)
 
     @classmethod
@@ -274,7 +277,7 @@ class Ledger:
             person = attempt.person
             if attempt.step == "sign":
                 ledger.attempted.add(person)
-            if attempt.maybe_stored and person not in ledger.acknowledged:
+            if attempt.maybe_stored:
                 ledger.maybe_stored.add(person)
             if not attempt.acknowledged:
                 continue
