@@ -35,6 +35,7 @@ NO_FLASK = (
     "samleng.service.tlog.epochs",
     "samleng.service.tlog.store",
     "samleng.service.tlog.witnessing",
+    "samleng.service.tlog.witnesses",
     "samleng.service.signing.confirmation",
     "samleng.service.signing.dedup",
     "samleng.service.signing.identifiers",
