@@ -374,9 +374,12 @@ def ask_witness(
                 f"only {request.size} leaves",
             )
         else:
-            answer = client.submit(
-                request.endpoint, request.note, request.old_size, _proof_from(engine, request)
-            )
+            try:
+                answer = client.submit(
+                    request.endpoint, request.note, request.old_size, _proof_from(engine, request)
+                )
+            except WitnessConfigError as exc:
+                answer = WitnessAnswer(outcome=Outcome.MISCONFIGURED, detail=str(exc))
         _store(engine, witness_id, request, answer, backoff)
         lock_session.rollback()
     return Asked(slug=request.slug, name=request.name, size=request.size, answer=answer)

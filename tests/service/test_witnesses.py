@@ -442,3 +442,12 @@ def test_the_witness_settings_are_checked(tmp_path: Path, database_url: str) -> 
         with pytest.raises(ConfigError, match="SAMLENG_WITNESS"):
             Config(**{**base.__dict__, **bad})
     assert Config(**{**base.__dict__, "witness_proxy": "socks5h://127.0.0.1:9050"})
+
+
+def test_an_onion_witness_without_a_proxy_is_shown_to_the_organisers(app: Flask) -> None:
+    onion = "http://" + "a" * 56 + ".onion"
+    witnessed_petition(app, onion)
+    assert round_(app) == [Outcome.MISCONFIGURED]
+    with app.app_context():
+        problem = get_session().scalars(select(Witness.problem)).one()
+    assert problem is not None and "SAMLENG_WITNESS_PROXY" in problem
