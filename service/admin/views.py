@@ -77,6 +77,8 @@ SLUG_TAKEN = lazy_gettext("This slug cannot be used. Choose another.")
 PASSWORD_SLOTS = 1
 # Endpoints that answer without a session.
 _OPEN_ENDPOINTS = frozenset({"admin.login"})
+# What an account with a one-time password may reach (`samleng admin reset-password`).
+_ONE_TIME_PASSWORD_ENDPOINTS = frozenset({"admin.me", "admin.change_password", "admin.logout"})
 _COOKIE = {"secure": True, "httponly": True, "samesite": "Strict", "path": "/"}
 
 
@@ -147,6 +149,9 @@ def _authenticate() -> Any:
         _csrf_key(), session_id, request.form.get("csrf", "")
     ):
         abort(403)
+    if account.must_change_password and request.endpoint not in _ONE_TIME_PASSWORD_ENDPOINTS:
+        # An operator reset the password: nothing else until the organiser has chosen one.
+        return redirect(url_for("admin.me"))
     return None
 
 

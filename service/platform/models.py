@@ -333,6 +333,9 @@ class Account(Base):
     role: Mapped[str] = mapped_column(String(16))
     # Argon2id in PHC string form (argon2-cffi); parameters are in the string.
     password_hash: Mapped[str] = mapped_column(String(255))
+    # Set by `samleng admin reset-password`: the password is a one-time one, and the admin
+    # lets the account do nothing but choose a new one.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     # The TOTP secret, wrapped under a key derived from the master key (None: no second factor).
     wrapped_totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary(64))
     # The last TOTP time step accepted, so that a code cannot be used twice.
