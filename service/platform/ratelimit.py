@@ -57,12 +57,17 @@ def window_seconds(key: str) -> int:
     return int(multiples) * TIME_TYPES[granularity].seconds
 
 
+# Where windows are counted from: the Unix epoch. The test suite moves it to the start of
+# each test, so that no window ends in the middle of a test that counts hits.
+WINDOW_ORIGIN = 0
+
+
 def aligned_window(now: float, seconds: int) -> tuple[int, int]:
     """The window of ``seconds`` that ``now`` falls in, counted from the Unix epoch, and the
     time it ends. Windows are the same for every key, so an expiry says only which window
     a counter is in, never when its first hit came."""
-    window = int(now // seconds)
-    return window, (window + 1) * seconds
+    window = int((now - WINDOW_ORIGIN) // seconds)
+    return window, WINDOW_ORIGIN + (window + 1) * seconds
 
 
 # A remembered name (a used form token) is kept until its lifetime ends, rounded up to this:

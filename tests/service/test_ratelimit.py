@@ -22,6 +22,7 @@ from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 
 from samleng.service.app import create_app
+from samleng.service.platform import ratelimit
 from samleng.service.platform.context import services
 from samleng.service.platform.db import upgrade
 from samleng.service.platform.gate import Overloaded, WorkGate
@@ -440,9 +441,10 @@ def test_memory_uri_selects_the_aligned_storage(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 def test_windows_are_aligned_on_the_clock(
-    tmp_path: Path, kind: str, private_redis: PrivateRedis
+    tmp_path: Path, kind: str, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A counter's expiry is its window's end, whenever its first hit came."""
+    monkeypatch.setattr(ratelimit, "WINDOW_ORIGIN", 0)  # the real clock's minutes
     storage: Any = (
         AlignedMemoryStorage() if kind == "memory" else storage_from(f"samleng+{private_redis.url}")
     )
@@ -632,11 +634,12 @@ def test_the_memory_store_of_used_tokens_is_bounded() -> None:
 
 
 def test_redis_keys_name_nobody_and_date_nothing(
-    tmp_path: Path, private_redis: PrivateRedis
+    tmp_path: Path, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What a seized Redis holds after clients of known addresses signed: no key name that
     the master key (or anything else the instance keeps) recomputes for those addresses,
     and no expiry finer than its window, whenever the first request came."""
+    monkeypatch.setattr(ratelimit, "WINDOW_ORIGIN", 0)  # the real clock's minutes
     app = limited_app(tmp_path, private_redis.url)
     for n, address in enumerate(ADDRESSES[:3]):
         client = as_client(app, address)
