@@ -13,7 +13,8 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.orm import Session
 
-from samleng.crypto.bundle import verify_bundle
+from samleng.crypto.bundle import BundleCheck, verify_bundle
+from samleng.crypto.errors import BundleError
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service.platform.commands import named_petition, record_command
 from samleng.service.platform.dbsession import get_session
@@ -87,6 +88,14 @@ def export_command(
     click.echo(f"wrote {directory} (log size {written.size})")
     try:
         report = verify_bundle(directory)
+    except BundleError as exc:
+        if exc.check is BundleCheck.WITNESS_QUORUM:
+            raise click.ClickException(
+                f"the bundle was written, but its final checkpoint is not witnessed yet: {exc}. "
+                "The witnesses cosign each checkpoint within moments of the seal unless one is "
+                "down (`samleng witness list` says); export again once they have"
+            ) from None
+        raise click.ClickException(f"the bundle written does not verify: {exc}") from None
     except CryptoError as exc:
         raise click.ClickException(f"the bundle written does not verify: {exc}") from None
     click.echo(

@@ -33,7 +33,7 @@ from samleng.crypto.merkle import (
     leaf_hash,
     root_from_subtrees,
 )
-from samleng.crypto.pending import PendingRecord, open_pending_record
+from samleng.crypto.pending import PendingRecord, open_pending_record, seal_pending_record
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof
 from samleng.service.platform.db import exclusive_session, vacuum_sqlite
 from samleng.service.platform.errors import PetitionStateError
@@ -47,6 +47,7 @@ from samleng.service.platform.models import (
     PendingSignature,
     Petition,
     PetitionStatus,
+    SealEpoch,
     SignedCheckpoint,
     TreeNode,
     utc_today,
@@ -376,6 +377,34 @@ def _count_once(
     return [first[token] for token in new] + without_token
 
 
+def _carry_forward(session: Session, petition: Petition, vault: Vault, current: int) -> None:
+    """Re-seal a halted petition's waiting signatures to epoch ``current`` and commit.
+
+    Epochs are shared by every petition: without this, the waiting signatures would keep
+    their epochs' keys alive, and with them the signatures of other petitions in copies of
+    the database (WAL, backups) made while those epochs were current.
+    """
+    epoch = session.get(SealEpoch, current)
+    rows = session.execute(
+        delete(_PENDING)
+        .where(_PENDING.c.petition_id == petition.id, _PENDING.c.epoch_id < current)
+        .returning(_PENDING.c.id, _PENDING.c.epoch_id, _PENDING.c.sealed)
+    ).all()
+    if epoch is None or not rows:
+        session.rollback()
+        return
+    keys: dict[int, bytes] = {}
+    carried = []
+    for row_id, epoch_id, sealed in rows:
+        if epoch_id not in keys:
+            keys[epoch_id] = epoch_private_key(vault, epoch_id)
+        record = open_pending_record(keys[epoch_id], petition.origin, sealed)
+        resealed = seal_pending_record(epoch.public_key, petition.origin, record)
+        carried.append((row_id, petition.id, current, resealed))
+    _insert_rows(session, _PENDING, carried)
+    session.commit()
+
+
 def seal_pending(
     session: Session, petition: Petition, vault: Vault, before: int
 ) -> LogState | None:
@@ -389,8 +418,8 @@ def seal_pending(
     session.refresh(petition)
     if petition.witness_halt is not None:
         # A witness saw a split view: publish nothing more until an organiser has looked.
-        # The signatures stay pending, sealed to their epochs, and signing goes on.
-        session.rollback()
+        # Signing goes on; the signatures wait, carried to the newest epoch.
+        _carry_forward(session, petition, vault, before)
         return None
     records = _open_pending(session, petition, vault, before)
     state = latest_checkpoint(session, petition)

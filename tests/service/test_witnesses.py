@@ -24,7 +24,14 @@ from samleng.service.platform.config import Config
 from samleng.service.platform.context import services
 from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import ConfigError, PetitionStateError
-from samleng.service.platform.models import AuditEvent, Cosignature, Witness, get_petition
+from samleng.service.platform.models import (
+    AuditEvent,
+    Cosignature,
+    PendingSignature,
+    SealEpoch,
+    Witness,
+    get_petition,
+)
 from samleng.service.tlog.store import seal_all
 from samleng.service.tlog.witnesses import (
     Backoff,
@@ -346,6 +353,13 @@ def test_a_422_halts_the_petition_until_resumed(
     assert round_(app) == [Outcome.SPLIT_VIEW]
     sign_some(client, slug, 2)
     assert seal(app) == {}  # nothing published, the signatures wait
+    assert seal(app) == {}
+    with app.app_context():
+        session = get_session()
+        epochs = session.scalars(select(SealEpoch.id)).all()
+        waiting = session.scalars(select(PendingSignature.epoch_id)).all()
+    # ... carried to the newest epoch each round, so that the older ones retire.
+    assert len(waiting) == 2 and set(waiting) == {max(epochs)} and len(epochs) <= 2
     witness.answer = None
     assert round_(app) == []  # and no witness is asked
     page = client.get(f"/en/p/{slug}").get_data(as_text=True)
