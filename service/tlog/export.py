@@ -93,8 +93,13 @@ def write_bundle(
             delivery_pdf[DELIVERY_FILE] = render_delivery_pdf(facts)
         except DeliveryError as exc:
             delivery_error = exc
+    policy = _frozen_policy(petition.petition_json)
     verify_text = render_template(
-        "export/VERIFY.txt", petition=petition, size=state.size, count=state.count
+        "export/VERIFY.txt",
+        petition=petition,
+        size=state.size,
+        count=state.count,
+        witnessed=bool(policy),
     )
     checkpoints = [
         (size, with_cosignatures(session, petition.id, size, note))
@@ -126,7 +131,7 @@ def write_bundle(
             leaves=leaves(),
             checkpoints=[(size, note) for size, note in checkpoints],
             verify_text=verify_text.encode("utf-8"),
-            extra=delivery_pdf | _frozen_policy(petition.petition_json),
+            extra=delivery_pdf | policy,
         )
         # The public bundle: nginx (another user) serves it; mkdtemp made the folder 0700.
         os.chmod(work, 0o755)  # noqa: S103

@@ -221,6 +221,8 @@ def test_every_checkpoint_is_cosigned_by_both_and_verified_by_torchwood(
     report = verify_bundle(tmp_path / "bundle")
     assert report.witnesses is not None and report.witnesses.final == {"lite", "omni"}
     assert (tmp_path / "bundle" / "policy").read_bytes() == policy_file
+    verify_txt = (tmp_path / "bundle" / "VERIFY.txt").read_text()
+    assert "6. Witnesses" in verify_txt and "៦. អង្គការសាក្សី" in verify_txt
     forged = forge_without_leaf(tmp_path / "bundle", tmp_path / "forged", 3, signer)
     with pytest.raises(BundleError) as refused:
         verify_bundle(forged)
