@@ -20,7 +20,6 @@ from samleng.service.platform.commands import named_petition, record_command
 from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import Error
 from samleng.service.platform.models import Petition
-from samleng.service.platform.trail import COMMAND_LINE_ACTOR
 from samleng.service.tlog.delivery import FormalLetter
 from samleng.service.tlog.export import write_bundle, write_details
 from samleng.service.tlog.store import latest_signed_checkpoint
@@ -197,7 +196,7 @@ def witness_resume(slug: str) -> None:
     """Publish checkpoints again after a split-view alert you have looked into."""
 
     def change(session: Session, petition: Petition) -> str:
-        reason = resume(session, petition, COMMAND_LINE_ACTOR)
+        reason = resume(petition)
         if reason is None:
             click.echo(f"{slug} was publishing checkpoints; nothing changed")
         else:

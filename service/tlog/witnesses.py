@@ -241,12 +241,11 @@ def coverage(session: Session, petition: Petition) -> Coverage | None:
     )
 
 
-def resume(session: Session, petition: Petition, actor: str) -> str | None:
-    """Let the petition publish checkpoints again after a split-view alert; the old reason."""
+def resume(petition: Petition) -> str | None:
+    """Let the petition publish checkpoints again after a split-view alert; return why it
+    had stopped (None if it had not). The caller records who did it."""
     reason = petition.witness_halt
     petition.witness_halt = None
-    if reason is not None:
-        record(session, actor, "witness-resume", petition_slug=petition.slug, detail=reason)
     return reason
 
 
