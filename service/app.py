@@ -30,6 +30,7 @@ from samleng.service.signing.limits import MailLimits, SigningLimits
 from samleng.service.signing.signatures import KeptSigningMaterial
 from samleng.service.tlog import cli as tlog_cli
 from samleng.service.tlog import routes as transparency
+from samleng.service.tlog import tileroutes  # noqa: F401 - adds the tile views to transparency.bp
 from samleng.service.tlog.epochs import CurrentEpoch
 from samleng.service.tlog.witnessing import WitnessClient
 from samleng.service.web import i18n, public, security

@@ -34,6 +34,7 @@ NO_FLASK = (
     "samleng.service.platform.vault",
     "samleng.service.tlog.epochs",
     "samleng.service.tlog.store",
+    "samleng.service.tlog.tiles",
     "samleng.service.tlog.witnessing",
     "samleng.service.tlog.witnesses",
     "samleng.service.signing.confirmation",
