@@ -1,13 +1,13 @@
 """Account recovery: an account whose password an operator reset must choose a new one.
 
-Revision ID: 0008
+Revision ID: 0006
 Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
