@@ -376,6 +376,7 @@ def _petition_of(value: dict[str, Any]) -> SimpleNamespace:
         region=value["region"],
         verification_mode=value["verification_mode"],
         details_public_key=base64.b64decode(value["details"]["public_key"]),
+        custody=lambda: custody_from_petition(value["details"]),
         salt=base64.b64decode(value["salt"]),
         argon2_time_cost=argon2["time_cost"],
         argon2_memory_kib=argon2["memory_kib"],

@@ -18,6 +18,7 @@ from samleng.crypto.errors import Error as CryptoError
 from samleng.service.petitions.lifecycle import (
     close_petition,
     create_petition,
+    details_custody,
     forget_petition,
     open_petition,
     parse_details_public_key,
@@ -64,9 +65,19 @@ petition_group = AppGroup("petition", help="Create petitions and move them throu
 @click.option("--identifier", type=click.Choice(["email", "phone", "none"]), required=True)
 @click.option(
     "--details-key",
+    "details_keys",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="The organisers' details public key (base64 of the raw X25519 key).",
+    multiple=True,
+    help="An organisation's details public key (base64 of the raw X25519 key, from "
+    "samleng-audit keygen). Repeat it for coalition custody, in share order.",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With several --details-key: how many of the organisations must agree to open "
+    "the details (k of n).",
 )
 @click.option("--verification", type=click.Choice(["none", "email"]), default="none")
 @click.option("--region", default="KH", show_default=True, help="Default region for phones.")
@@ -83,7 +94,8 @@ def petition_create(
     texts_file: Path,
     goal: int,
     identifier: str,
-    details_key: Path,
+    details_keys: tuple[Path, ...],
+    threshold: int | None,
     verification: str,
     region: str,
     closes: dt.datetime | None,
@@ -93,6 +105,7 @@ def petition_create(
     cfg = services().config
     try:
         texts = json.loads(texts_file.read_text(encoding="utf-8"))
+        custody = details_custody([read_details_public_key(k) for k in details_keys], threshold)
         petition = create_petition(
             get_session(),
             vault=services().vault,
@@ -103,7 +116,8 @@ def petition_create(
             identifier_mode=identifier,
             verification_mode=verification,
             region=region.upper(),
-            details_public_key=read_details_public_key(details_key),
+            details_public_key=custody.public_keys[0],
+            custody=custody,
             argon2=cfg.argon2,
             closes_on=closes.date() if closes else None,
         )

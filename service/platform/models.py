@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from samleng.crypto.custody import Custody, custody_from_petition, single_key_custody
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.platform.errors import PetitionNotFound
 
@@ -125,6 +126,9 @@ class Petition(Base):
     argon2_memory_kib: Mapped[int] = mapped_column(Integer)
     argon2_parallelism: Mapped[int] = mapped_column(Integer)
     details_public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # Coalition custody (docs/formats.md §10.2): petition.json's version 2 ``details`` member,
+    # k of n organisations' keys. None: one key, ``details_public_key``, version 1 records.
+    details_custody: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_on: Mapped[dt.date] = mapped_column(default=utc_today)
     # Set when the petition opens: the frozen petition.json (hashed into leaf 0) and the
     # log's Ed25519 seed, wrapped with a key derived from the master key.
@@ -147,6 +151,12 @@ class Petition(Base):
             memory_kib=self.argon2_memory_kib,
             parallelism=self.argon2_parallelism,
         )
+
+    def custody(self) -> Custody:
+        """Who can open the signers' details, and how each record is sealed."""
+        if self.details_custody is None:
+            return single_key_custody(self.details_public_key)
+        return custody_from_petition(self.details_custody)
 
     def past_deadline(self, today: dt.date) -> bool:
         """Whether ``today`` (UTC) is after the last day of signing, ``closes_on``."""

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import render_template
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from samleng.crypto.bundle import POLICY_FILE, lay_out_bundle, petition_witness_policy
-from samleng.crypto.detailsfile import encode_details_record
+from samleng.crypto.detailsfile import DetailsEntry, DetailsFileHeader, encode_details_record
 from samleng.crypto.leaf import LeafKind, decode_leaf
 from samleng.service.platform.errors import PetitionStateError
-from samleng.service.platform.models import Petition, SignedCheckpoint
+from samleng.service.platform.models import Leaf, Petition, SignedCheckpoint
 from samleng.service.tlog.delivery import (
     DELIVERY_FILE,
     DeliveryError,
@@ -203,19 +203,38 @@ def cached_bundle_zip(session: Session, petition: Petition, cache: Path) -> Path
 
 
 def write_details(session: Session, petition: Petition, target: Path) -> int:
-    """Write every signature leaf's sealed details, in index order: ``u16be(len) || ct``."""
+    """Write every signature leaf's sealed details, in index order (docs/formats.md §13):
+    ``u16be(len) || ct`` each for a single-key petition; for coalition custody a header
+    naming the petition, its keys and threshold, then ``index || c || len || record`` each."""
     if target.exists():
         raise FileExistsError(f"{target} exists")
+    custody = petition.custody()
     partial = target.with_name(f".{target.name}.partial")
     records = 0
     try:
         with partial.open("xb") as out:
+            if custody.version == 2:
+                count = session.scalar(
+                    select(func.count())
+                    .select_from(Leaf)
+                    .where(Leaf.petition_id == petition.id, Leaf.index > 0)
+                )
+                header = DetailsFileHeader(
+                    origin=petition.origin, custody=custody, count=count or 0
+                )
+                out.write(header.encode())
             for leaf in leaves_in_order(session, petition):
                 if decode_leaf(leaf.leaf).kind == LeafKind.HEADER:
                     continue
                 if leaf.details_ciphertext is None:  # only the header leaf has none
                     raise ValueError(f"signature leaf {leaf.index} has no details ciphertext")
-                out.write(encode_details_record(leaf.details_ciphertext))
+                if custody.version == 2:
+                    entry = DetailsEntry(
+                        index=leaf.index, commitment=leaf.commitment, record=leaf.details_ciphertext
+                    )
+                    out.write(entry.encode())
+                else:
+                    out.write(encode_details_record(leaf.details_ciphertext))
                 records += 1
         partial.rename(target)
     except BaseException:

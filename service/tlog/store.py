@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from samleng.crypto.canonical import canonical_json
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, generate_log_signer, sign_checkpoint
 from samleng.crypto.cosignature import add_cosignatures
-from samleng.crypto.details import DETAILS_SUITE_IDS, DETAILS_SUITE_NAME, details_digest
+from samleng.crypto.details import details_digest
 from samleng.crypto.keywrap import unwrap_key, wrap_key
 from samleng.crypto.leaf import LeafKind, decode_leaf, encode_leaf, header_leaf
 from samleng.crypto.merkle import (
@@ -103,10 +103,7 @@ def petition_document(petition: Petition, vkey: str, witness_policy: bytes | Non
             "region": petition.region,
             "verification_mode": petition.verification_mode,
             "log": {"vkey": vkey},
-            "details": {
-                "public_key": base64.b64encode(petition.details_public_key).decode(),
-                "suite": {"name": DETAILS_SUITE_NAME, **DETAILS_SUITE_IDS},
-            },
+            "details": petition.custody().petition_member(),
             "salt": base64.b64encode(petition.salt).decode(),
             "argon2": {
                 "variant": "argon2id",
