@@ -36,7 +36,7 @@ import json
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -320,8 +320,30 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return result
 
 
-def _read_petition(directory: Path) -> tuple[bytes, str, str, str]:
-    """Return petition.json's bytes, origin, log vkey and verification mode (PETITION)."""
+def petition_witness_policy(petition: Mapping[str, object]) -> bytes | None:
+    """Return the witness policy file petition.json froze (``witness_policy``), or None.
+
+    Raises TypeError when the member is there but not a string.
+    """
+    policy = petition.get("witness_policy")
+    if policy is None:
+        return None
+    if not isinstance(policy, str):
+        raise TypeError("'witness_policy' must be a string")
+    return policy.encode("utf-8")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _PetitionFacts:
+    data: bytes
+    origin: str
+    vkey: str
+    mode: str
+    witness_policy: bytes | None
+
+
+def _read_petition(directory: Path) -> _PetitionFacts:
+    """Return what the verifier reads of petition.json (PETITION)."""
     data = _read_small(directory, PETITION_FILE)
     try:
         petition = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
@@ -329,12 +351,31 @@ def _read_petition(directory: Path) -> tuple[bytes, str, str, str]:
             raise TypeError("not a JSON object")
         origin, vkey = petition_log_facts(petition)
         mode = petition_verification_mode(petition)
+        witness_policy = petition_witness_policy(petition)
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
         raise BundleError(
             BundleCheck.PETITION,
             f"petition.json is not a petition with origin, log vkey and verification mode: {err}",
         ) from None
-    return data, origin, vkey, mode
+    return _PetitionFacts(
+        data=data, origin=origin, vkey=vkey, mode=mode, witness_policy=witness_policy
+    )
+
+
+def _check_frozen_policy(directory: Path, files: Collection[str], frozen: bytes | None) -> None:
+    """The bundle's policy file must be the one petition.json froze, if it froze one."""
+    if frozen is None:
+        return
+    if POLICY_FILE not in files:
+        raise BundleError(
+            BundleCheck.POLICY,
+            f"petition.json freezes a witness policy, but the bundle has no {POLICY_FILE} file",
+        )
+    if _read_small(directory, POLICY_FILE) != frozen:
+        raise BundleError(
+            BundleCheck.POLICY,
+            f"the bundle's {POLICY_FILE} file is not the witness policy petition.json freezes",
+        )
 
 
 def _read_vkey(directory: Path) -> tuple[str, NoteVerifier]:
@@ -674,7 +715,8 @@ def _verify(
 
     vkey, verifier = _read_vkey(directory)
     passed(BundleCheck.VKEY, f"Ed25519 key {verifier.name}+{verifier.key_id.hex()}")
-    petition_json, origin, petition_vkey, mode = _read_petition(directory)
+    facts = _read_petition(directory)
+    petition_json, origin, petition_vkey, mode = facts.data, facts.origin, facts.vkey, facts.mode
     passed(BundleCheck.PETITION, f"origin {origin}")
     if petition_vkey != vkey:
         raise BundleError(
@@ -686,6 +728,7 @@ def _verify(
             BundleCheck.KEY_NAME, f"key name {verifier.name!r} is not the origin {origin!r}"
         )
     passed(BundleCheck.KEY_NAME, origin)
+    _check_frozen_policy(directory, files, facts.witness_policy)
     effective: tuple[Policy, str] | None = None
     if policy is not None or POLICY_FILE in files:
         effective = _bundle_policy(directory, policy)

@@ -7,7 +7,8 @@ of the sealing epoch that was current when it was signed. Only the sealer holds 
 private key, in a key file of its own, and destroys it once every signature of the epoch is
 sealed; from then on no copy of a pending row can be opened or tied to its leaf.
 
-Plaintext: ``kind (1) || has_token (1) || token (32, or 0 bytes) || c (32) || details``,
+Plaintext: ``kind (1) || has_token (1) || token (32, or 0 bytes) || c (32) || details`` (the
+sealed details record, version 1 or 2: its length says which),
 ``info = "samleng-pending/v1\\n" || origin``. See docs/formats.md §16.
 """
 
@@ -17,11 +18,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from samleng.crypto.canonical import encode_origin
+from samleng.crypto.custody import MAX_KEYS, record_size
 from samleng.crypto.details import DETAILS_CIPHERTEXT_BYTES, DETAILS_SUITE
 from samleng.crypto.errors import PendingDecryptionError
 from samleng.crypto.leaf import LeafKind
 
 PENDING_INFO_PREFIX = b"samleng-pending/v1\n"
+# The lengths a sealed details record has: version 1 (one key), or version 2 with n keys.
+DETAILS_RECORD_SIZES = frozenset(
+    {DETAILS_CIPHERTEXT_BYTES, *(record_size(n) for n in range(1, MAX_KEYS + 1))}
+)
 _TOKEN_BYTES = 32
 _COMMITMENT_BYTES = 32
 _KEY_BYTES = 32
@@ -43,8 +49,8 @@ def encode_pending(pending: PendingRecord) -> bytes:
         raise ValueError(f"commitment must be {_COMMITMENT_BYTES} bytes")
     if pending.token is not None and len(pending.token) != _TOKEN_BYTES:
         raise ValueError(f"token must be {_TOKEN_BYTES} bytes")
-    if len(pending.details_ciphertext) != DETAILS_CIPHERTEXT_BYTES:
-        raise ValueError(f"details ciphertext must be {DETAILS_CIPHERTEXT_BYTES} bytes")
+    if len(pending.details_ciphertext) not in DETAILS_RECORD_SIZES:
+        raise ValueError("details must be a sealed record of version 1 or 2 (docs/formats.md §10)")
     token = b"" if pending.token is None else pending.token
     return (
         bytes([int(pending.kind), pending.token is not None])
@@ -62,7 +68,7 @@ def decode_pending(plaintext: bytes) -> PendingRecord:
     if has_token not in (0, 1):
         raise PendingDecryptionError("pending signature has a malformed token flag")
     token_bytes = _TOKEN_BYTES if has_token else 0
-    if len(plaintext) != 2 + token_bytes + _COMMITMENT_BYTES + DETAILS_CIPHERTEXT_BYTES:
+    if len(plaintext) - 2 - token_bytes - _COMMITMENT_BYTES not in DETAILS_RECORD_SIZES:
         raise PendingDecryptionError("pending signature has the wrong length")
     try:
         kind = LeafKind(kind_byte)

@@ -75,6 +75,11 @@ def encode_tile_index(index: int) -> str:
     return "/".join(reversed(groups))
 
 
+# The groups of the largest index: a longer path is refused before its digits become a number
+# (int() of thousands of digits costs time, and past 4300 raises a ValueError of its own).
+_MAX_GROUPS = encode_tile_index(MAX_TREE_SIZE >> TILE_HEIGHT).count("/") + 1
+
+
 def tile_path(tile: Tile) -> str:
     """Return ``tile/<L>/<N>[.p/<W>]`` or ``tile/entries/<N>[.p/<W>]``."""
     level = "entries" if tile.level == ENTRIES else str(tile.level)
@@ -100,6 +105,8 @@ def parse_tile_path(path: str) -> Tile:
             raise TileFormatError(f"{path!r}: partial width is not 1 to 255")
         width = int(groups[-1])
         groups = [*groups[:-2], groups[-2][: -len(".p")]]
+    if len(groups) > _MAX_GROUPS:
+        raise TileFormatError(f"{path!r}: index has more digits than any tile's")
     if not _LAST_GROUP.fullmatch(groups[-1]) or not all(
         _INDEX_GROUP.fullmatch(group) for group in groups[:-1]
     ):

@@ -18,7 +18,7 @@ from werkzeug.routing import Map, UnicodeConverter
 
 from samleng.service import admin
 from samleng.service.petitions import cli as petitions_cli
-from samleng.service.petitions.scheduler import SealScheduler
+from samleng.service.petitions.scheduler import SealScheduler, Witnessing
 from samleng.service.platform import db, dbsession, mail, ratelimit
 from samleng.service.platform.config import Config, load_config
 from samleng.service.platform.context import EXTENSION, Services
@@ -30,7 +30,9 @@ from samleng.service.signing.limits import MailLimits, SigningLimits
 from samleng.service.signing.signatures import KeptSigningMaterial
 from samleng.service.tlog import cli as tlog_cli
 from samleng.service.tlog import routes as transparency
+from samleng.service.tlog import tileroutes  # noqa: F401 - adds the tile views to transparency.bp
 from samleng.service.tlog.epochs import CurrentEpoch
+from samleng.service.tlog.witnessing import WitnessClient
 from samleng.service.web import i18n, public, security
 from samleng.service.web.pagecache import PageCache
 
@@ -73,7 +75,8 @@ def _scheduler(app: Flask, config: Config, engine: Engine, vault: Vault) -> Seal
     runs elsewhere (SAMLENG_SEAL_INTERVAL=0) or under tests."""
     if config.seal_interval <= 0 or config.testing:
         return None
-    scheduler = SealScheduler(engine, vault, config.seal_interval)
+    client = WitnessClient(timeout=config.witness_timeout, proxy=config.witness_proxy)
+    scheduler = SealScheduler(engine, vault, config.seal_interval, Witnessing(engine, client))
     app.before_request(scheduler.start_once)
     return scheduler
 

@@ -20,6 +20,7 @@ from samleng.service.admin import cli as admin_cli
 from samleng.service.app import create_app
 from samleng.service.petitions import cli as petitions_cli
 from samleng.service.platform.errors import ConfigError
+from samleng.service.platform.logs import configure_logging
 from samleng.service.tlog import cli as tlog_cli
 
 
@@ -48,4 +49,5 @@ for _command in (
 
 def main() -> None:
     """Entry point of the ``samleng`` console script."""
+    configure_logging()
     cli.main(prog_name="samleng", obj=ScriptInfo(create_app=_create_app, set_debug_flag=False))

@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from argon2.low_level import Type, hash_secret_raw
@@ -32,7 +33,12 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from samleng.crypto import audit
-from samleng.crypto.bundle import sha256sums, verify_bundle, vkey_file
+from samleng.crypto.bundle import (
+    petition_witness_policy,
+    sha256sums,
+    verify_bundle,
+    vkey_file,
+)
 from samleng.crypto.canonical import canonical_json, encode_origin
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint, verify_checkpoint
 from samleng.crypto.cosignature import (
@@ -108,7 +114,13 @@ from samleng.crypto.tokens import Argon2Params, dedup_token
 from samleng.service.platform.keys import derive_key
 from samleng.service.signing.identifiers import normalize_identifier
 from samleng.service.tlog.store import PETITION_FORMAT, petition_document
-from samleng.service.tlog.witnessing import Outcome, add_checkpoint_body, interpret_answer
+from samleng.service.tlog.witnesses import GROUP
+from samleng.service.tlog.witnessing import (
+    Outcome,
+    add_checkpoint_body,
+    check_witness_url,
+    interpret_answer,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "formats.md"
@@ -350,17 +362,10 @@ def check_receipt_commitment(ex: Example) -> None:
     assert ex.hex("c") == _sha256(data) == receipt_commitment(origin, r)
 
 
-@check("petition-json")
-def check_petition_json(ex: Example) -> None:
-    document = ex.bytes("document")
-    assert ex.hex("sha256") == _sha256(document)
-    assert canonical_json(json.loads(document)) == document
-    value = json.loads(document)
-    assert value["format"] == PETITION_FORMAT
-    # The service's own function, fed the document's values, must write the same bytes: so the
-    # example has exactly the members, names and constants the code writes.
+def _petition_of(value: dict[str, Any]) -> SimpleNamespace:
+    """The fields of a petition that ``petition_document`` reads, from a petition.json."""
     argon2 = value["argon2"]
-    petition = SimpleNamespace(
+    return SimpleNamespace(
         origin=value["origin"],
         slug=value["slug"],
         texts=value["texts"],
@@ -371,11 +376,24 @@ def check_petition_json(ex: Example) -> None:
         region=value["region"],
         verification_mode=value["verification_mode"],
         details_public_key=base64.b64decode(value["details"]["public_key"]),
+        custody=lambda: custody_from_petition(value["details"]),
         salt=base64.b64decode(value["salt"]),
         argon2_time_cost=argon2["time_cost"],
         argon2_memory_kib=argon2["memory_kib"],
         argon2_parallelism=argon2["parallelism"],
     )
+
+
+@check("petition-json")
+def check_petition_json(ex: Example) -> None:
+    document = ex.bytes("document")
+    assert ex.hex("sha256") == _sha256(document)
+    assert canonical_json(json.loads(document)) == document
+    value = json.loads(document)
+    assert value["format"] == PETITION_FORMAT
+    # The service's own function, fed the document's values, must write the same bytes: so the
+    # example has exactly the members, names and constants the code writes.
+    petition = _petition_of(value)
     assert petition_document(petition, value["log"]["vkey"]) == document  # type: ignore[arg-type]
     # The story of the examples: this petition's keys are those of the other examples.
     book = ex.book
@@ -384,6 +402,38 @@ def check_petition_json(ex: Example) -> None:
         "details-open", "public-key"
     )
     assert value["origin"] == book.resolve("leaf-signature", "origin")
+
+
+@check("petition-witnesses")
+def check_petition_witnesses(ex: Example) -> None:
+    book = ex.book
+    policy_file, member = ex.bytes("policy"), ex.bytes("member")
+    vkey = book.resolve("note-key", "vkey")
+    # The policy is what the service freezes (service/tlog/witnesses.py: frozen_policy): the
+    # log, the witnesses of the policy example with their URLs, one group, its quorum.
+    policy = parse_policy(policy_file)
+    assert format_policy(policy) == policy_file
+    example = parse_policy(book.resolve("policy", "file").encode())
+    assert [log.verifier.vkey for log in policy.logs] == [vkey]
+    assert all(log.url is None for log in policy.logs)
+    assert [(w.name, w.verifier) for w in policy.witnesses] == [
+        (w.name, w.verifier) for w in example.witnesses
+    ]
+    for witness in policy.witnesses:
+        assert witness.url is not None
+        check_witness_url(witness.url)
+    names = tuple(w.name for w in policy.witnesses)
+    assert [(g.name, g.threshold, g.members) for g in policy.groups] == [(GROUP, 2, names)]
+    assert policy.quorum == GROUP
+    assert policy.describe() == example.describe()
+    # petition.json gains the member, last in sorted order, and nothing else changes.
+    plain = book.resolve("petition-json", "document").encode()
+    value = json.loads(plain)
+    document = petition_document(_petition_of(value), vkey, policy_file)  # type: ignore[arg-type]
+    assert document == plain[:-1] + b"," + member + b"}"
+    assert json.loads(b"{" + member + b"}") == {"witness_policy": policy_file.decode()}
+    assert ex.hex("sha256") == _sha256(document)
+    assert petition_witness_policy(json.loads(document)) == policy_file
 
 
 @check("leaf-header")
@@ -1124,6 +1174,7 @@ EXPECTED_KINDS = {
     "details-file",
     "custody-record",
     "custody-petition",
+    "petition-witnesses",
     "details-file-v2",
     "shares-file",
     "sample",

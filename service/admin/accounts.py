@@ -8,6 +8,7 @@ an organiser cannot even learn that another petition's draft exists.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Sequence
 
@@ -140,7 +141,24 @@ def change_password(session: Session, account: Account, current: str, new: str) 
     if not check_password(account, current):
         raise LoginFailed("the current password is wrong")
     account.password_hash = hash_password(new)
+    account.must_change_password = False
     session.flush()
+
+
+def reset_password(session: Session, account: Account, *, reset_totp: bool = False) -> str:
+    """Give the account a one-time password to be changed at the next login; return it.
+
+    With ``reset_totp`` the authenticator is removed too (the organiser lost it); otherwise
+    the login still asks for its code. The caller ends the account's sessions and commits.
+    """
+    password = secrets.token_urlsafe(15)
+    account.password_hash = hash_password(password)
+    account.must_change_password = True
+    if reset_totp:
+        account.wrapped_totp_secret = None
+        account.totp_last_step = None
+    session.flush()
+    return password
 
 
 def confirm_identity(

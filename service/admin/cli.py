@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from samleng.service.admin import accounts
+from samleng.service.admin import accounts, logins
 from samleng.service.admin.errors import AccountError, PasswordPolicyError
 from samleng.service.platform import trail
 from samleng.service.platform.dbsession import get_session
@@ -48,6 +48,30 @@ def create_command(name: str, role: str, password_file: Path | None) -> None:
     )
     session.commit()
     click.echo(f"created {role} account {account.name}")
+
+
+@admin_group.command("reset-password")
+@click.argument("name")
+@click.option(
+    "--reset-totp", is_flag=True, help="Also remove the authenticator (the organiser lost it)."
+)
+def reset_password_command(name: str, reset_totp: bool) -> None:
+    """Give NAME a one-time password, to be changed at the next login; end its sessions."""
+    session = get_session()
+    account = accounts.find_account(session, name)
+    if account is None:
+        raise click.ClickException(f"no account named {name!r}")
+    password = accounts.reset_password(session, account, reset_totp=reset_totp)
+    logins.end_all_sessions(session, account)
+    detail = account.name + (" and its authenticator" if reset_totp else "")
+    trail.record(session, trail.COMMAND_LINE_ACTOR, "reset-password", detail=detail)
+    session.commit()
+    click.echo(f"one-time password for {account.name}: {password}")
+    click.echo(
+        "give it to them in person or over a channel you trust; they must choose a new "
+        "password when they log in"
+        + ("" if reset_totp else ", and still need their authenticator app")
+    )
 
 
 def ensure_demo_admin(session: Session) -> str | None:

@@ -61,6 +61,7 @@ from samleng.service.platform.keys import derive_key
 from samleng.service.platform.markdown import render_markdown
 from samleng.service.platform.models import LANGUAGES, Account, Petition, PetitionStatus, utc_today
 from samleng.service.platform.ratelimit import RateLimits, client_key
+from samleng.service.tlog import witnesses
 from samleng.service.tlog.store import latest_checkpoint, seal_all
 from samleng.service.web.security import from_admin_listener
 
@@ -77,6 +78,8 @@ SLUG_TAKEN = lazy_gettext("This slug cannot be used. Choose another.")
 PASSWORD_SLOTS = 1
 # Endpoints that answer without a session.
 _OPEN_ENDPOINTS = frozenset({"admin.login"})
+# What an account with a one-time password may reach (`samleng admin reset-password`).
+_ONE_TIME_PASSWORD_ENDPOINTS = frozenset({"admin.me", "admin.change_password", "admin.logout"})
 _COOKIE = {"secure": True, "httponly": True, "samesite": "Strict", "path": "/"}
 
 
@@ -147,6 +150,9 @@ def _authenticate() -> Any:
         _csrf_key(), session_id, request.form.get("csrf", "")
     ):
         abort(403)
+    if account.must_change_password and request.endpoint not in _ONE_TIME_PASSWORD_ENDPOINTS:
+        # An operator reset the password: nothing else until the organiser has chosen one.
+        return redirect(url_for("admin.me"))
     return None
 
 
@@ -478,6 +484,8 @@ def _dashboard(
             all_accounts=acc.accounts(session) if _account().role == "admin" else [],
             events=trail.events(session, petition_slug=petition.slug, limit=50),
             export_zip=export_zip,
+            witnesses=witnesses.witnesses_of(session, petition, removed=True),
+            coverage=witnesses.coverage(session, petition),
             mail_available=_mail_available(),
             error=error,
             message=message,
@@ -579,6 +587,65 @@ def grant(slug: str) -> Any:
 def revoke(slug: str) -> Any:
     """Take this petition away from an organiser (admins only)."""
     return _grant_change(slug, False)
+
+
+# Witnesses (service/tlog/witnesses.py): who cosigns the petition's checkpoints.
+
+
+@bp.post("/p/<slug>/witnesses/add")
+def witness_add(slug: str) -> Any:
+    """Ask a witness to cosign this petition's checkpoints (frozen into the policy while a
+    draft; asked, but not in the frozen policy, once open)."""
+
+    def change(session: Session, petition: Petition) -> str:
+        witness = witnesses.add_witness(
+            session,
+            petition,
+            name=request.form.get("name", "").strip(),
+            url=request.form.get("url", "").strip(),
+            vkey=request.form.get("vkey", "").strip(),
+        )
+        return f"{witness.name} {witness.url}" + ("" if witness.frozen else " (not in the policy)")
+
+    return _lifecycle(slug, "witness-add", change)
+
+
+@bp.post("/p/<slug>/witnesses/remove")
+def witness_remove(slug: str) -> Any:
+    """Stop asking a witness; the cosignatures it made stay published."""
+
+    def change(session: Session, petition: Petition) -> str:
+        return witnesses.remove_witness(session, petition, request.form.get("name", "")).name
+
+    return _lifecycle(slug, "witness-remove", change)
+
+
+@bp.post("/p/<slug>/witnesses/quorum")
+def witness_quorum(slug: str) -> Any:
+    """Set how many witnesses must cosign a draft's checkpoints (empty: all of them)."""
+
+    def change(session: Session, petition: Petition) -> str:
+        text = request.form.get("quorum", "").strip()
+        if text and not (text.isascii() and text.isdigit() and len(text) <= 2):
+            raise ValueError("the quorum is a number of witnesses, e.g. 2")
+        witnesses.set_quorum(session, petition, int(text) if text else None)
+        return text or "all"
+
+    return _lifecycle(slug, "witness-quorum", change)
+
+
+@bp.post("/p/<slug>/witnesses/resume")
+def witness_resume(slug: str) -> Any:
+    """Publish checkpoints again after a split-view alert (administrators only)."""
+    _require_admin()
+
+    def change(session: Session, petition: Petition) -> str:
+        reason = witnesses.resume(petition)
+        if reason is None:
+            raise PetitionStateError("the petition was publishing checkpoints; nothing changed")
+        return reason
+
+    return _lifecycle(slug, "witness-resume", change)
 
 
 # Accounts.

@@ -18,11 +18,16 @@ from samleng.crypto.errors import Error as CryptoError
 from samleng.service.petitions.lifecycle import (
     close_petition,
     create_petition,
+    details_custody,
     forget_petition,
     open_petition,
     parse_details_public_key,
 )
-from samleng.service.petitions.scheduler import close_expired_petitions, destroy_forgotten_keys
+from samleng.service.petitions.scheduler import (
+    Witnessing,
+    close_expired_petitions,
+    destroy_forgotten_keys,
+)
 from samleng.service.platform.commands import named_petition, record_command
 from samleng.service.platform.config import instance_folder
 from samleng.service.platform.context import services
@@ -32,6 +37,8 @@ from samleng.service.platform.errors import Error, SlugUnavailable
 from samleng.service.platform.keys import ensure_master_key
 from samleng.service.signing.dedup import move_dedup_keys_to_files
 from samleng.service.tlog.store import seal_all
+from samleng.service.tlog.witnesses import Backoff, set_quorum, witness_round
+from samleng.service.tlog.witnessing import WitnessClient
 
 
 def read_details_public_key(path: Path) -> bytes:
@@ -58,27 +65,47 @@ petition_group = AppGroup("petition", help="Create petitions and move them throu
 @click.option("--identifier", type=click.Choice(["email", "phone", "none"]), required=True)
 @click.option(
     "--details-key",
+    "details_keys",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="The organisers' details public key (base64 of the raw X25519 key).",
+    multiple=True,
+    help="An organisation's details public key (base64 of the raw X25519 key, from "
+    "samleng-audit keygen). Repeat it for coalition custody, in share order.",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With several --details-key: how many of the organisations must agree to open "
+    "the details (k of n).",
 )
 @click.option("--verification", type=click.Choice(["none", "email"]), default="none")
 @click.option("--region", default="KH", show_default=True, help="Default region for phones.")
 @click.option("--closes", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
+@click.option(
+    "--quorum",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many of its witnesses must cosign each checkpoint (default: all of them); "
+    "name them with `samleng witness add` before opening.",
+)
 def petition_create(
     slug: str,
     texts_file: Path,
     goal: int,
     identifier: str,
-    details_key: Path,
+    details_keys: tuple[Path, ...],
+    threshold: int | None,
     verification: str,
     region: str,
     closes: dt.datetime | None,
+    quorum: int | None,
 ) -> None:
     """Create a draft petition SLUG."""
     cfg = services().config
     try:
         texts = json.loads(texts_file.read_text(encoding="utf-8"))
+        custody = details_custody([read_details_public_key(k) for k in details_keys], threshold)
         petition = create_petition(
             get_session(),
             vault=services().vault,
@@ -89,10 +116,12 @@ def petition_create(
             identifier_mode=identifier,
             verification_mode=verification,
             region=region.upper(),
-            details_public_key=read_details_public_key(details_key),
+            details_public_key=custody.public_keys[0],
+            custody=custody,
             argon2=cfg.argon2,
             closes_on=closes.date() if closes else None,
         )
+        set_quorum(get_session(), petition, quorum)
     except SlugUnavailable:
         # The operator may know what the admin keeps from organisers.
         raise click.ClickException(f"a petition with slug {slug!r} already exists") from None
@@ -165,6 +194,26 @@ def petition_forget(slug: str, yes: bool) -> None:
         )
 
 
+def _witness_client() -> WitnessClient:
+    cfg = services().config
+    return WitnessClient(timeout=cfg.witness_timeout, proxy=cfg.witness_proxy)
+
+
+def _ask_witnesses_once() -> None:
+    """Ask every witness that has not cosigned its petition's newest checkpoint, and say
+    what each answered."""
+    client = _witness_client()
+    try:
+        answers = witness_round(services().engine, client, Backoff())
+    finally:
+        client.close()
+    for asked in answers:
+        click.echo(
+            f"witness {asked.name} of {asked.slug}, size {asked.size}: {asked.answer.outcome}"
+            f"{'' if asked.answer.outcome == 'cosigned' else ': ' + asked.answer.detail}"
+        )
+
+
 @click.command("seal")
 @click.option("--watch", is_flag=True, help="Keep sealing every SAMLENG_SEAL_INTERVAL seconds.")
 @with_appcontext
@@ -172,6 +221,10 @@ def seal_command(watch: bool) -> None:
     """Seal pending signatures into the logs and sign new checkpoints."""
     cfg, engine, vault = services().config, services().engine, services().vault
     interval = max(cfg.seal_interval, 1)
+    witnessing = None
+    if watch:
+        witnessing = Witnessing(engine, _witness_client())
+        witnessing.start()
     while True:
         try:
             for slug in close_expired_petitions(engine):
@@ -183,6 +236,9 @@ def seal_command(watch: bool) -> None:
                 # date each batch to the second.
                 for slug in sealed:
                     click.echo(f"sealed {slug}")
+                _ask_witnesses_once()
+            elif witnessing is not None:
+                witnessing.wake()
         except (SQLAlchemyError, CryptoError, Error, OSError) as exc:
             if not watch:
                 raise click.ClickException(f"sealing failed: {type(exc).__name__}") from None

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from samleng.crypto.custody import MAX_KEYS, Custody, single_key_custody
 from samleng.crypto.keywrap import new_salt
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.platform.errors import (
@@ -39,6 +40,7 @@ from samleng.service.signing.dedup import new_wrapped_dedup_key
 from samleng.service.signing.identifiers import phone_region_problem
 from samleng.service.tlog.epochs import ensure_epoch
 from samleng.service.tlog.store import has_pending, latest_checkpoint, start_log
+from samleng.service.tlog.witnesses import check_quorum, frozen_policy_file
 
 TEXT_FIELDS = ("title", "target", "summary", "body")
 # One answer for every taken slug: an organiser must not learn which hidden drafts exist.
@@ -48,6 +50,31 @@ SLUG_UNAVAILABLE = "this slug cannot be used; choose another"
 def petition_origin(origin: str, slug: str) -> str:
     """The petition's origin line: ``<SAMLENG_ORIGIN>/p/<slug>``."""
     return f"{origin}/p/{slug}"
+
+
+def details_custody(public_keys: Sequence[bytes], threshold: int | None) -> Custody:
+    """The custody of n organisations' keys, any ``threshold`` of which open the details.
+
+    One key and no threshold (or 1) is the single-key custody of version 1 records, as
+    before coalition custody. ValueError, in words for the organiser, otherwise.
+    """
+    if not public_keys:
+        raise ValueError("give at least one details public key")
+    if len(public_keys) == 1 and threshold in (None, 1):
+        return single_key_custody(public_keys[0])
+    if threshold is None:
+        raise ValueError(
+            f"with {len(public_keys)} details keys, say how many organisations must agree to "
+            "open the details (the threshold)"
+        )
+    if len(set(public_keys)) != len(public_keys):
+        raise ValueError("a details public key is given twice")
+    if not 1 <= threshold <= len(public_keys) <= MAX_KEYS:
+        raise ValueError(
+            f"the threshold must be between 1 and the number of keys ({len(public_keys)}), "
+            f"and a petition has at most {MAX_KEYS} keys"
+        )
+    return Custody(public_keys=tuple(public_keys), threshold=threshold)
 
 
 def parse_details_public_key(text: str) -> bytes:
@@ -110,9 +137,13 @@ def create_petition(
     region: str = "KH",
     closes_on: dt.date | None = None,
     today: dt.date | None = None,
+    custody: Custody | None = None,
 ) -> Petition:
     """Create a draft petition with fresh per-petition secrets: a dedup key, wrapped under a
     key file of the petition's own (the caller commits), and a salt.
+
+    ``custody`` names k of n organisations' details keys (version 2 records); without it the
+    details are sealed to ``details_public_key`` alone, as before coalition custody.
 
     ValueError, with a sentence for the organiser, for anything the petition cannot work
     with (a bad slug, mode, goal, key, text, or a phone region no number can be read in):
@@ -134,6 +165,15 @@ def create_petition(
         raise ValueError(region_problem)
     if len(details_public_key) != 32:
         raise ValueError("the details public key must be a raw 32-byte X25519 key")
+    if (
+        custody is not None
+        and custody.version == 2
+        and custody.public_keys[0] != details_public_key
+    ):
+        raise ValueError("the details public key must be the custody's first key")
+    if custody is not None and custody.version == 2 and verification_mode == "email":
+        # A confirmation link carries the sealed details; its format holds version 1 records.
+        raise ValueError("email verification does not work with coalition custody yet")
     check_closing_date(closes_on, today)
     if session.scalar(select(Petition.id).where(Petition.slug == slug)) is not None:
         raise SlugUnavailable(SLUG_UNAVAILABLE)
@@ -156,6 +196,9 @@ def create_petition(
         argon2_memory_kib=argon2.memory_kib,
         argon2_parallelism=argon2.parallelism,
         details_public_key=details_public_key,
+        details_custody=(
+            custody.petition_member() if custody is not None and custody.version == 2 else None
+        ),
     )
     try:
         session.add(petition)
@@ -207,10 +250,16 @@ def open_petition(
     region_problem = phone_region_problem(petition.region)
     if region_problem is not None:
         raise PetitionMisconfigured(f"petition {petition.slug!r}: {region_problem}")
+    check_quorum(session, petition)
     _transition(petition, PetitionStatus.DRAFT, PetitionStatus.OPEN)
     if petition.opens_on is None:
         petition.opens_on = today
-    start_log(session, petition, vault.master_key)
+    start_log(
+        session,
+        petition,
+        vault.master_key,
+        lambda vkey: frozen_policy_file(session, petition, vkey),
+    )
     ensure_epoch(session, vault)
     session.flush()
 

@@ -1,21 +1,29 @@
-"""In-process sealing: a daemon thread per worker seals pending signatures every interval.
+"""In-process sealing: a daemon thread per worker seals pending signatures every interval,
+and another asks the witnesses to cosign what it sealed.
 
-Several workers or servers may each run one; the sealer lock lets only one seal at a time
-and the others find nothing pending. ``samleng seal --watch`` does the same as a service.
+Several workers or servers may each run them; the sealer lock lets only one seal at a time
+and the others find nothing pending, and a lock per witness keeps one request in flight per
+witness. ``samleng seal --watch`` does the same as a service. Witnessing runs beside
+sealing, never inside it: a witness that is slow or down delays only its cosignature.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from samleng.crypto.errors import Error as CryptoError
 from samleng.service.platform.errors import Error as ServiceError
 from samleng.service.platform.vault import Vault
 from samleng.service.tlog.store import seal_all
+from samleng.service.tlog.witnesses import Backoff, ask_witness, due_witnesses
+from samleng.service.tlog.witnessing import WitnessClient
 
 log = logging.getLogger(__name__)
 
@@ -41,36 +49,114 @@ def destroy_forgotten_keys(engine: Engine, vault: Vault) -> list[str]:
         return destroy_forgotten_key_files(session, vault)
 
 
-class SealScheduler:
-    """Starts its thread on first use, i.e. inside the worker process after any fork."""
+class Witnessing:
+    """Asks the due witnesses, each in a thread of a small pool, one request per witness at a
+    time; looks for work every ``interval`` seconds and whenever :meth:`wake` is called."""
 
-    def __init__(self, engine: Engine, vault: Vault, interval: float) -> None:
+    def __init__(
+        self, engine: Engine, client: WitnessClient, *, interval: float = 1.0, workers: int = 8
+    ) -> None:
+        self._engine = engine
+        self._client = client
+        self._interval = interval
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="samleng-witness")
+        self._busy: dict[int, Future[object]] = {}
+        self._backoff = Backoff()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start looking for work in a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name="samleng-witnessing", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Look for work now (the sealer has published a checkpoint)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop looking for work; requests in flight finish within the client's timeout."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.dispatch()
+            except SQLAlchemyError as exc:
+                log.error("witnessing: %s", type(exc).__name__)
+
+    def dispatch(self) -> int:
+        """Hand every due witness that is not busy or backing off to the pool; return how many."""
+        now = time.monotonic()
+        self._busy = {w: f for w, f in self._busy.items() if not f.done()}
+        with Session(self._engine) as session:
+            due = due_witnesses(session)
+        started = 0
+        for witness_id in due:
+            if witness_id in self._busy or not self._backoff.ready(witness_id, now):
+                continue
+            self._busy[witness_id] = self._pool.submit(self._ask, witness_id)
+            started += 1
+        return started
+
+    def _ask(self, witness_id: int) -> None:
+        try:
+            ask_witness(self._engine, witness_id, self._client, self._backoff)
+        except (SQLAlchemyError, CryptoError, ServiceError, LookupError, OSError) as exc:
+            # Asked again in a later round; the witness's state is as it was.
+            self._backoff.failed(witness_id, time.monotonic())
+            log.error("witnessing failed: %s", type(exc).__name__)
+
+
+class SealScheduler:
+    """Starts its threads on first use, i.e. inside the worker process after any fork."""
+
+    def __init__(
+        self, engine: Engine, vault: Vault, interval: float, witnessing: Witnessing | None = None
+    ) -> None:
         self._engine = engine
         self._vault = vault
         self._interval = interval
+        self._witnessing = witnessing
         self._started = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
     def start_once(self) -> None:
-        """Start the sealing thread unless it runs already."""
+        """Start the sealing (and witnessing) threads unless they run already."""
         if self._started:
             return
         with self._lock:
             if not self._started:
                 threading.Thread(target=self._run, name="samleng-sealer", daemon=True).start()
+                if self._witnessing is not None:
+                    self._witnessing.start()
                 self._started = True
 
     def stop(self) -> None:
-        """Ask the thread to finish after its current round."""
+        """Ask the threads to finish after their current round."""
         self._stop.set()
+        if self._witnessing is not None:
+            self._witnessing.stop()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
                 close_expired_petitions(self._engine)
-                seal_all(self._engine, self._vault)
+                sealed = seal_all(self._engine, self._vault)
                 destroy_forgotten_keys(self._engine, self._vault)
             except (SQLAlchemyError, CryptoError, ServiceError, LookupError, OSError) as exc:
                 # Pending signatures stay pending and are sealed in a later round.
                 log.error("sealing failed: %s", type(exc).__name__)
+                continue
+            if sealed and self._witnessing is not None:
+                self._witnessing.wake()

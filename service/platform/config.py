@@ -30,6 +30,7 @@ DEMO_ORIGIN = "demo.samleng.invalid"
 _ORIGIN = re.compile(r"^[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*$")
 # What `openssl rand -hex 32` prints, or longer.
 _ADMIN_LISTENER_SECRET = re.compile(r"^[0-9a-f]{64,}$")
+_WITNESS_PROXY = re.compile(r"socks5h://[A-Za-z0-9.-]+:[0-9]{1,5}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +87,10 @@ class Config:
     # Email-verified signing: the sender address and how long a confirmation link works.
     mail_from: str | None = None
     confirm_max_age: int = 48 * 3600
+    # Witnesses (service/tlog/witnesses.py): the SOCKS5 proxy for onion witnesses (Tor's,
+    # socks5h://127.0.0.1:9050) and how long one request may take, in seconds.
+    witness_proxy: str | None = None
+    witness_timeout: float = 10.0
     demo: bool = False
     testing: bool = False
 
@@ -109,6 +114,13 @@ class Config:
             raise ConfigError("SAMLENG_FORM_MAX_AGE must be between 60 seconds and a day")
         if self.default_lang not in LANGUAGES:
             raise ConfigError(f"SAMLENG_DEFAULT_LANG must be one of {', '.join(LANGUAGES)}")
+        if not 1 <= self.witness_timeout <= 300:
+            raise ConfigError("SAMLENG_WITNESS_TIMEOUT must be between 1 and 300 seconds")
+        if self.witness_proxy is not None and not _WITNESS_PROXY.fullmatch(self.witness_proxy):
+            raise ConfigError(
+                "SAMLENG_WITNESS_PROXY must be socks5h://HOST:PORT (socks5h: Tor resolves the "
+                "onion names), e.g. socks5h://127.0.0.1:9050"
+            )
         if self.admin_listener_secret is not None:
             _check_admin_listener(self.admin_listener_secret, self.circuit_proxies)
 
@@ -266,5 +278,7 @@ def load_config(*, demo: bool = False) -> Config:
         ),
         mail_from=str(raw.get("MAIL_FROM") or "") or None,
         confirm_max_age=int(raw.get("CONFIRM_MAX_AGE", Config.confirm_max_age)),
+        witness_proxy=str(raw.get("WITNESS_PROXY") or "") or None,
+        witness_timeout=float(raw.get("WITNESS_TIMEOUT", Config.witness_timeout)),
         demo=demo,
     )

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from samleng.crypto.custody import Custody, custody_from_petition, single_key_custody
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.platform.errors import PetitionNotFound
 
@@ -125,12 +126,22 @@ class Petition(Base):
     argon2_memory_kib: Mapped[int] = mapped_column(Integer)
     argon2_parallelism: Mapped[int] = mapped_column(Integer)
     details_public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # Coalition custody (docs/formats.md §10.2): petition.json's version 2 ``details`` member,
+    # k of n organisations' keys. None: one key, ``details_public_key``, version 1 records.
+    details_custody: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_on: Mapped[dt.date] = mapped_column(default=utc_today)
     # Set when the petition opens: the frozen petition.json (hashed into leaf 0) and the
     # log's Ed25519 seed, wrapped with a key derived from the master key.
     petition_json: Mapped[bytes | None] = mapped_column(LargeBinary)
     wrapped_log_seed: Mapped[bytes | None] = mapped_column(LargeBinary(64))
     log_vkey: Mapped[str | None] = mapped_column(String(400))
+    # How many of the witnesses frozen into petition.json must cosign a checkpoint (None: all
+    # of them). Set while a draft; frozen with the policy when the petition opens.
+    witness_quorum: Mapped[int | None] = mapped_column(Integer)
+    # Why no checkpoint is published any more: a witness saw a split view (or the log has a
+    # bug). Set by the witnessing thread, cleared only by an organiser (`samleng witness
+    # resume`). Signing goes on; the sealer leaves the petition's signatures pending.
+    witness_halt: Mapped[str | None] = mapped_column(String(400))
 
     @property
     def argon2(self) -> Argon2Params:
@@ -140,6 +151,12 @@ class Petition(Base):
             memory_kib=self.argon2_memory_kib,
             parallelism=self.argon2_parallelism,
         )
+
+    def custody(self) -> Custody:
+        """Who can open the signers' details, and how each record is sealed."""
+        if self.details_custody is None:
+            return single_key_custody(self.details_public_key)
+        return custody_from_petition(self.details_custody)
 
     def past_deadline(self, today: dt.date) -> bool:
         """Whether ``today`` (UTC) is after the last day of signing, ``closes_on``."""
@@ -265,6 +282,52 @@ class SignedCheckpoint(Base):
     published_on: Mapped[dt.date | None] = mapped_column(default=utc_today)
 
 
+class Witness(Base):
+    """An independent witness asked to cosign a petition's checkpoints (C2SP tlog-witness).
+
+    Removing a witness only stops asking it (``removed``): the cosignatures it made stay in
+    the published checkpoints, which auditors read.
+    """
+
+    __tablename__ = "witness"
+    __table_args__ = (
+        UniqueConstraint("petition_id", "name", name="witness_name"),
+        UniqueConstraint("petition_id", "vkey", name="witness_vkey"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64))  # its name in the petition's policy
+    url: Mapped[str] = mapped_column(String(300))  # its add-checkpoint prefix
+    vkey: Mapped[str] = mapped_column(String(400))  # its cosignature verifier key
+    # Whether petition.json's policy names it (added before the petition opened).
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The size the witness last cosigned for this log, as it told us: the next request's
+    # "old" size (0: it has seen nothing of this log).
+    known_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What needs an organiser (it does not know the log, refuses its key, changed key), in
+    # words safe to show; None while it answers as it should.
+    problem: Mapped[str | None] = mapped_column(String(400))
+
+
+class Cosignature(Base):
+    """One witness's cosignature line on one published checkpoint, as the witness sent it."""
+
+    __tablename__ = "cosignature"
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    witness_id: Mapped[int] = mapped_column(
+        ForeignKey("witness.id", ondelete="CASCADE"), primary_key=True
+    )
+    lines: Mapped[bytes] = mapped_column(LargeBinary)  # signature lines, each ending in LF
+
+
 # Organisers' side. These rows describe organisers and what they did, never a signer: times
 # are kept here (an organiser's login is not a signature), addresses are not.
 
@@ -280,6 +343,9 @@ class Account(Base):
     role: Mapped[str] = mapped_column(String(16))
     # Argon2id in PHC string form (argon2-cffi); parameters are in the string.
     password_hash: Mapped[str] = mapped_column(String(255))
+    # Set by `samleng admin reset-password`: the password is a one-time one, and the admin
+    # lets the account do nothing but choose a new one.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     # The TOTP secret, wrapped under a key derived from the master key (None: no second factor).
     wrapped_totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary(64))
     # The last TOTP time step accepted, so that a code cannot be used twice.

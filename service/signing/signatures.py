@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from samleng.crypto.details import seal_details
+from samleng.crypto.custody import Custody
 from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
@@ -96,6 +96,8 @@ class SigningMaterial:
     salt: bytes = field(repr=False)
     dedup_key: bytes = field(repr=False)
     details_public_key: bytes = field(repr=False)
+    # Who can open the details, and how a record is sealed (one key, or k of n).
+    custody: Custody = field(repr=False)
 
 
 _PETITION_KEY_LABEL = b"samleng-petition-key/v1\n"
@@ -133,6 +135,7 @@ def signing_material(petition: Petition, vault: Vault) -> SigningMaterial:
         salt=petition.salt,
         dedup_key=dedup_key(petition, vault),
         details_public_key=petition.details_public_key,
+        custody=petition.custody(),
     )
 
 
@@ -336,7 +339,7 @@ def new_receipt(keys: SigningMaterial, details: Mapping[str, str]) -> tuple[byte
     """A fresh receipt secret, its commitment, and the details sealed to that commitment."""
     secret = new_receipt_secret()
     commitment = receipt_commitment(keys.origin, secret)
-    ciphertext = seal_details(keys.details_public_key, keys.origin, commitment, details)
+    ciphertext = keys.custody.seal(keys.origin, commitment, details)
     return secret, commitment, ciphertext
 
 

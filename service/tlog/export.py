@@ -10,6 +10,8 @@ failed export leaves nothing half-written.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -19,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import render_template
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from samleng.crypto.bundle import lay_out_bundle
-from samleng.crypto.detailsfile import encode_details_record
+from samleng.crypto.bundle import POLICY_FILE, lay_out_bundle, petition_witness_policy
+from samleng.crypto.detailsfile import DetailsEntry, DetailsFileHeader, encode_details_record
 from samleng.crypto.leaf import LeafKind, decode_leaf
 from samleng.service.platform.errors import PetitionStateError
-from samleng.service.platform.models import Petition, SignedCheckpoint
+from samleng.service.platform.models import Leaf, Petition, SignedCheckpoint
 from samleng.service.tlog.delivery import (
     DELIVERY_FILE,
     DeliveryError,
@@ -35,7 +37,12 @@ from samleng.service.tlog.delivery import (
     bundle_url,
     render_delivery_pdf,
 )
-from samleng.service.tlog.store import latest_checkpoint, leaf_bytes_in_order, leaves_in_order
+from samleng.service.tlog.store import (
+    latest_checkpoint,
+    leaf_bytes_in_order,
+    leaves_in_order,
+    with_cosignatures,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -86,14 +93,22 @@ def write_bundle(
             delivery_pdf[DELIVERY_FILE] = render_delivery_pdf(facts)
         except DeliveryError as exc:
             delivery_error = exc
+    policy = _frozen_policy(petition.petition_json)
     verify_text = render_template(
-        "export/VERIFY.txt", petition=petition, size=state.size, count=state.count
+        "export/VERIFY.txt",
+        petition=petition,
+        size=state.size,
+        count=state.count,
+        witnessed=bool(policy),
     )
-    checkpoints = session.execute(
-        select(SignedCheckpoint.size, SignedCheckpoint.note)
-        .where(SignedCheckpoint.petition_id == petition.id)
-        .where(SignedCheckpoint.size <= state.size)
-    ).all()
+    checkpoints = [
+        (size, with_cosignatures(session, petition.id, size, note))
+        for size, note in session.execute(
+            select(SignedCheckpoint.size, SignedCheckpoint.note)
+            .where(SignedCheckpoint.petition_id == petition.id)
+            .where(SignedCheckpoint.size <= state.size)
+        )
+    ]
 
     def leaves() -> Iterator[bytes]:
         written = 0
@@ -116,7 +131,7 @@ def write_bundle(
             leaves=leaves(),
             checkpoints=[(size, note) for size, note in checkpoints],
             verify_text=verify_text.encode("utf-8"),
-            extra=delivery_pdf,
+            extra=delivery_pdf | policy,
         )
         # The public bundle: nginx (another user) serves it; mkdtemp made the folder 0700.
         os.chmod(work, 0o755)  # noqa: S103
@@ -127,6 +142,12 @@ def write_bundle(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return WrittenBundle(size=state.size, delivery_error=delivery_error)
+
+
+def _frozen_policy(petition_json: bytes) -> dict[str, bytes]:
+    """The bundle's ``policy`` file: the witness policy petition.json froze, if any."""
+    policy = petition_witness_policy(json.loads(petition_json))
+    return {} if policy is None else {POLICY_FILE: policy}
 
 
 # Fixed metadata, so that the same bundle always zips to the same bytes.
@@ -148,17 +169,18 @@ def zip_bundle(bundle: Path, target: Path, root: str) -> None:
 def cached_bundle_zip(session: Session, petition: Petition, cache: Path) -> Path:
     """Return the zip of the petition's bundle at its latest checkpoint, made if not cached.
 
-    The cache keeps one zip per petition, ``<cache>/<slug>/<size>.zip``; a newer checkpoint
-    (signatures sealed after closing) makes a new one. A file lock per petition lets one
-    process build it while the others wait for it. Needs an app context. Raises
-    DeliveryError, caching nothing, when delivery.pdf cannot be made: the published zip is
-    always complete, and is made once the operator has fixed what is missing.
+    The cache keeps one zip per petition, ``<cache>/<slug>/<size>-<digest>.zip``; a newer
+    checkpoint (signatures sealed after closing, or a new cosignature) makes a new one. A
+    file lock per petition lets one process build it while the others wait for it. Needs an
+    app context. Raises DeliveryError, caching nothing, when delivery.pdf cannot be made: the
+    published zip is always complete, and is made once the operator has fixed what is missing.
     """
     state = latest_checkpoint(session, petition)
     if state is None:
         raise PetitionStateError(f"petition {petition.slug!r} has not been opened")
     folder = cache / petition.slug
-    zip_path = folder / f"{state.size}.zip"
+    # Named by the checkpoint as published: a cosignature arriving later makes a new zip.
+    zip_path = folder / f"{state.size}-{hashlib.sha256(state.note).hexdigest()[:16]}.zip"
     if zip_path.is_file():
         return zip_path
     folder.mkdir(parents=True, exist_ok=True)
@@ -181,19 +203,38 @@ def cached_bundle_zip(session: Session, petition: Petition, cache: Path) -> Path
 
 
 def write_details(session: Session, petition: Petition, target: Path) -> int:
-    """Write every signature leaf's sealed details, in index order: ``u16be(len) || ct``."""
+    """Write every signature leaf's sealed details, in index order (docs/formats.md §13):
+    ``u16be(len) || ct`` each for a single-key petition; for coalition custody a header
+    naming the petition, its keys and threshold, then ``index || c || len || record`` each."""
     if target.exists():
         raise FileExistsError(f"{target} exists")
+    custody = petition.custody()
     partial = target.with_name(f".{target.name}.partial")
     records = 0
     try:
         with partial.open("xb") as out:
+            if custody.version == 2:
+                count = session.scalar(
+                    select(func.count())
+                    .select_from(Leaf)
+                    .where(Leaf.petition_id == petition.id, Leaf.index > 0)
+                )
+                header = DetailsFileHeader(
+                    origin=petition.origin, custody=custody, count=count or 0
+                )
+                out.write(header.encode())
             for leaf in leaves_in_order(session, petition):
                 if decode_leaf(leaf.leaf).kind == LeafKind.HEADER:
                     continue
                 if leaf.details_ciphertext is None:  # only the header leaf has none
                     raise ValueError(f"signature leaf {leaf.index} has no details ciphertext")
-                out.write(encode_details_record(leaf.details_ciphertext))
+                if custody.version == 2:
+                    entry = DetailsEntry(
+                        index=leaf.index, commitment=leaf.commitment, record=leaf.details_ciphertext
+                    )
+                    out.write(entry.encode())
+                else:
+                    out.write(encode_details_record(leaf.details_ciphertext))
                 records += 1
         partial.rename(target)
     except BaseException:

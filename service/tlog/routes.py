@@ -27,6 +27,8 @@ CLOSED = (PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
 BUNDLE_CACHE_DIR = "bundles"
 # Log sizes are stored as 64-bit signed integers (SQLite INTEGER, PostgreSQL BIGINT).
 MAX_LOG_SIZE = 2**63 - 1
+# Which size a consistency proof goes to, since `new` may be left out.
+TREE_SIZE_HEADER = "Samleng-Tree-Size"
 logger = logging.getLogger(__name__)
 
 
@@ -76,21 +78,41 @@ def vkey(slug: str) -> Response:
     return _text(vkey.encode() + b"\n")
 
 
+def _size_argument(name: str, largest: int, default: int | None = None) -> int:
+    """A log size from the query string, 1 to ``largest``, or 400; ``default`` if absent."""
+    text = request.args.get(name)
+    if text is None and default is not None:
+        return default
+    if text is None:
+        abort(400)
+    # ASCII digits only: int() would also take "٣", "1_000" or " 7"; and no more digits than
+    # a 64-bit size has (int() refuses more than 4300 digits with a ValueError of its own).
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_LOG_SIZE)):
+        abort(400)
+    size = int(text)
+    if not 1 <= size <= largest:
+        abort(400)
+    return size
+
+
 @bp.get("/proof/consistency")
 def consistency_proof(slug: str) -> Response:
-    """RFC 9162 consistency proof from size ``old`` to the latest, one base64 hash a line."""
+    """RFC 9162 consistency proof from size ``old`` to size ``new`` (a checkpoint's; the
+    latest by default), one base64 hash a line; ``Samleng-Tree-Size`` says ``new``."""
     petition = _published(slug)
     session = get_session()
     state = latest_checkpoint(session, petition)
     if state is None:
         abort(404)
-    text = request.args.get("old", "")
-    # ASCII digits only: int() would also take "٣", "1_000" or " 7".
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= state.size:
-        abort(400)
-    old = int(text)
-    proof = consistency(session, petition, old, state.size)
-    return _text(b"".join(base64.b64encode(h) + b"\n" for h in proof))
+    new = _size_argument("new", state.size, default=state.size)
+    old = _size_argument("old", new)
+    if new != state.size and checkpoint_note(session, petition, new) is None:
+        # A proof to a size nobody was shown a checkpoint of proves nothing to anyone.
+        return Response(f"no checkpoint of size {new}\n", 404, mimetype="text/plain")
+    proof = consistency(session, petition, old, new)
+    response = _text(b"".join(base64.b64encode(h) + b"\n" for h in proof))
+    response.headers[TREE_SIZE_HEADER] = str(new)
+    return response
 
 
 @bp.get("/count.json")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from samleng.crypto.canonical import canonical_json
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, generate_log_signer, sign_checkpoint
-from samleng.crypto.details import DETAILS_SUITE_IDS, DETAILS_SUITE_NAME, details_digest
+from samleng.crypto.cosignature import add_cosignatures
+from samleng.crypto.details import details_digest
 from samleng.crypto.keywrap import unwrap_key, wrap_key
 from samleng.crypto.leaf import LeafKind, decode_leaf, encode_leaf, header_leaf
 from samleng.crypto.merkle import (
@@ -32,12 +33,13 @@ from samleng.crypto.merkle import (
     leaf_hash,
     root_from_subtrees,
 )
-from samleng.crypto.pending import PendingRecord, open_pending_record
+from samleng.crypto.pending import PendingRecord, open_pending_record, seal_pending_record
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof
 from samleng.service.platform.db import exclusive_session, vacuum_sqlite
 from samleng.service.platform.errors import PetitionStateError
 from samleng.service.platform.keys import derive_key
 from samleng.service.platform.models import (
+    Cosignature,
     DedupToken,
     Leaf,
     LegacyPendingSignature,
@@ -45,6 +47,7 @@ from samleng.service.platform.models import (
     PendingSignature,
     Petition,
     PetitionStatus,
+    SealEpoch,
     SignedCheckpoint,
     TreeNode,
     utc_today,
@@ -79,10 +82,16 @@ class LogState:
         return max(self.size - 1, 0)
 
 
-def petition_document(petition: Petition, vkey: str) -> bytes:
-    """The canonical petition.json that leaf 0 commits to (docs/formats.md §11)."""
+def petition_document(petition: Petition, vkey: str, witness_policy: bytes | None = None) -> bytes:
+    """The canonical petition.json that leaf 0 commits to (docs/formats.md §11).
+
+    ``witness_policy`` is the tlog-policy file of the witnesses named before opening; the
+    member is left out when there is none.
+    """
+    policy = {} if witness_policy is None else {"witness_policy": witness_policy.decode()}
     return canonical_json(
-        {
+        policy
+        | {
             "format": PETITION_FORMAT,
             "origin": petition.origin,
             "slug": petition.slug,
@@ -94,10 +103,7 @@ def petition_document(petition: Petition, vkey: str) -> bytes:
             "region": petition.region,
             "verification_mode": petition.verification_mode,
             "log": {"vkey": vkey},
-            "details": {
-                "public_key": base64.b64encode(petition.details_public_key).decode(),
-                "suite": {"name": DETAILS_SUITE_NAME, **DETAILS_SUITE_IDS},
-            },
+            "details": petition.custody().petition_member(),
             "salt": base64.b64encode(petition.salt).decode(),
             "argon2": {
                 "variant": "argon2id",
@@ -213,21 +219,45 @@ def _insert_rows(session: Session, table: Table, rows: list[tuple[Any, ...]]) ->
             copy.write_row(row)
 
 
-def start_log(session: Session, petition: Petition, master_key: bytes) -> LogState:
-    """Freeze petition.json, create the log key, append the header leaf, sign size 1."""
+def start_log(
+    session: Session,
+    petition: Petition,
+    master_key: bytes,
+    witness_policy: Callable[[str], bytes | None] = lambda _vkey: None,
+) -> LogState:
+    """Freeze petition.json, create the log key, append the header leaf, sign size 1.
+
+    ``witness_policy(vkey)`` gives the policy file to freeze for the log of that key.
+    """
     if petition.petition_json is not None:
         raise PetitionStateError(f"petition {petition.slug!r} already has a log")
     seed, signer = generate_log_signer(petition.origin)
     petition.wrapped_log_seed = wrap_key(_seed_wrapping_key(master_key), seed, petition.origin)
     petition.log_vkey = signer.vkey
-    document = petition_document(petition, signer.vkey)
+    document = petition_document(petition, signer.vkey, witness_policy(signer.vkey))
     petition.petition_json = document
     header = header_leaf(document)
     return _append(session, petition, signer, 0, [(decode_leaf(header).c, header, None)])
 
 
-def latest_checkpoint(session: Session, petition: Petition) -> LogState | None:
-    """The newest checkpoint of the petition, or None before it opened."""
+def with_cosignatures(session: Session, petition_id: int, size: int, note: bytes) -> bytes:
+    """The checkpoint note of ``size`` with every witness cosignature collected for it.
+
+    Each witness's lines were verified against its key when they arrived
+    (service/tlog/witnesses.py); they are appended in the order the witnesses were added.
+    """
+    blocks = session.scalars(
+        select(Cosignature.lines)
+        .where(Cosignature.petition_id == petition_id, Cosignature.size == size)
+        .order_by(Cosignature.witness_id)
+    ).all()
+    for block in blocks:
+        note = add_cosignatures(note, block)
+    return note
+
+
+def latest_signed_checkpoint(session: Session, petition: Petition) -> LogState | None:
+    """The newest checkpoint as the log signed it (no cosignatures), or None before it opened."""
     row = session.scalars(
         select(SignedCheckpoint)
         .where(SignedCheckpoint.petition_id == petition.id)
@@ -237,13 +267,24 @@ def latest_checkpoint(session: Session, petition: Petition) -> LogState | None:
     return None if row is None else LogState(size=row.size, root=row.root, note=row.note)
 
 
+def latest_checkpoint(session: Session, petition: Petition) -> LogState | None:
+    """The newest checkpoint of the petition as published, with the witnesses'
+    cosignatures collected so far; None before it opened."""
+    state = latest_signed_checkpoint(session, petition)
+    if state is None:
+        return None
+    note = with_cosignatures(session, petition.id, state.size, state.note)
+    return LogState(size=state.size, root=state.root, note=note)
+
+
 def checkpoint_note(session: Session, petition: Petition, size: int) -> bytes | None:
-    """The published checkpoint of exactly ``size`` leaves, if there is one."""
-    return session.scalar(
+    """The published checkpoint of exactly ``size`` leaves with its cosignatures, if any."""
+    note = session.scalar(
         select(SignedCheckpoint.note).where(
             SignedCheckpoint.petition_id == petition.id, SignedCheckpoint.size == size
         )
     )
+    return None if note is None else with_cosignatures(session, petition.id, size, note)
 
 
 def _lock_sealer(session: Session) -> None:
@@ -333,6 +374,34 @@ def _count_once(
     return [first[token] for token in new] + without_token
 
 
+def _carry_forward(session: Session, petition: Petition, vault: Vault, current: int) -> None:
+    """Re-seal a halted petition's waiting signatures to epoch ``current`` and commit.
+
+    Epochs are shared by every petition: without this, the waiting signatures would keep
+    their epochs' keys alive, and with them the signatures of other petitions in copies of
+    the database (WAL, backups) made while those epochs were current.
+    """
+    epoch = session.get(SealEpoch, current)
+    rows = session.execute(
+        delete(_PENDING)
+        .where(_PENDING.c.petition_id == petition.id, _PENDING.c.epoch_id < current)
+        .returning(_PENDING.c.id, _PENDING.c.epoch_id, _PENDING.c.sealed)
+    ).all()
+    if epoch is None or not rows:
+        session.rollback()
+        return
+    keys: dict[int, bytes] = {}
+    carried = []
+    for row_id, epoch_id, sealed in rows:
+        if epoch_id not in keys:
+            keys[epoch_id] = epoch_private_key(vault, epoch_id)
+        record = open_pending_record(keys[epoch_id], petition.origin, sealed)
+        resealed = seal_pending_record(epoch.public_key, petition.origin, record)
+        carried.append((row_id, petition.id, current, resealed))
+    _insert_rows(session, _PENDING, carried)
+    session.commit()
+
+
 def seal_pending(
     session: Session, petition: Petition, vault: Vault, before: int
 ) -> LogState | None:
@@ -344,6 +413,11 @@ def seal_pending(
     """
     _lock_sealer(session)
     session.refresh(petition)
+    if petition.witness_halt is not None:
+        # A witness saw a split view: publish nothing more until an organiser has looked.
+        # Signing goes on; the signatures wait, carried to the newest epoch.
+        _carry_forward(session, petition, vault, before)
+        return None
     records = _open_pending(session, petition, vault, before)
     state = latest_checkpoint(session, petition)
     if not records or state is None:

@@ -17,6 +17,8 @@ unknown log   404: the witness does not know this log         alerts the organis
 forbidden     403: the witness does not trust the log key     alerts the organisers
 bad request   400: the witness could not read the request     alerts (a bug on our side)
 wrong key     200 without a cosignature by the expected key   alerts (the witness changed key)
+misconfigured the URL cannot be used here (an onion address   alerts the organisers
+              without SAMLENG_WITNESS_PROXY); nothing is sent
 garbage       any other answer, or one that breaks the spec   retries later, alerts if it lasts
 unavailable   timeout, connection or proxy error, 429, 5xx    retries with :func:`retry_delay`
 ============  ==============================================  =================================
@@ -77,12 +79,21 @@ class Outcome(StrEnum):
     FORBIDDEN = "forbidden"
     BAD_REQUEST = "bad request"
     WRONG_KEY = "wrong key"
+    MISCONFIGURED = "misconfigured"
     GARBAGE = "garbage"
     UNAVAILABLE = "unavailable"
 
 
 # Answers that mean the witness will not cosign this log until a person acts.
-ALERTS = frozenset({Outcome.UNKNOWN_LOG, Outcome.FORBIDDEN, Outcome.BAD_REQUEST, Outcome.WRONG_KEY})
+ALERTS = frozenset(
+    {
+        Outcome.UNKNOWN_LOG,
+        Outcome.FORBIDDEN,
+        Outcome.BAD_REQUEST,
+        Outcome.WRONG_KEY,
+        Outcome.MISCONFIGURED,
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -63,6 +63,7 @@ from samleng.service.signing.signatures import (
     signing_material,
 )
 from samleng.service.tlog.store import find_receipt, latest_checkpoint
+from samleng.service.tlog.witnesses import coverage
 from samleng.service.web.security import request_hostname, transport_warning
 
 bp = Blueprint("public", __name__, url_prefix="/<lang>")
@@ -119,7 +120,8 @@ def _share_links(url: str, title: str) -> dict[str, str]:
 
 def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -> str:
     """The petition page: text, progress, the sign form (with ``form``'s values and errors)."""
-    state = latest_checkpoint(get_session(), petition)
+    session = get_session()
+    state = latest_checkpoint(session, petition)
     text = petition.text(g.lang)
     page_url = url_for("public.petition", slug=petition.slug, _external=True)
     return render_template(
@@ -132,6 +134,7 @@ def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -
         share=_share_links(page_url, text["title"]),
         count=0 if state is None else state.count,
         fingerprint=None if state is None else state.root[:8].hex(" ", 2),
+        witnesses=coverage(session, petition),
         form=form,
         form_token=form_token,
     )

@@ -119,6 +119,11 @@ def test_paths_round_trip(level: int, index: int, width: int) -> None:
         "tiles/0/000",
         "/tile/0/000",
         "tile/0/x001/000/",
+        # More groups than any index has: refused before the digits become a number
+        # (int() refuses more than 4300 digits with a ValueError of its own).
+        "tile/0/" + "x001/" * 6 + "000",
+        "tile/0/" + "x999/" * 1500 + "999",
+        "tile/entries/" + "x001/" * 1500 + "000.p/5",
     ],
 )
 def test_non_canonical_paths_are_refused(path: str) -> None:

@@ -236,6 +236,8 @@ def site(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
         "size": ["1", "2", "3"],
         "name": ["fuzz", "nobody"],
         "link": ["A" * 40],
+        # What follows tile/ (tlog-tiles): a tile each log has, and ones none has.
+        "rest": ["0/000.p/1", "entries/000.p/1", "0/000.p/2", "0/000", "1/000.p/1", "0/x001/000"],
     }
     yield Site(app, anonymous, organiser, values)
     services(app).engine.dispose()
@@ -280,7 +282,7 @@ def requests(draw: st.DrawFn, site: Site) -> dict[str, Any]:
         st.one_of(
             st.just(""),
             st.dictionaries(
-                st.sampled_from(["old", "format", "lang", "receipt", "next"]),
+                st.sampled_from(["old", "new", "format", "lang", "receipt", "next"]),
                 hostile_value,
                 max_size=3,
             ).map(lambda q: "&".join(f"{k}={_quoted(v)}" for k, v in q.items())),

@@ -277,8 +277,10 @@ def start_litewitness(
     name: str,
     seed: bytes,
     logs: list[tuple[str, str]],
+    port: int | None = None,
 ) -> RunningWitness:
-    """Run litewitness with key ``seed`` (via the agent), knowing each ``(origin, vkey)`` log."""
+    """Run litewitness with key ``seed`` (via the agent), knowing each ``(origin, vkey)`` log,
+    on ``port`` (a free one when None)."""
     directory.mkdir(parents=True, exist_ok=True)
     db = directory / "litewitness.db"
     for origin, vkey in logs:
@@ -292,7 +294,7 @@ def start_litewitness(
             )
             assert done.returncode == 0, done.stderr
     fingerprint = agent.add_key(name, seed)
-    port = free_port()
+    port = port or free_port()
     command = [
         str(tools.paths["litewitness"]),
         "-name", name,
@@ -313,7 +315,13 @@ def start_litewitness(
 
 
 def start_omniwitness(
-    tools: Built, directory: Path, *, name: str, seed: bytes, logs: list[tuple[str, str]]
+    tools: Built,
+    directory: Path,
+    *,
+    name: str,
+    seed: bytes,
+    logs: list[tuple[str, str]],
+    port: int | None = None,
 ) -> RunningWitness:
     """Run omniwitness with key ``seed``, knowing each ``(origin, vkey)`` log besides its own list.
 
@@ -332,7 +340,7 @@ def start_omniwitness(
             for origin, vkey in logs
         )
     )
-    port = free_port()
+    port = port or free_port()
     command = [
         str(tools.paths["omniwitness"]),
         "--listen", f"127.0.0.1:{port}",

@@ -81,7 +81,10 @@ def test_checkpoint_sizes_beyond_64_bits_are_not_found(
     assert client.get(f"/p/{petition.slug}/checkpoints/1").status_code == 200
 
 
-@pytest.mark.parametrize("old", ["²", "٣", "1_0", " 1", "99999999999999999999999", "-1"])
+# "9" * 5000: past int()'s 4300 digits, which raised a ValueError (a 500) until refused early.
+@pytest.mark.parametrize(
+    "old", ["²", "٣", "1_0", " 1", "99999999999999999999999", "-1", "9" * 5000]
+)
 def test_consistency_sizes_take_ascii_digits_only(
     client: FlaskClient, petition: OpenPetition, old: str
 ) -> None:

@@ -206,6 +206,8 @@ def walk(app: Flask) -> Iterator[Visit]:
         "/p/free-them/vkey",
         "/p/free-them/proof/consistency?old=1",
         "/p/free-them/count.json",
+        "/p/free-them/tile/0/000.p/2",
+        "/p/free-them/tile/entries/000.p/2",
         "/healthz",
     ):
         yield visit(path, 200, client.get(path))
@@ -215,6 +217,8 @@ def walk(app: Flask) -> Iterator[Visit]:
     bad_link = "/km/p/free-them/confirm/not-a-link"
     yield visit("bad confirmation link", 400, client.get(bad_link), True)
     yield visit("no such checkpoint", 404, client.get("/p/free-them/checkpoints/99"))
+    yield visit("no such tile", 404, client.get("/p/free-them/tile/0/000.p/99"))
+    yield visit("no tile's spelling", 404, client.get("/p/free-them/tile/0/0"))
     yield visit("no such log", 404, client.get("/p/nope/checkpoint"))
     yield visit("no such petition", 404, client.get("/km/p/nope"))
     yield visit("no such language", 404, client.get("/fr/"))

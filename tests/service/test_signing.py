@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
+from samleng.crypto.custody import single_key_custody
 from samleng.crypto.details import open_details
 from samleng.crypto.receipts import parse_receipt, receipt_commitment
 from samleng.crypto.tokens import DEFAULT_ARGON2
@@ -419,4 +420,5 @@ def _keys(slug: str) -> SigningMaterial:
         salt=bytes(16),
         dedup_key=bytes(range(32)),
         details_public_key=bytes(32),
+        custody=single_key_custody(bytes(32)),
     )
