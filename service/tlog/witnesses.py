@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from samleng.crypto.cosignature import parse_witness_vkey
+from samleng.crypto.cosignature import WitnessVerifier, parse_witness_vkey
 from samleng.crypto.errors import Error as CryptoError
 from samleng.crypto.note import parse_vkey
 from samleng.crypto.policy import (
@@ -108,6 +108,9 @@ def add_witness(session: Session, petition: Petition, *, name: str, url: str, vk
         raise WitnessSetupError(str(exc)) from None
     if len(url) > 300:
         raise WitnessSetupError("witness URL: at most 300 characters")
+    if len(verifier.vkey) > 400:
+        raise WitnessSetupError("witness key: at most 400 characters")
+    _check_policy_line(name, verifier, url)
     existing = witnesses_of(session, petition, removed=True)
     if sum(not w.removed for w in existing) >= MAX_WITNESSES:
         raise WitnessSetupError(f"a petition has at most {MAX_WITNESSES} witnesses")
@@ -127,6 +130,21 @@ def add_witness(session: Session, petition: Petition, *, name: str, url: str, vk
     )
     session.add(witness)
     return witness
+
+
+def _check_policy_line(name: str, verifier: WitnessVerifier, url: str) -> None:
+    """Refuse a witness the frozen policy could not carry and read back (a key name with a
+    control character, say): petition.json would hold a policy that no verifier reads."""
+    policy = Policy(
+        logs=(),
+        witnesses=(PolicyWitness(name=name, verifier=verifier, url=url),),
+        groups=(PolicyGroup(name=GROUP, threshold=1, members=(name,)),),
+        quorum=GROUP,
+    )
+    try:
+        parse_policy(format_policy(policy))
+    except CryptoError as exc:
+        raise WitnessSetupError(f"witness {name!r} cannot be written in a policy: {exc}") from None
 
 
 def remove_witness(session: Session, petition: Petition, name: str) -> Witness:

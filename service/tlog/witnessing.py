@@ -60,6 +60,7 @@ DEFAULT_TIMEOUT = 10.0
 # broken witness cannot make the sealer read without end.
 MAX_ANSWER_BYTES = 64 << 10
 _SIZE_BODY = re.compile(rb"(0|[1-9][0-9]{0,18})\n")
+_URL_CHARACTERS = re.compile(r"[!-~]*")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _FIRST_RETRY = 5.0
 _LAST_RETRY = 3600.0
@@ -139,7 +140,20 @@ class WitnessEndpoint:
 
 def check_witness_url(url: str) -> str:
     """Return the ``add-checkpoint`` URL for a submission prefix; WitnessConfigError if unusable."""
-    parts = urlsplit(url)
+    # One word of visible ASCII: the policy file carries it as one word, and urlsplit would
+    # quietly drop a tab or newline from what it parses but not from what is stored.
+    if not _URL_CHARACTERS.fullmatch(url):
+        raise WitnessConfigError(
+            f"witness URL {url!r} must be visible ASCII without spaces (write an "
+            "international domain name in its xn-- form)"
+        )
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0  # .port raises ValueError beyond 65535
+    except ValueError:
+        port_ok = False
+    if not port_ok:
+        raise WitnessConfigError(f"witness URL {url!r} is not a valid URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WitnessConfigError(f"witness URL {url!r} is not an http(s) URL with a host")
     if parts.username or parts.password or parts.query or parts.fragment:

@@ -247,6 +247,16 @@ def test_configuration_is_checked() -> None:
         "https://user@w.example",
         "https://w/?x=1",
         "http://",
+        # urlsplit raises ValueError on these; the caller must still get a WitnessConfigError.
+        "http://[w.example/",
+        "http://w.example:99999/",
+        "http://w.example:0/",
+        # A URL is one word of visible ASCII: the policy file and the request line carry it.
+        "http://w.example/a b",
+        "http://w.example/a\nwitness x",
+        "http://w.example/\x01",
+        "http://w.example/\u2028",
+        "https://wé.example/",
     ):
         with pytest.raises(WitnessConfigError):
             check_witness_url(bad)
