@@ -332,6 +332,42 @@ class Cosignature(Base):
 # are kept here (an organiser's login is not a signature), addresses are not.
 
 
+class Organisation(Base):
+    """An organisation of a coalition: it organises petitions, and its people have accounts.
+
+    Public: its names and website are shown on the pages of the petitions it organises and in
+    their delivery.pdf.
+    """
+
+    __tablename__ = "organisation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # A short lower-case name for the command line and the audit trail ("licadho").
+    handle: Mapped[str] = mapped_column(String(64), unique=True)
+    name_km: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200))
+    website: Mapped[str | None] = mapped_column(String(300))
+    created_on: Mapped[dt.date] = mapped_column(default=utc_today)
+
+    def name(self, lang: str) -> str:
+        """Its name in ``lang`` (Khmer or English)."""
+        return self.name_km if lang == "km" else self.name_en
+
+
+class PetitionOrganiser(Base):
+    """One of the organisations organising a petition, in the order they are named."""
+
+    __tablename__ = "petition_organiser"
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    organisation_id: Mapped[int] = mapped_column(
+        ForeignKey("organisation.id"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Account(Base):
     """An organiser or administrator who may log in to the admin."""
 
@@ -341,6 +377,10 @@ class Account(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
+    # The organisation the account acts for. An organiser who has one may act on the
+    # petitions it organises, and on no other; one without (accounts from before
+    # organisations) on the petitions granted to them.
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id"), index=True)
     # Argon2id in PHC string form (argon2-cffi); parameters are in the string.
     password_hash: Mapped[str] = mapped_column(String(255))
     # Set by `samleng admin reset-password`: the password is a one-time one, and the admin
@@ -389,6 +429,8 @@ class AuditEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
     # Names, not foreign keys: the trail outlives renamed or removed accounts and petitions.
     actor: Mapped[str] = mapped_column(String(64))
+    # The handle of the organisation the actor acted for ("" for none).
+    organisation: Mapped[str] = mapped_column(String(64), default="")
     action: Mapped[str] = mapped_column(String(40))
     petition_slug: Mapped[str | None] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(String(300), default="")
