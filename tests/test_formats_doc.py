@@ -112,8 +112,9 @@ from samleng.crypto.tiles import (
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof, verify_receipt
 from samleng.crypto.tokens import Argon2Params, dedup_token
 from samleng.service.platform.keys import derive_key
+from samleng.service.platform.models import Organisation
 from samleng.service.signing.identifiers import normalize_identifier
-from samleng.service.tlog.store import PETITION_FORMAT, petition_document
+from samleng.service.tlog.store import PETITION_FORMAT, organisers_member, petition_document
 from samleng.service.tlog.witnesses import GROUP
 from samleng.service.tlog.witnessing import (
     Outcome,
@@ -434,6 +435,31 @@ def check_petition_witnesses(ex: Example) -> None:
     assert json.loads(b"{" + member + b"}") == {"witness_policy": policy_file.decode()}
     assert ex.hex("sha256") == _sha256(document)
     assert petition_witness_policy(json.loads(document)) == policy_file
+
+
+@check("petition-organisers")
+def check_petition_organisers(ex: Example) -> None:
+    book = ex.book
+    member = ex.bytes("member")
+    named = json.loads(b"{" + member + b"}")["organisers"]
+    organisers = [
+        Organisation(
+            handle=f"o{i}",
+            name_en=o["name"]["en"],
+            name_km=o["name"]["km"],
+            website=o.get("website"),
+        )
+        for i, o in enumerate(named)
+    ]
+    plain = book.resolve("petition-json", "document").encode()
+    value = json.loads(plain)
+    vkey = value["log"]["vkey"]
+    document = petition_document(_petition_of(value), vkey, None, organisers)  # type: ignore[arg-type]
+    # The member goes where sorting puts it, after opens_on; nothing else changes.
+    at = plain.index(b',"origin":')
+    assert document == plain[:at] + b"," + member + plain[at:]
+    assert organisers_member(organisers) == named
+    assert ex.hex("sha256") == _sha256(document)
 
 
 @check("leaf-header")
@@ -1175,6 +1201,7 @@ EXPECTED_KINDS = {
     "custody-record",
     "custody-petition",
     "petition-witnesses",
+    "petition-organisers",
     "details-file-v2",
     "shares-file",
     "sample",

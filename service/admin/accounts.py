@@ -1,8 +1,10 @@
 """Accounts, logins, and who may see which petition.
 
-An admin sees every petition and manages accounts; an organiser sees only the petitions
-granted to them (and the drafts they create). Anything else is answered as "not found", so
-an organiser cannot even learn that another petition's draft exists.
+An admin sees every petition and manages accounts. An organiser who acts for an
+organisation sees only the petitions it organises (and the drafts they create, which it
+then organises); an organiser without one, as every account from before organisations,
+only the petitions granted to them. Anything else is answered as "not found", so an
+organiser cannot even learn that another petition's draft exists.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from samleng.service.admin import logins, totp
 from samleng.service.admin.errors import AccountError, LoginFailed, WrongCode, WrongPassword
 from samleng.service.admin.passwords import hash_password, needs_rehash, verify_password
 from samleng.service.platform.errors import PetitionNotFound
-from samleng.service.platform.models import ROLES, Account, Petition, PetitionGrant
+from samleng.service.platform.models import (
+    ROLES,
+    Account,
+    Petition,
+    PetitionGrant,
+    PetitionOrganiser,
+)
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -246,11 +254,18 @@ def visible_petitions(session: Session, account: Account) -> Sequence[Petition]:
     """The petitions ``account`` may see, newest first."""
     query = select(Petition).order_by(Petition.id.desc())
     if account.role != "admin":
-        query = query.where(_granted(account))
+        query = query.where(_may_act(account))
     return session.scalars(query).all()
 
 
-def _granted(account: Account) -> Exists:
+def _may_act(account: Account) -> Exists:
+    """The petitions an organiser may act on: their organisation's, or (with none) those
+    granted to them. A grant does not widen what an organisation's organiser may do."""
+    if account.organisation_id is not None:
+        return exists().where(
+            PetitionOrganiser.petition_id == Petition.id,
+            PetitionOrganiser.organisation_id == account.organisation_id,
+        )
     return exists().where(
         PetitionGrant.petition_id == Petition.id, PetitionGrant.account_id == account.id
     )
@@ -260,7 +275,7 @@ def petition_for(session: Session, account: Account, slug: str) -> Petition:
     """The petition ``slug`` if ``account`` may act on it; PetitionNotFound otherwise."""
     query = select(Petition).where(Petition.slug == slug)
     if account.role != "admin":
-        query = query.where(_granted(account))
+        query = query.where(_may_act(account))
     petition = session.scalar(query)
     if petition is None:
         raise PetitionNotFound(slug)

@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 
 from samleng.service.admin import accounts, logins
 from samleng.service.admin.errors import AccountError, PasswordPolicyError
+from samleng.service.petitions import organisations as orgs
 from samleng.service.platform import trail
 from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.errors import OrganisationError
 from samleng.service.platform.models import Account
 
 admin_group = AppGroup("admin", help="Accounts of the organisers' admin.")
@@ -31,23 +33,59 @@ DEMO_ADMIN = "admin"
     default=None,
     help="Read the password from the first line of FILE (automation) instead of asking.",
 )
-def create_command(name: str, role: str, password_file: Path | None) -> None:
+@click.option(
+    "--org",
+    "organisation",
+    default="",
+    help="The handle of the organisation it acts for (`samleng org add`).",
+)
+def create_command(name: str, role: str, password_file: Path | None, organisation: str) -> None:
     """Create the account NAME with ROLE; asks for its password twice."""
+    session = get_session()
+    try:
+        acts_for = orgs.named_organisation(session, organisation) if organisation else None
+    except OrganisationError as exc:
+        raise click.ClickException(str(exc)) from None
     if password_file is not None:
         lines = password_file.read_text(encoding="utf-8").splitlines()
         password = lines[0] if lines else ""
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    session = get_session()
     try:
         account = accounts.create_account(session, name, role, password)
     except (AccountError, PasswordPolicyError) as exc:
         raise click.ClickException(str(exc)) from None
+    orgs.set_account_organisation(session, account, acts_for)
+    of = f", {acts_for.handle}" if acts_for else ""
     trail.record(
-        session, trail.COMMAND_LINE_ACTOR, "create-account", detail=f"{account.name} ({role})"
+        session, trail.COMMAND_LINE_ACTOR, "create-account", detail=f"{account.name} ({role}{of})"
     )
     session.commit()
-    click.echo(f"created {role} account {account.name}")
+    click.echo(
+        f"created {role} account {account.name}{' of ' + acts_for.handle if acts_for else ''}"
+    )
+
+
+@admin_group.command("set-org")
+@click.argument("name")
+@click.argument("handle", required=False, default="")
+def set_org_command(name: str, handle: str) -> None:
+    """Let account NAME act for organisation HANDLE (no HANDLE: for none)."""
+    session = get_session()
+    account = accounts.find_account(session, name)
+    if account is None:
+        raise click.ClickException(f"no account named {name!r}")
+    try:
+        organisation = orgs.named_organisation(session, handle) if handle else None
+    except OrganisationError as exc:
+        raise click.ClickException(str(exc)) from None
+    orgs.set_account_organisation(session, account, organisation)
+    to = organisation.handle if organisation else "(none)"
+    trail.record(
+        session, trail.COMMAND_LINE_ACTOR, "account-organisation", detail=f"{account.name}: {to}"
+    )
+    session.commit()
+    click.echo(f"account {account.name} acts for {to}")
 
 
 @admin_group.command("reset-password")

@@ -38,6 +38,7 @@ from samleng.service.admin.errors import (
     PasswordPolicyError,
     WrongCode,
 )
+from samleng.service.petitions import organisations as orgs
 from samleng.service.petitions.lifecycle import (
     close_expired,
     close_petition,
@@ -52,6 +53,7 @@ from samleng.service.platform.db import scrub
 from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import (
     ClosingDateInPast,
+    OrganisationError,
     PetitionNotFound,
     PetitionStateError,
     SlugUnavailable,
@@ -59,7 +61,15 @@ from samleng.service.platform.errors import (
 from samleng.service.platform.gate import WorkGate
 from samleng.service.platform.keys import derive_key
 from samleng.service.platform.markdown import render_markdown
-from samleng.service.platform.models import LANGUAGES, Account, Petition, PetitionStatus, utc_today
+from samleng.service.platform.models import (
+    LANGUAGES,
+    Account,
+    Organisation,
+    Petition,
+    PetitionStatus,
+    organisers_of,
+    utc_today,
+)
 from samleng.service.platform.ratelimit import RateLimits, client_key
 from samleng.service.tlog import witnesses
 from samleng.service.tlog.store import latest_checkpoint, seal_all
@@ -194,13 +204,21 @@ def _petition(slug: str) -> Petition:
         abort(404)
 
 
+def _organisation(account: Account) -> Organisation | None:
+    if account.organisation_id is None:
+        return None
+    return get_session().get(Organisation, account.organisation_id)
+
+
 def _record(action: str, petition: Petition | None = None, detail: str = "") -> None:
+    organisation = _organisation(_account())
     trail.record(
         get_session(),
         _account().name,
         action,
         petition_slug=petition.slug if petition else None,
         detail=detail,
+        organisation=organisation.handle if organisation else "",
     )
 
 
@@ -415,7 +433,11 @@ def new() -> Any:
     except ValueError as exc:
         session.rollback()
         return _draft_page(dict(form.values), {"slug": str(exc)}), 400
-    if _account().role != "admin":
+    organisation = _organisation(_account())
+    if organisation is not None:
+        # The draft is its organisation's: every organiser of it may act on it.
+        orgs.set_organisers(session, petition, [organisation])
+    elif _account().role != "admin":
         acc.grant(session, _account(), petition)
     _record("create", petition)
     session.commit()
@@ -481,6 +503,8 @@ def _dashboard(
             seal_interval=_config().seal_interval,
             per_day=drafts.signatures_per_day(session, petition),
             grantees=acc.grantees(session, petition),
+            organisers=organisers_of(session, petition.id),
+            all_organisations=orgs.organisations(session),
             all_accounts=acc.accounts(session) if _account().role == "admin" else [],
             events=trail.events(session, petition_slug=petition.slug, limit=50),
             export_zip=export_zip,
@@ -648,7 +672,80 @@ def witness_resume(slug: str) -> Any:
     return _lifecycle(slug, "witness-resume", change)
 
 
+# Organisations (service/petitions/organisations.py): who organises a petition.
+
+
+@bp.post("/p/<slug>/organisers/add")
+def organiser_add(slug: str) -> Any:
+    """Name one more organisation among a draft's organisers."""
+
+    def change(session: Session, petition: Petition) -> str:
+        organisation = orgs.named_organisation(session, request.form.get("organisation", ""))
+        orgs.add_organiser(session, petition, organisation)
+        return organisation.handle
+
+    return _lifecycle(slug, "organiser-add", change)
+
+
+@bp.post("/p/<slug>/organisers/remove")
+def organiser_remove(slug: str) -> Any:
+    """Stop naming an organisation among a draft's organisers (not one's own)."""
+
+    def change(session: Session, petition: Petition) -> str:
+        organisation = orgs.named_organisation(session, request.form.get("organisation", ""))
+        orgs.remove_organiser(session, petition, organisation, by=_account())
+        return organisation.handle
+
+    return _lifecycle(slug, "organiser-remove", change)
+
+
+@bp.route("/organisations", methods=["GET", "POST"])
+def organisations() -> Any:
+    """Every organisation, and a form for a new one (admins only)."""
+    _require_admin()
+    session = get_session()
+    error, status = None, 200
+    if request.method == "POST":
+        try:
+            created = orgs.create_organisation(
+                session,
+                request.form.get("handle", ""),
+                name_km=request.form.get("name_km", ""),
+                name_en=request.form.get("name_en", ""),
+                website=request.form.get("website", ""),
+            )
+        except OrganisationError as exc:
+            session.rollback()
+            error, status = str(exc), 400
+        else:
+            _record("create-organisation", detail=f"{created.handle}: {created.name_en}")
+            session.commit()
+            return redirect(url_for("admin.organisations"))
+    return render_template(
+        "admin/organisations.html",
+        organisations=orgs.organisations(session),
+        values=request.form if error else {},
+        error=error,
+    ), status
+
+
 # Accounts.
+
+
+def _accounts_page(error: str | None = None, status: int = 200) -> Any:
+    session = get_session()
+    return render_template(
+        "admin/accounts.html",
+        accounts=acc.accounts(session),
+        organisations={o.id: o for o in orgs.organisations(session)},
+        error=error,
+    ), status
+
+
+def _chosen_organisation(session: Session) -> Organisation | None:
+    """The organisation a form names by handle (none for an empty value)."""
+    handle = request.form.get("organisation", "").strip()
+    return orgs.named_organisation(session, handle) if handle else None
 
 
 @bp.route("/accounts", methods=["GET", "POST"])
@@ -659,40 +756,59 @@ def accounts() -> Any:
     error, status = None, 200
     if request.method == "POST":
         try:
+            organisation = _chosen_organisation(session)
             created = acc.create_account(
                 session,
                 request.form.get("name", ""),
                 request.form.get("role", ""),
                 request.form.get("password", ""),
             )
-        except (AccountError, PasswordPolicyError) as exc:
+            orgs.set_account_organisation(session, created, organisation)
+        except (AccountError, PasswordPolicyError, OrganisationError) as exc:
             session.rollback()
             error, status = str(exc), 400
         else:
-            _record("create-account", detail=f"{created.name} ({created.role})")
+            of = f", {organisation.handle}" if organisation else ""
+            _record("create-account", detail=f"{created.name} ({created.role}{of})")
             session.commit()
             return redirect(url_for("admin.accounts"))
-    return render_template(
-        "admin/accounts.html", accounts=acc.accounts(session), error=error
-    ), status
+    return _accounts_page(error, status)
+
+
+def _named_account(name: str) -> Account:
+    """The account NAME, for an administrator; 404 for anyone else or no such account."""
+    _require_admin()
+    target = acc.find_account(get_session(), name)
+    if target is None:
+        abort(404)
+    return target
+
+
+@bp.post("/accounts/<name>/organisation")
+def account_organisation(name: str) -> Any:
+    """Change the organisation an account acts for (admins only)."""
+    session, target = get_session(), _named_account(name)
+    try:
+        organisation = _chosen_organisation(session)
+    except OrganisationError as exc:
+        return _accounts_page(str(exc), 400)
+    orgs.set_account_organisation(session, target, organisation)
+    _record(
+        "account-organisation",
+        detail=f"{target.name}: {organisation.handle if organisation else '(none)'}",
+    )
+    session.commit()
+    return redirect(url_for("admin.accounts"))
 
 
 @bp.post("/accounts/<name>/active")
 def account_active(name: str) -> Any:
     """Disable (logging it out everywhere) or enable an account (admins only)."""
-    _require_admin()
-    session = get_session()
-    target = acc.find_account(session, name)
-    if target is None:
-        abort(404)
+    session, target = get_session(), _named_account(name)
     try:
         acc.set_active(session, target, request.form.get("active") == "yes", by=_account())
     except AccountError:
-        return render_template(
-            "admin/accounts.html",
-            accounts=acc.accounts(session),
-            error="You cannot disable yourself.",
-        ), 400
+        return _accounts_page("You cannot disable yourself.", 400)
     _record("enable-account" if target.active else "disable-account", detail=target.name)
     session.commit()
     return redirect(url_for("admin.accounts"))

@@ -15,6 +15,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
 from samleng.crypto.errors import Error as CryptoError
+from samleng.service.petitions import organisations as orgs
 from samleng.service.petitions.lifecycle import (
     close_petition,
     create_petition,
@@ -28,12 +29,13 @@ from samleng.service.petitions.scheduler import (
     close_expired_petitions,
     destroy_forgotten_keys,
 )
+from samleng.service.platform import trail
 from samleng.service.platform.commands import named_petition, record_command
 from samleng.service.platform.config import instance_folder
 from samleng.service.platform.context import services
 from samleng.service.platform.db import scrub, upgrade
 from samleng.service.platform.dbsession import get_session
-from samleng.service.platform.errors import Error, SlugUnavailable
+from samleng.service.platform.errors import Error, OrganisationError, SlugUnavailable
 from samleng.service.platform.keys import ensure_master_key
 from samleng.service.signing.dedup import move_dedup_keys_to_files
 from samleng.service.tlog.store import seal_all
@@ -89,6 +91,13 @@ petition_group = AppGroup("petition", help="Create petitions and move them throu
     help="How many of its witnesses must cosign each checkpoint (default: all of them); "
     "name them with `samleng witness add` before opening.",
 )
+@click.option(
+    "--org",
+    "organisers",
+    multiple=True,
+    help="The handle of an organisation organising it (`samleng org add`); repeat it for "
+    "each, in the order they are to be named.",
+)
 def petition_create(
     slug: str,
     texts_file: Path,
@@ -100,10 +109,12 @@ def petition_create(
     region: str,
     closes: dt.datetime | None,
     quorum: int | None,
+    organisers: tuple[str, ...],
 ) -> None:
     """Create a draft petition SLUG."""
     cfg = services().config
     try:
+        named = [orgs.named_organisation(get_session(), handle) for handle in organisers]
         texts = json.loads(texts_file.read_text(encoding="utf-8"))
         custody = details_custody([read_details_public_key(k) for k in details_keys], threshold)
         petition = create_petition(
@@ -122,6 +133,7 @@ def petition_create(
             closes_on=closes.date() if closes else None,
         )
         set_quorum(get_session(), petition, quorum)
+        orgs.set_organisers(get_session(), petition, named)
     except SlugUnavailable:
         # The operator may know what the admin keeps from organisers.
         raise click.ClickException(f"a petition with slug {slug!r} already exists") from None
@@ -130,6 +142,59 @@ def petition_create(
     record_command("create", petition)
     get_session().commit()
     click.echo(f"created draft petition {petition.slug} ({petition.origin})")
+
+
+@petition_group.command("organisers")
+@click.argument("slug")
+@click.argument("handles", nargs=-1)
+def petition_organisers(slug: str, handles: tuple[str, ...]) -> None:
+    """Name the organisations organising draft SLUG, in order (none: name none)."""
+    session = get_session()
+    petition = named_petition(slug)
+    try:
+        named = orgs.set_organisers(
+            session, petition, [orgs.named_organisation(session, h) for h in handles]
+        )
+    except Error as exc:
+        raise click.ClickException(str(exc)) from None
+    handles_text = " ".join(o.handle for o in named)
+    record_command("organisers", petition, handles_text)
+    session.commit()
+    click.echo(f"petition {slug} is organised by: {handles_text or '(none named)'}")
+
+
+org_group = AppGroup("org", help="The organisations that organise petitions.")
+
+
+@org_group.command("add")
+@click.argument("handle")
+@click.option("--name-km", required=True, help="Its name in Khmer.")
+@click.option("--name-en", required=True, help="Its name in English.")
+@click.option("--website", default="", help="Its website (https://…), shown with its name.")
+def org_add(handle: str, name_km: str, name_en: str, website: str) -> None:
+    """Add the organisation HANDLE (a short lower-case name)."""
+    session = get_session()
+    try:
+        organisation = orgs.create_organisation(
+            session, handle, name_km=name_km, name_en=name_en, website=website
+        )
+    except OrganisationError as exc:
+        raise click.ClickException(str(exc)) from None
+    trail.record(
+        session,
+        trail.COMMAND_LINE_ACTOR,
+        "create-organisation",
+        detail=f"{organisation.handle}: {organisation.name_en}",
+    )
+    session.commit()
+    click.echo(f"added organisation {organisation.handle} ({organisation.name_en})")
+
+
+@org_group.command("list")
+def org_list() -> None:
+    """List the organisations: handle, English name, Khmer name, website."""
+    for o in orgs.organisations(get_session()):
+        click.echo("\t".join((o.handle, o.name_en, o.name_km, o.website or "")))
 
 
 def _lifecycle(slug: str, action: Any, done: str, name: str, detail: str = "") -> None:
@@ -287,7 +352,13 @@ def keys_generate() -> None:
         click.echo(f"{instance / 'master.key'} exists; left unchanged")
 
 
-COMMANDS: tuple[click.Command, ...] = (init_command, petition_group, seal_command, keys_group)
+COMMANDS: tuple[click.Command, ...] = (
+    init_command,
+    petition_group,
+    org_group,
+    seal_command,
+    keys_group,
+)
 
 
 def init_app(app: Flask) -> None:

@@ -28,3 +28,7 @@ class ClosingDateInPast(PetitionStateError, ValueError):
 class PetitionMisconfigured(PetitionStateError):
     """The petition's own settings make signing impossible (e.g. a phone region that does not
     exist); the signer is told the petition cannot take signatures, the operator the reason."""
+
+
+class OrganisationError(Error, ValueError):
+    """An organisation, or a petition's organisers, cannot be as asked; the message says why."""

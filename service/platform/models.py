@@ -440,6 +440,18 @@ class AuditEvent(Base):
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
+def organisers_of(session: Session, petition_id: int) -> list[Organisation]:
+    """The organisations organising a petition, in the order they are named."""
+    return list(
+        session.scalars(
+            select(Organisation)
+            .join(PetitionOrganiser, PetitionOrganiser.organisation_id == Organisation.id)
+            .where(PetitionOrganiser.petition_id == petition_id)
+            .order_by(PetitionOrganiser.position, Organisation.id)
+        )
+    )
+
+
 def get_petition(session: Session, slug: str) -> Petition:
     """The petition with this slug, or PetitionNotFound.
 

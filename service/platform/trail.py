@@ -22,10 +22,16 @@ def record(
     *,
     petition_slug: str | None = None,
     detail: str = "",
+    organisation: str = "",
 ) -> AuditEvent:
-    """Add one event to the session (committed with the action it records)."""
+    """Add one event to the session (committed with the action it records); ``organisation``
+    is the handle of the organisation the actor acted for."""
     event = AuditEvent(
-        actor=actor[:64], action=action[:40], petition_slug=petition_slug, detail=detail[:300]
+        actor=actor[:64],
+        organisation=organisation[:64],
+        action=action[:40],
+        petition_slug=petition_slug,
+        detail=detail[:300],
     )
     session.add(event)
     return event

@@ -133,6 +133,20 @@ def _texts(petition: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _organisers(petition: dict[str, Any]) -> list[dict[str, Any]]:
+    """petition.json's organisers, each with both names; none for an older petition.json."""
+    named = petition.get("organisers")
+    if not isinstance(named, list):
+        return []
+    return [
+        o
+        for o in named
+        if isinstance(o, dict)
+        and isinstance(o.get("name"), dict)
+        and all(isinstance(o["name"].get(lang), str) for lang in ("km", "en"))
+    ]
+
+
 def delivery_html(facts: DeliveryFacts) -> str:
     """Render the document's HTML (needs an app context, for the template), with the line
     breaks Khmer needs (service/tlog/linebreaks.py)."""
@@ -145,6 +159,7 @@ def delivery_html(facts: DeliveryFacts) -> str:
         "delivery/delivery.html",
         petition=petition,
         texts=texts,
+        organisers=_organisers(petition),
         km=by_lang.get("km"),
         en=by_lang.get("en"),
         count=facts.count,

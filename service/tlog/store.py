@@ -44,12 +44,14 @@ from samleng.service.platform.models import (
     Leaf,
     LegacyPendingSignature,
     Maintenance,
+    Organisation,
     PendingSignature,
     Petition,
     PetitionStatus,
     SealEpoch,
     SignedCheckpoint,
     TreeNode,
+    organisers_of,
     utc_today,
 )
 from samleng.service.platform.vault import Vault
@@ -82,15 +84,23 @@ class LogState:
         return max(self.size - 1, 0)
 
 
-def petition_document(petition: Petition, vkey: str, witness_policy: bytes | None = None) -> bytes:
+def petition_document(
+    petition: Petition,
+    vkey: str,
+    witness_policy: bytes | None = None,
+    organisers: Sequence[Organisation] = (),
+) -> bytes:
     """The canonical petition.json that leaf 0 commits to (docs/formats.md §11).
 
-    ``witness_policy`` is the tlog-policy file of the witnesses named before opening; the
-    member is left out when there is none.
+    ``witness_policy`` is the tlog-policy file of the witnesses named before opening, and
+    ``organisers`` the organisations organising it; each member is left out when there is
+    none, so a petition without them has the petition.json it always had.
     """
     policy = {} if witness_policy is None else {"witness_policy": witness_policy.decode()}
+    named = {"organisers": organisers_member(organisers)} if organisers else {}
     return canonical_json(
         policy
+        | named
         | {
             "format": PETITION_FORMAT,
             "origin": petition.origin,
@@ -114,6 +124,14 @@ def petition_document(petition: Petition, vkey: str, witness_policy: bytes | Non
             },
         }
     )
+
+
+def organisers_member(organisers: Sequence[Organisation]) -> list[dict[str, Any]]:
+    """petition.json's ``organisers`` member: each one's names and website, in order."""
+    return [
+        {"name": {"en": o.name_en, "km": o.name_km}} | ({"website": o.website} if o.website else {})
+        for o in organisers
+    ]
 
 
 def _seed_wrapping_key(master_key: bytes) -> bytes:
@@ -234,7 +252,12 @@ def start_log(
     seed, signer = generate_log_signer(petition.origin)
     petition.wrapped_log_seed = wrap_key(_seed_wrapping_key(master_key), seed, petition.origin)
     petition.log_vkey = signer.vkey
-    document = petition_document(petition, signer.vkey, witness_policy(signer.vkey))
+    document = petition_document(
+        petition,
+        signer.vkey,
+        witness_policy(signer.vkey),
+        organisers_of(session, petition.id),
+    )
     petition.petition_json = document
     header = header_leaf(document)
     return _append(session, petition, signer, 0, [(decode_leaf(header).c, header, None)])

@@ -44,6 +44,7 @@ from samleng.service.platform.models import (
     Petition,
     PetitionStatus,
     get_petition,
+    organisers_of,
     utc_today,
 )
 from samleng.service.platform.ratelimit import current_client, own_limits
@@ -135,6 +136,7 @@ def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -
         count=0 if state is None else state.count,
         fingerprint=None if state is None else state.root[:8].hex(" ", 2),
         witnesses=coverage(session, petition),
+        organisers=organisers_of(session, petition.id),
         form=form,
         form_token=form_token,
     )

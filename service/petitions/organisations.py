@@ -1,0 +1,160 @@
+"""Organisations: who organises a petition, and who an account acts for.
+
+A coalition's organisations are named on the petition's page and, frozen into petition.json
+when it opens, in its delivery.pdf. An organiser who acts for an organisation may act on the
+petitions it organises and on no other (service/admin/accounts.py); the audit trail names
+the organisation of each action.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from samleng.service.platform.errors import OrganisationError, PetitionStateError
+from samleng.service.platform.models import (
+    Account,
+    Organisation,
+    Petition,
+    PetitionOrganiser,
+    PetitionStatus,
+    organisers_of,
+)
+
+HANDLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MAX_NAME = 200
+MAX_WEBSITE = 300
+# A petition names at most this many organisers: the page and delivery.pdf list them all.
+MAX_ORGANISERS = 64
+# Control characters and the like: never in a name shown on a page or printed in a PDF.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _name(value: str, lang: str) -> str:
+    name = " ".join(value.split())
+    if not name:
+        raise OrganisationError(f"give the organisation's name in {lang}")
+    if len(name) > MAX_NAME:
+        raise OrganisationError(f"the name in {lang} is longer than {MAX_NAME} characters")
+    if _UNPRINTABLE.search(name):
+        raise OrganisationError(f"the name in {lang} has a character that cannot be shown")
+    return name
+
+
+def check_website(value: str) -> str | None:
+    """The website as given, or None for none; OrganisationError unless an http(s) address."""
+    website = value.strip()
+    if not website:
+        return None
+    if len(website) > MAX_WEBSITE:
+        raise OrganisationError(f"the website is longer than {MAX_WEBSITE} characters")
+    if _UNPRINTABLE.search(website) or any(c.isspace() for c in website):
+        raise OrganisationError("the website has a space or a character that cannot be shown")
+    try:
+        parts = urlsplit(website)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:  # "https://[bad": not an address at all
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host:
+        raise OrganisationError("the website must be an address starting with https:// or http://")
+    return website
+
+
+def create_organisation(
+    session: Session, handle: str, *, name_km: str, name_en: str, website: str = ""
+) -> Organisation:
+    """Add an organisation; OrganisationError for a bad or taken handle or a bad name."""
+    handle = handle.strip().lower()
+    if not HANDLE.match(handle):
+        raise OrganisationError(
+            "a handle is 1-64 lower-case letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    if find_organisation(session, handle) is not None:
+        raise OrganisationError(f"an organisation with handle {handle!r} exists already")
+    organisation = Organisation(
+        handle=handle,
+        name_km=_name(name_km, "Khmer"),
+        name_en=_name(name_en, "English"),
+        website=check_website(website),
+    )
+    session.add(organisation)
+    session.flush()
+    return organisation
+
+
+def find_organisation(session: Session, handle: str) -> Organisation | None:
+    """The organisation with this handle, if any."""
+    return session.scalar(
+        select(Organisation).where(Organisation.handle == handle.strip().lower()[:64])
+    )
+
+
+def named_organisation(session: Session, handle: str) -> Organisation:
+    """The organisation with this handle; OrganisationError naming it otherwise."""
+    organisation = find_organisation(session, handle)
+    if organisation is None:
+        raise OrganisationError(f"no organisation with handle {handle.strip()[:64]!r}")
+    return organisation
+
+
+def organisations(session: Session) -> Sequence[Organisation]:
+    """Every organisation, by handle."""
+    return session.scalars(select(Organisation).order_by(Organisation.handle)).all()
+
+
+def set_organisers(
+    session: Session, petition: Petition, chosen: Sequence[Organisation]
+) -> list[Organisation]:
+    """Name the organisations organising a draft, in this order (frozen when it opens)."""
+    if petition.status != PetitionStatus.DRAFT:
+        raise PetitionStateError(
+            f"petition {petition.slug!r} is {petition.status}: its organisers were frozen "
+            "into petition.json when it opened"
+        )
+    if len({o.id for o in chosen}) != len(chosen):
+        raise OrganisationError("an organisation is named twice")
+    if len(chosen) > MAX_ORGANISERS:
+        raise OrganisationError(f"a petition has at most {MAX_ORGANISERS} organisers")
+    session.execute(delete(PetitionOrganiser).where(PetitionOrganiser.petition_id == petition.id))
+    for position, organisation in enumerate(chosen):
+        session.add(
+            PetitionOrganiser(
+                petition_id=petition.id, organisation_id=organisation.id, position=position
+            )
+        )
+    session.flush()
+    return list(chosen)
+
+
+def add_organiser(session: Session, petition: Petition, organisation: Organisation) -> None:
+    """Name one more organisation among a draft's organisers (last)."""
+    current = organisers_of(session, petition.id)
+    if any(o.id == organisation.id for o in current):
+        raise OrganisationError(f"{organisation.handle!r} already organises this petition")
+    set_organisers(session, petition, [*current, organisation])
+
+
+def remove_organiser(
+    session: Session, petition: Petition, organisation: Organisation, *, by: Account
+) -> None:
+    """Stop naming an organisation among a draft's organisers. An organiser cannot remove
+    their own organisation: they would lose the petition they are acting on."""
+    current = organisers_of(session, petition.id)
+    if not any(o.id == organisation.id for o in current):
+        raise OrganisationError(f"{organisation.handle!r} does not organise this petition")
+    if by.role != "admin" and by.organisation_id == organisation.id:
+        raise OrganisationError("you cannot remove your own organisation from a petition")
+    set_organisers(session, petition, [o for o in current if o.id != organisation.id])
+
+
+def set_account_organisation(
+    session: Session, account: Account, organisation: Organisation | None
+) -> None:
+    """Let ``account`` act for ``organisation`` (None: for none, on granted petitions only)."""
+    account.organisation_id = None if organisation is None else organisation.id
+    session.flush()
