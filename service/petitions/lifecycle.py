@@ -216,6 +216,15 @@ def open_petitions(session: Session) -> Sequence[Petition]:
     ).all()
 
 
+def public_petitions(session: Session) -> Sequence[Petition]:
+    """Petitions the public may see (every one but drafts), newest first."""
+    return session.scalars(
+        select(Petition)
+        .where(Petition.status != PetitionStatus.DRAFT, Petition.petition_json.is_not(None))
+        .order_by(Petition.id.desc())
+    ).all()
+
+
 def _transition(petition: Petition, allowed_from: str, to: str) -> None:
     if petition.status != allowed_from:
         raise PetitionStateError(

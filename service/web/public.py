@@ -15,6 +15,7 @@ from flask import (
     abort,
     current_app,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -27,7 +28,11 @@ from werkzeug.exceptions import NotFound
 from samleng.crypto.errors import ReceiptFormatError
 from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
 from samleng.crypto.tokens import Argon2Params, dedup_token
-from samleng.service.petitions.lifecycle import open_petitions, signature_count
+from samleng.service.petitions.lifecycle import (
+    open_petitions,
+    public_petitions,
+    signature_count,
+)
 from samleng.service.platform.config import Config
 from samleng.service.platform.context import services
 from samleng.service.platform.dbsession import get_session
@@ -89,13 +94,18 @@ def _add_lang(_endpoint: str, values: dict[str, Any]) -> None:
     values.setdefault("lang", g.get("lang", config().default_lang))
 
 
+# A petition outlives its keys: after forget, its page, count and receipt checks still answer
+# from the public log, as signers were told they could check later.
+_PUBLIC_STATUSES = (PetitionStatus.OPEN, PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
+
+
 def _visible_petition(slug: str) -> Petition:
-    """A petition that the public may see (open or closed), or 404."""
+    """A petition that the public may see (open, closed or forgotten), or 404 (drafts)."""
     try:
         petition = get_petition(get_session(), slug)
     except PetitionNotFound:
         abort(404)
-    if petition.status not in (PetitionStatus.OPEN, PetitionStatus.CLOSED):
+    if petition.status not in _PUBLIC_STATUSES:
         abort(404)
     return petition
 
@@ -137,6 +147,12 @@ def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -
         fingerprint=None if state is None else state.root[:8].hex(" ", 2),
         witnesses=coverage(session, petition),
         organisers=organisers_of(session, petition.id),
+        bundle_url=(
+            None
+            if petition.status == PetitionStatus.OPEN
+            or "log.bundle_zip" not in current_app.view_functions
+            else url_for("log.bundle_zip", slug=petition.slug)
+        ),
         form=form,
         form_token=form_token,
     )
@@ -168,6 +184,34 @@ def home() -> Any:
 def healthz() -> Response:
     """Liveness: the process answers."""
     return Response("ok\n", mimetype="text/plain")
+
+
+@root.get("/petitions.json")
+def petitions_json() -> Response:
+    """Open data: every public petition with its titles, status, goal and count, and where
+    its log is (absolute URLs on the configured origin). Cacheable for a few seconds."""
+    session = get_session()
+    listed = []
+    for petition in public_petitions(session):
+        state = latest_checkpoint(session, petition)
+        log = f"https://{petition.origin}"
+        listed.append(
+            {
+                "slug": petition.slug,
+                "status": petition.status,
+                "titles": {lang: text["title"] for lang, text in sorted(petition.texts.items())},
+                "goal": petition.goal,
+                "count": 0 if state is None else state.count,
+                "opens_on": petition.opens_on.isoformat() if petition.opens_on else None,
+                "closes_on": petition.closes_on.isoformat() if petition.closes_on else None,
+                "checkpoint": f"{log}/checkpoint",
+                "count_json": f"{log}/count.json",
+                "bundle": None if petition.status == PetitionStatus.OPEN else f"{log}/bundle.zip",
+            }
+        )
+    response = jsonify({"petitions": listed})
+    response.headers["Cache-Control"] = "public, max-age=5"
+    return response
 
 
 @bp.get("/")

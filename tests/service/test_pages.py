@@ -209,6 +209,7 @@ def walk(app: Flask) -> Iterator[Visit]:
         "/p/free-them/tile/0/000.p/2",
         "/p/free-them/tile/entries/000.p/2",
         "/healthz",
+        "/petitions.json",
     ):
         yield visit(path, 200, client.get(path))
     yield visit("consistency without old", 400, client.get("/p/free-them/proof/consistency"))
