@@ -6,6 +6,7 @@ values and a message per field, like the sign form (signing/forms.py).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,10 +14,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from samleng.crypto.custody import MAX_KEYS, Custody
 from samleng.service.petitions.lifecycle import (
     TEXT_FIELDS,
     check_closing_date,
-    parse_details_public_key,
+    details_custody,
+    parse_details_public_keys,
+    set_custody,
     validate_texts,
 )
 from samleng.service.platform.errors import PetitionStateError
@@ -33,7 +37,8 @@ from samleng.service.platform.models import (
 # Character limits per text field; the body is Markdown source.
 TEXT_LIMITS = {"title": 200, "target": 300, "summary": 1000, "body": 20000}
 MAX_GOAL = 100_000_000
-# The details key file is one short line; anything much longer is not one.
+# A .pub file is one line of 45 characters; a coalition's keys, one per line, at most 16 of
+# them. Anything much longer is not a key file.
 MAX_KEY_FILE_BYTES = 1024
 PAST_DEADLINE = "The deadline is in the past."
 
@@ -47,7 +52,9 @@ class DraftForm:
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     goal: int = 0
     closes_on: dt.date | None = None
-    details_public_key: bytes | None = None
+    # Who will open the details: None when the form has errors, or when a draft's form gives
+    # no key (its custody is kept).
+    custody: Custody | None = None
 
 
 def text_field_name(lang: str, name: str) -> str:
@@ -57,6 +64,7 @@ def text_field_name(lang: str, name: str) -> str:
 
 def form_values(petition: Petition) -> dict[str, str]:
     """A draft's current values, to fill the edit form."""
+    custody = petition.custody()
     values = {
         "slug": petition.slug,
         "goal": str(petition.goal),
@@ -64,6 +72,12 @@ def form_values(petition: Petition) -> dict[str, str]:
         "identifier_mode": petition.identifier_mode,
         "verification_mode": petition.verification_mode,
         "region": petition.region,
+        # The public keys, so that a coalition can check them and their order (share order).
+        "details_key_text": "\n".join(
+            base64.b64encode(key).decode("ascii") for key in custody.public_keys
+        ),
+        # Empty for one key, so that keys added later need a threshold chosen for them.
+        "details_threshold": "" if custody.version == 1 else str(custody.threshold),
     }
     for lang, texts in petition.texts.items():
         for name in TEXT_FIELDS:
@@ -72,9 +86,16 @@ def form_values(petition: Petition) -> dict[str, str]:
 
 
 def parse_draft_form(
-    form: Mapping[str, str], key_file: bytes | None, *, new: bool, today: dt.date
+    form: Mapping[str, str],
+    key_file: bytes | None,
+    *,
+    new: bool,
+    today: dt.date,
+    current: Custody | None = None,
 ) -> DraftForm:
-    """Check the petition form. ``key_file`` is the uploaded details public key, if any."""
+    """Check the petition form. ``key_file`` is the uploaded details public key file, if any
+    (one key per line); ``current`` is the custody of the draft being changed, whose keys a
+    form without any keeps."""
     values = {k: str(form.get(k, "")).strip() for k in _field_names()}
     errors: dict[str, str] = {}
     if new and not SLUG.match(values["slug"]):
@@ -96,11 +117,9 @@ def parse_draft_form(
             validate_texts(texts)
         except ValueError as exc:
             errors.setdefault("texts", str(exc))
-    goal = 0
-    if not values["goal"].isdigit() or not 0 < int(values["goal"]) <= MAX_GOAL:
+    goal = whole_number(values["goal"], MAX_GOAL) or 0
+    if not goal:
         errors["goal"] = "The goal is a whole number of signatures, at least 1."
-    else:
-        goal = int(values["goal"])
     closes_on = None
     if values["closes_on"]:
         try:
@@ -119,32 +138,77 @@ def parse_draft_form(
     values["region"] = values["region"].upper() or "KH"
     if len(values["region"]) != 2 or not values["region"].isalpha():
         errors["region"] = "A two-letter country code, like KH."
-    key: bytes | None = None
-    key_text = values.pop("details_key_text")
-    if key_file:
-        key_text = key_file[: MAX_KEY_FILE_BYTES + 1].decode("ascii", "replace")
-    if key_text:
-        try:
-            if len(key_text) > MAX_KEY_FILE_BYTES:
-                raise ValueError("this file is too large to be a public key")
-            key = parse_details_public_key(key_text)
-        except ValueError as exc:
-            errors["details_key"] = f"The details public key: {exc}."
-    elif new:
-        errors["details_key"] = "Upload the organisers' details public key (the .pub file)."
+    custody = _parse_custody(values, key_file, errors, new=new, current=current)
     return DraftForm(
         values=values,
         errors=errors,
         texts=texts,
         goal=goal,
         closes_on=closes_on,
-        details_public_key=key,
+        custody=custody,
     )
+
+
+def whole_number(text: str, most: int) -> int | None:
+    """The number from 1 to ``most`` that ``text`` writes in decimal digits, else None."""
+    # isdecimal, not isdigit: int() refuses "²", which isdigit lets through; the length bound
+    # keeps int() far from its 4300-digit limit.
+    if not text.isdecimal() or len(text) > len(str(most)):
+        return None
+    number = int(text)
+    return number if 1 <= number <= most else None
+
+
+def _parse_custody(
+    values: Mapping[str, str],
+    key_file: bytes | None,
+    errors: dict[str, str],
+    *,
+    new: bool,
+    current: Custody | None,
+) -> Custody | None:
+    """The custody the form asks for; None when it has an error (put in ``errors``), or when
+    a draft's form gives no key and no threshold (its custody stays)."""
+    key_text = values["details_key_text"]
+    if key_file:
+        key_text = key_file[: MAX_KEY_FILE_BYTES + 1].decode("ascii", "replace")
+    threshold: int | None = None
+    if values["details_threshold"]:
+        threshold = whole_number(values["details_threshold"], MAX_KEYS)
+        if threshold is None:
+            errors["details_threshold"] = f"The threshold is a whole number from 1 to {MAX_KEYS}."
+            return None
+    keys: list[bytes] = []
+    if key_text:
+        try:
+            if len(key_text) > MAX_KEY_FILE_BYTES:
+                raise ValueError("this is too large for a list of public keys")
+            keys = parse_details_public_keys(key_text)
+        except ValueError as exc:
+            errors["details_key"] = f"The details public key: {exc}."
+            return None
+    if not keys:
+        if new or current is None:
+            errors["details_key"] = (
+                "Upload the organisers' details public key (the .pub file), or paste one key "
+                "per organisation."
+            )
+            return None
+        if threshold is None:
+            return None  # nothing about the keys was changed
+        keys = list(current.public_keys)
+    try:
+        return details_custody(keys, threshold)
+    except ValueError as exc:
+        message = str(exc)
+        field = "details_threshold" if "threshold" in message else "details_key"
+        errors[field] = f"{message[:1].upper()}{message[1:]}."
+        return None
 
 
 def _field_names() -> list[str]:
     names = ["slug", "goal", "closes_on", "identifier_mode", "verification_mode", "region"]
-    names.append("details_key_text")
+    names += ["details_key_text", "details_threshold"]
     names += [text_field_name(lang, n) for lang in LANGUAGES for n in TEXT_FIELDS]
     return names
 
@@ -165,8 +229,8 @@ def update_draft(
     petition.identifier_mode = form.values["identifier_mode"]
     petition.verification_mode = form.values["verification_mode"]
     petition.region = form.values["region"]
-    if form.details_public_key is not None:
-        petition.details_public_key = form.details_public_key
+    if form.custody is not None:
+        set_custody(petition, form.custody)
     session.flush()
 
 

@@ -43,6 +43,7 @@ from samleng.service.petitions.lifecycle import (
     close_expired,
     close_petition,
     create_petition,
+    custody_trail,
     forget_petition,
     open_petition,
 )
@@ -405,7 +406,7 @@ def new() -> Any:
         return _draft_page(dict(form.values), dict(form.errors)), 400
     cfg = _config()
     session = get_session()
-    if form.details_public_key is None:  # parse_draft_form reports it missing; never here
+    if form.custody is None:  # parse_draft_form reports it missing; never here
         abort(400)
     try:
         petition = create_petition(
@@ -418,7 +419,8 @@ def new() -> Any:
             identifier_mode=form.values["identifier_mode"],
             verification_mode=form.values["verification_mode"],
             region=form.values["region"],
-            details_public_key=form.details_public_key,
+            details_public_key=form.custody.public_keys[0],
+            custody=form.custody,
             argon2=cfg.argon2,
             closes_on=form.closes_on,
             today=utc_today(),
@@ -439,7 +441,7 @@ def new() -> Any:
         orgs.set_organisers(session, petition, [organisation])
     elif _account().role != "admin":
         acc.grant(session, _account(), petition)
-    _record("create", petition)
+    _record("create", petition, custody_trail(form.custody))
     session.commit()
     return redirect(url_for("admin.petition", slug=petition.slug))
 
@@ -453,7 +455,9 @@ def edit(slug: str) -> Any:
     if request.method == "GET":
         return _draft_page(drafts.form_values(petition), {}, petition=petition)
     form = _check_mail(
-        drafts.parse_draft_form(request.form, _key_upload(), new=False, today=utc_today())
+        drafts.parse_draft_form(
+            request.form, _key_upload(), new=False, today=utc_today(), current=petition.custody()
+        )
     )
     values = {**dict(form.values), "slug": petition.slug}
     if form.errors:

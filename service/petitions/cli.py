@@ -19,6 +19,7 @@ from samleng.service.petitions import organisations as orgs
 from samleng.service.petitions.lifecycle import (
     close_petition,
     create_petition,
+    custody_trail,
     details_custody,
     forget_petition,
     open_petition,
@@ -139,9 +140,10 @@ def petition_create(
         raise click.ClickException(f"a petition with slug {slug!r} already exists") from None
     except (ValueError, json.JSONDecodeError) as exc:
         raise click.ClickException(str(exc)) from None
-    record_command("create", petition)
+    record_command("create", petition, custody_trail(custody))
     get_session().commit()
-    click.echo(f"created draft petition {petition.slug} ({petition.origin})")
+    sealed = custody_trail(custody) or "details sealed to one key"
+    click.echo(f"created draft petition {petition.slug} ({petition.origin}); {sealed}")
 
 
 @petition_group.command("organisers")

@@ -69,10 +69,12 @@ def details_custody(public_keys: Sequence[bytes], threshold: int | None) -> Cust
         )
     if len(set(public_keys)) != len(public_keys):
         raise ValueError("a details public key is given twice")
-    if not 1 <= threshold <= len(public_keys) <= MAX_KEYS:
+    if len(public_keys) > MAX_KEYS:
+        raise ValueError(f"a petition has at most {MAX_KEYS} details keys, not {len(public_keys)}")
+    if not 1 <= threshold <= len(public_keys):
         raise ValueError(
             f"the threshold must be between 1 and the number of keys ({len(public_keys)}), "
-            f"and a petition has at most {MAX_KEYS} keys"
+            f"not {threshold}"
         )
     return Custody(public_keys=tuple(public_keys), threshold=threshold)
 
@@ -88,6 +90,34 @@ def parse_details_public_key(text: str) -> bytes:
     if len(key) != 32:
         raise ValueError("this is not a 32-byte X25519 public key")
     return key
+
+
+def custody_trail(custody: Custody) -> str:
+    """The audit trail's detail of a petition's creation: empty for one key, as it always
+    was; "details sealed to K of N keys" for a coalition."""
+    if custody.version == 1:
+        return ""
+    return f"details sealed to {custody.threshold} of {custody.keys} keys"
+
+
+def parse_details_public_keys(text: str) -> list[bytes]:
+    """The details public keys of a coalition, one per line in share order (a single .pub
+    file is one line). ValueError naming the line that is not a key."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    keys = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            keys.append(parse_details_public_key(line))
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}" if len(lines) > 1 else str(exc)) from None
+    return keys
+
+
+def set_custody(petition: Petition, custody: Custody) -> None:
+    """Seal a draft's details to ``custody``: one key as before (version 1 records), or k of
+    n organisations' keys (version 2)."""
+    petition.details_public_key = custody.public_keys[0]
+    petition.details_custody = custody.petition_member() if custody.version == 2 else None
 
 
 def validate_texts(texts: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
@@ -171,9 +201,6 @@ def create_petition(
         and custody.public_keys[0] != details_public_key
     ):
         raise ValueError("the details public key must be the custody's first key")
-    if custody is not None and custody.version == 2 and verification_mode == "email":
-        # A confirmation link carries the sealed details; its format holds version 1 records.
-        raise ValueError("email verification does not work with coalition custody yet")
     check_closing_date(closes_on, today)
     if session.scalar(select(Petition.id).where(Petition.slug == slug)) is not None:
         raise SlugUnavailable(SLUG_UNAVAILABLE)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from samleng.crypto.details import DETAILS_CIPHERTEXT_BYTES
+from samleng.crypto.custody import MAX_KEYS, record_size
 from samleng.crypto.errors import SealedBoxError
 from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord
@@ -52,11 +52,14 @@ from samleng.service.signing.signatures import (
 _LINK_AAD = b"samleng-confirm/v1\n"
 _HEADER = struct.Struct(">IQ")  # petition id, issue time (Unix seconds)
 _RECEIPT_BYTES = 16
-_PLAINTEXT_BYTES = _HEADER.size + TOKEN_BYTES + _RECEIPT_BYTES + DETAILS_CIPHERTEXT_BYTES
+# What comes before the sealed details, whose size is the petition's record size: 1072 bytes
+# for one key, more with coalition custody (docs/formats.md §10).
+_FIXED_BYTES = _HEADER.size + TOKEN_BYTES + _RECEIPT_BYTES
 # A link issued this far "in the future" was not made by this clock.
 _CLOCK_SKEW = 300
-# Base64 of nonce, plaintext and tag, with room to spare: anything longer is not a link.
-MAX_LINK_CHARS = 2 * (NONCE_BYTES + _PLAINTEXT_BYTES + TAG_BYTES)
+# Base64 of nonce, plaintext and tag for the largest record (16 keys), with room to spare:
+# anything longer is not a link.
+MAX_LINK_CHARS = 2 * (NONCE_BYTES + _FIXED_BYTES + record_size(MAX_KEYS) + TAG_BYTES)
 
 
 class LinkError(Error):
@@ -124,7 +127,7 @@ def open_link(
         plaintext = unseal(petition_key(keys, LINK_KEY_PURPOSE), raw, aad)
     except SealedBoxError:
         raise LinkInvalid("the link does not open for this petition") from None
-    if len(plaintext) != _PLAINTEXT_BYTES:
+    if len(plaintext) != _FIXED_BYTES + keys.custody.record_size:
         raise LinkInvalid("the link has the wrong size")
     petition_id, issued = _HEADER.unpack_from(plaintext)
     if petition_id != keys.petition_id:

@@ -4,6 +4,7 @@ of their own, and combined; and the single-key petitions made before it, unchang
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import shutil
@@ -13,15 +14,26 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from samleng.crypto.audit import main as audit
-from samleng.crypto.custody import custody_from_petition
+from samleng.crypto.custody import Custody, custody_from_petition, single_key_custody
+from samleng.crypto.details import generate_details_keypair
 from samleng.crypto.keyfile import generate_key_files
 from samleng.crypto.tokens import Argon2Params
+from samleng.service.platform.context import services
 from samleng.service.platform.dbsession import get_session
-from samleng.service.platform.models import Leaf, Petition, get_petition
+from samleng.service.platform.models import AuditEvent, Leaf, Petition, get_petition
 from tests.conftest import TEXTS, add_petition, receipt_of, seal, sign
+from tests.service.test_admin import (
+    admin_client,
+    cheap_passwords,  # noqa: F401  (the fixture: cheap password hashes here too)
+    csrf_of,
+    draft_form,
+    login,
+    make_account,
+)
+from tests.service.test_verification import Inbox, link_path, make_mail_app, smtp  # noqa: F401
 
 CHEAP = Argon2Params(time_cost=1, memory_kib=8, parallelism=1)
 PASSPHRASE = "seven random words make a fine passphrase"
@@ -213,3 +225,167 @@ def test_a_single_key_petition_is_as_before(
     assert exported.exit_code == 0
     data = (tmp_path / "details.bin").read_bytes()
     assert data[:2] == b"\x04\x30" and len(data) == 2 + 1072  # a version 1 file
+
+
+# --- the admin's draft form ------------------------------------------------------------------
+
+
+def pasted(count: int) -> tuple[str, list[bytes]]:
+    """``count`` organisations' public keys, as pasted into the form: one per line."""
+    publics = [generate_details_keypair()[1] for _ in range(count)]
+    return "\n".join(base64.b64encode(key).decode() for key in publics), publics
+
+
+@pytest.fixture
+def organiser(app: Flask) -> FlaskClient:
+    make_account(app, "sokha")
+    client = admin_client(app)
+    login(client, "sokha")
+    return client
+
+
+def test_the_admin_makes_a_coalition_draft_and_changes_it(
+    app: Flask, organiser: FlaskClient
+) -> None:
+    csrf = csrf_of(organiser)
+    text, publics = pasted(3)
+    form = draft_form(csrf, "river", details_key=None, details_key_text=text + "\n")
+    assert organiser.post("/admin/new", data={**form, "details_threshold": "2"}).status_code == 302
+    with app.app_context():
+        custody = get_petition(get_session(), "river").custody()
+        created = (
+            get_session()
+            .scalars(select(AuditEvent.detail).where(AuditEvent.action == "create"))
+            .all()
+        )
+    assert custody == Custody(public_keys=tuple(publics), threshold=2)
+    assert created == ["details sealed to 2 of 3 keys"]
+
+    # The edit page shows the keys in share order and the threshold, so they can be checked.
+    page = organiser.get("/admin/p/river/edit").get_data(as_text=True)
+    assert text in page and 'name="details_threshold" min="1" max="16" value="2"' in page
+    # The page as it is, saved again, changes nothing; the threshold alone can change.
+    edited = draft_form(csrf, "river", details_key=None, details_key_text=text)
+    assert (
+        organiser.post("/admin/p/river/edit", data={**edited, "details_threshold": "3"}).status_code
+        == 302
+    )
+    with app.app_context():
+        assert get_petition(get_session(), "river").custody() == Custody(
+            public_keys=tuple(publics), threshold=3
+        )
+    # Back to one organisation: a single-key petition again (version 1 records).
+    one, (public,) = pasted(1)
+    edited = draft_form(csrf, "river", details_key=None, details_key_text=one)
+    assert organiser.post("/admin/p/river/edit", data=edited).status_code == 302
+    with app.app_context():
+        petition = get_petition(get_session(), "river")
+        assert petition.custody() == single_key_custody(public)
+        assert petition.details_custody is None
+    # A single-key draft's threshold is shown empty: keys added to it need one chosen.
+    page = organiser.get("/admin/p/river/edit").get_data(as_text=True)
+    assert 'name="details_threshold" min="1" max="16" value=""' in page
+    refused = organiser.post(
+        "/admin/p/river/edit",
+        data=draft_form(csrf, "river", details_key=None, details_key_text=text),
+    )
+    assert refused.status_code == 400
+    assert "With 3 details keys, say how many organisations must agree" in refused.get_data(
+        as_text=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "threshold", "field", "message"),
+    [
+        (3, "", "details_threshold", "With 3 details keys, say how many organisations must agree"),
+        (3, "4", "details_threshold",
+         "The threshold must be between 1 and the number of keys (3), not 4."),
+        (2, "0", "details_threshold", "The threshold is a whole number from 1 to 16."),
+        (2, "²", "details_threshold", "The threshold is a whole number from 1 to 16."),
+        (2, "1" * 5000, "details_threshold", "The threshold is a whole number from 1 to 16."),
+        (17, "2", "details_key", "A petition has at most 16 details keys, not 17."),
+        ("twice", "2", "details_key", "A details public key is given twice."),
+        ("garbled", "2", "details_key",
+         "The details public key: line 2: this is not a base64 public key."),
+    ],
+)  # fmt: skip
+def test_the_admin_form_refuses_a_custody_it_cannot_use(
+    app: Flask, organiser: FlaskClient, keys: int | str, threshold: str, field: str, message: str
+) -> None:
+    if keys == "twice":
+        one, _ = pasted(1)
+        text = f"{one}\n{one}"
+    elif keys == "garbled":
+        one, _ = pasted(1)
+        text = f"{one}\nnot a key at all"
+    else:
+        assert isinstance(keys, int)
+        text, _ = pasted(keys)
+    form = draft_form(
+        csrf_of(organiser), "river", details_key=None, details_key_text=text,
+        details_threshold=threshold,
+    )  # fmt: skip
+    answer = organiser.post("/admin/new", data=form)
+    assert answer.status_code == 400
+    body = answer.get_data(as_text=True).replace("&#39;", "'")
+    # The message stands between the field's label and the field, and what was typed stays.
+    assert body.index(f'for="f-{field}"') < body.index(message) < body.index(f'id="f-{field}"')
+    assert text.splitlines()[0] in body
+    with app.app_context():
+        assert get_session().scalar(select(func.count()).select_from(Petition)) == 0
+
+
+@pytest.mark.parametrize("goal", ["²", "1" * 5000, "0", "-5", "١٠"])
+def test_the_admin_form_refuses_a_goal_that_is_no_number(
+    app: Flask, organiser: FlaskClient, goal: str
+) -> None:
+    answer = organiser.post("/admin/new", data=draft_form(csrf_of(organiser), "river", goal=goal))
+    if goal == "١٠":  # Arabic-Indic digits are decimal digits: ten, as int() reads them
+        assert answer.status_code == 302
+        return
+    assert answer.status_code == 400
+    assert "The goal is a whole number of signatures, at least 1." in answer.get_data(as_text=True)
+
+
+# --- email verification -----------------------------------------------------------------------
+
+
+def test_email_verification_with_coalition_custody(
+    tmp_path: Path,
+    database_url: str,
+    smtp: tuple[Inbox, int],  # noqa: F811  (the fixture, imported above)
+) -> None:
+    inbox, port = smtp
+    app = make_mail_app(tmp_path, database_url, port)
+    machines = make_machines(tmp_path / "machines")
+    status, output = create(
+        app, "mailed", machines, "--threshold", "2", "--identifier", "email",
+        "--verification", "email",
+    )  # fmt: skip
+    assert status == 0, output
+    assert app.test_cli_runner().invoke(args=["petition", "open", "mailed"]).exit_code == 0
+    client = app.test_client()
+    answer = sign(client, "mailed", identifier="dara@example.org", name="Sok Dara")
+    assert answer.status_code == 200 and "Check your email" in answer.get_data(as_text=True)
+    path = link_path(inbox.last()[1])
+    confirmed = client.post(path)
+    assert confirmed.status_code == 200
+    receipt_of(confirmed)
+    seal(app)
+    # A link of another size (cut short, or of a single-key petition) is refused, not a 500.
+    assert client.get(path[:-40]).status_code == 400
+    work = tmp_path / "work"
+    work.mkdir()
+    exported = app.test_cli_runner().invoke(
+        args=["export-details", "mailed", str(work / "details.bin")]
+    )
+    assert exported.exit_code == 0, exported.output
+    coalition = Coalition(slug="mailed", machines=machines, work=work)
+    shares = [open_shares(coalition, 2), open_shares(coalition, 3)]
+    status, out = combine(tmp_path / "table", work / "details.bin", shares)
+    assert status == 0
+    with out.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert [row[1] for row in rows[1:]] == ["Sok Dara"]
+    services(app).engine.dispose()
