@@ -188,14 +188,17 @@ def _parse_custody(
             errors["details_key"] = f"The details public key: {exc}."
             return None
     if not keys:
-        if new or current is None:
+        if new:
             errors["details_key"] = (
                 "Upload the organisers' details public key (the .pub file), or paste one key "
                 "per organisation."
             )
             return None
         if threshold is None:
-            return None  # nothing about the keys was changed
+            return None  # nothing about the keys was changed: they stay
+        if current is None:
+            errors["details_key"] = "Give the details keys with the threshold."
+            return None
         keys = list(current.public_keys)
     try:
         return details_custody(keys, threshold)
