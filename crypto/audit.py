@@ -76,6 +76,7 @@ from samleng.crypto.detailsfile import (
     read_details_entries,
     read_details_header,
 )
+from samleng.crypto.endorsement import Endorsements
 from samleng.crypto.errors import (
     CustodyFormatError,
     Error,
@@ -175,6 +176,17 @@ def _read_policy(path: str | None) -> Policy | None:
         raise AuditInputError(f"--policy {path}: not a witness policy: {err}") from None
 
 
+def _print_endorsements(endorsements: Endorsements | None) -> None:
+    """The organisations endorsing the petition, apart from the signer count (§23.3)."""
+    if endorsements is None:
+        return
+    print(f"endorsements {len(endorsements.current)}")
+    for endorsement in endorsements.current:
+        print(f"endorsed by: {endorsement.name_en} / {endorsement.name_km}")
+    for endorsement in endorsements.withdrawn:
+        print(f"withdrawn: {endorsement.name_en} / {endorsement.name_km}")
+
+
 def _verify(args: argparse.Namespace) -> int:
     """Run ``verify DIR [--known-checkpoint FILE ...] [--policy FILE]``."""
     known = [_read_known_checkpoint(path) for path in args.known_checkpoint]
@@ -189,6 +201,7 @@ def _verify(args: argparse.Namespace) -> int:
     )
     root = base64.b64encode(report.root).decode("ascii")
     print(f"verified: {report.origin}, {report.size} leaves, root {root}")
+    _print_endorsements(report.endorsements)
     print(f"count {report.count}")
     if report.witnesses is None and not known:
         # Said every time: a bundle alone cannot show that it is the log others saw.
@@ -632,7 +645,7 @@ def _sample(args: argparse.Namespace) -> int:
     # the one the root above comes from.
     check_seed((Path(args.bundle) / CHECKPOINT_FILE).read_bytes(), args.seed)
     fabricated = fabricated_count(report.count, args.fake_fraction)
-    indices = sample_indices(final, args.seed, args.k)
+    indices = sample_indices(final, args.seed, args.k, frozenset(report.other_leaves))
     listing = "".join(f"{index}\n" for index in indices)
     if args.out:
         # Written only now that the sample is drawn: a refused sample leaves no file behind

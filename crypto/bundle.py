@@ -42,9 +42,11 @@ from enum import StrEnum
 from pathlib import Path
 
 from samleng.crypto.checkpoint import Checkpoint, parse_checkpoint_body, verify_checkpoint
+from samleng.crypto.endorsement import ENDORSEMENTS_FILE, Endorsements, check_endorsements
 from samleng.crypto.errors import (
     BundleError,
     CosignatureError,
+    EndorsementError,
     NoteSignatureError,
     SplitViewError,
     VerificationError,
@@ -115,6 +117,7 @@ class BundleCheck(StrEnum):
     ROOT = "root"
     HISTORY_CONSISTENT = "historical checkpoints consistent"
     KNOWN_CONSISTENT = "known checkpoints consistent"
+    ENDORSEMENTS = "endorsements"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +142,11 @@ class BundleReport:
     root: bytes
     checkpoints_checked: int
     witnesses: WitnessCoverage | None = None
+    # The organisations endorsing the petition (§23), apart from the signers; None for a log
+    # without endorsement leaves.
+    endorsements: Endorsements | None = None
+    # The indices of the leaves that are neither the header nor a signature (endorsements).
+    other_leaves: tuple[int, ...] = ()
 
 
 def petition_log_facts(petition: Mapping[str, object]) -> tuple[str, str]:
@@ -436,6 +444,14 @@ def _check_chunk_kinds(kinds: bytes, start: int, verification_mode: str) -> None
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Scanned:
+    root: bytes
+    count: int  # signature leaves
+    roots: dict[int, bytes]
+    endorsements: list[tuple[int, bytes, bytes]]  # (index, c, d) of each kind 0x06 leaf
+
+
 def _scan_leaves(
     directory: Path,
     size: int,
@@ -443,8 +459,9 @@ def _scan_leaves(
     verification_mode: str,
     history: Iterable[int],
     on_progress: Callable[[int, int], None] | None,
-) -> tuple[bytes, int, dict[int, bytes]]:
-    """Check every leaf and return the root, the count and the root at each ``history`` size.
+) -> _Scanned:
+    """Check every leaf; return the root, the count, the root at each ``history`` size, and
+    the endorsement leaves.
 
     Sizes in ``history`` above ``size`` are left out of the roots.
     """
@@ -462,6 +479,7 @@ def _scan_leaves(
     prefix_repeated = False
     count = 0
     index = 0
+    endorsements: list[tuple[int, bytes, bytes]] = []
     sha256 = hashlib.sha256
     with (directory / LEAVES_FILE).open("rb") as f:
         while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
@@ -484,6 +502,17 @@ def _scan_leaves(
                 )
             _check_chunk_kinds(kinds, index, verification_mode)
             count += kinds.count(LeafKind.SIGNATURE) + kinds.count(LeafKind.VERIFIED_SIGNATURE)
+            found = kinds.find(LeafKind.ENDORSEMENT)
+            while found >= 0:  # a few per petition: found one by one
+                at = found * LEAF_SIZE
+                endorsements.append(
+                    (
+                        index + found,
+                        chunk[at + C_OFFSET : at + D_OFFSET],
+                        chunk[at + D_OFFSET : at + LEAF_SIZE],
+                    )
+                )
+                found = kinds.find(LeafKind.ENDORSEMENT, found + 1)
             seen = len(prefixes)
             prefixes.update(_c_prefixes(n).unpack(chunk))
             prefix_repeated = prefix_repeated or len(prefixes) != seen + n
@@ -511,7 +540,7 @@ def _scan_leaves(
             )
     if 0 in wanted:
         roots[0] = EMPTY_ROOT
-    return tree.root(), count, roots
+    return _Scanned(root=tree.root(), count=count, roots=roots, endorsements=endorsements)
 
 
 @functools.lru_cache(maxsize=4)
@@ -791,7 +820,7 @@ def _verify(
         raise BundleError(BundleCheck.TREE_SIZE, "the log is empty: it has no header leaf")
     passed(BundleCheck.TREE_SIZE, f"{latest.size} leaves, as the checkpoint says")
 
-    root, count, roots = _scan_leaves(
+    scanned = _scan_leaves(
         directory,
         latest.size,
         hashlib.sha256(petition_json).digest(),
@@ -799,6 +828,7 @@ def _verify(
         [*history, *(checkpoint.size for _, checkpoint in known), *prefix_sizes],
         on_progress,
     )
+    root, count, roots = scanned.root, scanned.count, scanned.roots
     passed(BundleCheck.LEAF_FORMAT, "every leaf is samleng-leaf/v1 of a known kind")
     passed(BundleCheck.HEADER, "leaf 0 is the header of petition.json, and the only one")
     passed(
@@ -822,6 +852,13 @@ def _verify(
     _check_known_consistent(known, latest.size, roots)
     if known:
         passed(BundleCheck.KNOWN_CONSISTENT, f"all {len(known)} are prefixes of the final tree")
+    endorsements = _check_endorsements(directory, files, scanned.endorsements, origin)
+    if endorsements is not None:
+        passed(
+            BundleCheck.ENDORSEMENTS,
+            f"{len(scanned.endorsements)} records match their leaves: "
+            f"{len(endorsements.current)} endorsing, {len(endorsements.withdrawn)} withdrawn",
+        )
     report = BundleReport(
         origin=origin,
         size=latest.size,
@@ -829,8 +866,29 @@ def _verify(
         root=root,
         checkpoints_checked=len(history),
         witnesses=coverage,
+        endorsements=endorsements,
+        other_leaves=tuple(index for index, _c, _d in scanned.endorsements),
     )
     return _Verified(report=report, vkey=vkey, roots=roots)
+
+
+def _check_endorsements(
+    directory: Path, files: list[str], leaves: list[tuple[int, bytes, bytes]], origin: str
+) -> Endorsements | None:
+    """Check endorsements.json against the kind 0x06 leaves (ENDORSEMENTS); None when the log
+    has none and the bundle no file, as every bundle from before endorsements."""
+    if ENDORSEMENTS_FILE not in files:
+        if leaves:
+            raise BundleError(
+                BundleCheck.ENDORSEMENTS,
+                f"the log has {len(leaves)} endorsement leaves, but the bundle has no "
+                f"{ENDORSEMENTS_FILE}",
+            )
+        return None
+    try:
+        return check_endorsements(_read_small(directory, ENDORSEMENTS_FILE), leaves, origin)
+    except EndorsementError as exc:
+        raise BundleError(BundleCheck.ENDORSEMENTS, str(exc)) from None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,7 +20,7 @@ from samleng.crypto.canonical import encode_origin
 from samleng.crypto.custody import Custody, open_record
 from samleng.crypto.details import details_digest, open_details
 from samleng.crypto.errors import CustodyError, DetailsDecryptionError, DetailsFileError
-from samleng.crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
+from samleng.crypto.leaf import LEAF_SIZE, decode_leaf, is_signature
 
 _LENGTH = struct.Struct(">H")
 MAX_RECORD_BYTES = (1 << 16) - 1
@@ -60,7 +60,7 @@ def _signature_leaves(leaves: BinaryIO) -> Iterator[tuple[int, bytes, bytes]]:
     while chunk := leaves.read(LEAF_SIZE * _CHUNK_LEAVES):
         for offset in range(0, len(chunk), LEAF_SIZE):
             leaf = decode_leaf(chunk[offset : offset + LEAF_SIZE])
-            if leaf.kind != LeafKind.HEADER:
+            if is_signature(leaf.kind):  # the header and endorsements have no details
                 yield index, leaf.c, leaf.d
             index += 1
 

@@ -185,3 +185,7 @@ class SharesFileError(CustodyError):
 
 class CustodyFormatError(CustodyError):
     """A petition's details member (in petition.json) that names no valid set of keys."""
+
+
+class EndorsementError(VerificationError):
+    """An endorsement record, or the bundle's endorsements.json, is not what §23 says."""

@@ -3,7 +3,8 @@
 Normative: docs/formats.md §5.
 
 Leaf 0 is the header (``c = H(petition.json)``, ``d`` zero); every other leaf is a signature
-with its receipt commitment ``c`` and details ciphertext hash ``d``.
+with its receipt commitment ``c`` and details ciphertext hash ``d``, or an endorsement record
+(kind 0x06, ``c = H(record)``, ``d`` zero).
 """
 
 import hashlib
@@ -29,11 +30,14 @@ class LeafKind(IntEnum):
     SIGNATURE = 1
     VERIFIED_SIGNATURE = 2
     WITHDRAWAL = 3  # reserved (docs/formats.md §18); no v1 verifier accepts it (see decode_leaf)
+    ENDORSEMENT = 6  # an organisation's endorsement, or its withdrawal (§23); never counted
 
 
 # Kinds this v1 verifier accepts. WITHDRAWAL is reserved but has no defined meaning yet: a
 # verifier that counted past it could report a wrong count, so it fails closed instead.
-ACCEPTED_KINDS = frozenset({LeafKind.HEADER, LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE})
+ACCEPTED_KINDS = frozenset(
+    {LeafKind.HEADER, LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE, LeafKind.ENDORSEMENT}
+)
 SIGNATURE_KINDS = frozenset({LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE})
 
 

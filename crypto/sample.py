@@ -11,9 +11,10 @@ that form; the derivation itself treats the seed as opaque text:
 1. ``key = HMAC-SHA256(key = "samleng-sample/v1", msg = body || seed)``, where ``body`` is the
    checkpoint's text ``origin\\nsize\\nbase64(root)\\n`` and ``seed`` the seed's UTF-8 bytes.
 2. For ``j = 0, 1, 2, ...``: ``x_j`` = the first 8 bytes of ``HMAC-SHA256(key, u64be(j))`` as a
-   big-endian unsigned integer. With ``m = size - 1`` signature leaves, ``x_j`` is rejected
-   if ``x_j >= 2^64 - (2^64 mod m)`` (so every index is equally likely); otherwise the
-   candidate is leaf ``1 + (x_j mod m)``, and it is skipped if already drawn.
+   big-endian unsigned integer. With ``m = size - 1`` leaves after the header, ``x_j`` is
+   rejected if ``x_j >= 2^64 - (2^64 mod m)`` (so every index is equally likely); otherwise
+   the candidate is leaf ``1 + (x_j mod m)``, and it is skipped if already drawn or if it is
+   no signature (an endorsement leaf, kind 0x06).
 3. The first ``k`` distinct candidates, in the order drawn, are the sample. A larger ``k``
    with the same seed extends the same list.
 """
@@ -85,26 +86,32 @@ def sample_key(checkpoint: Checkpoint, seed: str) -> bytes:
     return hmac.digest(SAMPLE_DOMAIN, checkpoint.body() + seed.encode("utf-8"), hashlib.sha256)
 
 
-def sample_indices(checkpoint: Checkpoint, seed: str, k: int) -> list[int]:
+def sample_indices(
+    checkpoint: Checkpoint, seed: str, k: int, others: frozenset[int] = frozenset()
+) -> list[int]:
     """Return ``k`` distinct signature leaf indices (1 .. size-1), in the order drawn.
 
-    SampleError when the log has no signatures, or ``k`` is not between 1 and their number.
+    ``others`` are the indices of leaves that are no signatures (endorsements, §23): a
+    candidate among them is skipped like one already drawn, so a log without them gives the
+    same sample as before. SampleError when the log has no signatures, or ``k`` is not
+    between 1 and their number.
     """
-    signatures = checkpoint.size - 1
+    leaves = checkpoint.size - 1
+    signatures = leaves - len(others)
     if signatures < 1:
         raise SampleError("the log has no signatures to sample")
     if not 1 <= k <= signatures:
         raise SampleError(f"k must be between 1 and the number of signatures ({signatures})")
     key = sample_key(checkpoint, seed)
-    limit = _SPACE - _SPACE % signatures
+    limit = _SPACE - _SPACE % leaves
     drawn: dict[int, None] = {}  # insertion-ordered set
     counter = 0
     while len(drawn) < k:
         block = hmac.digest(key, counter.to_bytes(8, "big"), hashlib.sha256)
         counter += 1
         x = int.from_bytes(block[:8], "big")
-        if x < limit:
-            drawn.setdefault(1 + x % signatures, None)
+        if x < limit and 1 + x % leaves not in others:
+            drawn.setdefault(1 + x % leaves, None)
     return list(drawn)
 
 

@@ -74,7 +74,18 @@ from samleng.crypto.detailsfile import (
     read_details_entries,
     read_details_header,
 )
+from samleng.crypto.endorsement import (
+    Endorsement,
+    Withdrawal,
+    check_endorsements,
+    endorsement_record,
+    endorsements_file,
+    record_hash,
+    withdrawal_record,
+)
+from samleng.crypto.endorsement import parse_record as parse_endorsement_record
 from samleng.crypto.errors import (
+    EndorsementError,
     InvalidIdentifier,
     LeafFormatError,
     ReceiptFormatError,
@@ -83,7 +94,7 @@ from samleng.crypto.errors import (
 )
 from samleng.crypto.keyfile import open_private_key, public_key_file, seal_private_key
 from samleng.crypto.keywrap import unwrap_key
-from samleng.crypto.leaf import LeafKind, decode_leaf, encode_leaf, header_leaf
+from samleng.crypto.leaf import LeafKind, decode_leaf, encode_leaf, header_leaf, is_signature
 from samleng.crypto.merkle import (
     MemoryTree,
     leaf_hash,
@@ -500,9 +511,64 @@ def check_leaf_verified(ex: Example) -> None:
 @check("leaf-rejected")
 def check_leaf_rejected(ex: Example) -> None:
     names = ex.names()
-    assert {"kind-03", "kind-06"} <= set(names)
+    assert {"kind-03", "kind-05"} <= set(names)
     for name in names:
         assert _raises(LeafFormatError, decode_leaf, ex.hex(name)), name
+
+
+@check("endorsement-record")
+def check_endorsement_record(ex: Example) -> None:
+    origin, record = ex.text("origin"), ex.bytes("record")
+    value = json.loads(record)
+    parsed = parse_endorsement_record(value, origin)
+    assert isinstance(parsed, Endorsement)
+    # The service's own function, fed the record's values, writes the same bytes.
+    assert (
+        endorsement_record(
+            origin,
+            id=parsed.id,
+            name_en=parsed.name_en,
+            name_km=parsed.name_km,
+            website=parsed.website,
+            day=parsed.day,
+        )
+        == record
+        == canonical_json(value)
+    )
+    assert ex.hex("c") == record_hash(record) == _sha256(record)
+    leaf = ex.hex("leaf")
+    assert leaf == encode_leaf(LeafKind.ENDORSEMENT, record_hash(record), bytes(32))
+    assert decode_leaf(leaf).kind == LeafKind.ENDORSEMENT
+    assert not is_signature(LeafKind.ENDORSEMENT)
+    with pytest.raises(EndorsementError, match="another petition"):
+        parse_endorsement_record(value, "petitions.example.org/p/other")
+
+
+@check("endorsement-withdrawal")
+def check_endorsement_withdrawal(ex: Example) -> None:
+    origin = ex.book.resolve("endorsement-record", "origin")
+    endorsement, withdrawal = ex.bytes("endorsement"), ex.bytes("withdrawal")
+    assert ex.hex("endorsement-c") == record_hash(endorsement)
+    parsed = parse_endorsement_record(json.loads(withdrawal), origin)
+    assert isinstance(parsed, Withdrawal)
+    assert parsed.withdraws == record_hash(endorsement)
+    assert withdrawal_record(origin, withdraws=parsed.withdraws, day=parsed.day) == withdrawal
+    assert ex.hex("withdrawal-c") == record_hash(withdrawal)
+    assert "website" not in json.loads(endorsement)
+
+
+@check("endorsements-file")
+def check_endorsements_file(ex: Example) -> None:
+    book = ex.book
+    records = [book.resolve(*name.split(".")).encode() for name in ex.text("records").split()]
+    data = endorsements_file(records)
+    assert len(data) == ex.int("length")
+    assert ex.hex("sha256") == _sha256(data)
+    origin = book.resolve("endorsement-record", "origin")
+    leaves = [(i + 1, record_hash(r), bytes(32)) for i, r in enumerate(records)]
+    standing = check_endorsements(data, leaves, origin)
+    assert [e.name_en for e in standing.current] == ["Mekong Rights Centre"]
+    assert [e.name_en for e in standing.withdrawn] == ["Tonle Sap Fishers Association"]
 
 
 @check("merkle")
@@ -1202,6 +1268,9 @@ EXPECTED_KINDS = {
     "custody-petition",
     "petition-witnesses",
     "petition-organisers",
+    "endorsement-record",
+    "endorsement-withdrawal",
+    "endorsements-file",
     "details-file-v2",
     "shares-file",
     "sample",

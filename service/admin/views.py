@@ -38,6 +38,7 @@ from samleng.service.admin.errors import (
     PasswordPolicyError,
     WrongCode,
 )
+from samleng.service.petitions import endorsements
 from samleng.service.petitions import organisations as orgs
 from samleng.service.petitions.lifecycle import (
     close_expired,
@@ -65,6 +66,7 @@ from samleng.service.platform.markdown import render_markdown
 from samleng.service.platform.models import (
     LANGUAGES,
     Account,
+    Endorsement,
     Organisation,
     Petition,
     PetitionStatus,
@@ -508,6 +510,7 @@ def _dashboard(
             per_day=drafts.signatures_per_day(session, petition),
             grantees=acc.grantees(session, petition),
             organisers=organisers_of(session, petition.id),
+            endorsements=endorsements.endorsements_of(session, petition),
             all_organisations=orgs.organisations(session),
             all_accounts=acc.accounts(session) if _account().role == "admin" else [],
             events=trail.events(session, petition_slug=petition.slug, limit=50),
@@ -674,6 +677,63 @@ def witness_resume(slug: str) -> Any:
         return reason
 
     return _lifecycle(slug, "witness-resume", change)
+
+
+# Endorsements (service/petitions/endorsements.py): organisations named publicly.
+
+
+def _endorsement_change(
+    slug: str, action: str, change: Callable[[Session, Petition, Endorsement], None]
+) -> Any:
+    """Apply ``change`` to the endorsement the form names, recording its names."""
+
+    def apply(session: Session, petition: Petition) -> str:
+        row = endorsements.endorsement_of(session, petition, request.form.get("endorsement", ""))
+        detail = f"{row.name_en} / {row.name_km}"
+        change(session, petition, row)
+        return detail
+
+    return _lifecycle(slug, action, apply)
+
+
+@bp.post("/p/<slug>/endorsements/add")
+def endorsement_add(slug: str) -> Any:
+    """Name an organisation that endorses the petition, checked out of band by the organiser."""
+
+    def change(session: Session, petition: Petition) -> str:
+        fields = endorsements.check_fields(
+            request.form.get("name_km", ""),
+            request.form.get("name_en", ""),
+            request.form.get("website", ""),
+        )
+        row = endorsements.add_endorsement(session, petition, fields)
+        return f"{row.name_en} / {row.name_km}"
+
+    return _lifecycle(slug, "endorsement-add", change)
+
+
+@bp.post("/p/<slug>/endorsements/approve")
+def endorsement_approve(slug: str) -> Any:
+    """Approve a request from the public form: it goes into the log at the next seal."""
+    return _endorsement_change(
+        slug, "endorsement-approve", lambda s, p, row: endorsements.approve(s, p, row)
+    )
+
+
+@bp.post("/p/<slug>/endorsements/reject")
+def endorsement_reject(slug: str) -> Any:
+    """Refuse a request: it is deleted with what the requester typed."""
+    return _endorsement_change(
+        slug, "endorsement-reject", lambda s, _p, row: endorsements.reject(s, row)
+    )
+
+
+@bp.post("/p/<slug>/endorsements/withdraw")
+def endorsement_withdraw(slug: str) -> Any:
+    """Withdraw an endorsement: a withdrawal record goes into the log."""
+    return _endorsement_change(
+        slug, "endorsement-withdraw", lambda s, p, row: endorsements.withdraw(s, p, row)
+    )
 
 
 # Organisations (service/petitions/organisations.py): who organises a petition.

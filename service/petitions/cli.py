@@ -15,6 +15,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
 from samleng.crypto.errors import Error as CryptoError
+from samleng.service.petitions import endorsements
 from samleng.service.petitions import organisations as orgs
 from samleng.service.petitions.lifecycle import (
     close_petition,
@@ -163,6 +164,63 @@ def petition_organisers(slug: str, handles: tuple[str, ...]) -> None:
     record_command("organisers", petition, handles_text)
     session.commit()
     click.echo(f"petition {slug} is organised by: {handles_text or '(none named)'}")
+
+
+endorsement_group = AppGroup(
+    "endorsement", help="Organisations that publicly endorse a petition (docs/formats.md §23)."
+)
+
+
+@endorsement_group.command("add")
+@click.argument("slug")
+@click.option("--name-km", required=True, help="The organisation's name in Khmer.")
+@click.option("--name-en", required=True, help="The organisation's name in English.")
+@click.option("--website", default="", help="Its website (https://…).")
+def endorsement_add(slug: str, name_km: str, name_en: str, website: str) -> None:
+    """Name an organisation endorsing open petition SLUG (checked with it beforehand); it
+    goes into the log at the next seal."""
+    session = get_session()
+    petition = named_petition(slug)
+    try:
+        fields = endorsements.check_fields(name_km, name_en, website)
+        row = endorsements.add_endorsement(session, petition, fields)
+    except Error as exc:
+        raise click.ClickException(str(exc)) from None
+    record_command("endorsement-add", petition, f"{row.name_en} / {row.name_km}")
+    session.commit()
+    click.echo(f"endorsement {row.id} by {row.name_en} added; in the log at the next seal")
+
+
+@endorsement_group.command("list")
+@click.argument("slug")
+def endorsement_list(slug: str) -> None:
+    """List SLUG's endorsements and requests: id, state, English and Khmer names, website."""
+    for row in endorsements.endorsements_of(get_session(), named_petition(slug)):
+        if row.status == "requested":
+            state = "requested"
+        elif row.withdrawal is not None:
+            state = "withdrawn"
+        else:
+            state = "approved" if row.leaf_index is None else f"leaf {row.leaf_index}"
+        click.echo("\t".join((str(row.id), state, row.name_en, row.name_km, row.website or "")))
+
+
+@endorsement_group.command("withdraw")
+@click.argument("slug")
+@click.argument("endorsement_id")
+def endorsement_withdraw(slug: str, endorsement_id: str) -> None:
+    """Withdraw endorsement ENDORSEMENT_ID of SLUG (a withdrawal record goes into the log)."""
+    session = get_session()
+    petition = named_petition(slug)
+    try:
+        row = endorsements.endorsement_of(session, petition, endorsement_id)
+        detail = f"{row.name_en} / {row.name_km}"
+        endorsements.withdraw(session, petition, row)
+    except Error as exc:
+        raise click.ClickException(str(exc)) from None
+    record_command("endorsement-withdraw", petition, detail)
+    session.commit()
+    click.echo(f"endorsement {endorsement_id} withdrawn")
 
 
 org_group = AppGroup("org", help="The organisations that organise petitions.")
@@ -358,6 +416,7 @@ COMMANDS: tuple[click.Command, ...] = (
     init_command,
     petition_group,
     org_group,
+    endorsement_group,
     seal_command,
     keys_group,
 )

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from samleng.crypto.endorsement import check_name
+from samleng.crypto.endorsement import check_website as check_public_website
+from samleng.crypto.errors import EndorsementError
 from samleng.service.platform.errors import OrganisationError, PetitionStateError
 from samleng.service.platform.models import (
     Account,
@@ -26,42 +28,28 @@ from samleng.service.platform.models import (
 )
 
 HANDLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-MAX_NAME = 200
-MAX_WEBSITE = 300
 # A petition names at most this many organisers: the page and delivery.pdf list them all.
 MAX_ORGANISERS = 64
-# Control characters and the like: never in a name shown on a page or printed in a PDF.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _name(value: str, lang: str) -> str:
-    name = " ".join(value.split())
-    if not name:
-        raise OrganisationError(f"give the organisation's name in {lang}")
-    if len(name) > MAX_NAME:
-        raise OrganisationError(f"the name in {lang} is longer than {MAX_NAME} characters")
-    if _UNPRINTABLE.search(name):
-        raise OrganisationError(f"the name in {lang} has a character that cannot be shown")
-    return name
+    """A name as typed, its spaces tidied; the rule is an endorsement's (§23.1)."""
+    try:
+        return check_name(" ".join(value.split()), lang)
+    except EndorsementError as exc:
+        raise OrganisationError(str(exc)) from None
 
 
 def check_website(value: str) -> str | None:
-    """The website as given, or None for none; OrganisationError unless an http(s) address."""
+    """The website as given, or None for none; OrganisationError unless an http(s) address
+    (the same rule as an endorsement's, docs/formats.md §23.1)."""
     website = value.strip()
     if not website:
         return None
-    if len(website) > MAX_WEBSITE:
-        raise OrganisationError(f"the website is longer than {MAX_WEBSITE} characters")
-    if _UNPRINTABLE.search(website) or any(c.isspace() for c in website):
-        raise OrganisationError("the website has a space or a character that cannot be shown")
     try:
-        parts = urlsplit(website)
-        scheme, host = parts.scheme, parts.hostname
-    except ValueError:  # "https://[bad": not an address at all
-        scheme, host = "", None
-    if scheme not in ("http", "https") or not host:
-        raise OrganisationError("the website must be an address starting with https:// or http://")
-    return website
+        return check_public_website(website)
+    except EndorsementError as exc:
+        raise OrganisationError(str(exc)) from None
 
 
 def create_organisation(

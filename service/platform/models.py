@@ -280,6 +280,9 @@ class SignedCheckpoint(Base):
     # The UTC day it was signed (a date, never a time: a checkpoint is a shuffled batch), for
     # the organisers' signatures-per-day figures. None for checkpoints older than the column.
     published_on: Mapped[dt.date | None] = mapped_column(default=utc_today)
+    # Signature leaves (kinds 0x01 and 0x02) in the log at this size: the count it states.
+    # None for checkpoints from before endorsements, when every leaf but the header was one.
+    signatures: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Witness(Base):
@@ -326,6 +329,47 @@ class Cosignature(Base):
         ForeignKey("witness.id", ondelete="CASCADE"), primary_key=True
     )
     lines: Mapped[bytes] = mapped_column(LargeBinary)  # signature lines, each ending in LF
+
+
+class EndorsementStatus(StrEnum):
+    """Where an endorsement is: asked for through the public form, or approved."""
+
+    REQUESTED = "requested"
+    APPROVED = "approved"
+
+
+ENDORSEMENT_STATUSES = tuple(status.value for status in EndorsementStatus)
+
+
+class Endorsement(Base):
+    """An organisation's public endorsement of a petition (docs/formats.md §23).
+
+    A request from the public form keeps only what the requester typed, and its contact only
+    until an organiser decides; a refused request is deleted. Once approved, the canonical
+    record is fixed and goes into the log at the next seal (``leaf_index``); a withdrawal is
+    a second record and leaf. Endorsers are organisations that chose to be named publicly.
+    """
+
+    __tablename__ = "endorsement"
+    __table_args__ = (
+        CheckConstraint(f"status IN {ENDORSEMENT_STATUSES}", name="endorsement_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    name_km: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200))
+    website: Mapped[str | None] = mapped_column(String(300))
+    # How the organisers can check the request with the organisation (as typed); cleared
+    # when it is approved.
+    contact: Mapped[str | None] = mapped_column(String(300))
+    record: Mapped[bytes | None] = mapped_column(LargeBinary)
+    leaf_index: Mapped[int | None] = mapped_column(BigInteger)
+    withdrawal: Mapped[bytes | None] = mapped_column(LargeBinary)
+    withdrawal_leaf_index: Mapped[int | None] = mapped_column(BigInteger)
 
 
 # Organisers' side. These rows describe organisers and what they did, never a signer: times

@@ -19,6 +19,7 @@ import io
 import json
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ import fontpkg
 from babel.dates import format_date
 from flask import render_template
 
+from samleng.crypto.endorsement import Endorsement
 from samleng.service.platform.errors import Error
 from samleng.service.platform.khmer import grouped, khmer_date
 from samleng.service.platform.markdown import render_markdown
@@ -73,11 +75,15 @@ class DeliveryFacts:
     size: int
     bundle_url: str
     letter: FormalLetter | None = None
+    # Signature leaves in the final checkpoint (None: every leaf but the header).
+    signatures: int | None = None
+    # The organisations endorsing the petition at the final checkpoint, in log order.
+    endorsers: Sequence[Endorsement] = ()
 
     @property
     def count(self) -> int:
-        """Signatures in the final checkpoint: every leaf but the header."""
-        return max(self.size - 1, 0)
+        """Signatures in the final checkpoint: not the header, not endorsements."""
+        return max(self.size - 1, 0) if self.signatures is None else self.signatures
 
 
 def bundle_url(origin: str) -> str:
@@ -160,6 +166,8 @@ def delivery_html(facts: DeliveryFacts) -> str:
         petition=petition,
         texts=texts,
         organisers=_organisers(petition),
+        endorsers=facts.endorsers,
+        endorsers_km=grouped(len(facts.endorsers), "km"),
         km=by_lang.get("km"),
         en=by_lang.get("en"),
         count=facts.count,

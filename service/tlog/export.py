@@ -26,7 +26,14 @@ from sqlalchemy.orm import Session
 
 from samleng.crypto.bundle import POLICY_FILE, lay_out_bundle, petition_witness_policy
 from samleng.crypto.detailsfile import DetailsEntry, DetailsFileHeader, encode_details_record
-from samleng.crypto.leaf import LeafKind, decode_leaf
+from samleng.crypto.endorsement import (
+    ENDORSEMENTS_FILE,
+    Endorsement,
+    endorsements_file,
+    parse_record,
+    record_hash,
+)
+from samleng.crypto.leaf import decode_leaf, is_signature
 from samleng.service.platform.errors import PetitionStateError
 from samleng.service.platform.models import Leaf, Petition, SignedCheckpoint
 from samleng.service.tlog.delivery import (
@@ -38,6 +45,7 @@ from samleng.service.tlog.delivery import (
     render_delivery_pdf,
 )
 from samleng.service.tlog.store import (
+    endorsement_records,
     latest_checkpoint,
     leaf_bytes_in_order,
     leaves_in_order,
@@ -81,11 +89,15 @@ def write_bundle(
         raise PetitionStateError(f"petition {petition.slug!r} has not been opened")
     delivery_pdf: dict[str, bytes] = {}
     delivery_error = None
+    records = endorsement_records(session, petition, state.size)
+    endorsed = {ENDORSEMENTS_FILE: endorsements_file(records)} if records else {}
     if delivery:
         facts = DeliveryFacts(
             petition_json=petition.petition_json,
             checkpoint=state.note,
             size=state.size,
+            signatures=state.count,
+            endorsers=current_endorsers(records, petition.origin),
             bundle_url=bundle_url(petition.origin),
             letter=letter,
         )
@@ -131,7 +143,7 @@ def write_bundle(
             leaves=leaves(),
             checkpoints=[(size, note) for size, note in checkpoints],
             verify_text=verify_text.encode("utf-8"),
-            extra=delivery_pdf | policy,
+            extra=delivery_pdf | policy | endorsed,
         )
         # The public bundle: nginx (another user) serves it; mkdtemp made the folder 0700.
         os.chmod(work, 0o755)  # noqa: S103
@@ -202,6 +214,18 @@ def cached_bundle_zip(session: Session, petition: Petition, cache: Path) -> Path
     return zip_path
 
 
+def current_endorsers(records: list[bytes], origin: str) -> tuple[Endorsement, ...]:
+    """The endorsements standing after ``records`` (log order): withdrawn ones left out."""
+    standing: dict[bytes, Endorsement] = {}
+    for record in records:
+        parsed = parse_record(json.loads(record), origin)
+        if isinstance(parsed, Endorsement):
+            standing[record_hash(record)] = parsed
+        else:
+            standing.pop(parsed.withdraws, None)
+    return tuple(standing.values())
+
+
 def write_details(session: Session, petition: Petition, target: Path) -> int:
     """Write every signature leaf's sealed details, in index order (docs/formats.md §13):
     ``u16be(len) || ct`` each for a single-key petition; for coalition custody a header
@@ -217,16 +241,16 @@ def write_details(session: Session, petition: Petition, target: Path) -> int:
                 count = session.scalar(
                     select(func.count())
                     .select_from(Leaf)
-                    .where(Leaf.petition_id == petition.id, Leaf.index > 0)
+                    .where(Leaf.petition_id == petition.id, Leaf.details_ciphertext.is_not(None))
                 )
                 header = DetailsFileHeader(
                     origin=petition.origin, custody=custody, count=count or 0
                 )
                 out.write(header.encode())
             for leaf in leaves_in_order(session, petition):
-                if decode_leaf(leaf.leaf).kind == LeafKind.HEADER:
-                    continue
-                if leaf.details_ciphertext is None:  # only the header leaf has none
+                if not is_signature(decode_leaf(leaf.leaf).kind):
+                    continue  # the header and endorsements have no details
+                if leaf.details_ciphertext is None:
                     raise ValueError(f"signature leaf {leaf.index} has no details ciphertext")
                 if custody.version == 2:
                     entry = DetailsEntry(

@@ -12,20 +12,22 @@ SQLite). Takes sessions and keys as arguments; imports nothing of Flask.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, delete, insert, select, text, union
+from sqlalchemy import Engine, Table, bindparam, delete, insert, or_, select, text, union
 from sqlalchemy.orm import Session
 
 from samleng.crypto.canonical import canonical_json
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, generate_log_signer, sign_checkpoint
 from samleng.crypto.cosignature import add_cosignatures
 from samleng.crypto.details import details_digest
+from samleng.crypto.endorsement import record_hash
 from samleng.crypto.keywrap import unwrap_key, wrap_key
-from samleng.crypto.leaf import LeafKind, decode_leaf, encode_leaf, header_leaf
+from samleng.crypto.leaf import ZERO_HASH, LeafKind, decode_leaf, encode_leaf, header_leaf
 from samleng.crypto.merkle import (
     append_nodes,
     consistency_proof,
@@ -41,6 +43,7 @@ from samleng.service.platform.keys import derive_key
 from samleng.service.platform.models import (
     Cosignature,
     DedupToken,
+    Endorsement,
     Leaf,
     LegacyPendingSignature,
     Maintenance,
@@ -77,11 +80,14 @@ class LogState:
     size: int
     root: bytes
     note: bytes
+    # Signature leaves at this size; None for a checkpoint from before endorsement leaves,
+    # when every leaf but the header was a signature.
+    signatures: int | None = None
 
     @property
     def count(self) -> int:
-        """Signatures in the log: every leaf but the header."""
-        return max(self.size - 1, 0)
+        """Signatures in the log (kinds 0x01 and 0x02): not the header, not endorsements."""
+        return max(self.size - 1, 0) if self.signatures is None else self.signatures
 
 
 def petition_document(
@@ -181,8 +187,10 @@ def _append(
     signer: LogSigner,
     size: int,
     leaves: Sequence[tuple[bytes, bytes, bytes | None]],
+    signatures: int,
 ) -> LogState:
-    """Append ``(commitment, leaf, details)`` rows after ``size`` leaves and sign the result."""
+    """Append ``(commitment, leaf, details)`` rows after ``size`` leaves and sign the result,
+    which then holds ``signatures`` signature leaves."""
     subtree = _StoredSubtrees(session, petition.id)
     nodes = append_nodes(size, [leaf_hash(leaf) for _, leaf, _ in leaves], subtree)
     _insert_rows(
@@ -201,8 +209,12 @@ def _append(
     new_size = size + len(leaves)
     root = root_from_subtrees(new_size, subtree)
     note = sign_checkpoint(Checkpoint(origin=petition.origin, size=new_size, root=root), signer)
-    session.add(SignedCheckpoint(petition_id=petition.id, size=new_size, root=root, note=note))
-    return LogState(size=new_size, root=root, note=note)
+    session.add(
+        SignedCheckpoint(
+            petition_id=petition.id, size=new_size, root=root, note=note, signatures=signatures
+        )
+    )
+    return LogState(size=new_size, root=root, note=note, signatures=signatures)
 
 
 _LEAF = cast(Table, Leaf.__table__)
@@ -260,7 +272,7 @@ def start_log(
     )
     petition.petition_json = document
     header = header_leaf(document)
-    return _append(session, petition, signer, 0, [(decode_leaf(header).c, header, None)])
+    return _append(session, petition, signer, 0, [(decode_leaf(header).c, header, None)], 0)
 
 
 def with_cosignatures(session: Session, petition_id: int, size: int, note: bytes) -> bytes:
@@ -287,7 +299,9 @@ def latest_signed_checkpoint(session: Session, petition: Petition) -> LogState |
         .order_by(SignedCheckpoint.size.desc())
         .limit(1)
     ).first()
-    return None if row is None else LogState(size=row.size, root=row.root, note=row.note)
+    if row is None:
+        return None
+    return LogState(size=row.size, root=row.root, note=row.note, signatures=row.signatures)
 
 
 def latest_checkpoint(session: Session, petition: Petition) -> LogState | None:
@@ -297,7 +311,7 @@ def latest_checkpoint(session: Session, petition: Petition) -> LogState | None:
     if state is None:
         return None
     note = with_cosignatures(session, petition.id, state.size, state.note)
-    return LogState(size=state.size, root=state.root, note=note)
+    return dataclasses.replace(state, note=note)
 
 
 def checkpoint_note(session: Session, petition: Petition, size: int) -> bytes | None:
@@ -443,16 +457,17 @@ def seal_pending(
         return None
     records = _open_pending(session, petition, vault, before)
     state = latest_checkpoint(session, petition)
-    if not records or state is None:
+    endorsements = _unlogged_endorsements(session, petition)
+    if (not records and not endorsements) or state is None:
         session.rollback()
         return None
-    counted = _count_once(session, petition.id, records)
-    if not counted:
+    counted = _count_once(session, petition.id, records) if records else []
+    if not counted and not endorsements:
         session.commit()  # only repeats: nothing to append, but they are gone
         return state
     # Batches are shuffled so that a leaf's position says nothing about when it was signed.
     secrets.SystemRandom().shuffle(counted)
-    leaves = [
+    leaves: list[tuple[bytes, bytes, bytes | None]] = [
         (
             record.commitment,
             encode_leaf(record.kind, record.commitment, details_digest(record.details_ciphertext)),
@@ -460,11 +475,69 @@ def seal_pending(
         )
         for record in counted
     ]
+    # Endorsements after the batch, in the order they were decided: they are public acts.
+    for at, (row, record, withdrawal) in enumerate(endorsements, start=state.size + len(leaves)):
+        c = record_hash(record)
+        leaves.append((c, encode_leaf(LeafKind.ENDORSEMENT, c, ZERO_HASH), None))
+        if withdrawal:
+            row.withdrawal_leaf_index = at
+        else:
+            row.leaf_index = at
     new_state = _append(
-        session, petition, log_signer(petition, vault.master_key), state.size, leaves
+        session,
+        petition,
+        log_signer(petition, vault.master_key),
+        state.size,
+        leaves,
+        state.count + len(counted),
     )
     session.commit()
     return new_state
+
+
+def _unlogged_endorsements(
+    session: Session, petition: Petition
+) -> list[tuple[Endorsement, bytes, bool]]:
+    """Approved endorsements and withdrawals not in the log yet: ``(row, record, is a
+    withdrawal)``, in the order they were approved (row id), endorsements first."""
+    rows = session.scalars(
+        select(Endorsement)
+        .where(
+            Endorsement.petition_id == petition.id,
+            Endorsement.record.is_not(None),
+            or_(
+                Endorsement.leaf_index.is_(None),
+                (Endorsement.withdrawal.is_not(None) & Endorsement.withdrawal_leaf_index.is_(None)),
+            ),
+        )
+        .order_by(Endorsement.id)
+    ).all()
+    added = [(row, row.record, False) for row in rows if row.leaf_index is None and row.record]
+    withdrawn = [
+        (row, row.withdrawal, True)
+        for row in rows
+        if row.withdrawal is not None and row.withdrawal_leaf_index is None
+    ]
+    return [*added, *withdrawn]
+
+
+def endorsement_records(session: Session, petition: Petition, size: int) -> list[bytes]:
+    """The endorsement records in the first ``size`` leaves of the log, in log order."""
+    placed: list[tuple[int, bytes]] = []
+    for row in session.scalars(
+        select(Endorsement).where(
+            Endorsement.petition_id == petition.id, Endorsement.leaf_index.is_not(None)
+        )
+    ):
+        if row.leaf_index is not None and row.record is not None and row.leaf_index < size:
+            placed.append((row.leaf_index, row.record))
+        if (
+            row.withdrawal is not None
+            and row.withdrawal_leaf_index is not None
+            and row.withdrawal_leaf_index < size
+        ):
+            placed.append((row.withdrawal_leaf_index, row.withdrawal))
+    return [record for _, record in sorted(placed)]
 
 
 def petitions_with_pending(session: Session, before: int | None = None) -> list[int]:
@@ -473,7 +546,15 @@ def petitions_with_pending(session: Session, before: int | None = None) -> list[
     if before is not None:
         pending = pending.where(PendingSignature.epoch_id < before)
     legacy = select(LegacyPendingSignature.petition_id)
-    return sorted(set(session.scalars(union(pending, legacy))))
+    # Approved endorsements (and withdrawals) wait for a seal too, with no signature needed.
+    endorsed = select(Endorsement.petition_id).where(
+        Endorsement.record.is_not(None),
+        or_(
+            Endorsement.leaf_index.is_(None),
+            Endorsement.withdrawal.is_not(None) & Endorsement.withdrawal_leaf_index.is_(None),
+        ),
+    )
+    return sorted(set(session.scalars(union(pending, legacy, endorsed))))
 
 
 def seal_all(engine: Engine, vault: Vault) -> dict[str, int]:

@@ -28,6 +28,13 @@ from werkzeug.exceptions import NotFound
 from samleng.crypto.errors import ReceiptFormatError
 from samleng.crypto.receipts import format_receipt, parse_receipt, receipt_commitment
 from samleng.crypto.tokens import Argon2Params, dedup_token
+from samleng.service.petitions.endorsements import (
+    EndorsementInputError,
+    EndorsementQueueFull,
+    check_fields,
+    public_endorsements,
+    request_endorsement,
+)
 from samleng.service.petitions.lifecycle import (
     open_petitions,
     public_petitions,
@@ -61,7 +68,14 @@ from samleng.service.signing.confirmation import (
     confirm_signature,
     request_confirmation,
 )
-from samleng.service.signing.forms import SignForm, parse_sign_form, typed_values
+from samleng.service.signing.forms import (
+    ALREADY_SENT,
+    TOO_FAST_OR_OLD,
+    SignForm,
+    parse_sign_form,
+    typed_values,
+)
+from samleng.service.signing.formtoken import FormTokenError, FormTokenUsed
 from samleng.service.signing.signatures import (
     SigningMaterial,
     TokenHasher,
@@ -147,6 +161,7 @@ def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -
         fingerprint=None if state is None else state.root[:8].hex(" ", 2),
         witnesses=coverage(session, petition),
         organisers=organisers_of(session, petition.id),
+        endorsers=public_endorsements(session, petition),
         bundle_url=(
             None
             if petition.status == PetitionStatus.OPEN
@@ -479,6 +494,84 @@ def confirm(slug: str, link: str) -> Any:
         render_template("verification/confirm.html", petition=petition, text=text, error=error),
         status,
     )
+
+
+# The endorse form's tokens are issued for this name, never valid on the sign form.
+def _endorse_form(slug: str) -> str:
+    return f"endorse/{slug}"
+
+
+_ENDORSE_ERRORS = {
+    "name_km": lazy_gettext(
+        "Give the organisation's name in Khmer: at most 200 characters, without control characters."
+    ),
+    "name_en": lazy_gettext(
+        "Give the organisation's name in English: at most 200 characters, without control "
+        "characters."
+    ),
+    "website": lazy_gettext(
+        "Give the website as an address starting with https://, or leave it empty."
+    ),
+    "contact": lazy_gettext("At most 300 characters."),
+}
+
+
+def _endorse_page(petition: Petition, status: int = 200, **context: Any) -> Any:
+    context.setdefault("values", {})
+    context.setdefault("errors", {})
+    return (
+        render_template(
+            "public/endorse.html",
+            petition=petition,
+            text=petition.text(g.lang),
+            form_token=services().form_tokens.issue(_endorse_form(petition.slug)),
+            **context,
+        ),
+        status,
+    )
+
+
+@bp.route("/p/<slug>/endorse", methods=["GET", "POST"])
+@own_limits
+def endorse(slug: str) -> Any:
+    """An organisation asks to be named as endorsing the petition; organisers approve it.
+
+    Every POST counts against its client like a signature. Nothing about the requester is
+    kept but what they typed, and the contact only until the organisers decide.
+    """
+    if request.method == "POST":
+        services().signing_limits.hit_client(current_client())
+    petition = _visible_petition(slug)
+    if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
+        return _endorse_page(petition, 409 if request.method == "POST" else 200, closed=True)
+    if request.method == "GET":
+        return _endorse_page(petition)
+    names = ("name_km", "name_en", "website", "contact")
+    values = {name: str(request.form.get(name, ""))[:1000] for name in names}
+    try:
+        services().form_tokens.spend(_endorse_form(slug), request.form.get("form_token", ""))
+    except FormTokenUsed:
+        return _endorse_page(petition, 400, values=values, errors={"form": ALREADY_SENT})
+    except FormTokenError:
+        return _endorse_page(petition, 400, values=values, errors={"form": TOO_FAST_OR_OLD})
+    session = get_session()
+    try:
+        fields = check_fields(values["name_km"], values["name_en"], values["website"])
+        request_endorsement(session, petition, fields, values["contact"])
+    except EndorsementInputError as exc:
+        session.rollback()
+        return _endorse_page(
+            petition, 400, values=values, errors={exc.field: _ENDORSE_ERRORS[exc.field]}
+        )
+    except EndorsementQueueFull:
+        session.rollback()
+        message = lazy_gettext(
+            "Too many requests are waiting for the organisers of this petition. Please try "
+            "again in a few days."
+        )
+        return _endorse_page(petition, 503, values=values, errors={"form": message})
+    session.commit()
+    return _endorse_page(petition, sent=True)
 
 
 @bp.route("/p/<slug>/receipt", methods=["GET", "POST"])

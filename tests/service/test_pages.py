@@ -224,6 +224,8 @@ def walk(app: Flask) -> Iterator[Visit]:
     yield visit("no such petition", 404, client.get("/km/p/nope"))
     yield visit("no such language", 404, client.get("/fr/"))
     yield visit("sign by GET", 405, client.get("/en/p/free-them/sign"))
+    yield visit("endorse form", 200, client.get("/km/p/free-them/endorse"), True)
+    yield visit("endorse without a token", 400, client.post("/en/p/free-them/endorse"), True)
     yield visit("index by DELETE", 405, client.delete("/km/"))
     big = client.post("/en/p/free-them/sign", data={"comment": "x" * 20_000})
     yield visit("too large", 413, big, True)
