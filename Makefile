@@ -56,7 +56,7 @@ translations: $(MO)
 
 # Refresh the catalogues after changing visible strings.
 extract: $(VENV)/.installed-dev
-	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext --no-location --sort-output -o service/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k N_ --no-location --sort-output -o service/translations/messages.pot .
 	$(BIN)/pybabel update -N --no-wrap -i service/translations/messages.pot -d service/translations
 
 # samleng-audit and everything it depends on, as wheels, for an air-gapped machine:

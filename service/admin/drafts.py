@@ -23,7 +23,7 @@ from samleng.service.petitions.lifecycle import (
     set_custody,
     validate_texts,
 )
-from samleng.service.platform.errors import PetitionStateError
+from samleng.service.platform.errors import N_, PetitionStateError
 from samleng.service.platform.models import (
     IDENTIFIER_MODES,
     LANGUAGES,
@@ -40,7 +40,9 @@ MAX_GOAL = 100_000_000
 # A .pub file is one line of 45 characters; a coalition's keys, one per line, at most 16 of
 # them. Anything much longer is not a key file.
 MAX_KEY_FILE_BYTES = 1024
-PAST_DEADLINE = "The deadline is in the past."
+PAST_DEADLINE = N_("The deadline is in the past.")
+TOO_LONG = N_("This is longer than the field allows.")
+BAD_THRESHOLD = N_("The threshold is a whole number from 1 to 16.")  # 16: custody.MAX_KEYS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,19 +101,19 @@ def parse_draft_form(
     values = {k: str(form.get(k, "")).strip() for k in _field_names()}
     errors: dict[str, str] = {}
     if new and not SLUG.match(values["slug"]):
-        errors["slug"] = "Use 1-64 lower-case letters, digits and inner hyphens."
+        errors["slug"] = N_("Use 1-64 lower-case letters, digits and inner hyphens.")
     texts: dict[str, dict[str, str]] = {}
     for lang in LANGUAGES:
         given = {n: values[text_field_name(lang, n)] for n in TEXT_FIELDS}
         for name, text in given.items():
             if len(text) > TEXT_LIMITS[name]:
-                errors[text_field_name(lang, name)] = f"At most {TEXT_LIMITS[name]} characters."
+                errors[text_field_name(lang, name)] = TOO_LONG
         if any(given.values()):
             if not given["title"] or not given["body"]:
-                errors[text_field_name(lang, "title")] = "A language needs a title and a body."
+                errors[text_field_name(lang, "title")] = N_("A language needs a title and a body.")
             texts[lang] = {n: v for n, v in given.items() if v}
     if not texts:
-        errors["texts"] = "Write the petition in at least one language."
+        errors["texts"] = N_("Write the petition in at least one language.")
     else:
         try:
             validate_texts(texts)
@@ -119,25 +121,25 @@ def parse_draft_form(
             errors.setdefault("texts", str(exc))
     goal = whole_number(values["goal"], MAX_GOAL) or 0
     if not goal:
-        errors["goal"] = "The goal is a whole number of signatures, at least 1."
+        errors["goal"] = N_("The goal is a whole number of signatures, at least 1.")
     closes_on = None
     if values["closes_on"]:
         try:
             closes_on = dt.date.fromisoformat(values["closes_on"])
         except ValueError:
-            errors["closes_on"] = "Give the date as YYYY-MM-DD."
+            errors["closes_on"] = N_("Give the date as YYYY-MM-DD.")
         else:
             if closes_on < today:
                 errors["closes_on"] = PAST_DEADLINE
     if values["identifier_mode"] not in IDENTIFIER_MODES:
-        errors["identifier_mode"] = "Choose what signers are asked for."
+        errors["identifier_mode"] = N_("Choose what signers are asked for.")
     if values["verification_mode"] not in VERIFICATION_MODES:
-        errors["verification_mode"] = "Choose a verification mode."
+        errors["verification_mode"] = N_("Choose a verification mode.")
     elif values["verification_mode"] == "email" and values["identifier_mode"] != "email":
-        errors["verification_mode"] = "Email verification needs the identifier mode email."
+        errors["verification_mode"] = N_("Email verification needs the identifier mode email.")
     values["region"] = values["region"].upper() or "KH"
     if len(values["region"]) != 2 or not values["region"].isalpha():
-        errors["region"] = "A two-letter country code, like KH."
+        errors["region"] = N_("A two-letter country code, like KH.")
     custody = _parse_custody(values, key_file, errors, new=new, current=current)
     return DraftForm(
         values=values,
@@ -176,7 +178,7 @@ def _parse_custody(
     if values["details_threshold"]:
         threshold = whole_number(values["details_threshold"], MAX_KEYS)
         if threshold is None:
-            errors["details_threshold"] = f"The threshold is a whole number from 1 to {MAX_KEYS}."
+            errors["details_threshold"] = BAD_THRESHOLD
             return None
     keys: list[bytes] = []
     if key_text:
@@ -189,7 +191,7 @@ def _parse_custody(
             return None
     if not keys:
         if new:
-            errors["details_key"] = (
+            errors["details_key"] = N_(
                 "Upload the organisers' details public key (the .pub file), or paste one key "
                 "per organisation."
             )
@@ -197,7 +199,7 @@ def _parse_custody(
         if threshold is None:
             return None  # nothing about the keys was changed: they stay
         if current is None:
-            errors["details_key"] = "Give the details keys with the threshold."
+            errors["details_key"] = N_("Give the details keys with the threshold.")
             return None
         keys = list(current.public_keys)
     try:

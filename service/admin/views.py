@@ -3,7 +3,8 @@
 Every request loads the server-side session from the ``__Host-`` cookie; every POST but the
 login form carries the session's CSRF token (the login form's token is bound to a cookie of
 its own). A petition the account may not see is answered 404, like one that does not exist.
-The admin's own pages are in English; what signers see is translated elsewhere.
+The admin speaks Khmer and English: the organiser's choice (a small cookie of the admin's
+own, scoped to /admin/), else the browser's preferred language, else English.
 """
 
 from __future__ import annotations
@@ -90,7 +91,11 @@ SLUG_TAKEN = lazy_gettext("This slug cannot be used. Choose another.")
 # authenticator); more are refused with a 503 rather than queued.
 PASSWORD_SLOTS = 1
 # Endpoints that answer without a session.
-_OPEN_ENDPOINTS = frozenset({"admin.login"})
+_OPEN_ENDPOINTS = frozenset({"admin.login", "admin.language"})
+# The organiser's language, chosen with the switch at the top of every admin page. The admin
+# is organisers' ground: this cookie is never sent to the public pages (path /admin/).
+LANGUAGE_COOKIE = "samleng_admin_lang"
+_LANGUAGE_COOKIE_SCOPE = {"path": "/admin/", "secure": True, "httponly": True, "samesite": "Strict"}
 # What an account with a one-time password may reach (`samleng admin reset-password`).
 _ONE_TIME_PASSWORD_ENDPOINTS = frozenset({"admin.me", "admin.change_password", "admin.logout"})
 _COOKIE = {"secure": True, "httponly": True, "samesite": "Strict", "path": "/"}
@@ -128,13 +133,46 @@ def _guard(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
     cfg = _config()
     if not from_admin_listener(cfg.admin_listener_secret, cfg.circuit_proxies):
         abort(404)
-    # The admin is in English for now (its Khmer catalogue is still to come): its strings
-    # go through the translator, so that they can be, but must not appear in Khmer
-    # among English ones.
-    g.lang = "en"
+    g.lang = _chosen_language()
     request.max_content_length = MAX_ADMIN_REQUEST_BYTES
     request.max_form_memory_size = MAX_ADMIN_REQUEST_BYTES
     request.max_form_parts = MAX_ADMIN_FORM_PARTS
+
+
+def _chosen_language() -> str:
+    chosen = request.cookies.get(LANGUAGE_COOKIE, "")
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(LANGUAGES) or "en"
+
+
+def _back_to(target: str) -> str:
+    """``target`` if it is an admin page of this site, else the admin's front page."""
+    if target.startswith("/admin/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("admin.index")
+
+
+def language_url(lang: str) -> str:
+    """The switch to ``lang`` that comes back to this page (a page shown after a POST
+    comes back to the dashboard it belongs to, or the front page)."""
+    if request.method == "GET":
+        here = request.full_path.rstrip("?")
+    elif request.view_args and "slug" in request.view_args:
+        here = url_for("admin.petition", slug=request.view_args["slug"])
+    else:
+        here = url_for("admin.index")
+    return url_for("admin.language", lang=lang, next=here)
+
+
+@bp.get("/language/<lang>")
+def language(lang: str) -> Any:
+    """Switch the admin to ``lang`` and go back to the page the organiser was on."""
+    if lang not in LANGUAGES:
+        abort(404)
+    response = redirect(_back_to(request.args.get("next", "")))
+    response.set_cookie(LANGUAGE_COOKIE, lang, max_age=365 * 86400, **_LANGUAGE_COOKIE_SCOPE)  # type: ignore[arg-type]
+    return response
 
 
 @bp.before_request
@@ -187,7 +225,39 @@ def _template_globals() -> dict[str, Any]:
     return {
         "csrf": logins.csrf_token(_csrf_key(), session_id) if session_id else "",
         "account": g.get("admin_account"),
+        "admin_language_url": language_url,
+        "status_name": _status_name,
+        "role_name": _role_name,
+        "mode_name": _mode_name,
     }
+
+
+_STATUS_NAMES = {
+    "draft": lazy_gettext("draft"),
+    "open": lazy_gettext("open"),
+    "closed": lazy_gettext("closed"),
+    "forgotten": lazy_gettext("forgotten"),
+}
+_ROLE_NAMES = {"admin": lazy_gettext("administrator"), "organiser": lazy_gettext("organiser")}
+
+
+_MODE_NAMES = {
+    "phone": lazy_gettext("phone number"),
+    "email": lazy_gettext("email address"),
+    "none": lazy_gettext("none"),
+}
+
+
+def _mode_name(mode: str) -> str:
+    return str(_MODE_NAMES.get(mode, mode))
+
+
+def _status_name(status: str) -> str:
+    return str(_STATUS_NAMES.get(status, status))
+
+
+def _role_name(role: str) -> str:
+    return str(_ROLE_NAMES.get(role, role))
 
 
 def _cookie_scope() -> dict[str, Any]:
@@ -262,7 +332,7 @@ def login() -> Any:
         "login",
     ):
         _record_refusal(name, "login-refused", "the form's token was missing or wrong")
-        return _login_page("This form expired. Please log in again.", 403)
+        return _login_page(gettext("This form expired. Please log in again."), 403)
     throttles = _throttles()
     client = client_key()
     wait = throttles.attempt(client)
@@ -289,7 +359,7 @@ def login() -> Any:
             # The same answer as a right password without an authenticator code below.
             return _throttled(name, contested, "too many failures from many clients")
         _record_refusal(name, "login-failed")
-        return _login_page("Wrong name, password or code.", 401)
+        return _login_page(gettext("Wrong name, password or code."), 401)
     if contested is not None and account.wrapped_totp_secret is None:
         session.rollback()
         return _throttled(name, contested, "too many failures from many clients")
@@ -358,7 +428,7 @@ def index() -> Any:
     rows = []
     for petition in acc.visible_petitions(session, _account()):
         state = latest_checkpoint(session, petition)
-        title = petition.text("en").get("title", petition.slug)
+        title = petition.text(g.lang).get("title", petition.slug)
         rows.append((petition, title, 0 if state is None else state.count))
     return render_template("admin/index.html", rows=rows)
 
@@ -378,20 +448,30 @@ def _key_upload() -> bytes | None:
 def _check_mail(form: drafts.DraftForm) -> drafts.DraftForm:
     if form.values.get("verification_mode") == "email" and not _mail_available():
         errors = dict(form.errors)
-        errors["verification_mode"] = (
+        errors["verification_mode"] = gettext(
             "Email verification needs mail: set SAMLENG_SMTP_URL on the server first."
         )
         return dataclasses.replace(form, errors=errors)
     return form
 
 
+_TEXT_FIELD_NAMES = {
+    "title": lazy_gettext("Title"),
+    "target": lazy_gettext("Target"),
+    "summary": lazy_gettext("Summary"),
+    "body": lazy_gettext("Body"),
+}
+
+
 def _draft_page(form_values: dict[str, str], errors: dict[str, str], **context: Any) -> Any:
     return render_template(
         "admin/draft.html",
         values=form_values,
-        errors=errors,
+        # drafts.py loads no Flask: its messages are marked for the catalogue and said here.
+        errors={field: gettext(str(message)) for field, message in errors.items()},
         languages=LANGUAGES,
         text_fields=drafts.TEXT_LIMITS,
+        field_names=_TEXT_FIELD_NAMES,
         **context,
     )
 
@@ -453,7 +533,7 @@ def edit(slug: str) -> Any:
     """Change a draft (texts are frozen once it opens)."""
     petition = _petition(slug)
     if petition.status != PetitionStatus.DRAFT:
-        return _dashboard(petition, error="Only a draft can be changed.", status=409)
+        return _dashboard(petition, error=gettext("Only a draft can be changed."), status=409)
     if request.method == "GET":
         return _draft_page(drafts.form_values(petition), {}, petition=petition)
     form = _check_mail(
@@ -504,7 +584,7 @@ def _dashboard(
         render_template(
             "admin/petition.html",
             petition=petition,
-            title=petition.text("en").get("title", petition.slug),
+            title=petition.text(g.lang).get("title", petition.slug),
             state=latest_checkpoint(session, petition),
             seal_interval=_config().seal_interval,
             per_day=drafts.signatures_per_day(session, petition),
@@ -598,7 +678,7 @@ def _grant_change(slug: str, give: bool) -> Any:
     session = get_session()
     target = acc.find_account(session, request.form.get("account", ""))
     if target is None:
-        return _dashboard(petition, error="No such account.", status=400)
+        return _dashboard(petition, error=gettext("No such account."), status=400)
     changed = (
         acc.grant(session, target, petition) if give else acc.revoke(session, target, petition)
     )
@@ -872,7 +952,7 @@ def account_active(name: str) -> Any:
     try:
         acc.set_active(session, target, request.form.get("active") == "yes", by=_account())
     except AccountError:
-        return _accounts_page("You cannot disable yourself.", 400)
+        return _accounts_page(gettext("You cannot disable yourself."), 400)
     _record("enable-account" if target.active else "disable-account", detail=target.name)
     session.commit()
     return redirect(url_for("admin.accounts"))
@@ -906,7 +986,7 @@ def change_password() -> Any:
     account = _account()
     new_password = request.form.get("new", "")
     if new_password != request.form.get("repeat", ""):
-        return _me_page(error="The two new passwords differ.", status=400)
+        return _me_page(error=gettext("The two new passwords differ."), status=400)
     try:
         with _password_slot():
             acc.change_password(session, account, request.form.get("current", ""), new_password)

@@ -1,6 +1,12 @@
 """Errors raised by the service layer. Views turn them into translated pages."""
 
 
+def N_(message: str) -> str:  # noqa: N802 (gettext's name for it)
+    """Mark ``message`` for the catalogue (``make extract``) without translating it here:
+    modules that load no Flask say it in English, and the view translates it."""
+    return message
+
+
 class Error(Exception):
     """Base class of the service's own errors."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from flask import Flask, g, request, url_for
 from flask_babel import Babel, format_date
 
-from samleng.service.platform.khmer import khmer_date, localized_number
+from samleng.service.platform.khmer import khmer_date, khmer_digits, localized_number
 from samleng.service.platform.models import LANGUAGES
 
 TRANSLATIONS = Path(__file__).resolve().parents[1] / "translations"
@@ -35,6 +35,12 @@ def localized_date(value: dt.date) -> str:
     return str(format_date(value, "long"))
 
 
+def localized_digits(value: object) -> str:
+    """Any text with its digits in Khmer on Khmer pages (a time, a size, a day)."""
+    text = str(value)
+    return khmer_digits(text) if g.get("lang") == "km" else text
+
+
 def language_url(lang: str) -> str:
     """This page in ``lang``; a page that only answers a POST falls back to its petition."""
     endpoint = request.endpoint or ""
@@ -53,5 +59,6 @@ def init_app(app: Flask, default_lang: str) -> None:
     Babel(app, locale_selector=lambda: current_lang(default_lang))
     app.jinja_env.filters["number"] = localized_number
     app.jinja_env.filters["date"] = localized_date
+    app.jinja_env.filters["digits"] = localized_digits
     app.jinja_env.globals["language_url"] = language_url
     app.jinja_env.globals["LANGUAGE_NAMES"] = LANGUAGE_NAMES

@@ -14,7 +14,12 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
+from samleng.service.admin.accounts import create_account, find_account
+from samleng.service.platform.dbsession import get_session
 from tests.browser.conftest import ARTIFACTS, SLUG, Site, chromium, click_and_wait, set_viewport
+
+# A password for the admin's pages: the account is made once per language, at the pinned cost.
+ADMIN_PASSWORD = "a long passphrase for the audit only"
 
 BLOCKING = ("serious", "critical")
 # WCAG 2.1 A and AA, and axe's best practices (landmarks, headings, ...).
@@ -67,6 +72,17 @@ def summary(violations: list[dict[str, Any]]) -> str:
         ],
         ensure_ascii=False,
         indent=1,
+    )
+
+
+def assert_none_blocking(found: dict[str, list[dict[str, Any]]]) -> None:
+    """No page has a serious or critical violation; the message lists those it has."""
+    blocking = {
+        where: [v for v in violations if v["impact"] in BLOCKING]
+        for where, violations in found.items()
+    }
+    assert not any(blocking.values()), "\n".join(
+        f"{where}:\n{summary(violations)}" for where, violations in blocking.items() if violations
     )
 
 
@@ -123,10 +139,45 @@ def test_no_serious_violation(site: Site, audited: webdriver.Chrome, lang: str) 
     found["receipt error"] = audit(audited)
     report(f"{lang}-{viewport}", found)
 
-    blocking = {
-        where: [v for v in violations if v["impact"] in BLOCKING]
-        for where, violations in found.items()
-    }
-    assert not any(blocking.values()), "\n".join(
-        f"{where}:\n{summary(violations)}" for where, violations in blocking.items() if violations
-    )
+    assert_none_blocking(found)
+
+
+@pytest.mark.parametrize("lang", ["km", "en"])
+def test_no_serious_violation_in_the_admin(
+    site: Site, audited: webdriver.Chrome, lang: str
+) -> None:
+    """The organisers' pages, logged in, in each language, at a desktop's width."""
+    name = f"axe-{lang}"
+    with site.app.app_context():
+        session = get_session()
+        if find_account(session, name) is None:
+            create_account(session, name, "admin", ADMIN_PASSWORD)
+            session.commit()
+    set_viewport(audited, "desktop")
+    audited.delete_all_cookies()
+    found: dict[str, list[dict[str, Any]]] = {}
+    audited.get(site.url(f"/admin/language/{lang}?next=/admin/login"))
+    found["login"] = audit(audited)
+    audited.find_element(By.ID, "f-name").send_keys(name)
+    audited.find_element(By.ID, "f-password").send_keys(ADMIN_PASSWORD)
+    submit(audited, "main form button")
+    assert audited.current_url.endswith("/admin/"), audited.current_url
+    for path in (
+        "/admin/",
+        "/admin/new",
+        f"/admin/p/{SLUG}",
+        f"/admin/p/{SLUG}/preview/{lang}",
+        "/admin/accounts",
+        "/admin/organisations",
+        "/admin/audit",
+        "/admin/me",
+    ):
+        audited.get(site.url(path))
+        assert audited.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang, path
+        found[path] = audit(audited)
+    audited.get(site.url("/admin/new"))
+    audited.find_element(By.ID, "f-slug").send_keys("Not A Slug")  # refused, with the texts
+    submit(audited, "main form button[type=submit]")
+    found["draft errors"] = audit(audited)
+    report(f"admin-{lang}", found)
+    assert_none_blocking(found)
