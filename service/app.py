@@ -33,7 +33,12 @@ from samleng.service.tlog import routes as transparency
 from samleng.service.tlog import tileroutes  # noqa: F401 - adds the tile views to transparency.bp
 from samleng.service.tlog.epochs import CurrentEpoch
 from samleng.service.tlog.witnessing import WitnessClient
-from samleng.service.web import i18n, public, security
+from samleng.service.web import (
+    campaign,  # noqa: F401  (its routes join public's blueprints)
+    i18n,
+    public,
+    security,
+)
 from samleng.service.web.pagecache import PageCache
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

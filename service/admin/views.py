@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -39,7 +40,7 @@ from samleng.service.admin.errors import (
     PasswordPolicyError,
     WrongCode,
 )
-from samleng.service.petitions import endorsements
+from samleng.service.petitions import endorsements, timeline
 from samleng.service.petitions import organisations as orgs
 from samleng.service.petitions.lifecycle import (
     close_expired,
@@ -134,7 +135,12 @@ def _guard(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
     if not from_admin_listener(cfg.admin_listener_secret, cfg.circuit_proxies):
         abort(404)
     g.lang = _chosen_language()
-    request.max_content_length = MAX_ADMIN_REQUEST_BYTES
+    request.max_content_length = (
+        # A response's scan may be large; everything else is a small form.
+        timeline.MAX_ATTACHMENT + MAX_ADMIN_REQUEST_BYTES
+        if request.endpoint == "admin.timeline_response"
+        else MAX_ADMIN_REQUEST_BYTES
+    )
     request.max_form_memory_size = MAX_ADMIN_REQUEST_BYTES
     request.max_form_parts = MAX_ADMIN_FORM_PARTS
 
@@ -757,6 +763,115 @@ def witness_resume(slug: str) -> Any:
         return reason
 
     return _lifecycle(slug, "witness-resume", change)
+
+
+# The campaign's timeline (service/petitions/timeline.py): updates, deliveries, responses.
+
+
+def _timeline_page(
+    petition: Petition, errors: dict[str, str] | None = None, status: int = 200
+) -> Any:
+    session = get_session()
+    return render_template(
+        "admin/timeline.html",
+        petition=petition,
+        title=petition.text(g.lang).get("title", petition.slug),
+        updates=timeline.updates_of(session, petition),
+        events=timeline.events_of(session, petition),
+        steps=" ".join(str(step) for step in petition.goal_steps or []),
+        values=request.form if errors else {},
+        errors={field: gettext(message) for field, message in (errors or {}).items()},
+        today=utc_today().isoformat(),
+        languages=LANGUAGES,
+    ), status
+
+
+@bp.get("/p/<slug>/timeline")
+def timeline_page(slug: str) -> Any:
+    """The campaign after signing starts: post updates, record deliveries and responses."""
+    return _timeline_page(_petition(slug))
+
+
+def _timeline_change(slug: str, action: str, change: Callable[[Session, Petition], str]) -> Any:
+    """Apply one change to the timeline; a refused field is shown at its place (400)."""
+    petition = _petition(slug)
+    session = get_session()
+    try:
+        detail = change(session, petition)
+    except timeline.TimelineInputError as exc:
+        session.rollback()
+        return _timeline_page(petition, {exc.field: str(exc)}, 400)
+    _record(action, petition, detail)
+    session.commit()
+    return redirect(url_for("admin.timeline_page", slug=petition.slug))
+
+
+@bp.post("/p/<slug>/timeline/update")
+def timeline_update(slug: str) -> Any:
+    """Publish an update (Markdown, Khmer and/or English)."""
+
+    def change(session: Session, petition: Petition) -> str:
+        texts = {
+            lang: {
+                "title": request.form.get(f"{lang}-title", ""),
+                "body": request.form.get(f"{lang}-body", ""),
+            }
+            for lang in LANGUAGES
+        }
+        update = timeline.post_update(session, petition, texts)
+        return str(next(iter(update.texts.values()))["title"])
+
+    return _timeline_change(slug, "update", change)
+
+
+@bp.post("/p/<slug>/timeline/delivery")
+def timeline_delivery(slug: str) -> Any:
+    """Record a delivery of the petition to an institution."""
+
+    def change(session: Session, petition: Petition) -> str:
+        day = timeline.parse_day(request.form.get("day", ""), "day", utc_today())
+        event = timeline.record_delivery(session, petition, day=day, fields=request.form)
+        return f"{event.day.isoformat()} {event.institution}"
+
+    return _timeline_change(slug, "delivery", change)
+
+
+@bp.post("/p/<slug>/timeline/response")
+def timeline_response(slug: str) -> Any:
+    """Record an institution's response, with an optional scan (PDF, PNG or JPEG)."""
+
+    def change(session: Session, petition: Petition) -> str:
+        day = timeline.parse_day(request.form.get("day", ""), "day", utc_today())
+        upload = request.files.get("attachment")
+        data = b""
+        if upload:
+            try:
+                data = upload.read(timeline.MAX_ATTACHMENT + 1)
+            finally:
+                upload.close()  # a large upload is spooled to a temporary file: closed at once
+        event = timeline.record_response(
+            session,
+            petition,
+            day=day,
+            fields=request.form,
+            attachment=data or None,
+            folder=Path(current_app.instance_path) / timeline.ATTACHMENTS,
+        )
+        return f"{event.day.isoformat()} {event.institution}"
+
+    return _timeline_change(slug, "response", change)
+
+
+@bp.post("/p/<slug>/timeline/steps")
+def timeline_steps(slug: str) -> Any:
+    """Set the steps of the goal (15000 100000 500000); empty: the goal alone."""
+
+    def change(_session: Session, petition: Petition) -> str:
+        steps = timeline.parse_steps(request.form.get("steps", ""))
+        timeline.set_goal_steps(petition, steps)
+        return " ".join(map(str, steps or [])) or "the goal alone"
+
+    return _timeline_change(slug, "goal-steps", change)
 
 
 # Endorsements (service/petitions/endorsements.py): organisations named publicly.

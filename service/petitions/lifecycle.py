@@ -300,9 +300,10 @@ def open_petition(
     session.flush()
 
 
-def close_petition(session: Session, petition: Petition) -> None:
-    """Stop accepting signatures."""
+def close_petition(session: Session, petition: Petition, today: dt.date | None = None) -> None:
+    """Stop accepting signatures; the day it closed (UTC) is kept for the timeline."""
     _transition(petition, PetitionStatus.OPEN, PetitionStatus.CLOSED)
+    petition.closed_on = today or utc_today()
     session.flush()
 
 
@@ -339,7 +340,7 @@ def close_expired(session: Session, today: dt.date) -> list[str]:
     ).all()
     closed = []
     for petition in due:
-        close_petition(session, petition)
+        close_petition(session, petition, petition.closes_on)
         record(session, SYSTEM_ACTOR, "close", petition_slug=petition.slug, detail="deadline")
         closed.append(petition.slug)
     session.commit()

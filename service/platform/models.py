@@ -138,6 +138,11 @@ class Petition(Base):
     # How many of the witnesses frozen into petition.json must cosign a checkpoint (None: all
     # of them). Set while a draft; frozen with the policy when the petition opens.
     witness_quorum: Mapped[int | None] = mapped_column(Integer)
+    # The steps of the goal, in increasing order, the last being ``goal`` (None: one step, the
+    # goal). Shown on the page; not frozen, since a coalition may raise its sights.
+    goal_steps: Mapped[list[int] | None] = mapped_column(JSON)
+    # The UTC day it actually closed (closes_on is the day planned); None while open.
+    closed_on: Mapped[dt.date | None]
     # Why no checkpoint is published any more: a witness saw a split view (or the log has a
     # bug). Set by the witnessing thread, cleared only by an organiser (`samleng witness
     # resume`). Signing goes on; the sealer leaves the petition's signatures pending.
@@ -329,6 +334,53 @@ class Cosignature(Base):
         ForeignKey("witness.id", ondelete="CASCADE"), primary_key=True
     )
     lines: Mapped[bytes] = mapped_column(LargeBinary)  # signature lines, each ending in LF
+
+
+class PetitionUpdate(Base):
+    """An organisers' update on a petition: Markdown per language, dated by the day."""
+
+    __tablename__ = "petition_update"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), index=True
+    )
+    posted_on: Mapped[dt.date] = mapped_column(default=utc_today)
+    # {lang: {"title": ..., "body": ...}}, at least one language.
+    texts: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TimelineKind(StrEnum):
+    """A step of the petition's timeline after signing: handed over, or answered."""
+
+    DELIVERY = "delivery"
+    RESPONSE = "response"
+
+
+TIMELINE_KINDS = tuple(kind.value for kind in TimelineKind)
+
+
+class TimelineEvent(Base):
+    """A delivery of the petition to an institution, or a response from one; public."""
+
+    __tablename__ = "timeline_event"
+    __table_args__ = (CheckConstraint(f"kind IN {TIMELINE_KINDS}", name="timeline_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    day: Mapped[dt.date]
+    # A delivery: the institution, who received it, how. A response: from whom, its summary.
+    institution: Mapped[str] = mapped_column(String(200))
+    received_by: Mapped[str | None] = mapped_column(String(200))
+    how: Mapped[str | None] = mapped_column(String(200))
+    summary: Mapped[str | None] = mapped_column(String(2000))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    # A response's attachment, stored in the instance folder under its SHA-256.
+    attachment_sha256: Mapped[str | None] = mapped_column(String(64))
+    attachment_type: Mapped[str | None] = mapped_column(String(40))
 
 
 class EndorsementStatus(StrEnum):

@@ -79,6 +79,8 @@ class DeliveryFacts:
     signatures: int | None = None
     # The organisations endorsing the petition at the final checkpoint, in log order.
     endorsers: Sequence[Endorsement] = ()
+    # The day signing actually closed (petition.json has the day planned); None while open.
+    closed_on: dt.date | None = None
 
     @property
     def count(self) -> int:
@@ -178,7 +180,10 @@ def delivery_html(facts: DeliveryFacts) -> str:
         dates={
             lang: (
                 written_date(petition.get("opens_on"), lang),
-                written_date(petition.get("closes_on"), lang),
+                written_date(
+                    facts.closed_on.isoformat() if facts.closed_on else petition.get("closes_on"),
+                    lang,
+                ),
             )
             for lang in ("km", "en")
         },

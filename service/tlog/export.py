@@ -98,6 +98,7 @@ def write_bundle(
             size=state.size,
             signatures=state.count,
             endorsers=current_endorsers(records, petition.origin),
+            closed_on=petition.closed_on,
             bundle_url=bundle_url(petition.origin),
             letter=letter,
         )

@@ -40,6 +40,13 @@ from samleng.service.petitions.lifecycle import (
     public_petitions,
     signature_count,
 )
+from samleng.service.petitions.timeline import (
+    days_without_response,
+    goal_step,
+    public_timeline,
+    update_text,
+    updates_of,
+)
 from samleng.service.platform.config import Config
 from samleng.service.platform.context import services
 from samleng.service.platform.dbsession import get_session
@@ -113,7 +120,7 @@ def _add_lang(_endpoint: str, values: dict[str, Any]) -> None:
 _PUBLIC_STATUSES = (PetitionStatus.OPEN, PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
 
 
-def _visible_petition(slug: str) -> Petition:
+def visible_petition(slug: str) -> Petition:
     """A petition that the public may see (open, closed or forgotten), or 404 (drafts)."""
     try:
         petition = get_petition(get_session(), slug)
@@ -147,17 +154,27 @@ def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -
     """The petition page: text, progress, the sign form (with ``form``'s values and errors)."""
     session = get_session()
     state = latest_checkpoint(session, petition)
+    count = 0 if state is None else state.count
     text = petition.text(g.lang)
     page_url = url_for("public.petition", slug=petition.slug, _external=True)
+    updates = updates_of(session, petition)
+    latest = updates[0] if updates else None
+    latest_text = None if latest is None else update_text(latest, g.lang)
     return render_template(
         "public/petition.html",
         petition=petition,
+        step=goal_step(petition, count),
+        latest_update=latest,
+        latest_text=latest_text,
+        latest_body=None if latest_text is None else render_markdown(latest_text["body"]),
+        timeline=public_timeline(session, petition),
+        waiting=days_without_response(session, petition, utc_today()),
         text=text,
         body=render_markdown(text.get("body", "")),
         description=text.get("summary") or text.get("target") or text["title"],
         page_url=page_url,
         share=_share_links(page_url, text["title"]),
-        count=0 if state is None else state.count,
+        count=count,
         fingerprint=None if state is None else state.root[:8].hex(" ", 2),
         witnesses=coverage(session, petition),
         organisers=organisers_of(session, petition.id),
@@ -249,7 +266,7 @@ def petition(slug: str) -> Any:
     return _kept_page(
         "public/petition.html",
         slug,
-        lambda slot: _petition_html(_visible_petition(slug), None, slot),
+        lambda slot: _petition_html(visible_petition(slug), None, slot),
         services().form_tokens.issue(slug),
     )
 
@@ -296,7 +313,7 @@ def sign(slug: str) -> Any:
     return _kept_page(
         "public/signed.html",
         slug,
-        lambda slot: _signed_html(_visible_petition(slug), slot),
+        lambda slot: _signed_html(visible_petition(slug), slot),
         signed.receipt,
     )
 
@@ -315,7 +332,7 @@ def _signing_material(slug: str) -> SigningMaterial | None:
     kept = services().signing_material
     keys = kept.get(slug)
     if keys is None:
-        petition = _visible_petition(slug)
+        petition = visible_petition(slug)
         if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
             return None
         try:
@@ -333,7 +350,7 @@ def _accepting(slug: str) -> Petition | None:
     signing material dropped). A 404 for a petition the public may no longer see."""
     kept = services().signing_material
     try:
-        petition = _visible_petition(slug)
+        petition = visible_petition(slug)
     except NotFound:
         kept.drop(slug)
         raise
@@ -347,7 +364,7 @@ def _closed(slug: str) -> Any:
     """The petition page saying it is closed (409)."""
     kept = services().signing_material
     kept.drop(slug)
-    petition = _visible_petition(slug)
+    petition = visible_petition(slug)
     return _render_petition(petition, SignForm(values={}, errors={"form": _CLOSED}), 409)
 
 
@@ -457,7 +474,7 @@ def confirm(slug: str, link: str) -> Any:
     if request.method == "POST":
         # Confirming counts a signature: limited per client like signing.
         services().signing_limits.hit_confirmation(current_client())
-    petition = _visible_petition(slug)
+    petition = visible_petition(slug)
     cfg = config()
     text = petition.text(g.lang)
     try:
@@ -541,7 +558,7 @@ def endorse(slug: str) -> Any:
     """
     if request.method == "POST":
         services().signing_limits.hit_client(current_client())
-    petition = _visible_petition(slug)
+    petition = visible_petition(slug)
     if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
         return _endorse_page(petition, 409 if request.method == "POST" else 200, closed=True)
     if request.method == "GET":
@@ -577,7 +594,7 @@ def endorse(slug: str) -> Any:
 @bp.route("/p/<slug>/receipt", methods=["GET", "POST"])
 def receipt(slug: str) -> Any:
     """Check a receipt code: counted (with a proof to download), waiting, or not found."""
-    petition = _visible_petition(slug)
+    petition = visible_petition(slug)
     if request.method == "GET":
         return render_template("public/receipt.html", petition=petition, text=petition.text(g.lang))
     code = request.form.get("receipt", "")
@@ -628,7 +645,7 @@ def sign_again_page(slug: str) -> Any:
     """The petition page for a signature shed with a 503: it says nothing was counted and
     keeps the form, except the phone number and email addresses, which are never echoed."""
     try:
-        petition = _visible_petition(slug)
+        petition = visible_petition(slug)
     except NotFound:
         return None
     if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):

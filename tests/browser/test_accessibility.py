@@ -107,7 +107,7 @@ def test_no_serious_violation(site: Site, audited: webdriver.Chrome, lang: str) 
     viewport = "phone"
     set_viewport(audited, viewport)
     found: dict[str, list[dict[str, Any]]] = {}
-    for path in (f"/{lang}/", f"/{lang}/p/{SLUG}", f"/{lang}/safety"):
+    for path in (f"/{lang}/", f"/{lang}/p/{SLUG}", f"/{lang}/safety", f"/{lang}/p/{SLUG}/updates"):
         audited.get(site.url(path))
         found[path] = audit(audited)
 
@@ -167,6 +167,7 @@ def test_no_serious_violation_in_the_admin(
         "/admin/new",
         f"/admin/p/{SLUG}",
         f"/admin/p/{SLUG}/preview/{lang}",
+        f"/admin/p/{SLUG}/timeline",
         "/admin/accounts",
         "/admin/organisations",
         "/admin/audit",

@@ -149,6 +149,7 @@ def test_every_admin_page_speaks_khmer(app: Flask, khmer_admin: FlaskClient) -> 
         "/admin/new",
         "/admin/p/land",
         "/admin/p/land/preview/km",
+        "/admin/p/land/timeline",
         "/admin/accounts",
         "/admin/organisations",
         "/admin/audit",
