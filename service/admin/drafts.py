@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from samleng.crypto.custody import MAX_KEYS, Custody
@@ -249,17 +249,19 @@ class DayCount:
 
 def signatures_per_day(session: Session, petition: Petition) -> list[DayCount]:
     """New signatures per day: the growth of the last checkpoint of each day over the day
-    before (checkpoints carry a date only, never a time)."""
+    before (checkpoints carry a date only, never a time; endorsements are not signatures)."""
     rows = session.execute(
-        select(SignedCheckpoint.published_on, func.max(SignedCheckpoint.size))
+        select(SignedCheckpoint.published_on, SignedCheckpoint.size, SignedCheckpoint.signatures)
         .where(SignedCheckpoint.petition_id == petition.id)
-        .group_by(SignedCheckpoint.published_on)
-        .order_by(SignedCheckpoint.published_on.nulls_first())
+        .order_by(SignedCheckpoint.size)
     ).all()
-    previous = 1  # the header leaf
+    by_day: dict[dt.date | None, int] = {}
+    for day, size, signatures in rows:
+        count = int(size) - 1 if signatures is None else int(signatures)
+        by_day[day] = max(by_day.get(day, 0), count)
+    previous = by_day.pop(None, 0)
     days = []
-    for day, size in rows:
-        if day is not None:
-            days.append(DayCount(day=day, signatures=max(int(size) - previous, 0)))
-        previous = max(previous, int(size))
+    for day in sorted(d for d in by_day if d is not None):
+        days.append(DayCount(day=day, signatures=max(by_day[day] - previous, 0)))
+        previous = max(previous, by_day[day])
     return days

@@ -77,6 +77,7 @@ from samleng.service.platform.models import (
 )
 from samleng.service.platform.ratelimit import RateLimits, client_key
 from samleng.service.tlog import witnesses
+from samleng.service.tlog.growth import chart, daily_counts
 from samleng.service.tlog.store import latest_checkpoint, seal_all
 from samleng.service.web.security import from_admin_listener
 
@@ -586,6 +587,7 @@ def _dashboard(
         and "log.bundle_zip" in current_app.view_functions
     ):
         export_zip = url_for("log.bundle_zip", slug=petition.slug)
+    growth_days = daily_counts(session, petition)
     return (
         render_template(
             "admin/petition.html",
@@ -594,6 +596,8 @@ def _dashboard(
             state=latest_checkpoint(session, petition),
             seal_interval=_config().seal_interval,
             per_day=drafts.signatures_per_day(session, petition),
+            growth=chart(growth_days),
+            growth_days=growth_days,
             grantees=acc.grantees(session, petition),
             organisers=organisers_of(session, petition.id),
             endorsements=endorsements.endorsements_of(session, petition),

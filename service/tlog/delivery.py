@@ -31,6 +31,7 @@ from samleng.crypto.endorsement import Endorsement
 from samleng.service.platform.errors import Error
 from samleng.service.platform.khmer import grouped, khmer_date
 from samleng.service.platform.markdown import render_markdown
+from samleng.service.tlog.growth import Chart, DayCount, chart
 from samleng.service.tlog.linebreaks import khmer_breaks_in_html
 
 DELIVERY_FILE = "delivery.pdf"
@@ -81,6 +82,8 @@ class DeliveryFacts:
     endorsers: Sequence[Endorsement] = ()
     # The day signing actually closed (petition.json has the day planned); None while open.
     closed_on: dt.date | None = None
+    # The count at the end of each day, for the growth chart (service/tlog/growth.py).
+    growth: Sequence[DayCount] = ()
 
     @property
     def count(self) -> int:
@@ -155,6 +158,18 @@ def _organisers(petition: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _growth_text(growth: Chart) -> dict[str, str]:
+    """The growth chart's caption in Khmer and English, with its first and last day."""
+    first, last = growth.first, growth.last
+    return {
+        "km": f"កំណើននៃញត្តិតាមថ្ងៃ៖ ពី {grouped(first.count, 'km')} នៅ{khmer_date(first.day)} "
+        f"ដល់ {grouped(last.count, 'km')} នៅ{khmer_date(last.day)}។",
+        "en": f"How the petition grew, day by day: from {grouped(first.count, 'en')} on "
+        f"{format_date(first.day, 'long', locale='en')} to {grouped(last.count, 'en')} on "
+        f"{format_date(last.day, 'long', locale='en')}.",
+    }
+
+
 def delivery_html(facts: DeliveryFacts) -> str:
     """Render the document's HTML (needs an app context, for the template), with the line
     breaks Khmer needs (service/tlog/linebreaks.py)."""
@@ -163,11 +178,14 @@ def delivery_html(facts: DeliveryFacts) -> str:
     by_lang = {text["lang"]: text for text in texts}
     goal = petition.get("goal")
     letter = facts.letter
+    growth = chart(facts.growth)
     html = render_template(
         "delivery/delivery.html",
         petition=petition,
         texts=texts,
         organisers=_organisers(petition),
+        growth=growth,
+        growth_text=None if growth is None else _growth_text(growth),
         endorsers=facts.endorsers,
         endorsers_km=grouped(len(facts.endorsers), "km"),
         km=by_lang.get("km"),

@@ -44,6 +44,7 @@ from samleng.service.tlog.delivery import (
     bundle_url,
     render_delivery_pdf,
 )
+from samleng.service.tlog.growth import daily_counts
 from samleng.service.tlog.store import (
     endorsement_records,
     latest_checkpoint,
@@ -99,6 +100,7 @@ def write_bundle(
             signatures=state.count,
             endorsers=current_endorsers(records, petition.origin),
             closed_on=petition.closed_on,
+            growth=daily_counts(session, petition),
             bundle_url=bundle_url(petition.origin),
             letter=letter,
         )

@@ -89,6 +89,7 @@ from samleng.service.signing.signatures import (
     sign_petition,
     signing_material,
 )
+from samleng.service.tlog.growth import chart, daily_counts
 from samleng.service.tlog.store import find_receipt, latest_checkpoint
 from samleng.service.tlog.witnesses import coverage
 from samleng.service.web.security import request_hostname, transport_warning
@@ -158,12 +159,15 @@ def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -
     text = petition.text(g.lang)
     page_url = url_for("public.petition", slug=petition.slug, _external=True)
     updates = updates_of(session, petition)
+    growth_days = daily_counts(session, petition)
     latest = updates[0] if updates else None
     latest_text = None if latest is None else update_text(latest, g.lang)
     return render_template(
         "public/petition.html",
         petition=petition,
         step=goal_step(petition, count),
+        growth=chart(growth_days),
+        growth_days=growth_days,
         latest_update=latest,
         latest_text=latest_text,
         latest_body=None if latest_text is None else render_markdown(latest_text["body"]),
