@@ -201,6 +201,9 @@ def _verify(args: argparse.Namespace) -> int:
     )
     root = base64.b64encode(report.root).decode("ascii")
     print(f"verified: {report.origin}, {report.size} leaves, root {root}")
+    if report.withdrawals:
+        # The count below is net of them: signatures their signers took back.
+        print(f"withdrawals {report.withdrawals}")
     _print_endorsements(report.endorsements)
     print(f"count {report.count}")
     if report.witnesses is None and not known:

@@ -60,6 +60,8 @@ from samleng.crypto.leaf import (
     LEAF_SIZE,
     ZERO_HASH,
     LeafKind,
+    is_signature,
+    withdrawal_commitment,
 )
 from samleng.crypto.merkle import EMPTY_ROOT, CompactTree
 from samleng.crypto.note import NoteVerifier, parse_vkey
@@ -117,6 +119,7 @@ class BundleCheck(StrEnum):
     ROOT = "root"
     HISTORY_CONSISTENT = "historical checkpoints consistent"
     KNOWN_CONSISTENT = "known checkpoints consistent"
+    WITHDRAWALS = "withdrawals"
     ENDORSEMENTS = "endorsements"
 
 
@@ -145,8 +148,11 @@ class BundleReport:
     # The organisations endorsing the petition (§23), apart from the signers; None for a log
     # without endorsement leaves.
     endorsements: Endorsements | None = None
-    # The indices of the leaves that are neither the header nor a signature (endorsements).
+    # The indices of the leaves that are neither the header nor a signature (withdrawals,
+    # endorsements).
     other_leaves: tuple[int, ...] = ()
+    # Signatures withdrawn by their signers (kind 0x03); ``count`` is net of them.
+    withdrawals: int = 0
 
 
 def petition_log_facts(petition: Mapping[str, object]) -> tuple[str, str]:
@@ -450,6 +456,7 @@ class _Scanned:
     count: int  # signature leaves
     roots: dict[int, bytes]
     endorsements: list[tuple[int, bytes, bytes]]  # (index, c, d) of each kind 0x06 leaf
+    withdrawals: list[tuple[int, bytes, bytes]]  # (index, c, d) of each kind 0x03 leaf
 
 
 def _scan_leaves(
@@ -480,6 +487,7 @@ def _scan_leaves(
     count = 0
     index = 0
     endorsements: list[tuple[int, bytes, bytes]] = []
+    withdrawals: list[tuple[int, bytes, bytes]] = []
     sha256 = hashlib.sha256
     with (directory / LEAVES_FILE).open("rb") as f:
         while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
@@ -502,17 +510,8 @@ def _scan_leaves(
                 )
             _check_chunk_kinds(kinds, index, verification_mode)
             count += kinds.count(LeafKind.SIGNATURE) + kinds.count(LeafKind.VERIFIED_SIGNATURE)
-            found = kinds.find(LeafKind.ENDORSEMENT)
-            while found >= 0:  # a few per petition: found one by one
-                at = found * LEAF_SIZE
-                endorsements.append(
-                    (
-                        index + found,
-                        chunk[at + C_OFFSET : at + D_OFFSET],
-                        chunk[at + D_OFFSET : at + LEAF_SIZE],
-                    )
-                )
-                found = kinds.find(LeafKind.ENDORSEMENT, found + 1)
+            endorsements += _leaves_of_kind(chunk, kinds, index, LeafKind.ENDORSEMENT)
+            withdrawals += _leaves_of_kind(chunk, kinds, index, LeafKind.WITHDRAWAL)
             seen = len(prefixes)
             prefixes.update(_c_prefixes(n).unpack(chunk))
             prefix_repeated = prefix_repeated or len(prefixes) != seen + n
@@ -540,7 +539,58 @@ def _scan_leaves(
             )
     if 0 in wanted:
         roots[0] = EMPTY_ROOT
-    return _Scanned(root=tree.root(), count=count, roots=roots, endorsements=endorsements)
+    return _Scanned(
+        root=tree.root(),
+        count=count,
+        roots=roots,
+        endorsements=endorsements,
+        withdrawals=withdrawals,
+    )
+
+
+def _leaves_of_kind(
+    chunk: bytes, kinds: bytes, start: int, kind: LeafKind
+) -> list[tuple[int, bytes, bytes]]:
+    """``(index, c, d)`` of each leaf of ``kind`` in a chunk: a few per petition, found one
+    by one."""
+    found, at = [], kinds.find(kind)
+    while at >= 0:
+        o = at * LEAF_SIZE
+        c, d = chunk[o + C_OFFSET : o + D_OFFSET], chunk[o + D_OFFSET : o + LEAF_SIZE]
+        found.append((start + at, c, d))
+        at = kinds.find(kind, at + 1)
+    return found
+
+
+def _check_withdrawals(directory: Path, withdrawals: list[tuple[int, bytes, bytes]]) -> None:
+    """Each withdrawal names, by its d, a signature leaf earlier in the log, and its c is
+    H(label || d); no signature is withdrawn twice (WITHDRAWALS). A second pass over
+    leaves.bin, made only when the log has withdrawals."""
+    wanted: dict[bytes, int] = {}
+    for index, c, d in withdrawals:
+        if c != withdrawal_commitment(d):
+            raise BundleError(
+                BundleCheck.WITHDRAWALS, f"leaf {index}: its c is not H(label || d) (§5)"
+            )
+        if d in wanted:
+            raise BundleError(
+                BundleCheck.WITHDRAWALS, f"leaf {index} withdraws a signature withdrawn already"
+            )
+        wanted[d] = index
+    found: dict[bytes, int] = {}
+    index = 0
+    with (directory / LEAVES_FILE).open("rb") as f:
+        while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
+            for o in range(0, len(chunk), LEAF_SIZE):
+                c = chunk[o + C_OFFSET : o + D_OFFSET]
+                if c in wanted and is_signature(chunk[o + KIND_OFFSET]):
+                    found[c] = index + o // LEAF_SIZE
+            index += len(chunk) // LEAF_SIZE
+    for d, at in wanted.items():
+        if found.get(d, at) >= at:
+            raise BundleError(
+                BundleCheck.WITHDRAWALS, f"leaf {at} withdraws no signature earlier in the log"
+            )
 
 
 @functools.lru_cache(maxsize=4)
@@ -852,6 +902,12 @@ def _verify(
     _check_known_consistent(known, latest.size, roots)
     if known:
         passed(BundleCheck.KNOWN_CONSISTENT, f"all {len(known)} are prefixes of the final tree")
+    if scanned.withdrawals:
+        _check_withdrawals(directory, scanned.withdrawals)
+        passed(
+            BundleCheck.WITHDRAWALS,
+            f"{len(scanned.withdrawals)} withdrawals, each of an earlier signature, once",
+        )
     endorsements = _check_endorsements(directory, files, scanned.endorsements, origin)
     if endorsements is not None:
         passed(
@@ -862,12 +918,15 @@ def _verify(
     report = BundleReport(
         origin=origin,
         size=latest.size,
-        count=count,
+        count=count - len(scanned.withdrawals),
+        withdrawals=len(scanned.withdrawals),
         root=root,
         checkpoints_checked=len(history),
         witnesses=coverage,
         endorsements=endorsements,
-        other_leaves=tuple(index for index, _c, _d in scanned.endorsements),
+        other_leaves=tuple(
+            sorted(index for index, _c, _d in [*scanned.endorsements, *scanned.withdrawals])
+        ),
     )
     return _Verified(report=report, vkey=vkey, roots=roots)
 

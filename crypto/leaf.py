@@ -3,8 +3,9 @@
 Normative: docs/formats.md §5.
 
 Leaf 0 is the header (``c = H(petition.json)``, ``d`` zero); every other leaf is a signature
-with its receipt commitment ``c`` and details ciphertext hash ``d``, or an endorsement record
-(kind 0x06, ``c = H(record)``, ``d`` zero).
+with its receipt commitment ``c`` and details ciphertext hash ``d``, a withdrawal of one
+(kind 0x03, ``d`` the signature's ``c``), or an endorsement record (kind 0x06, ``c =
+H(record)``, ``d`` zero).
 """
 
 import hashlib
@@ -29,15 +30,24 @@ class LeafKind(IntEnum):
     HEADER = 0
     SIGNATURE = 1
     VERIFIED_SIGNATURE = 2
-    WITHDRAWAL = 3  # reserved (docs/formats.md §18); no v1 verifier accepts it (see decode_leaf)
+    WITHDRAWAL = 3  # a signer took their signature back (§5): d is that signature's c
     ENDORSEMENT = 6  # an organisation's endorsement, or its withdrawal (§23); never counted
 
 
-# Kinds this v1 verifier accepts. WITHDRAWAL is reserved but has no defined meaning yet: a
-# verifier that counted past it could report a wrong count, so it fails closed instead.
+# Kinds this v1 verifier accepts; 0x04 and 0x05 are reserved (docs/formats.md §18): a
+# verifier that counted past them could report a wrong count, so it fails closed instead.
 ACCEPTED_KINDS = frozenset(
-    {LeafKind.HEADER, LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE, LeafKind.ENDORSEMENT}
+    {
+        LeafKind.HEADER,
+        LeafKind.SIGNATURE,
+        LeafKind.VERIFIED_SIGNATURE,
+        LeafKind.WITHDRAWAL,
+        LeafKind.ENDORSEMENT,
+    }
 )
+# A withdrawal leaf's c: H(this label || the withdrawn signature's c), so that a signature
+# can be withdrawn once only (the log's commitments are distinct).
+WITHDRAWAL_LABEL = b"samleng-withdrawal/v1\n"
 SIGNATURE_KINDS = frozenset({LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE})
 
 
@@ -67,9 +77,8 @@ def encode_leaf(kind: LeafKind, c: bytes, d: bytes) -> bytes:
 def decode_leaf(leaf: bytes) -> Leaf:
     """Parse a leaf, raising LeafFormatError for a wrong size, prefix or kind.
 
-    Kind 0x03 (withdrawal) is reserved and is rejected here like any unknown kind:
-    docs/formats.md §5 says verifiers reject unknown kinds, and this v1 verifier does not know
-    what it means.
+    Kinds 0x04 and 0x05 are reserved and are rejected here like any unknown kind:
+    docs/formats.md §5 says verifiers reject unknown kinds.
     """
     if len(leaf) != LEAF_SIZE:
         raise LeafFormatError(f"leaf is {len(leaf)} bytes, not {LEAF_SIZE}")
@@ -84,3 +93,15 @@ def decode_leaf(leaf: bytes) -> Leaf:
 def header_leaf(petition_json: bytes) -> bytes:
     """Return leaf 0 of a petition's log: kind header, ``c = H(petition.json)``, ``d`` zero."""
     return encode_leaf(LeafKind.HEADER, hashlib.sha256(petition_json).digest(), ZERO_HASH)
+
+
+def withdrawal_commitment(signature_c: bytes) -> bytes:
+    """The c of the leaf that withdraws the signature whose c is ``signature_c``."""
+    if len(signature_c) != HASH_SIZE:
+        raise ValueError("a withdrawal names the 32-byte c of a signature")
+    return hashlib.sha256(WITHDRAWAL_LABEL + signature_c).digest()
+
+
+def withdrawal_leaf(signature_c: bytes) -> bytes:
+    """The kind 0x03 leaf withdrawing the signature whose c is ``signature_c`` (its d)."""
+    return encode_leaf(LeafKind.WITHDRAWAL, withdrawal_commitment(signature_c), signature_c)

@@ -94,7 +94,15 @@ from samleng.crypto.errors import (
 )
 from samleng.crypto.keyfile import open_private_key, public_key_file, seal_private_key
 from samleng.crypto.keywrap import unwrap_key
-from samleng.crypto.leaf import LeafKind, decode_leaf, encode_leaf, header_leaf, is_signature
+from samleng.crypto.leaf import (
+    LeafKind,
+    decode_leaf,
+    encode_leaf,
+    header_leaf,
+    is_signature,
+    withdrawal_commitment,
+    withdrawal_leaf,
+)
 from samleng.crypto.merkle import (
     MemoryTree,
     leaf_hash,
@@ -508,10 +516,19 @@ def check_leaf_verified(ex: Example) -> None:
     _check_signature_leaf(ex, LeafKind.VERIFIED_SIGNATURE)
 
 
+@check("leaf-withdrawal")
+def check_leaf_withdrawal(ex: Example) -> None:
+    d, c, leaf = ex.hex("d"), ex.hex("c"), ex.hex("leaf")
+    assert c == withdrawal_commitment(d) == _sha256(b"samleng-withdrawal/v1\n" + d)
+    assert leaf == LEAF_LABEL + b"\x03" + c + d == withdrawal_leaf(d)
+    assert decode_leaf(leaf).kind == LeafKind.WITHDRAWAL
+    assert not is_signature(LeafKind.WITHDRAWAL)
+
+
 @check("leaf-rejected")
 def check_leaf_rejected(ex: Example) -> None:
     names = ex.names()
-    assert {"kind-03", "kind-05"} <= set(names)
+    assert {"kind-04", "kind-05"} <= set(names)
     for name in names:
         assert _raises(LeafFormatError, decode_leaf, ex.hex(name)), name
 
@@ -1268,6 +1285,7 @@ EXPECTED_KINDS = {
     "custody-petition",
     "petition-witnesses",
     "petition-organisers",
+    "leaf-withdrawal",
     "endorsement-record",
     "endorsement-withdrawal",
     "endorsements-file",

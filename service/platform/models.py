@@ -222,6 +222,20 @@ class PendingSignature(Base):
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class PendingWithdrawal(Base):
+    """A signer asked to withdraw the signature whose commitment is ``commitment``; a kind
+    0x03 leaf goes into the log at the next seal. The commitment is in the log already: this
+    row says only that its withdrawal waits, and goes with the seal."""
+
+    __tablename__ = "pending_withdrawal"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+
+
 class Maintenance(Base):
     """The UTC day the sealer last did a periodic task (the token table's rewrite)."""
 

@@ -27,7 +27,15 @@ from samleng.crypto.cosignature import add_cosignatures
 from samleng.crypto.details import details_digest
 from samleng.crypto.endorsement import record_hash
 from samleng.crypto.keywrap import unwrap_key, wrap_key
-from samleng.crypto.leaf import ZERO_HASH, LeafKind, decode_leaf, encode_leaf, header_leaf
+from samleng.crypto.leaf import (
+    ZERO_HASH,
+    LeafKind,
+    decode_leaf,
+    encode_leaf,
+    header_leaf,
+    withdrawal_commitment,
+    withdrawal_leaf,
+)
 from samleng.crypto.merkle import (
     append_nodes,
     consistency_proof,
@@ -49,6 +57,7 @@ from samleng.service.platform.models import (
     Maintenance,
     Organisation,
     PendingSignature,
+    PendingWithdrawal,
     Petition,
     PetitionStatus,
     SealEpoch,
@@ -458,11 +467,12 @@ def seal_pending(
     records = _open_pending(session, petition, vault, before)
     state = latest_checkpoint(session, petition)
     endorsements = _unlogged_endorsements(session, petition)
-    if (not records and not endorsements) or state is None:
+    withdrawn = _take_withdrawals(session, petition)
+    if (not records and not endorsements and not withdrawn) or state is None:
         session.rollback()
         return None
     counted = _count_once(session, petition.id, records) if records else []
-    if not counted and not endorsements:
+    if not counted and not endorsements and not withdrawn:
         session.commit()  # only repeats: nothing to append, but they are gone
         return state
     # Batches are shuffled so that a leaf's position says nothing about when it was signed.
@@ -475,7 +485,10 @@ def seal_pending(
         )
         for record in counted
     ]
-    # Endorsements after the batch, in the order they were decided: they are public acts.
+    # Withdrawals after the batch (in commitment order, which says nothing of when each was
+    # asked), then endorsements, in the order they were decided: they are public acts.
+    for signature_c in sorted(withdrawn):
+        leaves.append((withdrawal_commitment(signature_c), withdrawal_leaf(signature_c), None))
     for at, (row, record, withdrawal) in enumerate(endorsements, start=state.size + len(leaves)):
         c = record_hash(record)
         leaves.append((c, encode_leaf(LeafKind.ENDORSEMENT, c, ZERO_HASH), None))
@@ -489,10 +502,39 @@ def seal_pending(
         log_signer(petition, vault.master_key),
         state.size,
         leaves,
-        state.count + len(counted),
+        state.count + len(counted) - len(withdrawn),
     )
     session.commit()
     return new_state
+
+
+def _take_withdrawals(session: Session, petition: Petition) -> list[bytes]:
+    """Take the petition's waiting withdrawals out of their table: the c of each signature
+    to withdraw, once, if it is a counted signature not withdrawn yet."""
+    asked = session.execute(
+        delete(PendingWithdrawal)
+        .where(PendingWithdrawal.petition_id == petition.id)
+        .returning(PendingWithdrawal.commitment)
+    ).scalars()
+    wanted = set(asked)
+    if not wanted:
+        return []
+    done = set(
+        session.scalars(
+            select(Leaf.commitment).where(
+                Leaf.petition_id == petition.id,
+                Leaf.commitment.in_([withdrawal_commitment(c) for c in wanted]),
+            )
+        )
+    )
+    return [c for c in wanted if withdrawal_commitment(c) not in done]
+
+
+def request_withdrawal(session: Session, petition: Petition, commitment: bytes) -> None:
+    """Ask for the withdrawal of a counted signature at the next seal (once)."""
+    if session.get(PendingWithdrawal, (petition.id, commitment)) is None:
+        session.add(PendingWithdrawal(petition_id=petition.id, commitment=commitment))
+        session.flush()
 
 
 def _unlogged_endorsements(
@@ -546,6 +588,7 @@ def petitions_with_pending(session: Session, before: int | None = None) -> list[
     if before is not None:
         pending = pending.where(PendingSignature.epoch_id < before)
     legacy = select(LegacyPendingSignature.petition_id)
+    withdrawals = select(PendingWithdrawal.petition_id)
     # Approved endorsements (and withdrawals) wait for a seal too, with no signature needed.
     endorsed = select(Endorsement.petition_id).where(
         Endorsement.record.is_not(None),
@@ -554,7 +597,7 @@ def petitions_with_pending(session: Session, before: int | None = None) -> list[
             Endorsement.withdrawal.is_not(None) & Endorsement.withdrawal_leaf_index.is_(None),
         ),
     )
-    return sorted(set(session.scalars(union(pending, legacy, endorsed))))
+    return sorted(set(session.scalars(union(pending, legacy, endorsed, withdrawals))))
 
 
 def seal_all(engine: Engine, vault: Vault) -> dict[str, int]:
@@ -649,9 +692,12 @@ def rewrite_tokens_daily(engine: Engine) -> bool:
 @dataclass(frozen=True, kw_only=True)
 class ReceiptStatus:
     """Where a receipt's signature is: ``counted`` (with its proof), ``waiting`` (not in the
-    log yet: maybe in the next batch), or ``unknown`` (not in the log, and nothing waits)."""
+    log yet: maybe in the next batch), or ``unknown`` (not in the log, and nothing waits);
+    and, for a counted one, whether its signer withdrew it (``withdrawn``: "waiting" until
+    the next seal, "withdrawn" once in the log)."""
 
     state: str
+    withdrawn: str | None = None
     index: int | None = None
     size: int | None = None
     proof: bytes | None = None
@@ -687,7 +733,29 @@ def find_receipt(
     decoded = decode_leaf(leaf.leaf)
     extra = encode_receipt_extra(decoded.kind, secret, decoded.d)
     proof = format_proof(extra=extra, index=leaf.index, path=path, checkpoint=state.note)
-    return ReceiptStatus(state="counted", index=leaf.index, size=state.size, proof=proof)
+    return ReceiptStatus(
+        state="counted",
+        index=leaf.index,
+        size=state.size,
+        proof=proof,
+        withdrawn=_withdrawal_of(session, petition, leaf.commitment),
+    )
+
+
+def _withdrawal_of(session: Session, petition: Petition, commitment: bytes) -> str | None:
+    if (
+        session.scalar(
+            select(Leaf.index).where(
+                Leaf.petition_id == petition.id,
+                Leaf.commitment == withdrawal_commitment(commitment),
+            )
+        )
+        is not None
+    ):
+        return "withdrawn"
+    if session.get(PendingWithdrawal, (petition.id, commitment)) is not None:
+        return "waiting"
+    return None
 
 
 def consistency(session: Session, petition: Petition, old_size: int, new_size: int) -> list[bytes]:

@@ -47,6 +47,8 @@ def language_url(lang: str) -> str:
     args = {k: v for k, v in (request.view_args or {}).items() if k != "lang"}
     if endpoint == "public.sign":
         return url_for("public.petition", lang=lang, **args)
+    if endpoint == "public.withdraw":
+        return url_for("public.receipt", lang=lang, **args)
     if endpoint.startswith("public.") and request.url_rule is not None:
         return url_for(endpoint, lang=lang, **args)
     return url_for("public.index", lang=lang)

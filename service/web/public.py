@@ -5,6 +5,7 @@ Views are thin: parse the request, call a service function with the session, ren
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -90,7 +91,7 @@ from samleng.service.signing.signatures import (
     signing_material,
 )
 from samleng.service.tlog.growth import chart, daily_counts
-from samleng.service.tlog.store import find_receipt, latest_checkpoint
+from samleng.service.tlog.store import find_receipt, latest_checkpoint, request_withdrawal
 from samleng.service.tlog.witnesses import coverage
 from samleng.service.web.security import request_hostname, transport_warning
 
@@ -634,6 +635,44 @@ def receipt(slug: str) -> Any:
         code=format_receipt(secret),
         status=status,
     )
+
+
+_WITHDRAWALS_OVER = lazy_gettext(
+    "This petition is closed: withdrawals are over. Your signature stays in its final count."
+)
+_NOT_A_CODE = lazy_gettext(
+    "This is not a receipt code. A code has 26 letters and digits, like "
+    "ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ."
+)
+
+
+@bp.post("/p/<slug>/withdraw")
+@own_limits
+def withdraw(slug: str) -> Any:
+    """Withdraw a counted signature with its receipt code: a withdrawal leaf at the next seal.
+
+    The answer is the receipt page as a check of the same code would show it right after:
+    someone who watches the signer learns nothing more from withdrawing than from checking.
+    """
+    services().signing_limits.hit_client(current_client())
+    petition = visible_petition(slug)
+    code = request.form.get("receipt", "")
+    page = {"petition": petition, "text": petition.text(g.lang), "code": code[:200]}
+    try:
+        secret = parse_receipt(code)
+    except ReceiptFormatError:
+        return render_template("public/receipt.html", **page, error=_NOT_A_CODE), 400
+    if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
+        return render_template("public/receipt.html", **page, error=_WITHDRAWALS_OVER), 409
+    session = get_session()
+    commitment = receipt_commitment(petition.origin, secret)
+    status = find_receipt(session, petition, commitment, secret)
+    if status.state == "counted" and status.withdrawn is None:
+        request_withdrawal(session, petition, commitment)
+        session.commit()
+        status = dataclasses.replace(status, withdrawn="waiting")
+    page["code"] = format_receipt(secret)
+    return render_template("public/receipt.html", **page, status=status)
 
 
 _NOT_COUNTED = lazy_gettext(

@@ -30,7 +30,14 @@ def content_security_policy(stylesheet: str) -> str:
 
 # Pages that show or accept something personal: never kept by the browser or a proxy.
 NO_STORE_ENDPOINTS = frozenset(
-    {"public.petition", "public.sign", "public.receipt", "public.confirm", "public.endorse"}
+    {
+        "public.petition",
+        "public.sign",
+        "public.receipt",
+        "public.confirm",
+        "public.endorse",
+        "public.withdraw",
+    }
 )
 # Names on which plain HTTP never leaves the machine (the demo, the tests).
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})

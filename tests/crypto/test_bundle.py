@@ -62,6 +62,7 @@ def test_valid_bundle(log: PetitionLog, bundle: Path) -> None:
     known = {BundleCheck.KNOWN_SIGNATURES, BundleCheck.KNOWN_CONSISTENT}
     # A log without endorsement leaves, as every bundle from before them: nothing to check.
     witnessed = {
+        BundleCheck.WITHDRAWALS,
         BundleCheck.ENDORSEMENTS,
         BundleCheck.POLICY,
         BundleCheck.WITNESS_QUORUM,
@@ -244,10 +245,16 @@ def test_commitments_sharing_a_prefix_are_distinct(tmp_path: Path) -> None:
     assert verify_bundle(log.write_bundle(tmp_path / "b")).count == 6
 
 
-def test_reserved_withdrawal_kind(tmp_path: Path) -> None:
+def test_reserved_paper_kind(tmp_path: Path) -> None:
+    log = make_log(5)
+    log.append_leaf(LEAF_PREFIX + b"\x05" + os.urandom(64))
+    fails(log.write_bundle(tmp_path / "b"), BundleCheck.LEAF_FORMAT, "leaf 6 has kind 0x05")
+
+
+def test_a_withdrawal_must_name_an_earlier_signature(tmp_path: Path) -> None:
     log = make_log(5)
     log.append_leaf(LEAF_PREFIX + b"\x03" + os.urandom(64))
-    fails(log.write_bundle(tmp_path / "b"), BundleCheck.LEAF_FORMAT, "leaf 6 has kind 0x03")
+    fails(log.write_bundle(tmp_path / "b"), BundleCheck.WITHDRAWALS, "leaf 6: its c is not")
 
 
 def test_unknown_kind(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from samleng.crypto.leaf import (
     encode_leaf,
     header_leaf,
     is_signature,
+    withdrawal_leaf,
 )
 
 C = bytes(range(32))
@@ -60,8 +61,8 @@ def test_round_trip(kind: int, c: bytes, d: bytes) -> None:
         (b"", "0 bytes"),
         (b"samleng-leaf/v2\n" + b"\x01" + C + D, "prefix"),
         (b"SAMLENG-leaf/v1\n" + b"\x01" + C + D, "prefix"),
-        (LEAF_PREFIX + b"\x03" + C + D, "0x03"),  # reserved withdrawal: not accepted in v1
-        (LEAF_PREFIX + b"\x04" + C + D, "0x04"),
+        (LEAF_PREFIX + b"\x04" + C + D, "0x04"),  # reserved photo pledge: not accepted in v1
+        (LEAF_PREFIX + b"\x05" + C + D, "0x05"),  # reserved paper signature
         (LEAF_PREFIX + b"\xff" + C + D, "0xff"),
     ],
 )
@@ -76,7 +77,9 @@ def test_errors_are_verification_errors() -> None:
 
 def test_encode_refuses_bad_input() -> None:
     with pytest.raises(ValueError):
-        encode_leaf(LeafKind.WITHDRAWAL, C, D)
+        encode_leaf(LeafKind(4), C, D)  # reserved: nothing writes it yet
+    with pytest.raises(ValueError):
+        withdrawal_leaf(C[:31])
     with pytest.raises(ValueError):
         encode_leaf(LeafKind.SIGNATURE, C[:31], D)
     with pytest.raises(ValueError):

@@ -81,7 +81,12 @@ def test_an_honest_witnessed_bundle(honest: Path, log: PetitionLog) -> None:
     assert report.witnesses.cosigned == (("w1", 4), ("w2", 4), ("w3", 4))
     assert report.count == 12
     checks = [line.split(":")[0].removeprefix("ok ") for line in lines]
-    known = {BundleCheck.KNOWN_SIGNATURES, BundleCheck.KNOWN_CONSISTENT, BundleCheck.ENDORSEMENTS}
+    known = {
+        BundleCheck.KNOWN_SIGNATURES,
+        BundleCheck.KNOWN_CONSISTENT,
+        BundleCheck.ENDORSEMENTS,
+        BundleCheck.WITHDRAWALS,
+    }
     assert checks == [check for check in BundleCheck if check not in known]
     assert (
         "ok witness policy: the bundle's policy file; witnesses w1, w2, w3; quorum: 2 of group "
