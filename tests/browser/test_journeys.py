@@ -125,6 +125,31 @@ def test_sign_and_check_the_receipt(
     screenshot(browser, f"{name}-4-counted")
 
 
+def test_withdraw_in_khmer(site: Site, browser: webdriver.Chrome) -> None:
+    """Sign, wait for the batch, then withdraw from the receipt page: all without script."""
+    petition = f"/km/p/{SLUG}"
+    set_viewport(browser, "phone")
+    browser.get(site.url(petition))
+    browser.find_element(By.ID, "f-identifier").send_keys("012 400 099")
+    browser.find_element(By.ID, "f-consent").click()
+    follow(browser, By.CSS_SELECTOR, "form[action*='/sign'] button")
+    code = browser.find_element(By.CLASS_NAME, "receipt").text.replace("\n", "")
+    site.seal()
+    browser.get(site.url(f"{petition}/receipt"))
+    browser.find_element(By.ID, "f-receipt").send_keys(code)
+    follow(browser, By.CSS_SELECTOR, "main form button")
+    assert translated(site, "km", "Your signature is counted.") in text_of(browser)
+    follow(browser, By.CSS_SELECTOR, "form[action*='/withdraw'] button")
+    assert translated(site, "km", "Your signature is being withdrawn.") in text_of(browser)
+    assert code not in browser.current_url
+    site.seal()
+    browser.get(site.url(f"{petition}/receipt"))
+    browser.find_element(By.ID, "f-receipt").send_keys(code)
+    follow(browser, By.CSS_SELECTOR, "main form button")
+    assert translated(site, "km", "Your signature was withdrawn.") in text_of(browser)
+    screenshot(browser, "km-withdrawn")
+
+
 def printed_receipt(browser: webdriver.Chrome, name: str) -> None:
     """On paper: the code and where to check it, without the menus, form links and footer."""
     browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
