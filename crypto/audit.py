@@ -201,6 +201,10 @@ def _verify(args: argparse.Namespace) -> int:
     )
     root = base64.b64encode(report.root).decode("ascii")
     print(f"verified: {report.origin}, {report.size} leaves, root {root}")
+    if report.paper:
+        # The count below in its two parts: signed online, and paper forms organisers entered.
+        print(f"online {report.count - report.paper}")
+        print(f"paper {report.paper}")
     if report.withdrawals:
         # The count below is net of them: signatures their signers took back.
         print(f"withdrawals {report.withdrawals}")

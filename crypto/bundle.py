@@ -153,6 +153,9 @@ class BundleReport:
     other_leaves: tuple[int, ...] = ()
     # Signatures withdrawn by their signers (kind 0x03); ``count`` is net of them.
     withdrawals: int = 0
+    # Signatures on paper forms (kind 0x05), part of ``count`` and, like it, net of
+    # withdrawals.
+    paper: int = 0
 
 
 def petition_log_facts(petition: Mapping[str, object]) -> tuple[str, str]:
@@ -453,7 +456,8 @@ def _check_chunk_kinds(kinds: bytes, start: int, verification_mode: str) -> None
 @dataclass(frozen=True, kw_only=True)
 class _Scanned:
     root: bytes
-    count: int  # signature leaves
+    count: int  # signature leaves, online and on paper
+    paper: int  # of them, on paper (kind 0x05)
     roots: dict[int, bytes]
     endorsements: list[tuple[int, bytes, bytes]]  # (index, c, d) of each kind 0x06 leaf
     withdrawals: list[tuple[int, bytes, bytes]]  # (index, c, d) of each kind 0x03 leaf
@@ -488,6 +492,7 @@ def _scan_leaves(
     index = 0
     endorsements: list[tuple[int, bytes, bytes]] = []
     withdrawals: list[tuple[int, bytes, bytes]] = []
+    paper = 0
     sha256 = hashlib.sha256
     with (directory / LEAVES_FILE).open("rb") as f:
         while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
@@ -509,6 +514,7 @@ def _scan_leaves(
                     BundleCheck.HEADER, f"leaf {index + later_header} is a second header leaf"
                 )
             _check_chunk_kinds(kinds, index, verification_mode)
+            paper += kinds.count(LeafKind.PAPER)
             count += kinds.count(LeafKind.SIGNATURE) + kinds.count(LeafKind.VERIFIED_SIGNATURE)
             endorsements += _leaves_of_kind(chunk, kinds, index, LeafKind.ENDORSEMENT)
             withdrawals += _leaves_of_kind(chunk, kinds, index, LeafKind.WITHDRAWAL)
@@ -541,7 +547,8 @@ def _scan_leaves(
         roots[0] = EMPTY_ROOT
     return _Scanned(
         root=tree.root(),
-        count=count,
+        count=count + paper,
+        paper=paper,
         roots=roots,
         endorsements=endorsements,
         withdrawals=withdrawals,
@@ -562,10 +569,11 @@ def _leaves_of_kind(
     return found
 
 
-def _check_withdrawals(directory: Path, withdrawals: list[tuple[int, bytes, bytes]]) -> None:
+def _check_withdrawals(directory: Path, withdrawals: list[tuple[int, bytes, bytes]]) -> int:
     """Each withdrawal names, by its d, a signature leaf earlier in the log, and its c is
     H(label || d); no signature is withdrawn twice (WITHDRAWALS). A second pass over
-    leaves.bin, made only when the log has withdrawals."""
+    leaves.bin, made only when the log has withdrawals. Returns how many of the withdrawn
+    signatures were on paper."""
     wanted: dict[bytes, int] = {}
     for index, c, d in withdrawals:
         if c != withdrawal_commitment(d):
@@ -578,6 +586,7 @@ def _check_withdrawals(directory: Path, withdrawals: list[tuple[int, bytes, byte
             )
         wanted[d] = index
     found: dict[bytes, int] = {}
+    paper: set[bytes] = set()
     index = 0
     with (directory / LEAVES_FILE).open("rb") as f:
         while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
@@ -585,12 +594,15 @@ def _check_withdrawals(directory: Path, withdrawals: list[tuple[int, bytes, byte
                 c = chunk[o + C_OFFSET : o + D_OFFSET]
                 if c in wanted and is_signature(chunk[o + KIND_OFFSET]):
                     found[c] = index + o // LEAF_SIZE
+                    if chunk[o + KIND_OFFSET] == LeafKind.PAPER:
+                        paper.add(c)
             index += len(chunk) // LEAF_SIZE
     for d, at in wanted.items():
         if found.get(d, at) >= at:
             raise BundleError(
                 BundleCheck.WITHDRAWALS, f"leaf {at} withdraws no signature earlier in the log"
             )
+    return len(paper)
 
 
 @functools.lru_cache(maxsize=4)
@@ -902,8 +914,9 @@ def _verify(
     _check_known_consistent(known, latest.size, roots)
     if known:
         passed(BundleCheck.KNOWN_CONSISTENT, f"all {len(known)} are prefixes of the final tree")
+    paper_withdrawn = 0
     if scanned.withdrawals:
-        _check_withdrawals(directory, scanned.withdrawals)
+        paper_withdrawn = _check_withdrawals(directory, scanned.withdrawals)
         passed(
             BundleCheck.WITHDRAWALS,
             f"{len(scanned.withdrawals)} withdrawals, each of an earlier signature, once",
@@ -920,6 +933,7 @@ def _verify(
         size=latest.size,
         count=count - len(scanned.withdrawals),
         withdrawals=len(scanned.withdrawals),
+        paper=scanned.paper - paper_withdrawn,
         root=root,
         checkpoints_checked=len(history),
         witnesses=coverage,

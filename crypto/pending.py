@@ -21,7 +21,7 @@ from samleng.crypto.canonical import encode_origin
 from samleng.crypto.custody import MAX_KEYS, record_size
 from samleng.crypto.details import DETAILS_CIPHERTEXT_BYTES, DETAILS_SUITE
 from samleng.crypto.errors import PendingDecryptionError
-from samleng.crypto.leaf import LeafKind
+from samleng.crypto.leaf import LeafKind, is_signature
 
 PENDING_INFO_PREFIX = b"samleng-pending/v1\n"
 # The lengths a sealed details record has: version 1 (one key), or version 2 with n keys.
@@ -74,8 +74,10 @@ def decode_pending(plaintext: bytes) -> PendingRecord:
         kind = LeafKind(kind_byte)
     except ValueError:
         raise PendingDecryptionError(f"pending signature has kind 0x{kind_byte:02x}") from None
-    if kind is LeafKind.HEADER:
-        raise PendingDecryptionError("a pending signature cannot be a header")
+    if not is_signature(kind):
+        raise PendingDecryptionError(
+            f"pending signature has kind 0x{kind_byte:02x}, not a signature"
+        )
     rest = plaintext[2:]
     return PendingRecord(
         kind=kind,

@@ -528,7 +528,7 @@ def check_leaf_withdrawal(ex: Example) -> None:
 @check("leaf-rejected")
 def check_leaf_rejected(ex: Example) -> None:
     names = ex.names()
-    assert {"kind-04", "kind-05"} <= set(names)
+    assert {"kind-04", "kind-07"} <= set(names)
     for name in names:
         assert _raises(LeafFormatError, decode_leaf, ex.hex(name)), name
 

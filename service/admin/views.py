@@ -76,6 +76,9 @@ from samleng.service.platform.models import (
     utc_today,
 )
 from samleng.service.platform.ratelimit import RateLimits, client_key
+from samleng.service.signing.forms import SignForm, parse_paper_form
+from samleng.service.signing.paper import enter_paper_form, paper_tallies
+from samleng.service.signing.signatures import signing_material
 from samleng.service.tlog import witnesses
 from samleng.service.tlog.growth import chart, daily_counts
 from samleng.service.tlog.store import latest_checkpoint, seal_all
@@ -876,6 +879,65 @@ def timeline_steps(slug: str) -> Any:
         return " ".join(map(str, steps or [])) or "the goal alone"
 
     return _timeline_change(slug, "goal-steps", change)
+
+
+# Paper signatures (service/signing/paper.py): forms signed on paper, typed in one by one.
+
+
+def _paper_page(
+    petition: Petition, form: SignForm | None = None, status: int = 200, entered: int = 0
+) -> Any:
+    session = get_session()
+    state = latest_checkpoint(session, petition)
+    return render_template(
+        "admin/paper.html",
+        petition=petition,
+        title=petition.text(g.lang).get("title", petition.slug),
+        open=petition.status == PetitionStatus.OPEN and not petition.past_deadline(utc_today()),
+        values=form.values if form and form.errors else {},
+        errors=form.errors if form else {},
+        entered=entered,
+        tallies=paper_tallies(session, petition.id),
+        state=state,
+    ), status
+
+
+@bp.get("/p/<slug>/paper")
+def paper_page(slug: str) -> Any:
+    """Enter paper forms: one form per signature, keyboard only."""
+    petition = _petition(slug)
+    entered = request.args.get("entered", "")
+    return _paper_page(petition, entered=int(entered) if entered.isdigit() else 0)
+
+
+_NOT_TAKING = lazy_gettext(
+    "This petition does not take signatures now, so paper forms cannot be entered."
+)
+
+
+@bp.post("/p/<slug>/paper")
+def paper_enter(slug: str) -> Any:
+    """Enter one paper form; then the empty form again, for the next one."""
+    petition = _petition(slug)
+    session = get_session()
+    if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
+        return _paper_page(petition, SignForm(values={}, errors={"form": _NOT_TAKING}), 409)
+    try:
+        keys = signing_material(petition, services().vault)
+    except PetitionStateError:
+        return _paper_page(petition, SignForm(values={}, errors={"form": _NOT_TAKING}), 409)
+    form = parse_paper_form(request.form, keys)
+    if form.errors:
+        return _paper_page(petition, form, 400)
+    try:
+        entered = enter_paper_form(
+            session, keys, form.submission(), _account().name, epochs=services().epochs
+        )
+    except PetitionStateError:
+        session.rollback()
+        return _paper_page(petition, SignForm(values={}, errors={"form": _NOT_TAKING}), 409)
+    # The page after each form says how many this account entered: nothing of the form.
+    return redirect(url_for("admin.paper_page", slug=slug, entered=entered))
 
 
 # Endorsements (service/petitions/endorsements.py): organisations named publicly.

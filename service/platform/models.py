@@ -302,6 +302,8 @@ class SignedCheckpoint(Base):
     # Signature leaves (kinds 0x01 and 0x02) in the log at this size: the count it states.
     # None for checkpoints from before endorsements, when every leaf but the header was one.
     signatures: Mapped[int | None] = mapped_column(BigInteger)
+    # Of them, signatures on paper forms (kind 0x05); None for checkpoints from before them.
+    paper: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Witness(Base):
@@ -528,6 +530,19 @@ class PetitionGrant(Base):
     petition_id: Mapped[int] = mapped_column(
         ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class PaperTally(Base):
+    """How many paper forms an organiser entered for a petition: who and how many, never
+    which (nothing links a count to a form or a leaf)."""
+
+    __tablename__ = "paper_tally"
+
+    petition_id: Mapped[int] = mapped_column(
+        ForeignKey("petition.id", ondelete="CASCADE"), primary_key=True
+    )
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entered: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class AuditEvent(Base):

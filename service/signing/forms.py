@@ -122,6 +122,43 @@ def parse_sign_form(
     """Check the sign form of the petition of ``keys`` against DESIGN §5; spend its token
     (``tokens``) if nothing else is wrong with it."""
     values, errors = typed_values(form, files)
+    _check_identity(values, errors, keys)
+    if values.get("consent") != "yes" and "consent" not in errors:
+        errors["consent"] = lazy_gettext("Please tick the box to confirm that you want to sign.")
+    if values.get("website"):
+        # The honeypot: invisible to people, filled in by naive bots.
+        errors["form"] = lazy_gettext(
+            "This form could not be accepted. Please reload the page and try again."
+        )
+    token = values.pop("form_token", "")
+    values.pop("website", None)
+    _check_size(values, errors)
+    if not errors:
+        try:
+            tokens.spend(keys.slug, token)
+        except FormTokenUsed:
+            errors["form"] = ALREADY_SENT
+        except FormTokenError:
+            errors["form"] = TOO_FAST_OR_OLD
+    return SignForm(values=values, errors=errors, form_token=token)
+
+
+def parse_paper_form(form: MultiDict[str, str], keys: SigningMaterial) -> SignForm:
+    """Check one paper form as an organiser typed it: the identifier and details as on the
+    sign form (the signer's consent is their signature on the paper; the admin's own CSRF
+    check stands for the form token)."""
+    values, errors = typed_values(form, MultiDict())
+    for unused in ("form_token", "website", "consent"):
+        values.pop(unused, None)
+    _check_identity(values, errors, keys)
+    _check_size(values, errors)
+    return SignForm(values=values, errors=errors)
+
+
+def _check_identity(
+    values: dict[str, str], errors: dict[str, LazyString], keys: SigningMaterial
+) -> None:
+    """The identifier as the petition of ``keys`` reads it, and the optional contact address."""
     mode = keys.identifier_mode
     if mode == "none":
         values.pop("identifier", None)
@@ -144,26 +181,13 @@ def parse_sign_form(
             errors["contact"] = lazy_gettext(
                 "This email address does not look right. Check it or leave the field empty."
             )
-    if values.get("consent") != "yes" and "consent" not in errors:
-        errors["consent"] = lazy_gettext("Please tick the box to confirm that you want to sign.")
-    if values.get("website"):
-        # The honeypot: invisible to people, filled in by naive bots.
-        errors["form"] = lazy_gettext(
-            "This form could not be accepted. Please reload the page and try again."
-        )
-    token = values.pop("form_token", "")
-    values.pop("website", None)
+
+
+def _check_size(values: dict[str, str], errors: dict[str, LazyString]) -> None:
+    """What the sealed details would hold must fit their padded block (checked only for a
+    form with nothing else wrong)."""
     if not errors:
         try:
-            # What the sealed details would hold must fit their padded block.
             pad_details({k: values[k] for k in DETAILS_FIELDS if values.get(k)})
         except DetailsTooLarge:
             errors["comment"] = TOO_LONG
-    if not errors:
-        try:
-            tokens.spend(keys.slug, token)
-        except FormTokenUsed:
-            errors["form"] = ALREADY_SENT
-        except FormTokenError:
-            errors["form"] = TOO_FAST_OR_OLD
-    return SignForm(values=values, errors=errors, form_token=token)

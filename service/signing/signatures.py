@@ -361,9 +361,11 @@ def sign_petition(
     hasher: TokenHasher = dedup_token,
     epochs: CurrentEpoch | None = None,
     today: dt.date | None = None,
+    kind: LeafKind = LeafKind.SIGNATURE,
 ) -> Signed:
     """Record one signature (sealed; a repeated identifier is dropped when sealing) and
-    return its receipt.
+    return its receipt. ``kind`` is PAPER for a paper form an organiser enters: deduplicated
+    and sealed the same way, counted apart.
 
     Raises crypto.errors.InvalidIdentifier and DetailsTooLarge for bad input and
     PetitionStateError when the petition is not open; nothing is written in those cases.
@@ -386,7 +388,7 @@ def sign_petition(
         petition_id=keys.petition_id,
         origin=keys.origin,
         pending=PendingRecord(
-            kind=LeafKind.SIGNATURE,
+            kind=kind,
             token=token,
             commitment=commitment,
             details_ciphertext=ciphertext,

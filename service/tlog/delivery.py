@@ -78,6 +78,8 @@ class DeliveryFacts:
     letter: FormalLetter | None = None
     # Signature leaves in the final checkpoint (None: every leaf but the header).
     signatures: int | None = None
+    # Of them, signatures on paper forms (kind 0x05).
+    paper: int = 0
     # The organisations endorsing the petition at the final checkpoint, in log order.
     endorsers: Sequence[Endorsement] = ()
     # The day signing actually closed (petition.json has the day planned); None while open.
@@ -193,6 +195,11 @@ def delivery_html(facts: DeliveryFacts) -> str:
         count=facts.count,
         count_en=grouped(facts.count, "en"),
         count_km=grouped(facts.count, "km"),
+        paper=facts.paper,
+        parts={
+            lang: (grouped(facts.count - facts.paper, lang), grouped(facts.paper, lang))
+            for lang in ("km", "en")
+        },
         goal_en=None if goal is None else grouped(goal, "en"),
         goal_km=None if goal is None else grouped(goal, "km"),
         dates={

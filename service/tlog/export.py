@@ -98,6 +98,7 @@ def write_bundle(
             checkpoint=state.note,
             size=state.size,
             signatures=state.count,
+            paper=state.paper,
             endorsers=current_endorsers(records, petition.origin),
             closed_on=petition.closed_on,
             growth=daily_counts(session, petition),

@@ -117,12 +117,21 @@ def consistency_proof(slug: str) -> Response:
 
 @bp.get("/count.json")
 def count_json(slug: str) -> Response:
-    """The count, the goal and the log size of the latest checkpoint."""
+    """The count (online and on paper apart), the goal and the log size of the latest
+    checkpoint."""
     petition = _published(slug)
     state = latest_checkpoint(get_session(), petition)
     if state is None:  # opening a petition publishes its first checkpoint; never here
         abort(404)
-    response = jsonify({"count": state.count, "goal": petition.goal, "size": state.size})
+    response = jsonify(
+        {
+            "count": state.count,
+            "online": state.online,
+            "paper": state.paper,
+            "goal": petition.goal,
+            "size": state.size,
+        }
+    )
     response.headers["Cache-Control"] = CACHE
     return response
 

@@ -28,6 +28,7 @@ from samleng.crypto.details import details_digest
 from samleng.crypto.endorsement import record_hash
 from samleng.crypto.keywrap import unwrap_key, wrap_key
 from samleng.crypto.leaf import (
+    KIND_OFFSET,
     ZERO_HASH,
     LeafKind,
     decode_leaf,
@@ -92,6 +93,13 @@ class LogState:
     # Signature leaves at this size; None for a checkpoint from before endorsement leaves,
     # when every leaf but the header was a signature.
     signatures: int | None = None
+    # Of them, on paper forms (kind 0x05).
+    paper: int = 0
+
+    @property
+    def online(self) -> int:
+        """Signatures made online: the count less the paper ones."""
+        return self.count - self.paper
 
     @property
     def count(self) -> int:
@@ -197,9 +205,10 @@ def _append(
     size: int,
     leaves: Sequence[tuple[bytes, bytes, bytes | None]],
     signatures: int,
+    paper: int = 0,
 ) -> LogState:
     """Append ``(commitment, leaf, details)`` rows after ``size`` leaves and sign the result,
-    which then holds ``signatures`` signature leaves."""
+    which then counts ``signatures`` signatures, ``paper`` of them on paper."""
     subtree = _StoredSubtrees(session, petition.id)
     nodes = append_nodes(size, [leaf_hash(leaf) for _, leaf, _ in leaves], subtree)
     _insert_rows(
@@ -220,10 +229,15 @@ def _append(
     note = sign_checkpoint(Checkpoint(origin=petition.origin, size=new_size, root=root), signer)
     session.add(
         SignedCheckpoint(
-            petition_id=petition.id, size=new_size, root=root, note=note, signatures=signatures
+            petition_id=petition.id,
+            size=new_size,
+            root=root,
+            note=note,
+            signatures=signatures,
+            paper=paper,
         )
     )
-    return LogState(size=new_size, root=root, note=note, signatures=signatures)
+    return LogState(size=new_size, root=root, note=note, signatures=signatures, paper=paper)
 
 
 _LEAF = cast(Table, Leaf.__table__)
@@ -310,7 +324,13 @@ def latest_signed_checkpoint(session: Session, petition: Petition) -> LogState |
     ).first()
     if row is None:
         return None
-    return LogState(size=row.size, root=row.root, note=row.note, signatures=row.signatures)
+    return LogState(
+        size=row.size,
+        root=row.root,
+        note=row.note,
+        signatures=row.signatures,
+        paper=row.paper or 0,
+    )
 
 
 def latest_checkpoint(session: Session, petition: Petition) -> LogState | None:
@@ -503,14 +523,18 @@ def seal_pending(
         state.size,
         leaves,
         state.count + len(counted) - len(withdrawn),
+        state.paper
+        + sum(record.kind == LeafKind.PAPER for record in counted)
+        - sum(withdrawn.values()),
     )
     session.commit()
     return new_state
 
 
-def _take_withdrawals(session: Session, petition: Petition) -> list[bytes]:
+def _take_withdrawals(session: Session, petition: Petition) -> dict[bytes, bool]:
     """Take the petition's waiting withdrawals out of their table: the c of each signature
-    to withdraw, once, if it is a counted signature not withdrawn yet."""
+    to withdraw, once, if it is a counted signature not withdrawn yet, and whether that
+    signature was on paper (so that the paper part drops with it)."""
     asked = session.execute(
         delete(PendingWithdrawal)
         .where(PendingWithdrawal.petition_id == petition.id)
@@ -518,7 +542,7 @@ def _take_withdrawals(session: Session, petition: Petition) -> list[bytes]:
     ).scalars()
     wanted = set(asked)
     if not wanted:
-        return []
+        return {}
     done = set(
         session.scalars(
             select(Leaf.commitment).where(
@@ -527,7 +551,15 @@ def _take_withdrawals(session: Session, petition: Petition) -> list[bytes]:
             )
         )
     )
-    return [c for c in wanted if withdrawal_commitment(c) not in done]
+    wanted = {c for c in wanted if withdrawal_commitment(c) not in done}
+    if not wanted:
+        return {}
+    kinds = session.execute(
+        select(Leaf.commitment, Leaf.leaf).where(
+            Leaf.petition_id == petition.id, Leaf.commitment.in_(wanted)
+        )
+    ).all()
+    return {c: leaf[KIND_OFFSET] == LeafKind.PAPER for c, leaf in kinds}
 
 
 def request_withdrawal(session: Session, petition: Petition, commitment: bytes) -> None:

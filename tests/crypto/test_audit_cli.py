@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from samleng.crypto.audit import main
+from samleng.crypto.leaf import LeafKind, encode_leaf
 from tests.crypto.logfactory import PetitionLog, make_log, reseal
 
 AUDIT = Path(sys.executable).parent / "samleng-audit"
@@ -34,6 +35,15 @@ def test_verify_prints_checks_and_ends_with_count(
     # No progress for a small log; only the reminder that nothing outside the bundle was compared.
     assert err.startswith("note: no witness policy and no --known-checkpoint given.")
     assert len(err.splitlines()) == 1
+
+
+def test_verify_prints_the_online_and_paper_parts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = make_log(4)
+    log.append_leaf(encode_leaf(LeafKind.PAPER, bytes(range(32)), bytes(32)))
+    assert main(["verify", str(log.write_bundle(tmp_path / "b"))]) == 0
+    assert capsys.readouterr().out.splitlines()[-3:] == ["online 4", "paper 1", "count 5"]
 
 
 def test_verify_failure(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,6 +155,7 @@ _MEASURED = """
 import sys
 import time
 from samleng.crypto.audit import main
+from samleng.crypto.leaf import LeafKind, encode_leaf
 status = main(sys.argv[1:])
 peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 print("peak", peak[0].split()[1], file=sys.stderr)

@@ -18,7 +18,13 @@ from samleng.crypto.bundle import (
 )
 from samleng.crypto.checkpoint import Checkpoint, LogSigner, sign_checkpoint
 from samleng.crypto.errors import BundleError, VerificationError
-from samleng.crypto.leaf import LEAF_PREFIX, LeafKind, encode_leaf, header_leaf
+from samleng.crypto.leaf import (
+    LEAF_PREFIX,
+    LeafKind,
+    encode_leaf,
+    header_leaf,
+    withdrawal_leaf,
+)
 from samleng.crypto.merkle import CompactTree, leaf_hash, root_hash
 from tests.crypto.logfactory import PetitionLog, make_log, reseal
 
@@ -245,10 +251,36 @@ def test_commitments_sharing_a_prefix_are_distinct(tmp_path: Path) -> None:
     assert verify_bundle(log.write_bundle(tmp_path / "b")).count == 6
 
 
-def test_reserved_paper_kind(tmp_path: Path) -> None:
+def test_reserved_photo_kind(tmp_path: Path) -> None:
     log = make_log(5)
-    log.append_leaf(LEAF_PREFIX + b"\x05" + os.urandom(64))
-    fails(log.write_bundle(tmp_path / "b"), BundleCheck.LEAF_FORMAT, "leaf 6 has kind 0x05")
+    log.append_leaf(LEAF_PREFIX + b"\x04" + os.urandom(64))
+    fails(log.write_bundle(tmp_path / "b"), BundleCheck.LEAF_FORMAT, "leaf 6 has kind 0x04")
+
+
+def _paper_leaf(log: PetitionLog) -> bytes:
+    """Append one paper signature (kind 0x05) and return its c."""
+    c = os.urandom(32)
+    log.append_leaf(encode_leaf(LeafKind.PAPER, c, os.urandom(32)))
+    return c
+
+
+def test_paper_signatures_count_and_are_reported_apart(tmp_path: Path) -> None:
+    log = make_log(5)
+    _paper_leaf(log)
+    log.sign(2)
+    _paper_leaf(log)
+    report = verify_bundle(log.write_bundle(tmp_path / "b"))
+    assert (report.count, report.paper, report.withdrawals) == (9, 2, 0)
+
+
+def test_a_withdrawn_paper_signature_leaves_the_paper_part(tmp_path: Path) -> None:
+    log = make_log(3)
+    paper = _paper_leaf(log)
+    _paper_leaf(log)
+    log.append_leaf(withdrawal_leaf(paper))
+    log.append_leaf(withdrawal_leaf(log.leaves[1][17:49]))  # an online one too
+    report = verify_bundle(log.write_bundle(tmp_path / "b"))
+    assert (report.count, report.paper, report.withdrawals) == (3, 1, 2)
 
 
 def test_a_withdrawal_must_name_an_earlier_signature(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_round_trip(kind: int, c: bytes, d: bytes) -> None:
         (b"samleng-leaf/v2\n" + b"\x01" + C + D, "prefix"),
         (b"SAMLENG-leaf/v1\n" + b"\x01" + C + D, "prefix"),
         (LEAF_PREFIX + b"\x04" + C + D, "0x04"),  # reserved photo pledge: not accepted in v1
-        (LEAF_PREFIX + b"\x05" + C + D, "0x05"),  # reserved paper signature
+        (LEAF_PREFIX + b"\x07" + C + D, "0x07"),
         (LEAF_PREFIX + b"\xff" + C + D, "0xff"),
     ],
 )

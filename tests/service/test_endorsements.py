@@ -112,6 +112,8 @@ def test_a_request_approved_is_logged_listed_and_verified_apart_from_the_count(
     # The endorsement is a leaf, never a signature.
     assert client.get(f"/p/{petition.slug}/count.json").get_json() == {
         "count": 3,
+        "online": 3,
+        "paper": 0,
         "goal": 100,
         "size": 5,
     }

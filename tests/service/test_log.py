@@ -70,6 +70,8 @@ def test_opening_writes_the_header_and_first_checkpoint(
     assert header.c == hashlib.sha256(stored.petition_json).digest()
     assert client.get(f"/p/{petition.slug}/count.json").get_json() == {
         "count": 0,
+        "online": 0,
+        "paper": 0,
         "goal": 100,
         "size": 1,
     }
@@ -218,7 +220,7 @@ def test_concurrent_sealers_make_one_log(
 def _flipper(offset: int) -> Callable[[Path, LogSigner], None]:
     def flip(bundle: Path, _signer: LogSigner) -> None:
         data = bytearray((bundle / "leaves.bin").read_bytes())
-        data[3 * LEAF_SIZE + offset] ^= 0x04
+        data[3 * LEAF_SIZE + offset] ^= 0x08  # kind 0x01 becomes 0x09, which no version defines
         (bundle / "leaves.bin").write_bytes(bytes(data))
 
     return flip

@@ -108,6 +108,8 @@ def test_petitions_json_lists_every_public_petition(app: Flask, client: FlaskCli
         "titles": {"en": "Free the activists", "km": "ដោះលែងសកម្មជន"},
         "goal": 100,
         "count": 1,
+        "online": 1,
+        "paper": 0,
         "opens_on": second["opens_on"],
         "closes_on": None,
         "checkpoint": f"{origin}/checkpoint",

@@ -93,7 +93,16 @@ def files_of(app: Flask, database_url: str) -> bytes:
             row = conn.execute("SHOW data_directory").fetchone()
         assert row is not None
         paths = [p for p in Path(row[0]).rglob("*") if p.is_file()]
-    return b"".join(p.read_bytes() for p in paths)
+    return b"".join(_read_unless_gone(p) for p in paths)
+
+
+def _read_unless_gone(path: Path) -> bytes:
+    """A file's bytes; none for one the server removed since it was listed (PostgreSQL
+    rewrites its relation cache file, pg_internal.init, by writing a new one and renaming)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 # SQLite's WAL: a 32-byte header, then frames of a 24-byte header and one page each; a frame
