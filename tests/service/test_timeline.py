@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import feedparser
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -89,6 +90,28 @@ def test_updates_show_on_the_page_and_in_the_feeds(app: Flask, organiser: FlaskC
     assert km.find(f"{ATOM}entry/{ATOM}title").text == "បានប្រគល់"  # type: ignore[union-attr]
     site = parse_atom(public.get("/en/updates.atom").get_data())
     assert len(site.findall(f"{ATOM}entry")) == 1
+
+
+def test_a_feed_reader_reads_back_every_entry(app: Flask, organiser: FlaskClient) -> None:
+    """feedparser, as feed readers parse: well-formed Atom, each entry with its title,
+    link, id and date, in both languages and in the site's feed."""
+    for n in range(3):
+        post(organiser, "update", **{"en-title": f"Update {n}", "en-body": f"Body *{n}*."})
+    post(organiser, "update", **{"km-title": "ព័ត៌មានថ្មី", "km-body": "អត្ថបទ។"})
+    public = app.test_client()
+    for path, titles in (
+        ("/en/p/land/updates.atom", {"Update 0", "Update 1", "Update 2", "ព័ត៌មានថ្មី"}),
+        ("/km/p/land/updates.atom", {"Update 0", "Update 1", "Update 2", "ព័ត៌មានថ្មី"}),
+        ("/en/updates.atom", {"Update 0", "Update 1", "Update 2", "ព័ត៌មានថ្មី"}),
+    ):
+        feed = feedparser.parse(public.get(path).get_data())
+        assert not feed.bozo, (path, feed.get("bozo_exception"))
+        assert feed.version == "atom10" and feed.feed.title
+        assert {entry.title for entry in feed.entries} == titles, path
+        for entry in feed.entries:
+            assert entry.link.startswith("https://petitions.example.org/"), entry.link
+            assert entry.id and entry.updated_parsed is not None
+        assert len({entry.id for entry in feed.entries}) == len(feed.entries)
 
 
 def test_feeds_point_at_the_onion_for_onion_readers(tmp_path: Path, database_url: str) -> None:
