@@ -40,6 +40,7 @@ from samleng.service.web import (
     security,
 )
 from samleng.service.web.pagecache import PageCache
+from samleng.service.web.uploads import InMemoryRequest
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STYLESHEET = TEMPLATES / "style.css"
@@ -95,6 +96,8 @@ def create_app(config: Config | None = None) -> Flask:
         template_folder=str(TEMPLATES),
         static_folder=None,
     )
+    # Uploaded files stay in memory, never in a temporary file (service/web/uploads.py).
+    app.request_class = InMemoryRequest
     app.config.update(
         TESTING=config.testing,
         MAX_CONTENT_LENGTH=config.max_request_bytes,

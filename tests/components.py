@@ -47,6 +47,7 @@ _VERSION_FLAGS = {
     "pdftotext": ["-v"],
     "pdffonts": ["-v"],
     "pdftoppm": ["-v"],
+    "exiftool": ["-ver"],
 }
 
 
