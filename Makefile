@@ -46,7 +46,7 @@ $(VENV)/.installed-run: pyproject.toml crypto/pyproject.toml | $(VENV)/bin/pytho
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml crypto/pyproject.toml $(VENV)/.installed-run
-	$(BIN)/pip install -q -e ./crypto -e '.[dev]'
+	$(BIN)/pip install -q -e './crypto[banner]' -e '.[dev]'
 	touch $@
 
 translations: $(MO)

@@ -33,6 +33,9 @@ Subcommands:
     Check the shares files against the details file (and the bundle), recombine each record's
     key from k organisations' shares and write the CSV. Fewer than k shares, a share of another
     petition, or a changed share: a named error, and nothing is written.
+``photos extract FILE... --details DETAILS_FILE --out DIR [--bundle DIR]``
+    The same with the photo pledges: write each photo as DIR/<leaf index>.jpg and
+    DIR/photos.csv (leaf index, the signer's consent, file). DIR appears only once complete.
 ``sample --bundle DIR --seed "HASH VALUE" -k N [--fake-fraction F]``
     Draw the sample audit's leaf indices from the final checkpoint and the seed (stdout, one
     per line) and say on stderr how likely the sample is to catch that fraction of fakes. The
@@ -43,17 +46,21 @@ Every command reads and writes local files only: it is meant for an offline mach
 
 import argparse
 import base64
+import collections
 import contextlib
 import csv
 import getpass
 import io
 import json
 import os
+import shutil
 import sys
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from samleng.crypto.banner import AUDIENCES, BannerSpec, choose, lay_out, read_photos
 from samleng.crypto.bundle import (
     CHECKPOINT_FILE,
     LEAVES_FILE,
@@ -64,7 +71,7 @@ from samleng.crypto.bundle import (
     verify_receipt_in_bundle,
 )
 from samleng.crypto.checkpoint import Checkpoint
-from samleng.crypto.custody import Custody, custody_from_petition
+from samleng.crypto.custody import Consent, Custody, OpenedPayload, custody_from_petition
 from samleng.crypto.details import DETAILS_FIELDS
 from samleng.crypto.detailsfile import (
     DetailsEntry,
@@ -85,6 +92,7 @@ from samleng.crypto.errors import (
     VerificationError,
     WrongPetitionError,
 )
+from samleng.crypto.faces import blur_faces
 from samleng.crypto.keyfile import (
     KEYFILE_ARGON2,
     check_passphrase,
@@ -92,6 +100,7 @@ from samleng.crypto.keyfile import (
     open_private_key,
     parse_key_file,
 )
+from samleng.crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf
 from samleng.crypto.policy import Policy, parse_policy, require_quorum
 from samleng.crypto.sample import (
     check_seed,
@@ -102,7 +111,7 @@ from samleng.crypto.sample import (
 from samleng.crypto.sharesfile import (
     SharesFile,
     check_shares_files,
-    combine_files,
+    combine_payloads,
     open_shares,
     parse_shares_file,
 )
@@ -205,6 +214,9 @@ def _verify(args: argparse.Namespace) -> int:
         # The count below in its two parts: signed online, and paper forms organisers entered.
         print(f"online {report.count - report.paper}")
         print(f"paper {report.paper}")
+    if report.photos:
+        # Of the online signatures, those that are photo pledges.
+        print(f"photos {report.photos}")
     if report.withdrawals:
         # The count below is net of them: signatures their signers took back.
         print(f"withdrawals {report.withdrawals}")
@@ -618,22 +630,28 @@ def _read_shares_file(path: str) -> tuple[str, SharesFile]:
         raise SharesFileError(f"{path}: {err}") from None
 
 
+def _combined(
+    args: argparse.Namespace, files: list[tuple[str, SharesFile]], stack: contextlib.ExitStack
+) -> Iterator[tuple[int, OpenedPayload]]:
+    """The records the shares files open, after every check of the details file (against the
+    bundle too, with ``--bundle``) and of the shares files; the files stay open in ``stack``."""
+    report = _verified(args.bundle) if args.bundle else None
+    details = stack.enter_context(Path(args.details).open("rb"))
+    header = _details_v2(details, args.details)
+    if report is not None:
+        _check_details_header(header, args.details, report.origin, _petition_custody(args.bundle))
+    check_shares_files(header, files)
+    leaves = _open_bundle_leaves(args.bundle, stack)
+    return combine_payloads(header, files, _entries(details, header, leaves))
+
+
 def _shares_combine(args: argparse.Namespace) -> int:
     """Run ``shares combine FILE... --details DETAILS_FILE --out CSV [--bundle DIR]``."""
     _refuse_existing(args.out)
     files = [_read_shares_file(path) for path in args.shares_files]
-    report = _verified(args.bundle) if args.bundle else None
     with contextlib.ExitStack() as stack:
-        details = stack.enter_context(Path(args.details).open("rb"))
-        header = _details_v2(details, args.details)
-        if report is not None:
-            _check_details_header(
-                header, args.details, report.origin, _petition_custody(args.bundle)
-            )
-        check_shares_files(header, files)
-        leaves = _open_bundle_leaves(args.bundle, stack)
         # Everything is combined before anything is written: a failure leaves no file.
-        rows = list(combine_files(header, files, _entries(details, header, leaves)))
+        rows = [(index, opened.details) for index, opened in _combined(args, files, stack)]
     table = io.StringIO(newline="")
     writer = csv.writer(table, lineterminator="\r\n")
     writer.writerow(["index", *DETAILS_FIELDS])
@@ -642,6 +660,108 @@ def _shares_combine(args: argparse.Namespace) -> int:
     used = ", ".join(f"{name} (share {shares.index})" for name, shares in files)
     print(f"combined {used}: opened {len(rows)} records to {args.out} (mode 0600)")
     return 0
+
+
+PHOTOS_CSV = "photos.csv"
+_CONSENT_WORDS = {
+    Consent.PUBLIC_BANNER: "public",
+    Consent.RECIPIENT_BANNER: "recipient",
+    Consent.COUNTED_ONLY: "counted",
+}
+
+
+def _photos_extract(args: argparse.Namespace) -> int:
+    """Run ``photos extract FILE... --details DETAILS_FILE --out DIR [--bundle DIR]``."""
+    _refuse_existing(args.out)
+    out = Path(args.out)
+    files = [_read_shares_file(path) for path in args.shares_files]
+    # Written into a private folder beside DIR and renamed at the end: a failure leaves
+    # nothing (the folder and every photo in it are removed).
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent or "."))
+    rows: list[list[str]] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            for index, opened in _combined(args, files, stack):
+                if opened.photo is None or opened.consent is None:
+                    continue  # a signature without a photo
+                name = f"{index:08d}.jpg"
+                _create_exclusive(partial / name, opened.photo, 0o600)
+                rows.append([str(index), _CONSENT_WORDS[opened.consent], name])
+        table = io.StringIO(newline="")
+        writer = csv.writer(table, lineterminator="\r\n")
+        writer.writerow(["index", "consent", "file"])
+        writer.writerows(rows)
+        _create_exclusive(partial / PHOTOS_CSV, table.getvalue().encode("utf-8"), 0o600)
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    counts = collections.Counter(row[1] for row in rows)
+    print(
+        f"extracted {len(rows)} photos to {args.out} (mode 0700): {counts['public']} for the "
+        f"public banner, {counts['recipient']} for the recipient's banner only, "
+        f"{counts['counted']} never to be shown"
+    )
+    return 0
+
+
+def _banner(args: argparse.Namespace) -> int:
+    """Run ``banner --photos DIR --bundle DIR --out PDF [--audience A] [--width-cm W]
+    [--height-cm H] [--dpi D] [--blur-faces]``."""
+    _refuse_existing(args.out)
+    review = Path(f"{args.out}.review.csv") if args.blur_faces else None
+    _refuse_existing(str(review) if review else None)
+    report = _verified(args.bundle)
+    petition = json.loads((Path(args.bundle) / PETITION_FILE).read_bytes())
+    texts = petition.get("texts", {})
+    spec = BannerSpec(
+        title_km=str(texts.get("km", {}).get("title", "")),
+        title_en=str(texts.get("en", {}).get("title", "")),
+        count=report.count,
+        origin=report.origin,
+        width_cm=args.width_cm,
+        height_cm=args.height_cm,
+        dpi=args.dpi,
+    )
+    photos = read_photos(Path(args.photos))
+    _check_photo_leaves(Path(args.bundle), [photo.index for photo in photos])
+    chosen = choose(photos, args.audience, blur_faces=args.blur_faces)
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 25 == 0:
+            print(f"tiles: {done}/{total} laid out", file=sys.stderr, flush=True)
+
+    pdf, tiles = lay_out(chosen, spec, blur_faces if args.blur_faces else None, progress)
+    _create_exclusive(Path(args.out), pdf, 0o600)
+    blurred = [tile for tile in tiles if tile.blurred]
+    if review is not None:
+        table = io.StringIO(newline="")
+        writer = csv.writer(table, lineterminator="\r\n")
+        writer.writerow(["tile", "leaf", "faces_blurred", "check"])
+        for tile in blurred:
+            check = "no face found: look at it before printing" if tile.faces == 0 else ""
+            writer.writerow([tile.number, tile.photo.index, tile.faces, check])
+        _create_exclusive(review, table.getvalue().encode("utf-8"), 0o600)
+    print(
+        f"wrote {args.out}: {len(tiles)} photos for the {args.audience} banner "
+        f"({args.width_cm:g} x {args.height_cm:g} cm at {args.dpi} dpi) and the index of "
+        f"tiles to leaves; count {report.count}"
+        + (f"; {len(blurred)} with faces blurred, listed in {review} for review" if review else "")
+    )
+    return 0
+
+
+def _check_photo_leaves(bundle: Path, indices: Sequence[int]) -> None:
+    """Every photo must be a photo pledge leaf (kind 0x04) of the verified bundle."""
+    with (bundle / LEAVES_FILE).open("rb") as leaves:
+        for index in sorted(indices):
+            leaves.seek(index * LEAF_SIZE)
+            raw = leaves.read(LEAF_SIZE)
+            if len(raw) != LEAF_SIZE or decode_leaf(raw).kind != LeafKind.PHOTO:
+                raise AuditInputError(
+                    f"photo of leaf {index}: the bundle has no photo pledge at that leaf "
+                    "(photos of another petition?)"
+                )
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -760,6 +880,8 @@ def _parser() -> argparse.ArgumentParser:
     decrypt.set_defaults(run=_decrypt)
 
     _shares_parser(commands)
+    _photos_parser(commands)
+    _banner_parser(commands)
 
     sample = commands.add_parser("sample", help="draw the leaves of a sample audit")
     sample.add_argument("--bundle", required=True, metavar="DIR", help="the export bundle")
@@ -815,19 +937,64 @@ def _shares_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser
     combining = steps.add_parser(
         "combine", help="combine k organisations' shares files and write the details CSV"
     )
-    combining.add_argument(
+    _combining_arguments(combining, "CSV", "the new CSV file (mode 0600)")
+    combining.set_defaults(run=_shares_combine)
+
+
+def _combining_arguments(parser: argparse.ArgumentParser, out: str, out_help: str) -> None:
+    """The arguments of the commands that combine k organisations' shares files."""
+    parser.add_argument(
         "shares_files", nargs="+", metavar="FILE", help="the shares files, one per organisation"
     )
-    combining.add_argument(
+    parser.add_argument(
         "--details", required=True, metavar="DETAILS_FILE", help="from export-details"
     )
-    combining.add_argument(
-        "--out", required=True, metavar="CSV", help="the new CSV file (mode 0600)"
-    )
-    combining.add_argument(
+    parser.add_argument("--out", required=True, metavar=out, help=out_help)
+    parser.add_argument(
         "--bundle", metavar="DIR", help="also verify the bundle and check each record's leaf"
     )
-    combining.set_defaults(run=_shares_combine)
+
+
+def _photos_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``photos extract`` (photo pledges, with the shares of k organisations)."""
+    photos = commands.add_parser("photos", help="photo pledges: extract them with k shares files")
+    steps = photos.add_subparsers(dest="step", required=True, metavar="STEP")
+    extracting = steps.add_parser(
+        "extract", help="combine k organisations' shares files and write each photo"
+    )
+    _combining_arguments(
+        extracting,
+        "DIR",
+        "the new folder: <leaf index>.jpg per photo and photos.csv (index, consent, file)",
+    )
+    extracting.set_defaults(run=_photos_extract)
+
+
+def _banner_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``banner`` (the print-ready banner of photo pledges, with its index)."""
+    banner = commands.add_parser(
+        "banner", help="lay out the extracted photos as a print-ready banner PDF"
+    )
+    banner.add_argument("--photos", required=True, metavar="DIR", help="from photos extract")
+    banner.add_argument("--bundle", required=True, metavar="DIR", help="the verified bundle")
+    banner.add_argument("--out", required=True, metavar="PDF", help="the new PDF (mode 0600)")
+    banner.add_argument(
+        "--audience",
+        choices=AUDIENCES,
+        default="public",
+        help="public: photos whose signers allowed the public banner; recipient: also those "
+        "allowed only on the banner delivered to the recipient (default: public)",
+    )
+    banner.add_argument("--width-cm", type=float, default=500.0, help="default 500")
+    banner.add_argument("--height-cm", type=float, default=200.0, help="default 200")
+    banner.add_argument("--dpi", type=int, default=100, help="default 100")
+    banner.add_argument(
+        "--blur-faces",
+        action="store_true",
+        help="on a public banner, also show the recipient-only photos with their faces "
+        "blurred, listed in PDF.review.csv for an organiser to check",
+    )
+    banner.set_defaults(run=_banner)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ Files listed in SHA256SUMS beyond the ones above are allowed (hash-checked, not 
 unlisted files, symlinks and special files are refused.
 """
 
+import collections
 import functools
 import hashlib
 import json
@@ -156,6 +157,9 @@ class BundleReport:
     # Signatures on paper forms (kind 0x05), part of ``count`` and, like it, net of
     # withdrawals.
     paper: int = 0
+    # Photo pledges (kind 0x04): online signatures with a photo, part of ``count`` and net of
+    # withdrawals like it.
+    photos: int = 0
 
 
 def petition_log_facts(petition: Mapping[str, object]) -> tuple[str, str]:
@@ -458,6 +462,7 @@ class _Scanned:
     root: bytes
     count: int  # signature leaves, online and on paper
     paper: int  # of them, on paper (kind 0x05)
+    photos: int  # of them, photo pledges (kind 0x04)
     roots: dict[int, bytes]
     endorsements: list[tuple[int, bytes, bytes]]  # (index, c, d) of each kind 0x06 leaf
     withdrawals: list[tuple[int, bytes, bytes]]  # (index, c, d) of each kind 0x03 leaf
@@ -492,7 +497,7 @@ def _scan_leaves(
     index = 0
     endorsements: list[tuple[int, bytes, bytes]] = []
     withdrawals: list[tuple[int, bytes, bytes]] = []
-    paper = 0
+    paper = photos = 0
     sha256 = hashlib.sha256
     with (directory / LEAVES_FILE).open("rb") as f:
         while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
@@ -515,6 +520,7 @@ def _scan_leaves(
                 )
             _check_chunk_kinds(kinds, index, verification_mode)
             paper += kinds.count(LeafKind.PAPER)
+            photos += kinds.count(LeafKind.PHOTO)
             count += kinds.count(LeafKind.SIGNATURE) + kinds.count(LeafKind.VERIFIED_SIGNATURE)
             endorsements += _leaves_of_kind(chunk, kinds, index, LeafKind.ENDORSEMENT)
             withdrawals += _leaves_of_kind(chunk, kinds, index, LeafKind.WITHDRAWAL)
@@ -547,8 +553,9 @@ def _scan_leaves(
         roots[0] = EMPTY_ROOT
     return _Scanned(
         root=tree.root(),
-        count=count + paper,
+        count=count + paper + photos,
         paper=paper,
+        photos=photos,
         roots=roots,
         endorsements=endorsements,
         withdrawals=withdrawals,
@@ -569,11 +576,13 @@ def _leaves_of_kind(
     return found
 
 
-def _check_withdrawals(directory: Path, withdrawals: list[tuple[int, bytes, bytes]]) -> int:
+def _check_withdrawals(
+    directory: Path, withdrawals: list[tuple[int, bytes, bytes]]
+) -> collections.Counter[int]:
     """Each withdrawal names, by its d, a signature leaf earlier in the log, and its c is
     H(label || d); no signature is withdrawn twice (WITHDRAWALS). A second pass over
     leaves.bin, made only when the log has withdrawals. Returns how many of the withdrawn
-    signatures were on paper."""
+    signatures were of each kind."""
     wanted: dict[bytes, int] = {}
     for index, c, d in withdrawals:
         if c != withdrawal_commitment(d):
@@ -586,7 +595,7 @@ def _check_withdrawals(directory: Path, withdrawals: list[tuple[int, bytes, byte
             )
         wanted[d] = index
     found: dict[bytes, int] = {}
-    paper: set[bytes] = set()
+    kinds: dict[bytes, int] = {}
     index = 0
     with (directory / LEAVES_FILE).open("rb") as f:
         while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
@@ -594,15 +603,14 @@ def _check_withdrawals(directory: Path, withdrawals: list[tuple[int, bytes, byte
                 c = chunk[o + C_OFFSET : o + D_OFFSET]
                 if c in wanted and is_signature(chunk[o + KIND_OFFSET]):
                     found[c] = index + o // LEAF_SIZE
-                    if chunk[o + KIND_OFFSET] == LeafKind.PAPER:
-                        paper.add(c)
+                    kinds[c] = chunk[o + KIND_OFFSET]
             index += len(chunk) // LEAF_SIZE
     for d, at in wanted.items():
         if found.get(d, at) >= at:
             raise BundleError(
                 BundleCheck.WITHDRAWALS, f"leaf {at} withdraws no signature earlier in the log"
             )
-    return len(paper)
+    return collections.Counter(kinds.values())
 
 
 @functools.lru_cache(maxsize=4)
@@ -914,9 +922,9 @@ def _verify(
     _check_known_consistent(known, latest.size, roots)
     if known:
         passed(BundleCheck.KNOWN_CONSISTENT, f"all {len(known)} are prefixes of the final tree")
-    paper_withdrawn = 0
+    withdrawn: collections.Counter[int] = collections.Counter()
     if scanned.withdrawals:
-        paper_withdrawn = _check_withdrawals(directory, scanned.withdrawals)
+        withdrawn = _check_withdrawals(directory, scanned.withdrawals)
         passed(
             BundleCheck.WITHDRAWALS,
             f"{len(scanned.withdrawals)} withdrawals, each of an earlier signature, once",
@@ -933,7 +941,8 @@ def _verify(
         size=latest.size,
         count=count - len(scanned.withdrawals),
         withdrawals=len(scanned.withdrawals),
-        paper=scanned.paper - paper_withdrawn,
+        paper=scanned.paper - withdrawn[LeafKind.PAPER],
+        photos=scanned.photos - withdrawn[LeafKind.PHOTO],
         root=root,
         checkpoints_checked=len(history),
         witnesses=coverage,

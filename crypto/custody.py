@@ -13,6 +13,15 @@ commitment ``c``, ``k``, ``n`` and ``i``; ``commitment_i`` lets whoever combines
 without any key. ``payload key = HKDF-SHA256(data key, info = "samleng-details-key/v2\\n" ||
 origin || "\\n" || c)``. The record's length depends on ``n`` only: ``1061 + 96 n`` bytes.
 
+A photo pledge (leaf kind 0x04) carries a *photo record* (docs/formats.md §10.3): the same
+shares, under the label ``"samleng-photo/v1\n"`` and a size bucket, whose payload is the padded
+details, the signer's consent and the photo, padded to the bucket's size::
+
+    "samleng-photo/v1\n" || u8(k) || u8(n) || u8(bucket)            the 20-byte header
+    || the n share entries, as above
+    || ChaCha20-Poly1305(photo key, 12 zero bytes, block (1024) || u8(consent)
+                         || u32be(len(photo)) || photo || zeros up to the bucket, aad = header)
+
 Version 1, the single-key record of docs/formats.md §10.1 (crypto/details.py), stays readable;
 :class:`Custody` says which version a petition writes.
 """
@@ -21,8 +30,10 @@ import base64
 import functools
 import hashlib
 import secrets
+import struct
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import IntEnum
 
 from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.exceptions import InvalidTag
@@ -69,6 +80,36 @@ PAYLOAD_BYTES = DETAILS_BLOCK + _TAG_BYTES
 # One key is used for one message only, so a fixed nonce is safe (as in HPKE's first message).
 _PAYLOAD_NONCE = bytes(12)
 
+# Photo records (docs/formats.md §10.3).
+PHOTO_LABEL = b"samleng-photo/v1\n"
+PHOTO_KEY_LABEL = b"samleng-photo-key/v1\n"
+PHOTO_HEADER_BYTES = len(PHOTO_LABEL) + 3
+# The sizes a photo payload's plaintext is padded to: its size says only which bucket.
+PHOTO_BUCKETS = (256 << 10, 512 << 10, 1 << 20, 2 << 20, 4 << 20)
+_PHOTO_PREFIX = DETAILS_BLOCK + 1 + 4  # the details block, the consent, the photo's length
+MAX_PHOTO_BYTES = PHOTO_BUCKETS[-1] - _PHOTO_PREFIX
+
+
+class Consent(IntEnum):
+    """What the signer allowed their photo to be used for, sealed with it."""
+
+    PUBLIC_BANNER = 1  # on the banner shown in public
+    RECIPIENT_BANNER = 2  # only on the banner delivered to the petition's recipient
+    COUNTED_ONLY = 3  # counted, never shown
+
+
+def photo_record_size(n: int, bucket: int) -> int:
+    """Return the length of a photo record with ``n`` keys in size ``bucket``."""
+    return PHOTO_HEADER_BYTES + n * SHARE_ENTRY_BYTES + PHOTO_BUCKETS[bucket] + _TAG_BYTES
+
+
+def photo_bucket(photo_length: int) -> int:
+    """Return the smallest bucket a photo of ``photo_length`` bytes fits; ValueError if none."""
+    for bucket, size in enumerate(PHOTO_BUCKETS):
+        if _PHOTO_PREFIX + photo_length <= size:
+            return bucket
+    raise ValueError(f"a photo is at most {MAX_PHOTO_BYTES} bytes, not {photo_length}")
+
 
 def record_size(n: int) -> int:
     """Return the length of every version 2 record of a petition with ``n`` keys."""
@@ -100,13 +141,16 @@ def share_commitment(
     return hashlib.sha256(SHARE_COMMITMENT_LABEL + context + share).digest()
 
 
-def payload_key(data_key: bytes, origin: str, commitment: bytes) -> bytes:
-    """Derive the ChaCha20-Poly1305 key of a record's details from its 16-byte data key."""
+def payload_key(
+    data_key: bytes, origin: str, commitment: bytes, label: bytes = PAYLOAD_KEY_LABEL
+) -> bytes:
+    """Derive the ChaCha20-Poly1305 key of a record's payload from its 16-byte data key
+    (``label``: PAYLOAD_KEY_LABEL for details records, PHOTO_KEY_LABEL for photo records)."""
     if len(data_key) != DATA_KEY_BYTES:
         raise ValueError(f"the data key is {DATA_KEY_BYTES} bytes")
     if len(commitment) != _HASH_BYTES:
         raise ValueError(f"commitment must be {_HASH_BYTES} bytes")
-    return derive_key(data_key, PAYLOAD_KEY_LABEL, encode_origin(origin) + b"\n" + commitment)
+    return derive_key(data_key, label, encode_origin(origin) + b"\n" + commitment)
 
 
 def split_data_key(data_key: bytes, k: int, n: int) -> list[bytes]:
@@ -146,13 +190,52 @@ def seal_record(
     ValueError for a malformed key, origin, commitment or threshold; errors of pad_details
     pass through.
     """
+    header = RECORD_LABEL + bytes((threshold, len(public_keys)))
+    return _seal(public_keys, threshold, origin, commitment, header, pad_details(fields))
+
+
+def seal_photo_record(
+    public_keys: Sequence[bytes],
+    threshold: int,
+    origin: str,
+    commitment: bytes,
+    fields: Mapping[str, str],
+    consent: Consent,
+    photo: bytes,
+) -> bytes:
+    """Seal details and a photo (a cleaned JPEG) with the signer's consent, in a photo record
+    padded to the smallest bucket that holds them (docs/formats.md §10.3).
+
+    ValueError for a photo over MAX_PHOTO_BYTES or what seal_record refuses.
+    """
+    bucket = photo_bucket(len(photo))
+    header = PHOTO_LABEL + bytes((threshold, len(public_keys), bucket))
+    plaintext = (
+        pad_details(fields) + bytes((Consent(consent),)) + struct.pack(">I", len(photo)) + photo
+    )
+    plaintext += bytes(PHOTO_BUCKETS[bucket] - len(plaintext))
+    return _seal(
+        public_keys, threshold, origin, commitment, header, plaintext, label=PHOTO_KEY_LABEL
+    )
+
+
+def _seal(
+    public_keys: Sequence[bytes],
+    threshold: int,
+    origin: str,
+    commitment: bytes,
+    header: bytes,
+    plaintext: bytes,
+    *,
+    label: bytes = PAYLOAD_KEY_LABEL,
+) -> bytes:
+    """``header || share entries || payload``: the shares of a fresh data key, and
+    ``plaintext`` under the key derived from it with ``label``, authenticated with the header."""
     n = len(public_keys)
     _check_shape(threshold, n)
     for key in public_keys:
         if len(key) != _KEY_BYTES:
             raise ValueError(f"details public keys are {_KEY_BYTES} bytes")
-    block = pad_details(fields)
-    header = RECORD_LABEL + bytes((threshold, n))
     data_key = secrets.token_bytes(DATA_KEY_BYTES)
     entries = []
     for index, (key, share) in enumerate(
@@ -161,25 +244,29 @@ def seal_record(
         info = share_info(origin, commitment, threshold, n, index)
         sealed = DETAILS_SUITE.encrypt(share, _recipient(key), info)
         entries.append(sealed + share_commitment(origin, commitment, threshold, n, index, share))
-    key = payload_key(data_key, origin, commitment)
-    payload = ChaCha20Poly1305(key).encrypt(_PAYLOAD_NONCE, block, header)
+    key = payload_key(data_key, origin, commitment, label)
+    payload = ChaCha20Poly1305(key).encrypt(_PAYLOAD_NONCE, plaintext, header)
     return header + b"".join(entries) + payload
 
 
 @dataclass(frozen=True, kw_only=True)
 class SealedRecord:
-    """A version 2 record taken apart (nothing opened yet)."""
+    """A version 2 record or a photo record taken apart (nothing opened yet)."""
 
     threshold: int
     keys: int
     sealed_shares: tuple[bytes, ...]
     commitments: tuple[bytes, ...]
     payload: bytes
+    # The photo record's size bucket; None for a details record.
+    bucket: int | None = None
 
     @property
     def header(self) -> bytes:
-        """Return the 21-byte header, the AAD of the payload."""
-        return RECORD_LABEL + bytes((self.threshold, self.keys))
+        """Return the header (21 bytes, or 20 for a photo record), the AAD of the payload."""
+        if self.bucket is None:
+            return RECORD_LABEL + bytes((self.threshold, self.keys))
+        return PHOTO_LABEL + bytes((self.threshold, self.keys, self.bucket))
 
 
 def is_version_2(record: bytes) -> bool:
@@ -187,22 +274,38 @@ def is_version_2(record: bytes) -> bool:
     return record.startswith(RECORD_LABEL)
 
 
+def is_photo_record(record: bytes) -> bool:
+    """Whether a record starts with the photo record's label."""
+    return record.startswith(PHOTO_LABEL)
+
+
 def parse_record(record: bytes) -> SealedRecord:
-    """Take a version 2 record apart strictly; RecordFormatError otherwise."""
-    if not is_version_2(record):
-        raise RecordFormatError("the record does not start with samleng-details/v2")
-    if len(record) < HEADER_BYTES:
+    """Take a version 2 record or a photo record apart strictly; RecordFormatError otherwise."""
+    photo = is_photo_record(record)
+    if not photo and not is_version_2(record):
+        raise RecordFormatError(
+            "the record starts with neither samleng-details/v2 nor samleng-photo/v1"
+        )
+    label, header_bytes = (
+        (PHOTO_LABEL, PHOTO_HEADER_BYTES) if photo else (RECORD_LABEL, HEADER_BYTES)
+    )
+    if len(record) < header_bytes:
         raise RecordFormatError("the record ends inside its header")
-    k, n = record[len(RECORD_LABEL)], record[len(RECORD_LABEL) + 1]
+    k, n = record[len(label)], record[len(label) + 1]
     if not 1 <= k <= n <= MAX_KEYS:
         raise RecordFormatError(f"the record's k={k}, n={n} are out of range")
-    if len(record) != record_size(n):
-        raise RecordFormatError(
-            f"a record for {n} keys is {record_size(n)} bytes, this one {len(record)}"
-        )
+    bucket = None
+    if photo:
+        bucket = record[len(label) + 2]
+        if bucket >= len(PHOTO_BUCKETS):
+            raise RecordFormatError(f"the photo record's bucket {bucket} is not one of §10.3")
+    size = record_size(n) if bucket is None else photo_record_size(n, bucket)
+    if len(record) != size:
+        what = "record" if bucket is None else f"photo record in bucket {bucket}"
+        raise RecordFormatError(f"a {what} for {n} keys is {size} bytes, this one {len(record)}")
     sealed, commitments = [], []
     for i in range(n):
-        start = HEADER_BYTES + i * SHARE_ENTRY_BYTES
+        start = header_bytes + i * SHARE_ENTRY_BYTES
         sealed.append(record[start : start + SEALED_SHARE_BYTES])
         commitments.append(record[start + SEALED_SHARE_BYTES : start + SHARE_ENTRY_BYTES])
     return SealedRecord(
@@ -210,7 +313,8 @@ def parse_record(record: bytes) -> SealedRecord:
         keys=n,
         sealed_shares=tuple(sealed),
         commitments=tuple(commitments),
-        payload=record[HEADER_BYTES + n * SHARE_ENTRY_BYTES :],
+        payload=record[header_bytes + n * SHARE_ENTRY_BYTES :],
+        bucket=bucket,
     )
 
 
@@ -269,12 +373,32 @@ def check_share(share: Share, origin: str, commitment: bytes, record: SealedReco
 def combine_shares(
     shares: Iterable[Share], origin: str, commitment: bytes, record: bytes
 ) -> dict[str, str]:
-    """Check every share against the record, recombine the data key and open the details.
+    """Check every share against the record, recombine the data key and open the details
+    (of a photo record too: its details alone).
 
     DuplicateShareError for two shares with one index; TooFewSharesError for fewer than k;
     ShareMismatchError for a share the record does not commit to; RecordTamperedError if the
     details do not open with the recombined key; RecordFormatError, DetailsDecryptionError for
     a malformed record or padding.
+    """
+    return combine_photo_shares(shares, origin, commitment, record).details
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenedPayload:
+    """What a record holds: the details, and for a photo record the consent and the photo."""
+
+    details: dict[str, str]
+    consent: Consent | None = None
+    photo: bytes | None = field(default=None, repr=False)
+
+
+def combine_photo_shares(
+    shares: Iterable[Share], origin: str, commitment: bytes, record: bytes
+) -> OpenedPayload:
+    """combine_shares, returning all a record holds (the photo and consent of a photo record).
+
+    RecordFormatError for a photo payload whose consent, length or padding is not §10.3's.
     """
     parsed = parse_record(record)
     given: dict[int, bytes] = {}
@@ -288,15 +412,37 @@ def combine_shares(
     # Every share given was checked above; any k of them give the same key.
     chosen = dict(sorted(given.items())[: parsed.threshold])
     data_key = combine_data_key(chosen, parsed.threshold)
-    key = payload_key(data_key, origin, commitment)
+    label = PAYLOAD_KEY_LABEL if parsed.bucket is None else PHOTO_KEY_LABEL
+    key = payload_key(data_key, origin, commitment, label)
     try:
-        block = ChaCha20Poly1305(key).decrypt(_PAYLOAD_NONCE, parsed.payload, parsed.header)
+        plaintext = ChaCha20Poly1305(key).decrypt(_PAYLOAD_NONCE, parsed.payload, parsed.header)
     except InvalidTag:
         raise RecordTamperedError(
             "the shares check out but the details do not open with their key: the record's "
             "ciphertext was changed"
         ) from None
-    return unpad_details(block)
+    details = unpad_details(plaintext[:DETAILS_BLOCK])
+    if parsed.bucket is None:
+        return OpenedPayload(details=details)
+    return _photo_payload(details, plaintext)
+
+
+def _photo_payload(details: dict[str, str], plaintext: bytes) -> OpenedPayload:
+    """Parse what follows the details block in a photo payload, strictly."""
+    consent_byte = plaintext[DETAILS_BLOCK]
+    try:
+        consent = Consent(consent_byte)
+    except ValueError:
+        raise RecordFormatError(
+            f"the photo record's consent {consent_byte} is not 1, 2 or 3"
+        ) from None
+    (length,) = struct.unpack_from(">I", plaintext, DETAILS_BLOCK + 1)
+    if _PHOTO_PREFIX + length > len(plaintext):
+        raise RecordFormatError("the photo record's photo length runs past its bucket")
+    if any(plaintext[_PHOTO_PREFIX + length :]):
+        raise RecordFormatError("the photo record's padding is not all zero")
+    photo = plaintext[_PHOTO_PREFIX : _PHOTO_PREFIX + length]
+    return OpenedPayload(details=details, consent=consent, photo=photo)
 
 
 def too_few_shares(k: int, n: int, indices: Sequence[int]) -> TooFewSharesError:
@@ -315,8 +461,15 @@ def open_record(
     private_key: bytes, index: int, origin: str, commitment: bytes, record: bytes
 ) -> dict[str, str]:
     """Open a record of a k = 1 petition with one organisation's key; TooFewSharesError if k > 1."""
+    return open_photo_record(private_key, index, origin, commitment, record).details
+
+
+def open_photo_record(
+    private_key: bytes, index: int, origin: str, commitment: bytes, record: bytes
+) -> OpenedPayload:
+    """open_record, returning all the record holds (a photo record's photo and consent)."""
     share = open_share(private_key, index, origin, commitment, record)
-    return combine_shares([share], origin, commitment, record)
+    return combine_photo_shares([share], origin, commitment, record)
 
 
 # --- What a petition declares -------------------------------------------------------------------
@@ -364,6 +517,26 @@ class Custody:
         if self.version == 1:
             return seal_details(self.public_keys[0], origin, commitment, fields)
         return seal_record(self.public_keys, self.threshold, origin, commitment, fields)
+
+    def seal_photo(
+        self,
+        origin: str,
+        commitment: bytes,
+        fields: Mapping[str, str],
+        consent: Consent,
+        photo: bytes,
+    ) -> bytes:
+        """Seal a photo pledge's details and photo (a photo record, version 2 custody only)."""
+        if self.version != 2:
+            raise ValueError("photo records need a petition with version 2 custody")
+        return seal_photo_record(
+            self.public_keys, self.threshold, origin, commitment, fields, consent, photo
+        )
+
+    @property
+    def photo_record_sizes(self) -> frozenset[int]:
+        """Return the lengths a photo record of this petition may have, one per bucket."""
+        return frozenset(photo_record_size(self.keys, b) for b in range(len(PHOTO_BUCKETS)))
 
     def petition_member(self) -> dict[str, object]:
         """Return the ``details`` member of petition.json for this custody (docs/formats.md §11)."""

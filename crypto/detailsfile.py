@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from samleng.crypto.canonical import encode_origin
-from samleng.crypto.custody import Custody, open_record
+from samleng.crypto.custody import Custody, is_photo_record, open_record
 from samleng.crypto.details import details_digest, open_details
 from samleng.crypto.errors import CustodyError, DetailsDecryptionError, DetailsFileError
-from samleng.crypto.leaf import LEAF_SIZE, decode_leaf, is_signature
+from samleng.crypto.leaf import LEAF_SIZE, LeafKind, decode_leaf, is_signature
 
 _LENGTH = struct.Struct(">H")
 MAX_RECORD_BYTES = (1 << 16) - 1
@@ -52,7 +52,13 @@ def read_details_record(stream: BinaryIO) -> bytes | None:
 
 
 def _signature_leaves(leaves: BinaryIO) -> Iterator[tuple[int, bytes, bytes]]:
-    """Yield ``(index, c, d)`` for each signature leaf of a leaves.bin stream (leaf 0 skipped).
+    """Yield ``(index, c, d)`` for each signature leaf of a leaves.bin stream (leaf 0 skipped)."""
+    for index, c, d, _kind in _signature_leaves_with_kinds(leaves):
+        yield index, c, d
+
+
+def _signature_leaves_with_kinds(leaves: BinaryIO) -> Iterator[tuple[int, bytes, bytes, int]]:
+    """Yield ``(index, c, d, kind)`` for each signature leaf of a leaves.bin stream.
 
     The stream must come from a verified bundle; the leaves are decoded strictly all the same.
     """
@@ -61,7 +67,7 @@ def _signature_leaves(leaves: BinaryIO) -> Iterator[tuple[int, bytes, bytes]]:
         for offset in range(0, len(chunk), LEAF_SIZE):
             leaf = decode_leaf(chunk[offset : offset + LEAF_SIZE])
             if is_signature(leaf.kind):  # the header and endorsements have no details
-                yield index, leaf.c, leaf.d
+                yield index, leaf.c, leaf.d, leaf.kind
             index += 1
 
 
@@ -224,6 +230,7 @@ def read_details_entries(stream: BinaryIO, header: DetailsFileHeader) -> Iterato
     of the petition's length, nothing after the last. DetailsFileError names the problem."""
     previous = 0
     size = header.custody.record_size
+    photo_sizes = header.custody.photo_record_sizes
     for number in range(1, header.count + 1):
         what = f"entry {number} of {header.count}"
         (index,) = _U64.unpack(_read_exactly(stream, _U64.size, what))
@@ -231,9 +238,10 @@ def read_details_entries(stream: BinaryIO, header: DetailsFileHeader) -> Iterato
         (length,) = _U32.unpack(_read_exactly(stream, _U32.size, what))
         if index <= previous:
             raise DetailsFileError(f"{what} is for leaf {index}, after leaf {previous}")
-        if length != size:
+        if length != size and length not in photo_sizes:
             raise DetailsFileError(
-                f"{what} (leaf {index}) holds {length} bytes; this petition's records are {size}"
+                f"{what} (leaf {index}) holds {length} bytes; this petition's records are {size} "
+                "(or, for a photo pledge, the size of one of its buckets)"
             )
         record = _read_exactly(stream, length, what)
         previous = index
@@ -251,12 +259,12 @@ def matched_entries(
     leaf's and ``d = H(record)``; otherwise what differs. DetailsFileError when the file and
     the log do not hold the same number of signature leaves.
     """
-    signatures = _signature_leaves(leaves)
+    signatures = _signature_leaves_with_kinds(leaves)
     for entry in entries:
         leaf = next(signatures, None)
         if leaf is None:
             raise DetailsFileError(f"the file has a record for leaf {entry.index}, beyond the log")
-        index, c, d = leaf
+        index, c, d, kind = leaf
         if entry.index != index:
             raise DetailsFileError(
                 f"the file's record for leaf {entry.index} stands where the log has leaf {index}"
@@ -265,6 +273,9 @@ def matched_entries(
             yield entry, "mismatch: the record is filed under another commitment than this leaf's c"
         elif details_digest(entry.record) != d:
             yield entry, "mismatch: the record's SHA-256 is not this leaf's d"
+        elif (kind == LeafKind.PHOTO) != is_photo_record(entry.record):
+            # Only a photo pledge's leaf may carry a photo, and it must (§10.3).
+            yield entry, "mismatch: the leaf's kind and its record's (photo or not) differ"
         else:
             yield entry, None
     leaf = next(signatures, None)

@@ -31,27 +31,22 @@ class LeafKind(IntEnum):
     SIGNATURE = 1
     VERIFIED_SIGNATURE = 2
     WITHDRAWAL = 3  # a signer took their signature back (§5): d is that signature's c
+    PHOTO = 4  # a photo pledge: a signature whose sealed record holds a photo (§10.3)
     PAPER = 5  # a signature on a paper form, entered by an organiser: counted apart (§5)
     ENDORSEMENT = 6  # an organisation's endorsement, or its withdrawal (§23); never counted
 
 
-# Kinds this v1 verifier accepts; 0x04 is reserved (docs/formats.md §18): a verifier that
-# counted past it could report a wrong count, so it fails closed instead.
-ACCEPTED_KINDS = frozenset(
-    {
-        LeafKind.HEADER,
-        LeafKind.SIGNATURE,
-        LeafKind.VERIFIED_SIGNATURE,
-        LeafKind.WITHDRAWAL,
-        LeafKind.PAPER,
-        LeafKind.ENDORSEMENT,
-    }
-)
+# Kinds this v1 verifier accepts: every other kind is unknown (docs/formats.md §5), and a
+# verifier that counted past one could report a wrong count, so it fails closed instead.
+ACCEPTED_KINDS = frozenset(LeafKind)
 # A withdrawal leaf's c: H(this label || the withdrawn signature's c), so that a signature
 # can be withdrawn once only (the log's commitments are distinct).
 WITHDRAWAL_LABEL = b"samleng-withdrawal/v1\n"
-# The kinds that count as signatures: online (0x01, 0x02) and on paper (0x05).
-SIGNATURE_KINDS = frozenset({LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE, LeafKind.PAPER})
+# The kinds that count as signatures: online (0x01, 0x02, and 0x04 with a photo) and on
+# paper (0x05).
+SIGNATURE_KINDS = frozenset(
+    {LeafKind.SIGNATURE, LeafKind.VERIFIED_SIGNATURE, LeafKind.PHOTO, LeafKind.PAPER}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +59,7 @@ class Leaf:
 
 
 def is_signature(kind: int) -> bool:
-    """Return whether leaves of ``kind`` count as signatures (kinds 0x01, 0x02 and 0x05)."""
+    """Return whether leaves of ``kind`` count as signatures (kinds 0x01, 0x02, 0x04, 0x05)."""
     return kind in SIGNATURE_KINDS
 
 
@@ -80,7 +75,6 @@ def encode_leaf(kind: LeafKind, c: bytes, d: bytes) -> bytes:
 def decode_leaf(leaf: bytes) -> Leaf:
     """Parse a leaf, raising LeafFormatError for a wrong size, prefix or kind.
 
-    Kind 0x04 is reserved and is rejected here like any unknown kind:
     docs/formats.md §5 says verifiers reject unknown kinds.
     """
     if len(leaf) != LEAF_SIZE:

@@ -8,7 +8,7 @@ private key, in a key file of its own, and destroys it once every signature of t
 sealed; from then on no copy of a pending row can be opened or tied to its leaf.
 
 Plaintext: ``kind (1) || has_token (1) || token (32, or 0 bytes) || c (32) || details`` (the
-sealed details record, version 1 or 2: its length says which),
+sealed details record, version 1 or 2, or a photo record: its length says which),
 ``info = "samleng-pending/v1\\n" || origin``. See docs/formats.md §16.
 """
 
@@ -18,15 +18,24 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from samleng.crypto.canonical import encode_origin
-from samleng.crypto.custody import MAX_KEYS, record_size
+from samleng.crypto.custody import MAX_KEYS, PHOTO_BUCKETS, photo_record_size, record_size
 from samleng.crypto.details import DETAILS_CIPHERTEXT_BYTES, DETAILS_SUITE
 from samleng.crypto.errors import PendingDecryptionError
 from samleng.crypto.leaf import LeafKind, is_signature
 
 PENDING_INFO_PREFIX = b"samleng-pending/v1\n"
-# The lengths a sealed details record has: version 1 (one key), or version 2 with n keys.
+# The lengths a sealed details record has: version 1 (one key), version 2 with n keys, or a
+# photo record with n keys in one of its size buckets.
 DETAILS_RECORD_SIZES = frozenset(
-    {DETAILS_CIPHERTEXT_BYTES, *(record_size(n) for n in range(1, MAX_KEYS + 1))}
+    {
+        DETAILS_CIPHERTEXT_BYTES,
+        *(record_size(n) for n in range(1, MAX_KEYS + 1)),
+        *(
+            photo_record_size(n, bucket)
+            for n in range(1, MAX_KEYS + 1)
+            for bucket in range(len(PHOTO_BUCKETS))
+        ),
+    }
 )
 _TOKEN_BYTES = 32
 _COMMITMENT_BYTES = 32
@@ -50,7 +59,7 @@ def encode_pending(pending: PendingRecord) -> bytes:
     if pending.token is not None and len(pending.token) != _TOKEN_BYTES:
         raise ValueError(f"token must be {_TOKEN_BYTES} bytes")
     if len(pending.details_ciphertext) not in DETAILS_RECORD_SIZES:
-        raise ValueError("details must be a sealed record of version 1 or 2 (docs/formats.md §10)")
+        raise ValueError("details must be a sealed record of §10 (version 1, 2 or a photo record)")
     token = b"" if pending.token is None else pending.token
     return (
         bytes([int(pending.kind), pending.token is not None])

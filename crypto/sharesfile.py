@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from samleng.crypto.canonical import encode_origin
-from samleng.crypto.custody import Share, combine_shares, open_share, too_few_shares
+from samleng.crypto.custody import (
+    OpenedPayload,
+    Share,
+    combine_photo_shares,
+    open_share,
+    too_few_shares,
+)
 from samleng.crypto.detailsfile import DetailsEntry, DetailsFileHeader
 from samleng.crypto.errors import (
     DetailsDecryptionError,
@@ -269,7 +275,19 @@ def combine_files(
     files: Sequence[tuple[str, SharesFile]],
     entries: Iterable[tuple[DetailsEntry, str | None]],
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(leaf, details)`` for every leaf the shares files cover, in leaf order.
+    """Yield ``(leaf, details)`` for every leaf the shares files cover, in leaf order, as
+    :func:`combine_payloads` (a photo record's details without its photo)."""
+    for leaf, opened in combine_payloads(header, files, entries):
+        yield leaf, opened.details
+
+
+def combine_payloads(
+    header: DetailsFileHeader,
+    files: Sequence[tuple[str, SharesFile]],
+    entries: Iterable[tuple[DetailsEntry, str | None]],
+) -> Iterator[tuple[int, OpenedPayload]]:
+    """Yield ``(leaf, what its record holds)`` for every leaf the shares files cover, in leaf
+    order: the details, and for a photo pledge its photo and consent.
 
     Fails closed, raising on the first problem: those of :func:`check_shares_files`; any
     record that does not match its leaf, covered or not (DetailsFileError); a share for a leaf
@@ -296,7 +314,7 @@ def combine_files(
                     "the details file's record: it was opened from another details file"
                 )
         try:
-            details = combine_shares(
+            opened = combine_photo_shares(
                 [Share(index=index, value=line.value) for _name, index, line in given],
                 header.origin,
                 entry.commitment,
@@ -305,7 +323,7 @@ def combine_files(
         except ShareMismatchError as err:
             culprit = _culprit(given, err)
             raise ShareMismatchError(f"{culprit}leaf {entry.index}: {err}") from None
-        yield entry.index, details
+        yield entry.index, opened
     if wanted:
         leaf = min(wanted)
         raise ShareMismatchError(

@@ -182,6 +182,7 @@ def add_petition(
     texts: Mapping[str, Mapping[str, str]] = TEXTS,
     closes_on: dt.date | None = None,
     verification_mode: str = "none",
+    photos: str = "off",
 ) -> OpenPetition:
     """Create (and by default open) a petition directly through the service layer."""
     private, public = generate_details_keypair()
@@ -199,6 +200,7 @@ def add_petition(
             details_public_key=public,
             argon2=CHEAP_ARGON2,
             closes_on=closes_on,
+            photos=photos,
         )
         if status == "open":
             open_petition(

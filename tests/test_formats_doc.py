@@ -49,13 +49,17 @@ from samleng.crypto.cosignature import (
     verify_cosignatures,
 )
 from samleng.crypto.custody import (
+    PHOTO_KEY_LABEL,
+    Consent,
     Custody,
     Share,
     combine_data_key,
+    combine_photo_shares,
     combine_shares,
     custody_from_petition,
     open_share,
     payload_key,
+    photo_record_size,
     share_info,
 )
 from samleng.crypto.details import (
@@ -395,6 +399,7 @@ def _petition_of(value: dict[str, Any]) -> SimpleNamespace:
         identifier_mode=value["identifier_mode"],
         region=value["region"],
         verification_mode=value["verification_mode"],
+        photos=value.get("photos", "off"),
         details_public_key=base64.b64decode(value["details"]["public_key"]),
         custody=lambda: custody_from_petition(value["details"]),
         salt=base64.b64decode(value["salt"]),
@@ -528,7 +533,7 @@ def check_leaf_withdrawal(ex: Example) -> None:
 @check("leaf-rejected")
 def check_leaf_rejected(ex: Example) -> None:
     names = ex.names()
-    assert {"kind-04", "kind-07"} <= set(names)
+    assert {"kind-07", "kind-08"} <= set(names)
     for name in names:
         assert _raises(LeafFormatError, decode_leaf, ex.hex(name)), name
 
@@ -870,6 +875,40 @@ def _custody_of(book: Book) -> Custody:
         bytes.fromhex(book.resolve("custody-record", f"public-key-{i}")) for i in (1, 2, 3)
     )
     return Custody(public_keys=keys, threshold=int(book.resolve("custody-record", "k")))
+
+
+@check("photo-record")
+def check_photo_record(ex: Example) -> None:
+    origin, c, fields = ex.text("origin"), ex.hex("c"), json.loads(ex.text("fields"))
+    consent, photo, data_key = ex.int("consent"), ex.hex("photo"), ex.hex("data-key")
+    header, entries = ex.hex("header"), ex.hex("entries")
+    assert header == b"samleng-photo/v1\n" + bytes([2, 3, 0])
+    info = b"samleng-photo-key/v1\n" + origin.encode() + b"\n" + c
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(data_key)
+    assert ex.hex("photo-key") == key == payload_key(data_key, origin, c, PHOTO_KEY_LABEL)
+    block = pad_details(fields)
+    plaintext = block + bytes([consent]) + len(photo).to_bytes(4, "big") + photo
+    plaintext += bytes(262144 - len(plaintext))
+    assert _sha256(plaintext) == ex.hex("plaintext-sha256")
+    payload = ChaCha20Poly1305(key).encrypt(bytes(12), plaintext, header)
+    assert payload[:32] == ex.hex("payload-start") and payload[-16:] == ex.hex("payload-tag")
+    record = header + entries + payload
+    assert len(record) == ex.int("record-length") == photo_record_size(3, 0)
+    assert _sha256(record) == ex.hex("d") == details_digest(record)
+    # The share entries open to the custody example's shares, with its private keys.
+    private = [
+        bytes.fromhex(ex.book.resolve("custody-record", f"private-key-{i}")) for i in (1, 2, 3)
+    ]
+    shares = [open_share(private[i - 1], i, origin, c, record) for i in (1, 3)]
+    opened = combine_photo_shares(shares, origin, c, record)
+    assert (opened.details, opened.consent, opened.photo) == (fields, consent, photo)
+    # Sealing is randomised: seal afresh to the example's keys, open with two of them.
+    custody = _custody_of(ex.book)
+    fresh = custody.seal_photo(origin, c, fields, Consent(consent), photo)
+    again = combine_photo_shares(
+        [open_share(private[i - 1], i, origin, c, fresh) for i in (2, 3)], origin, c, fresh
+    )
+    assert (again.details, again.consent, again.photo) == (fields, consent, photo)
 
 
 @check("custody-petition")
@@ -1282,6 +1321,7 @@ EXPECTED_KINDS = {
     "bundle",
     "details-file",
     "custody-record",
+    "photo-record",
     "custody-petition",
     "petition-witnesses",
     "petition-organisers",

@@ -21,12 +21,14 @@ from samleng.service.petitions.lifecycle import (
     details_custody,
     parse_details_public_keys,
     set_custody,
+    set_photos,
     validate_texts,
 )
 from samleng.service.platform.errors import N_, PetitionStateError
 from samleng.service.platform.models import (
     IDENTIFIER_MODES,
     LANGUAGES,
+    PHOTO_MODES,
     SLUG,
     VERIFICATION_MODES,
     Petition,
@@ -73,6 +75,7 @@ def form_values(petition: Petition) -> dict[str, str]:
         "closes_on": petition.closes_on.isoformat() if petition.closes_on else "",
         "identifier_mode": petition.identifier_mode,
         "verification_mode": petition.verification_mode,
+        "photos": petition.photos,
         "region": petition.region,
         # The public keys, so that a coalition can check them and their order (share order).
         "details_key_text": "\n".join(
@@ -137,6 +140,13 @@ def parse_draft_form(
         errors["verification_mode"] = N_("Choose a verification mode.")
     elif values["verification_mode"] == "email" and values["identifier_mode"] != "email":
         errors["verification_mode"] = N_("Email verification needs the identifier mode email.")
+    values["photos"] = values["photos"] or "off"
+    if values["photos"] not in PHOTO_MODES:
+        errors["photos"] = N_("Choose whether signers add a photo.")
+    elif values["photos"] != "off" and values["verification_mode"] == "email":
+        errors["photos"] = N_(
+            "Photo pledges cannot be combined with email verification: choose one of them."
+        )
     values["region"] = values["region"].upper() or "KH"
     if len(values["region"]) != 2 or not values["region"].isalpha():
         errors["region"] = N_("A two-letter country code, like KH.")
@@ -212,7 +222,8 @@ def _parse_custody(
 
 
 def _field_names() -> list[str]:
-    names = ["slug", "goal", "closes_on", "identifier_mode", "verification_mode", "region"]
+    names = ["slug", "goal", "closes_on", "identifier_mode", "verification_mode", "photos"]
+    names += ["region"]
     names += ["details_key_text", "details_threshold"]
     names += [text_field_name(lang, n) for lang in LANGUAGES for n in TEXT_FIELDS]
     return names
@@ -234,6 +245,7 @@ def update_draft(
     petition.identifier_mode = form.values["identifier_mode"]
     petition.verification_mode = form.values["verification_mode"]
     petition.region = form.values["region"]
+    set_photos(petition, form.values["photos"])
     if form.custody is not None:
         set_custody(petition, form.custody)
     session.flush()

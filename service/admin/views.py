@@ -516,6 +516,7 @@ def new() -> Any:
             argon2=cfg.argon2,
             closes_on=form.closes_on,
             today=utc_today(),
+            photos=form.values["photos"],
         )
     except SlugUnavailable:
         session.rollback()

@@ -39,6 +39,7 @@ from samleng.service.platform.db import scrub, upgrade
 from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import Error, OrganisationError, SlugUnavailable
 from samleng.service.platform.keys import ensure_master_key
+from samleng.service.platform.models import PHOTO_MODES
 from samleng.service.signing.dedup import move_dedup_keys_to_files
 from samleng.service.tlog.store import seal_all
 from samleng.service.tlog.witnesses import Backoff, set_quorum, witness_round
@@ -84,6 +85,14 @@ petition_group = AppGroup("petition", help="Create petitions and move them throu
     "the details (k of n).",
 )
 @click.option("--verification", type=click.Choice(["none", "email"]), default="none")
+@click.option(
+    "--photos",
+    type=click.Choice(PHOTO_MODES),
+    default="off",
+    show_default=True,
+    help="Photo pledges: whether signers may (optional) or must (required) add a photo of "
+    "themselves, sealed with their details.",
+)
 @click.option("--region", default="KH", show_default=True, help="Default region for phones.")
 @click.option("--closes", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
 @click.option(
@@ -108,6 +117,7 @@ def petition_create(
     details_keys: tuple[Path, ...],
     threshold: int | None,
     verification: str,
+    photos: str,
     region: str,
     closes: dt.datetime | None,
     quorum: int | None,
@@ -133,6 +143,7 @@ def petition_create(
             custody=custody,
             argon2=cfg.argon2,
             closes_on=closes.date() if closes else None,
+            photos=photos,
         )
         set_quorum(get_session(), petition, quorum)
         orgs.set_organisers(get_session(), petition, named)
@@ -141,9 +152,12 @@ def petition_create(
         raise click.ClickException(f"a petition with slug {slug!r} already exists") from None
     except (ValueError, json.JSONDecodeError) as exc:
         raise click.ClickException(str(exc)) from None
+    custody = petition.custody()  # a petition with photos writes version 2 records
     record_command("create", petition, custody_trail(custody))
     get_session().commit()
     sealed = custody_trail(custody) or "details sealed to one key"
+    if photos != "off":
+        sealed += f"; photo pledges {photos}"
     click.echo(f"created draft petition {petition.slug} ({petition.origin}); {sealed}")
 
 

@@ -26,11 +26,13 @@ from samleng.service.platform.errors import (
 from samleng.service.platform.models import (
     IDENTIFIER_MODES,
     LANGUAGES,
+    PHOTO_MODES,
     SLUG,
     VERIFICATION_MODES,
     DedupToken,
     Petition,
     PetitionStatus,
+    PhotoMode,
     VerificationMode,
     utc_today,
 )
@@ -115,9 +117,31 @@ def parse_details_public_keys(text: str) -> list[bytes]:
 
 def set_custody(petition: Petition, custody: Custody) -> None:
     """Seal a draft's details to ``custody``: one key as before (version 1 records), or k of
-    n organisations' keys (version 2)."""
+    n organisations' keys (version 2). A petition that takes photos writes version 2 records
+    always (photo records are version 2 only), one key and k = 1 included."""
+    if custody.version == 1 and petition.photos != PhotoMode.OFF:
+        custody = Custody(public_keys=custody.public_keys, threshold=1)
     petition.details_public_key = custody.public_keys[0]
     petition.details_custody = custody.petition_member() if custody.version == 2 else None
+
+
+def _check_photos(mode: str, verification_mode: str) -> None:
+    if mode not in PHOTO_MODES:
+        raise ValueError(f"photos must be one of {', '.join(PHOTO_MODES)}")
+    if mode != PhotoMode.OFF and verification_mode == VerificationMode.EMAIL:
+        # A confirmation link carries the sealed record; a photo record is megabytes.
+        raise ValueError("photo pledges cannot be combined with email verification")
+
+
+def set_photos(petition: Petition, mode: str) -> None:
+    """Set whether a draft's signers may (``optional``) or must (``required``) add a photo
+    of themselves, or not (``off``). ValueError for another mode or a petition no longer a
+    draft (the setting is frozen in petition.json when it opens)."""
+    _check_photos(mode, petition.verification_mode)
+    if petition.status != PetitionStatus.DRAFT:
+        raise ValueError("the photo setting is frozen once the petition opens")
+    petition.photos = mode
+    set_custody(petition, petition.custody())
 
 
 def validate_texts(texts: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
@@ -168,9 +192,11 @@ def create_petition(
     closes_on: dt.date | None = None,
     today: dt.date | None = None,
     custody: Custody | None = None,
+    photos: str = "off",
 ) -> Petition:
     """Create a draft petition with fresh per-petition secrets: a dedup key, wrapped under a
-    key file of the petition's own (the caller commits), and a salt.
+    key file of the petition's own (the caller commits), and a salt. ``photos`` is the photo
+    setting of :func:`set_photos`.
 
     ``custody`` names k of n organisations' details keys (version 2 records); without it the
     details are sealed to ``details_public_key`` alone, as before coalition custody.
@@ -190,6 +216,7 @@ def create_petition(
         raise ValueError("email verification needs identifier mode email")
     if goal <= 0:
         raise ValueError("the goal must be a positive number of signatures")
+    _check_photos(photos, verification_mode)
     region_problem = phone_region_problem(region)
     if region_problem is not None:
         raise ValueError(region_problem)
@@ -223,10 +250,10 @@ def create_petition(
         argon2_memory_kib=argon2.memory_kib,
         argon2_parallelism=argon2.parallelism,
         details_public_key=details_public_key,
-        details_custody=(
-            custody.petition_member() if custody is not None and custody.version == 2 else None
-        ),
+        details_custody=None,
+        photos=photos,
     )
+    set_custody(petition, custody or single_key_custody(details_public_key))
     try:
         session.add(petition)
         session.flush()

@@ -51,6 +51,10 @@ class Config:
     # How long a sign form's token works (each works once: its HMAC is remembered this long).
     form_max_age: int = 2 * 3600
     max_request_bytes: int = 16 * 1024
+    # Photo pledges (service/signing/photos.py): the largest photo file taken, and the most
+    # pixels it may decode to. Only a petition that takes photos accepts a larger request.
+    photo_max_bytes: int = 10 * 1024 * 1024
+    photo_max_pixels: int = 40_000_000
     # Rate limits (flask-limiter notation). Per client: every page, and signing; per
     # petition: all clients together. The fallback applies per process if storage is down.
     ratelimit_pages: str = "120 per minute"
@@ -262,6 +266,8 @@ def load_config(*, demo: bool = False) -> Config:
         argon2_wait=float(raw.get("ARGON2_WAIT", Config.argon2_wait)),
         form_min_seconds=int(raw.get("FORM_MIN_SECONDS", Config.form_min_seconds)),
         form_max_age=int(raw.get("FORM_MAX_AGE", Config.form_max_age)),
+        photo_max_bytes=int(raw.get("PHOTO_MAX_BYTES", Config.photo_max_bytes)),
+        photo_max_pixels=int(raw.get("PHOTO_MAX_PIXELS", Config.photo_max_pixels)),
         page_cache_seconds=float(raw.get("PAGE_CACHE_SECONDS", Config.page_cache_seconds)),
         admin=_flag(raw.get("ADMIN", True)),
         admin_listener_secret=None if admin_secret is None else str(admin_secret),

@@ -70,11 +70,20 @@ class VerificationMode(StrEnum):
     EMAIL = "email"
 
 
+class PhotoMode(StrEnum):
+    """Whether a petition's signers may, or must, add a photo of themselves with their pledge."""
+
+    OFF = "off"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
 # The values as plain strings, for the database's checks and the CLI's choices.
 STATUSES = tuple(status.value for status in PetitionStatus)
 ROLES = tuple(role.value for role in Role)
 IDENTIFIER_MODES = tuple(mode.value for mode in IdentifierMode)
 VERIFICATION_MODES = tuple(mode.value for mode in VerificationMode)
+PHOTO_MODES = tuple(mode.value for mode in PhotoMode)
 
 
 def utc_today() -> dt.date:
@@ -116,6 +125,8 @@ class Petition(Base):
     identifier_mode: Mapped[str] = mapped_column(String(8))
     verification_mode: Mapped[str] = mapped_column(String(8), default="none")
     region: Mapped[str] = mapped_column(String(2), default="KH")
+    # Photo pledges (docs/formats.md §10.3): off, optional or required; frozen in petition.json.
+    photos: Mapped[str] = mapped_column(String(8), default=PhotoMode.OFF.value)
     salt: Mapped[bytes] = mapped_column(LargeBinary(16))
     # Wrapped under the key in the petition's key file (service/platform/vault.py), which forget
     # destroys; None once forgotten. A petition from before key files has it wrapped under
@@ -304,6 +315,8 @@ class SignedCheckpoint(Base):
     signatures: Mapped[int | None] = mapped_column(BigInteger)
     # Of them, signatures on paper forms (kind 0x05); None for checkpoints from before them.
     paper: Mapped[int | None] = mapped_column(BigInteger)
+    # Of them, photo pledges (kind 0x04); None for checkpoints from before them.
+    photos: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Witness(Base):

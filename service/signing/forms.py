@@ -9,17 +9,19 @@ field name to the message shown next to that field.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from flask_babel import LazyString, lazy_gettext
 from werkzeug.datastructures import FileStorage, MultiDict
 
+from samleng.crypto.custody import Consent
 from samleng.crypto.details import DETAILS_FIELDS, pad_details
 from samleng.crypto.errors import DetailsTooLarge, InvalidIdentifier
 from samleng.service.platform.khmer import localized_number
 from samleng.service.signing.formtoken import FormTokenError, FormTokens, FormTokenUsed
 from samleng.service.signing.identifiers import normalize_email, normalize_identifier
+from samleng.service.signing.photos import PhotoLimits, PhotoRefused, clean_photo
 from samleng.service.signing.signatures import SigningMaterial, Submission
 
 # Character limits per field: generous for a name, short enough that the padded details
@@ -33,6 +35,13 @@ MAX_CHARS = {
     "form_token": 64,
     "website": 200,
     "consent": 8,
+    "photo_consent": 16,
+}
+# What a signer may allow their photo to be used for (the form's values, and the sealed one).
+PHOTO_CONSENTS = {
+    "public": Consent.PUBLIC_BANNER,
+    "recipient": Consent.RECIPIENT_BANNER,
+    "counted": Consent.COUNTED_ONLY,
 }
 MULTILINE = frozenset({"comment"})
 
@@ -44,11 +53,20 @@ class SignForm:
     values: Mapping[str, str]
     errors: Mapping[str, LazyString] = field(default_factory=dict)
     form_token: str = ""
+    # The cleaned photo of a photo pledge (never shown again: a refused form asks for it anew).
+    photo: bytes | None = field(default=None, repr=False)
 
     def submission(self) -> Submission:
         """The validated submission (call only when there are no errors)."""
         details = {k: self.values[k] for k in DETAILS_FIELDS if self.values.get(k)}
-        return Submission(identifier=self.values.get("identifier") or None, details=details)
+        return Submission(
+            identifier=self.values.get("identifier") or None,
+            details=details,
+            photo=self.photo,
+            consent=PHOTO_CONSENTS.get(self.values.get("photo_consent", ""))
+            if self.photo is not None
+            else None,
+        )
 
 
 # Control characters (Cc), surrogates (Cs) and private use (Co): ranges that Unicode's
@@ -81,13 +99,15 @@ ALREADY_SENT = lazy_gettext(
 
 
 def typed_values(
-    form: MultiDict[str, str], files: MultiDict[str, FileStorage]
+    form: MultiDict[str, str],
+    files: MultiDict[str, FileStorage],
+    accepted_files: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, str], dict[str, LazyString]]:
     """What was typed into each field, cut to its length, and the errors of its characters
-    and lengths alone."""
+    and lengths alone. Files are refused but for the fields in ``accepted_files``, once each."""
     errors: dict[str, LazyString] = {}
     values: dict[str, str] = {}
-    if files:
+    if any(name not in accepted_files or len(files.getlist(name)) > 1 for name in files):
         errors["form"] = lazy_gettext("This form does not accept files.")
     for name in MAX_CHARS:
         given = form.getlist(name)
@@ -118,11 +138,22 @@ def parse_sign_form(
     files: MultiDict[str, FileStorage],
     keys: SigningMaterial,
     tokens: FormTokens,
+    photo_limits: PhotoLimits | None = None,
+    clean: Callable[[bytes, PhotoLimits | None], bytes] = clean_photo,
 ) -> SignForm:
     """Check the sign form of the petition of ``keys`` against DESIGN §5; spend its token
-    (``tokens``) if nothing else is wrong with it."""
-    values, errors = typed_values(form, files)
+    (``tokens``) if nothing else is wrong with it. A photo is cleaned by ``clean`` (the
+    pipeline, or the pipeline run on the Argon2 gate's threads)."""
+    takes_photos = keys.photos != "off"
+    values, errors = typed_values(
+        form, files, frozenset({"photo"}) if takes_photos else frozenset()
+    )
     _check_identity(values, errors, keys)
+    upload = _photo_upload(files, photo_limits) if takes_photos and "form" not in errors else None
+    if takes_photos:
+        _check_photo_choice(upload, values, errors, required=keys.photos == "required")
+    else:
+        values.pop("photo_consent", None)
     if values.get("consent") != "yes" and "consent" not in errors:
         errors["consent"] = lazy_gettext("Please tick the box to confirm that you want to sign.")
     if values.get("website"):
@@ -133,6 +164,14 @@ def parse_sign_form(
     token = values.pop("form_token", "")
     values.pop("website", None)
     _check_size(values, errors)
+    photo = None
+    if upload is not None and not errors:
+        # The costly step last, for a form with nothing else wrong (and before its token is
+        # spent, so that a refused photo can be sent again with the same form).
+        try:
+            photo = clean(upload, photo_limits)
+        except PhotoRefused as refused:
+            errors["photo"] = refused.message
     if not errors:
         try:
             tokens.spend(keys.slug, token)
@@ -140,7 +179,40 @@ def parse_sign_form(
             errors["form"] = ALREADY_SENT
         except FormTokenError:
             errors["form"] = TOO_FAST_OR_OLD
-    return SignForm(values=values, errors=errors, form_token=token)
+    return SignForm(values=values, errors=errors, form_token=token, photo=photo)
+
+
+def _photo_upload(files: MultiDict[str, FileStorage], limits: PhotoLimits | None) -> bytes | None:
+    """The photo's bytes (at most one more than the cap, so that a larger one is told so),
+    None if no file was chosen; the upload is closed at once."""
+    upload = files.get("photo")
+    if upload is None:
+        return None
+    cap = (limits or PhotoLimits()).max_bytes
+    try:
+        data = upload.read(cap + 1)
+    finally:
+        upload.close()
+    return data if data or upload.filename else None
+
+
+def _check_photo_choice(
+    upload: bytes | None,
+    values: dict[str, str],
+    errors: dict[str, LazyString],
+    *,
+    required: bool,
+) -> None:
+    """A photo where the petition requires one, and for a photo, what it may be used for."""
+    if upload is None:
+        values.pop("photo_consent", None)
+        if required and "form" not in errors:
+            errors["photo"] = lazy_gettext(
+                "Please add your photo: this petition collects photo pledges."
+            )
+        return
+    if values.get("photo_consent") not in PHOTO_CONSENTS and "photo_consent" not in errors:
+        errors["photo_consent"] = lazy_gettext("Please choose where your photo may be shown.")
 
 
 def parse_paper_form(form: MultiDict[str, str], keys: SigningMaterial) -> SignForm:
@@ -148,7 +220,7 @@ def parse_paper_form(form: MultiDict[str, str], keys: SigningMaterial) -> SignFo
     sign form (the signer's consent is their signature on the paper; the admin's own CSRF
     check stands for the form token)."""
     values, errors = typed_values(form, MultiDict())
-    for unused in ("form_token", "website", "consent"):
+    for unused in ("form_token", "website", "consent", "photo_consent"):
         values.pop(unused, None)
     _check_identity(values, errors, keys)
     _check_size(values, errors)

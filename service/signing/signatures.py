@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from samleng.crypto.custody import Custody
+from samleng.crypto.custody import Consent, Custody
 from samleng.crypto.leaf import LeafKind
 from samleng.crypto.pending import PendingRecord, seal_pending_record
 from samleng.crypto.receipts import format_receipt, new_receipt_secret, receipt_commitment
@@ -68,6 +68,10 @@ class Submission:
 
     identifier: str | None = field(repr=False)
     details: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # A photo pledge: the cleaned photo (service/signing/photos.py) and what the signer
+    # allowed it to be used for; None for a signature without a photo.
+    photo: bytes | None = field(default=None, repr=False)
+    consent: Consent | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +102,8 @@ class SigningMaterial:
     details_public_key: bytes = field(repr=False)
     # Who can open the details, and how a record is sealed (one key, or k of n).
     custody: Custody = field(repr=False)
+    # Whether signers may, or must, add a photo (off, optional, required).
+    photos: str = "off"
 
 
 _PETITION_KEY_LABEL = b"samleng-petition-key/v1\n"
@@ -136,6 +142,7 @@ def signing_material(petition: Petition, vault: Vault) -> SigningMaterial:
         dedup_key=dedup_key(petition, vault),
         details_public_key=petition.details_public_key,
         custody=petition.custody(),
+        photos=petition.photos,
     )
 
 
@@ -335,11 +342,22 @@ def identifier_token(
     return hasher(keys.dedup_key, normalized, keys.salt, keys.argon2)
 
 
-def new_receipt(keys: SigningMaterial, details: Mapping[str, str]) -> tuple[bytes, bytes, bytes]:
-    """A fresh receipt secret, its commitment, and the details sealed to that commitment."""
+def new_receipt(
+    keys: SigningMaterial,
+    details: Mapping[str, str],
+    photo: bytes | None = None,
+    consent: Consent | None = None,
+) -> tuple[bytes, bytes, bytes]:
+    """A fresh receipt secret, its commitment, and the details (with the photo, for a photo
+    pledge) sealed to that commitment."""
     secret = new_receipt_secret()
     commitment = receipt_commitment(keys.origin, secret)
-    ciphertext = keys.custody.seal(keys.origin, commitment, details)
+    if photo is None:
+        ciphertext = keys.custody.seal(keys.origin, commitment, details)
+    else:
+        ciphertext = keys.custody.seal_photo(
+            keys.origin, commitment, details, consent or Consent.COUNTED_ONLY, photo
+        )
     return secret, commitment, ciphertext
 
 
@@ -382,7 +400,11 @@ def sign_petition(
     # Sealed before anything is stored, so that a too-long input is refused with nothing
     # written. A repeated identifier is written all the same: the sealer drops it, so the
     # answer, and what the database holds meanwhile, is the same for both.
-    secret, commitment, ciphertext = new_receipt(keys, submission.details)
+    secret, commitment, ciphertext = new_receipt(
+        keys, submission.details, submission.photo, submission.consent
+    )
+    if submission.photo is not None:
+        kind = LeafKind.PHOTO
     recorded = record_signature(
         session,
         petition_id=keys.petition_id,

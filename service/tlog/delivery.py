@@ -78,8 +78,9 @@ class DeliveryFacts:
     letter: FormalLetter | None = None
     # Signature leaves in the final checkpoint (None: every leaf but the header).
     signatures: int | None = None
-    # Of them, signatures on paper forms (kind 0x05).
+    # Of them, signatures on paper forms (kind 0x05), and photo pledges (kind 0x04).
     paper: int = 0
+    photos: int = 0
     # The organisations endorsing the petition at the final checkpoint, in log order.
     endorsers: Sequence[Endorsement] = ()
     # The day signing actually closed (petition.json has the day planned); None while open.
@@ -196,6 +197,9 @@ def delivery_html(facts: DeliveryFacts) -> str:
         count_en=grouped(facts.count, "en"),
         count_km=grouped(facts.count, "km"),
         paper=facts.paper,
+        photos={lang: grouped(facts.photos, lang) for lang in ("km", "en")}
+        if facts.photos
+        else None,
         parts={
             lang: (grouped(facts.count - facts.paper, lang), grouped(facts.paper, lang))
             for lang in ("km", "en")

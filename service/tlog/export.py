@@ -99,6 +99,7 @@ def write_bundle(
             size=state.size,
             signatures=state.count,
             paper=state.paper,
+            photos=state.photos,
             endorsers=current_endorsers(records, petition.origin),
             closed_on=petition.closed_on,
             growth=daily_counts(session, petition),

@@ -117,8 +117,8 @@ def consistency_proof(slug: str) -> Response:
 
 @bp.get("/count.json")
 def count_json(slug: str) -> Response:
-    """The count (online and on paper apart), the goal and the log size of the latest
-    checkpoint."""
+    """The count (online and on paper apart, and the photo pledges among the online ones),
+    the goal and the log size of the latest checkpoint."""
     petition = _published(slug)
     state = latest_checkpoint(get_session(), petition)
     if state is None:  # opening a petition publishes its first checkpoint; never here
@@ -128,6 +128,7 @@ def count_json(slug: str) -> Response:
             "count": state.count,
             "online": state.online,
             "paper": state.paper,
+            "photos": state.photos,
             "goal": petition.goal,
             "size": state.size,
         }

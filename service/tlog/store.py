@@ -95,6 +95,8 @@ class LogState:
     signatures: int | None = None
     # Of them, on paper forms (kind 0x05).
     paper: int = 0
+    # Of the online ones, photo pledges (kind 0x04).
+    photos: int = 0
 
     @property
     def online(self) -> int:
@@ -117,13 +119,16 @@ def petition_document(
 
     ``witness_policy`` is the tlog-policy file of the witnesses named before opening, and
     ``organisers`` the organisations organising it; each member is left out when there is
-    none, so a petition without them has the petition.json it always had.
+    none, so a petition without them has the petition.json it always had, as is ``photos``
+    for a petition without photo pledges.
     """
     policy = {} if witness_policy is None else {"witness_policy": witness_policy.decode()}
     named = {"organisers": organisers_member(organisers)} if organisers else {}
+    photos = {} if petition.photos == "off" else {"photos": petition.photos}
     return canonical_json(
         policy
         | named
+        | photos
         | {
             "format": PETITION_FORMAT,
             "origin": petition.origin,
@@ -206,9 +211,11 @@ def _append(
     leaves: Sequence[tuple[bytes, bytes, bytes | None]],
     signatures: int,
     paper: int = 0,
+    photos: int = 0,
 ) -> LogState:
     """Append ``(commitment, leaf, details)`` rows after ``size`` leaves and sign the result,
-    which then counts ``signatures`` signatures, ``paper`` of them on paper."""
+    which then counts ``signatures`` signatures, ``paper`` of them on paper and ``photos``
+    photo pledges."""
     subtree = _StoredSubtrees(session, petition.id)
     nodes = append_nodes(size, [leaf_hash(leaf) for _, leaf, _ in leaves], subtree)
     _insert_rows(
@@ -235,9 +242,17 @@ def _append(
             note=note,
             signatures=signatures,
             paper=paper,
+            photos=photos,
         )
     )
-    return LogState(size=new_size, root=root, note=note, signatures=signatures, paper=paper)
+    return LogState(
+        size=new_size,
+        root=root,
+        note=note,
+        signatures=signatures,
+        paper=paper,
+        photos=photos,
+    )
 
 
 _LEAF = cast(Table, Leaf.__table__)
@@ -330,6 +345,7 @@ def latest_signed_checkpoint(session: Session, petition: Petition) -> LogState |
         note=row.note,
         signatures=row.signatures,
         paper=row.paper or 0,
+        photos=row.photos or 0,
     )
 
 
@@ -523,18 +539,24 @@ def seal_pending(
         state.size,
         leaves,
         state.count + len(counted) - len(withdrawn),
-        state.paper
-        + sum(record.kind == LeafKind.PAPER for record in counted)
-        - sum(withdrawn.values()),
+        state.paper + _of_kind(LeafKind.PAPER, counted, withdrawn),
+        state.photos + _of_kind(LeafKind.PHOTO, counted, withdrawn),
     )
     session.commit()
     return new_state
 
 
-def _take_withdrawals(session: Session, petition: Petition) -> dict[bytes, bool]:
+def _of_kind(kind: LeafKind, counted: Sequence[PendingRecord], withdrawn: dict[bytes, int]) -> int:
+    """How the part of ``kind`` changes with a batch: its new leaves less its withdrawals."""
+    return sum(record.kind == kind for record in counted) - sum(
+        found == kind for found in withdrawn.values()
+    )
+
+
+def _take_withdrawals(session: Session, petition: Petition) -> dict[bytes, int]:
     """Take the petition's waiting withdrawals out of their table: the c of each signature
-    to withdraw, once, if it is a counted signature not withdrawn yet, and whether that
-    signature was on paper (so that the paper part drops with it)."""
+    to withdraw, once, if it is a counted signature not withdrawn yet, with the kind of its
+    leaf (so that its part drops with it)."""
     asked = session.execute(
         delete(PendingWithdrawal)
         .where(PendingWithdrawal.petition_id == petition.id)
@@ -559,7 +581,7 @@ def _take_withdrawals(session: Session, petition: Petition) -> dict[bytes, bool]
             Leaf.petition_id == petition.id, Leaf.commitment.in_(wanted)
         )
     ).all()
-    return {c: leaf[KIND_OFFSET] == LeafKind.PAPER for c, leaf in kinds}
+    return {c: leaf[KIND_OFFSET] for c, leaf in kinds}
 
 
 def request_withdrawal(session: Session, petition: Petition, commitment: bytes) -> None:

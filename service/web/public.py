@@ -84,6 +84,7 @@ from samleng.service.signing.forms import (
     typed_values,
 )
 from samleng.service.signing.formtoken import FormTokenError, FormTokenUsed
+from samleng.service.signing.photos import PhotoLimits, clean_photo
 from samleng.service.signing.signatures import (
     SigningMaterial,
     TokenHasher,
@@ -181,6 +182,7 @@ def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -
         share=_share_links(page_url, text["title"]),
         count=count,
         paper=0 if state is None else state.paper,
+        photo_pledges=0 if state is None else state.photos,
         fingerprint=None if state is None else state.root[:8].hex(" ", 2),
         witnesses=coverage(session, petition),
         organisers=organisers_of(session, petition.id),
@@ -193,6 +195,7 @@ def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -
         ),
         form=form,
         form_token=form_token,
+        photo_megabytes=config().photo_max_bytes >> 20,
     )
 
 
@@ -242,6 +245,7 @@ def petitions_json() -> Response:
                 "count": 0 if state is None else state.count,
                 "online": 0 if state is None else state.online,
                 "paper": 0 if state is None else state.paper,
+                "photos": 0 if state is None else state.photos,
                 "opens_on": petition.opens_on.isoformat() if petition.opens_on else None,
                 "closes_on": petition.closes_on.isoformat() if petition.closes_on else None,
                 "checkpoint": f"{log}/checkpoint",
@@ -297,7 +301,27 @@ def sign(slug: str) -> Any:
         return _refused(slug, SignForm(values={}, errors={"form": _UNAVAILABLE}), 409)
     if keys is None:
         return _closed(slug)
-    form = parse_sign_form(request.form, request.files, keys, services().form_tokens)
+    photo_limits = None
+    if keys.photos != "off":
+        cfg = config()
+        photo_limits = PhotoLimits(max_bytes=cfg.photo_max_bytes, max_pixels=cfg.photo_max_pixels)
+        # Room for the photo (and a little over, so that a photo just over the cap is told so
+        # in the form rather than by an error page), set before the body is read.
+        request.max_content_length = cfg.photo_max_bytes + (1 << 20)
+        # Werkzeug's multipart decoder holds a read chunk (64 KiB) before it knows which part
+        # the bytes belong to; text fields are still cut to their lengths by the form.
+        request.max_form_memory_size = 256 << 10
+    gate = services().argon2_gate
+    form = parse_sign_form(
+        request.form,
+        request.files,
+        keys,
+        services().form_tokens,
+        photo_limits,
+        # On the gate's threads, like Argon2: at most one photo decoded per core, which bounds
+        # the memory photos take (up to about 200 MiB for one at the pixel cap, bench/).
+        lambda data, limits: gate.run(clean_photo, data, limits),
+    )
     if form.errors:
         return _refused(slug, form)
     # Only a submission that passed every check counts against the petition's cap, and only
@@ -684,7 +708,8 @@ _NOT_COUNTED = lazy_gettext(
 )
 _TYPE_AGAIN = lazy_gettext("For your safety this is not shown again. Please type it again.")
 # What a shed signature's page may show again: nothing that identifies the signer.
-_KEPT_WHEN_BUSY = ("name", "locality", "comment", "consent")
+_KEPT_WHEN_BUSY = ("name", "locality", "comment", "consent", "photo_consent")
+_PHOTO_AGAIN = lazy_gettext("For your safety your photo is not kept. Please choose it again.")
 
 
 def sign_again_page(slug: str) -> Any:
@@ -702,4 +727,7 @@ def sign_again_page(slug: str) -> Any:
     for field in ("identifier", "contact"):
         if typed.get(field):
             errors[field] = _TYPE_AGAIN
+    photo = request.files.get("photo")
+    if petition.photos != "off" and photo is not None and photo.filename:
+        errors["photo"] = _PHOTO_AGAIN
     return _render_petition(petition, SignForm(values=values, errors=errors), 503)

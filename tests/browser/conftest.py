@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parents[1] / "test-artifacts" / "browser"
 AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
 SLUG = "land"
+PHOTO_SLUG = "faces"  # a petition that takes photo pledges
 # As the machine's probe found: without these, headless Chromium tries to reach Google.
 CHROMIUM_FLAGS = (
     "--headless=new",
@@ -81,6 +82,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     app = create_app(make_config(tmp, f"sqlite:///{tmp / 'samleng.sqlite3'}"))
     upgrade(services(app).engine)
     add_petition(app, slug=SLUG, texts=LONG_TEXTS, closes_on=dt.date(2027, 3, 8))
+    add_petition(app, slug=PHOTO_SLUG, photos="optional")
     site = Site(app=app, base="")
     inner = app.wsgi_app
 

@@ -16,7 +16,15 @@ from selenium.webdriver.common.by import By
 
 from samleng.service.admin.accounts import create_account, find_account
 from samleng.service.platform.dbsession import get_session
-from tests.browser.conftest import ARTIFACTS, SLUG, Site, chromium, click_and_wait, set_viewport
+from tests.browser.conftest import (
+    ARTIFACTS,
+    PHOTO_SLUG,
+    SLUG,
+    Site,
+    chromium,
+    click_and_wait,
+    set_viewport,
+)
 
 # A password for the admin's pages: the account is made once per language, at the pinned cost.
 ADMIN_PASSWORD = "a long passphrase for the audit only"
@@ -107,7 +115,8 @@ def test_no_serious_violation(site: Site, audited: webdriver.Chrome, lang: str) 
     viewport = "phone"
     set_viewport(audited, viewport)
     found: dict[str, list[dict[str, Any]]] = {}
-    for path in (f"/{lang}/", f"/{lang}/p/{SLUG}", f"/{lang}/safety", f"/{lang}/p/{SLUG}/updates"):
+    pages = (f"/{lang}/", f"/{lang}/p/{SLUG}", f"/{lang}/safety", f"/{lang}/p/{SLUG}/updates")
+    for path in (*pages, f"/{lang}/p/{PHOTO_SLUG}"):
         audited.get(site.url(path))
         found[path] = audit(audited)
 

@@ -16,8 +16,13 @@ from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from sqlalchemy import select
 
+from samleng.crypto.leaf import LeafKind, decode_leaf
+from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.models import Leaf, Petition
 from tests.browser.conftest import (
+    PHOTO_SLUG,
     SLUG,
     VIEWPORTS,
     Site,
@@ -28,6 +33,7 @@ from tests.browser.conftest import (
     set_viewport,
 )
 from tests.petition_texts import LONG_TEXTS
+from tests.service import photofiles as files
 
 RECEIPT = re.compile(r"[A-Z2-7]{4}(-[A-Z2-7]{1,4}){6}")
 PHONES = {
@@ -148,6 +154,50 @@ def test_withdraw_in_khmer(site: Site, browser: webdriver.Chrome) -> None:
     follow(browser, By.CSS_SELECTOR, "main form button")
     assert translated(site, "km", "Your signature was withdrawn.") in text_of(browser)
     screenshot(browser, "km-withdrawn")
+
+
+def test_sign_with_a_photo_in_khmer(site: Site, browser: webdriver.Chrome, tmp_path: Path) -> None:
+    """A photo pledge from a phone, without script: a hostile file is refused with the reason
+    in Khmer; a camera photo is taken, cleaned and sealed as a kind 0x04 leaf."""
+    glued, photo = tmp_path / "glued.jpg", tmp_path / "pledge.jpg"
+    glued.write_bytes(files.zip_appended())
+    photo.write_bytes(files.camera_jpeg(orientation=6))
+    petition = f"/km/p/{PHOTO_SLUG}"
+    set_viewport(browser, "phone")
+    browser.get(site.url(petition))
+    browser.find_element(By.ID, "f-identifier").send_keys("012 400 777")
+    browser.find_element(By.ID, "f-photo").send_keys(str(glued))
+    browser.find_element(By.ID, "f-photo_consent-recipient").click()
+    browser.find_element(By.ID, "f-consent").click()
+    follow(browser, By.CSS_SELECTOR, "form[action*='/sign'] button")
+    message = (
+        "This file holds more than a photo. Please send the photo alone, as your camera saved it."
+    )
+    assert translated(site, "km", message) in browser.find_element(By.ID, "e-photo").text
+    screenshot(browser, "km-photo-refused")
+    # The form comes back with what was typed, but never a file: the photo is chosen again.
+    assert browser.find_element(By.ID, "f-identifier").get_attribute("value") == "012 400 777"
+    browser.find_element(By.ID, "f-photo").send_keys(str(photo))
+    browser.find_element(By.ID, "f-photo_consent-recipient").click()
+    consent = browser.find_element(By.ID, "f-consent")
+    if not consent.is_selected():
+        consent.click()
+    screenshot(browser, "km-photo-form")
+    follow(browser, By.CSS_SELECTOR, "form[action*='/sign'] button")
+    assert RECEIPT.fullmatch(browser.find_element(By.CLASS_NAME, "receipt").text.replace("\n", ""))
+    site.seal()
+    with site.app.app_context():
+        kinds = [
+            decode_leaf(leaf).kind
+            for leaf in get_session().scalars(
+                select(Leaf.leaf).join(Petition).where(Petition.slug == PHOTO_SLUG)
+            )
+        ]
+    assert kinds.count(LeafKind.PHOTO) == 1
+    browser.get(site.url(petition))
+    assert translated(site, "km", "%(photos)s of them pledged with a photo.").split("%")[
+        0
+    ] in text_of(browser)
 
 
 def printed_receipt(browser: webdriver.Chrome, name: str) -> None:

@@ -251,10 +251,23 @@ def test_commitments_sharing_a_prefix_are_distinct(tmp_path: Path) -> None:
     assert verify_bundle(log.write_bundle(tmp_path / "b")).count == 6
 
 
-def test_reserved_photo_kind(tmp_path: Path) -> None:
+def test_photo_pledges_count_and_are_reported_apart(tmp_path: Path) -> None:
+    log = make_log(3)
+    photo = os.urandom(32)
+    log.append_leaf(encode_leaf(LeafKind.PHOTO, photo, os.urandom(32)))
+    log.append_leaf(encode_leaf(LeafKind.PHOTO, os.urandom(32), os.urandom(32)))
+    _paper_leaf(log)
+    report = verify_bundle(log.write_bundle(tmp_path / "b"))
+    assert (report.count, report.photos, report.paper) == (6, 2, 1)
+    log.append_leaf(withdrawal_leaf(photo))
+    report = verify_bundle(log.write_bundle(tmp_path / "c"))
+    assert (report.count, report.photos, report.paper, report.withdrawals) == (5, 1, 1, 1)
+
+
+def test_unknown_kind_08(tmp_path: Path) -> None:
     log = make_log(5)
-    log.append_leaf(LEAF_PREFIX + b"\x04" + os.urandom(64))
-    fails(log.write_bundle(tmp_path / "b"), BundleCheck.LEAF_FORMAT, "leaf 6 has kind 0x04")
+    log.append_leaf(LEAF_PREFIX + b"\x08" + os.urandom(64))
+    fails(log.write_bundle(tmp_path / "b"), BundleCheck.LEAF_FORMAT, "leaf 6 has kind 0x08")
 
 
 def _paper_leaf(log: PetitionLog) -> bytes:

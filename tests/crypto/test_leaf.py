@@ -61,7 +61,7 @@ def test_round_trip(kind: int, c: bytes, d: bytes) -> None:
         (b"", "0 bytes"),
         (b"samleng-leaf/v2\n" + b"\x01" + C + D, "prefix"),
         (b"SAMLENG-leaf/v1\n" + b"\x01" + C + D, "prefix"),
-        (LEAF_PREFIX + b"\x04" + C + D, "0x04"),  # reserved photo pledge: not accepted in v1
+        (LEAF_PREFIX + b"\x08" + C + D, "0x08"),
         (LEAF_PREFIX + b"\x07" + C + D, "0x07"),
         (LEAF_PREFIX + b"\xff" + C + D, "0xff"),
     ],
@@ -77,7 +77,7 @@ def test_errors_are_verification_errors() -> None:
 
 def test_encode_refuses_bad_input() -> None:
     with pytest.raises(ValueError):
-        encode_leaf(LeafKind(4), C, D)  # reserved: nothing writes it yet
+        encode_leaf(8, C, D)  # type: ignore[arg-type]  # no such kind
     with pytest.raises(ValueError):
         withdrawal_leaf(C[:31])
     with pytest.raises(ValueError):
@@ -87,4 +87,5 @@ def test_encode_refuses_bad_input() -> None:
 
 
 def test_is_signature() -> None:
-    assert [is_signature(k) for k in range(5)] == [False, True, True, False, False]
+    expected = [False, True, True, False, True, True, False, False]
+    assert [is_signature(k) for k in range(8)] == expected

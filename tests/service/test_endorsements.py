@@ -114,6 +114,7 @@ def test_a_request_approved_is_logged_listed_and_verified_apart_from_the_count(
         "count": 3,
         "online": 3,
         "paper": 0,
+        "photos": 0,
         "goal": 100,
         "size": 5,
     }

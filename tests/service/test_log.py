@@ -72,6 +72,7 @@ def test_opening_writes_the_header_and_first_checkpoint(
         "count": 0,
         "online": 0,
         "paper": 0,
+        "photos": 0,
         "goal": 100,
         "size": 1,
     }

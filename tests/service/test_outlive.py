@@ -110,6 +110,7 @@ def test_petitions_json_lists_every_public_petition(app: Flask, client: FlaskCli
         "count": 1,
         "online": 1,
         "paper": 0,
+        "photos": 0,
         "opens_on": second["opens_on"],
         "closes_on": None,
         "checkpoint": f"{origin}/checkpoint",

@@ -104,6 +104,7 @@ def test_paper_forms_count_apart_and_once_with_online_signatures(
         "count": 5,
         "online": 3,
         "paper": 2,
+        "photos": 0,
         "goal": 100,
         "size": 6,
     }

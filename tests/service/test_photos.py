@@ -119,10 +119,24 @@ def test_the_exif_orientation_is_applied(orientation: int) -> None:
         assert image.getpixel((380, 280)) == pytest.approx((180, 40, 40), abs=12)
 
 
-def test_a_large_photo_is_scaled_to_2048_pixels() -> None:
-    data = files.jpeg(files.picture((4032, 3024)))
+@pytest.mark.parametrize(
+    ("source", "cleaned"),
+    [
+        ((6000, 4500), (MAX_SIDE, 1536)),  # decoded at half size, then scaled
+        ((4032, 3024), (2016, 1512)),  # decoded at half size: already small enough
+        ((1200, 900), (1200, 900)),  # never enlarged
+    ],
+)
+def test_a_large_photo_is_scaled_to_at_most_2048_pixels(
+    source: tuple[int, int], cleaned: tuple[int, int]
+) -> None:
+    data = files.jpeg(files.picture(source))
     with Image.open(io.BytesIO(clean_photo(data))) as image:
-        assert image.size == (MAX_SIDE, 1536)
+        assert image.size == cleaned
+    png = io.BytesIO()
+    files.picture(source).save(png, "PNG")
+    with Image.open(io.BytesIO(clean_photo(png.getvalue()))) as image:
+        assert max(image.size) == min(MAX_SIDE, max(source))
 
 
 def test_transparency_is_flattened_on_white() -> None:
