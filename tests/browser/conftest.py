@@ -35,6 +35,7 @@ from samleng.service.tlog.store import seal_all
 from tests.components import require, require_program
 from tests.conftest import add_petition, make_config
 from tests.petition_texts import LONG_TEXTS
+from tests.service.test_custody import create, make_machines
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parents[1] / "test-artifacts" / "browser"
@@ -66,6 +67,8 @@ class Site:
     app: Flask
     base: str
     requests: list[str] = field(default_factory=list)
+    # The key holders' machines of the photo petition (tests/service/test_custody.py).
+    machines: list[Path] = field(default_factory=list)
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -82,8 +85,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     app = create_app(make_config(tmp, f"sqlite:///{tmp / 'samleng.sqlite3'}"))
     upgrade(services(app).engine)
     add_petition(app, slug=SLUG, texts=LONG_TEXTS, closes_on=dt.date(2027, 3, 8))
-    add_petition(app, slug=PHOTO_SLUG, photos="optional")
-    site = Site(app=app, base="")
+    # Photo pledges in the custody of 3 organisations, 2 of which open them (on "machines"
+    # of their own: folders with each one's key file).
+    machines = make_machines(tmp / "machines")
+    status, output = create(app, PHOTO_SLUG, machines, "--threshold", "2", "--photos", "optional")
+    assert status == 0, output
+    opened = app.test_cli_runner().invoke(args=["petition", "open", PHOTO_SLUG])
+    assert opened.exit_code == 0, opened.output
+    site = Site(app=app, base="", machines=machines)
     inner = app.wsgi_app
 
     def counting(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 from flask_babel import gettext
+from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from sqlalchemy import select
 
+from samleng.crypto.audit import main as audit
 from samleng.crypto.leaf import LeafKind, decode_leaf
 from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import Leaf, Petition
@@ -34,6 +36,9 @@ from tests.browser.conftest import (
 )
 from tests.petition_texts import LONG_TEXTS
 from tests.service import photofiles as files
+from tests.service.test_custody import Coalition, open_shares
+from tests.service.test_delivery import pdf_text
+from tests.service.test_photo_pledges import pdf_images
 
 RECEIPT = re.compile(r"[A-Z2-7]{4}(-[A-Z2-7]{1,4}){6}")
 PHONES = {
@@ -194,10 +199,30 @@ def test_sign_with_a_photo_in_khmer(site: Site, browser: webdriver.Chrome, tmp_p
             )
         ]
     assert kinds.count(LeafKind.PHOTO) == 1
-    browser.get(site.url(petition))
-    assert translated(site, "km", "%(photos)s of them pledged with a photo.").split("%")[
-        0
-    ] in text_of(browser)
+    counts = site.app.test_client().get(f"/p/{PHOTO_SLUG}/count.json").get_json()
+    assert (counts["count"], counts["photos"]) == (1, 1)
+    # Offline, two of the three organisations open the photo and lay out the banner.
+    runner = site.app.test_cli_runner()
+    bundle, details = tmp_path / "bundle", tmp_path / "details.bin"
+    assert runner.invoke(args=["export", PHOTO_SLUG, str(bundle)]).exit_code == 0
+    assert runner.invoke(args=["export-details", PHOTO_SLUG, str(details)]).exit_code == 0
+    coalition = Coalition(slug=PHOTO_SLUG, machines=site.machines, work=tmp_path)
+    shares = [str(open_shares(coalition, org)) for org in (2, 3)]
+    photos, banner = tmp_path / "photos", tmp_path / "banner.pdf"
+    extract = ["photos", "extract", *shares, "--details", str(details), "--bundle", str(bundle)]
+    assert audit([*extract, "--out", str(photos)]) == 0
+    [row] = (photos / "photos.csv").read_text().splitlines()[1:]
+    leaf, consent, name = row.split(",")
+    assert consent == "recipient"
+    with Image.open(photos / name) as image:
+        assert image.format == "JPEG" and image.size == (480, 640)  # upright, as EXIF said
+    assert audit(
+        ["banner", "--photos", str(photos), "--bundle", str(bundle), "--out", str(banner),
+         "--audience", "recipient", "--width-cm", "100", "--height-cm", "60", "--dpi", "60"]
+    ) == 0  # fmt: skip
+    assert pdf_images(banner) == 1
+    index = " ".join(pdf_text(banner).split())
+    assert re.search(rf"\b1 1 1 {leaf} recipient\b", index), index
 
 
 def printed_receipt(browser: webdriver.Chrome, name: str) -> None:
