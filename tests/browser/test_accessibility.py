@@ -177,6 +177,7 @@ def test_no_serious_violation_in_the_admin(
         f"/admin/p/{SLUG}",
         f"/admin/p/{SLUG}/preview/{lang}",
         f"/admin/p/{SLUG}/timeline",
+        f"/admin/p/{SLUG}/paper",
         "/admin/accounts",
         "/admin/organisations",
         "/admin/audit",

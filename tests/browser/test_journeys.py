@@ -17,10 +17,12 @@ from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select
 
 from samleng.crypto.audit import main as audit
 from samleng.crypto.leaf import LeafKind, decode_leaf
+from samleng.service.admin.accounts import create_account, find_account
 from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import Leaf, Petition
 from tests.browser.conftest import (
@@ -223,6 +225,36 @@ def test_sign_with_a_photo_in_khmer(site: Site, browser: webdriver.Chrome, tmp_p
     assert pdf_images(banner) == 1
     index = " ".join(pdf_text(banner).split())
     assert re.search(rf"\b1 1 1 {leaf} recipient\b", index), index
+
+
+def test_paper_forms_from_the_keyboard_alone(site: Site, browser: webdriver.Chrome) -> None:
+    """An organiser types paper forms without touching the mouse: the identifier has the
+    focus when the page opens, Tab moves on, Enter saves, and the empty form is back with
+    the focus in place for the next sheet."""
+    with site.app.app_context():
+        session = get_session()
+        if find_account(session, "typist") is None:
+            create_account(session, "typist", "admin", "a long passphrase for paper forms")
+            session.commit()
+    set_viewport(browser, "desktop")
+    browser.delete_all_cookies()
+    browser.get(site.url("/admin/language/en?next=/admin/login"))
+    browser.find_element(By.ID, "f-name").send_keys("typist")
+    browser.find_element(By.ID, "f-password").send_keys("a long passphrase for paper forms")
+    follow(browser, By.CSS_SELECTOR, "main form button")
+    before = site.app.test_client().get(f"/p/{SLUG}/count.json").get_json()
+    browser.get(site.url(f"/admin/p/{SLUG}/paper"))
+    for number, (phone, name) in enumerate((("012 555 901", "Dara"), ("097 555 902", "")), 1):
+        assert browser.switch_to.active_element.get_attribute("id") == "f-identifier"
+        keys = ActionChains(browser).send_keys(phone).send_keys(Keys.TAB).send_keys(name)
+        keys.send_keys(Keys.ENTER).perform()
+        WebDriverWait(browser, 10).until(
+            lambda b, n=number: f"You have entered {n} form" in text_of(b)
+        )
+    screenshot(browser, "admin-paper")
+    site.seal()
+    after = site.app.test_client().get(f"/p/{SLUG}/count.json").get_json()
+    assert after["paper"] == before["paper"] + 2 and after["count"] == before["count"] + 2
 
 
 def printed_receipt(browser: webdriver.Chrome, name: str) -> None:

@@ -78,7 +78,7 @@ def test_paper_forms_count_apart_and_once_with_online_signatures(
     page = admin.get(f"/admin/p/{petition.slug}/paper").get_data(as_text=True)
     assert 'id="f-identifier"' in page and "autofocus" in page
     status, page = enter(admin, csrf, petition.slug, identifier="012 345 000")  # signed online
-    assert status == 200 and "You have entered 1 forms for this petition." in page
+    assert status == 200 and "You have entered 1 form for this petition." in page
     status, page = enter(
         admin, csrf, petition.slug, identifier="+855 97 111 2222", name="Sokha", locality="Kampot"
     )
