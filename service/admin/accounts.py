@@ -22,7 +22,7 @@ from sqlalchemy.sql.expression import Exists
 from samleng.service.admin import logins, totp
 from samleng.service.admin.errors import AccountError, LoginFailed, WrongCode, WrongPassword
 from samleng.service.admin.passwords import hash_password, needs_rehash, verify_password
-from samleng.service.platform.errors import PetitionNotFound
+from samleng.service.platform.errors import N_, PetitionNotFound
 from samleng.service.platform.models import (
     ROLES,
     Account,
@@ -44,13 +44,15 @@ def create_account(session: Session, name: str, role: str, password: str) -> Acc
     name = normalise_name(name)
     if not ACCOUNT_NAME.match(name):
         raise AccountError(
-            "an account name is 1-64 lower-case letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            N_(
+                "an account name is 1-64 lower-case letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
         )
     if role not in ROLES:
-        raise AccountError(f"the role must be one of {', '.join(ROLES)}")
+        raise AccountError(N_("the role must be one of %(roles)s"), roles=", ".join(ROLES))
     if session.scalar(select(Account.id).where(Account.name == name)) is not None:
-        raise AccountError(f"an account named {name!r} exists already")
+        raise AccountError(N_("an account named %(name)s exists already"), name=repr(name))
     account = Account(name=name, role=role, password_hash=hash_password(password), active=True)
     session.add(account)
     session.flush()
@@ -212,7 +214,7 @@ def enable_totp(
     confirm_identity(session, account, password, current_code, master_key=master_key, now=now)
     step = totp.matching_step(secret, code, now, None)
     if step is None:
-        raise AccountError("the code does not match; check the phone's clock and try again")
+        raise AccountError(N_("the code does not match; check the phone's clock and try again"))
     account.wrapped_totp_secret = totp.wrap_secret(master_key, secret, account.id)
     account.totp_last_step = step
     session.flush()
@@ -239,7 +241,7 @@ def set_active(session: Session, account: Account, active: bool, *, by: Account)
     at once. AccountError for an admin disabling themselves (there would be nobody left who
     could undo it, for a sole admin)."""
     if account.id == by.id and not active:
-        raise AccountError("you cannot disable yourself")
+        raise AccountError(N_("you cannot disable yourself"))
     account.active = active
     if not active:
         logins.end_all_sessions(session, account)

@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.admin.errors import PasswordPolicyError
+from samleng.service.platform.errors import N_
 
 # RFC 9106 §4's second recommended option (t=3, m=64 MiB) on one lane instead of four: the
 # same work and memory against a stolen hash, but on one core, so that the admin's one
@@ -51,9 +52,13 @@ def _normalise(password: str) -> bytes:
 def check_password_policy(password: str) -> None:
     """Raise PasswordPolicyError for a new password that is too short or too long."""
     if len(password) < MIN_PASSWORD_CHARS:
-        raise PasswordPolicyError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+        raise PasswordPolicyError(
+            N_("a password needs at least %(least)s characters"), least=MIN_PASSWORD_CHARS
+        )
     if len(password) > MAX_PASSWORD_CHARS:
-        raise PasswordPolicyError(f"a password has at most {MAX_PASSWORD_CHARS} characters")
+        raise PasswordPolicyError(
+            N_("a password has at most %(most)s characters"), most=MAX_PASSWORD_CHARS
+        )
 
 
 def hash_password(password: str) -> str:

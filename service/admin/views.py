@@ -56,11 +56,14 @@ from samleng.service.platform.context import services
 from samleng.service.platform.db import scrub
 from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import (
+    N_,
     ClosingDateInPast,
+    InputError,
     OrganisationError,
     PetitionNotFound,
     PetitionStateError,
     SlugUnavailable,
+    translated,
 )
 from samleng.service.platform.gate import WorkGate
 from samleng.service.platform.keys import derive_key
@@ -277,6 +280,12 @@ def _cookie_scope() -> dict[str, Any]:
 def _require_admin() -> None:
     if _account().role != "admin":
         abort(404)
+
+
+def _said(error: BaseException) -> str:
+    """A refusal of the service layer, in the reader's language (as far as the catalogue
+    has its message; the values it names stay as they are)."""
+    return translated(error, gettext)
 
 
 def _petition(slug: str) -> Petition:
@@ -527,7 +536,7 @@ def new() -> Any:
         return _draft_page(dict(form.values), {"closes_on": drafts.PAST_DEADLINE}), 400
     except ValueError as exc:
         session.rollback()
-        return _draft_page(dict(form.values), {"slug": str(exc)}), 400
+        return _draft_page(dict(form.values), {"slug": _said(exc)}), 400
     organisation = _organisation(_account())
     if organisation is not None:
         # The draft is its organisation's: every organiser of it may act on it.
@@ -634,7 +643,7 @@ def _lifecycle(slug: str, action: str, change: Callable[[Session, Petition], str
         detail = change(session, petition)
     except (PetitionStateError, ValueError) as exc:
         session.rollback()
-        return _dashboard(petition, error=str(exc), status=409)
+        return _dashboard(petition, error=_said(exc), status=409)
     _record(action, petition, detail)
     session.commit()
     return redirect(url_for("admin.petition", slug=petition.slug))
@@ -672,7 +681,7 @@ def forget(slug: str) -> Any:
 
     def change(session: Session, petition: Petition) -> str:
         if request.form.get("confirm_slug", "").strip() != petition.slug:
-            raise ValueError("type the petition's slug to confirm; nothing was changed")
+            raise InputError(N_("type the petition's slug to confirm; nothing was changed"))
         # Whatever still waits is sealed first: its dedup token is still to be checked.
         session.rollback()
         seal_all(engine, vault)
@@ -1042,7 +1051,7 @@ def organisations() -> Any:
             )
         except OrganisationError as exc:
             session.rollback()
-            error, status = str(exc), 400
+            error, status = _said(exc), 400
         else:
             _record("create-organisation", detail=f"{created.handle}: {created.name_en}")
             session.commit()
@@ -1092,7 +1101,7 @@ def accounts() -> Any:
             orgs.set_account_organisation(session, created, organisation)
         except (AccountError, PasswordPolicyError, OrganisationError) as exc:
             session.rollback()
-            error, status = str(exc), 400
+            error, status = _said(exc), 400
         else:
             of = f", {organisation.handle}" if organisation else ""
             _record("create-account", detail=f"{created.name} ({created.role}{of})")
@@ -1117,7 +1126,7 @@ def account_organisation(name: str) -> Any:
     try:
         organisation = _chosen_organisation(session)
     except OrganisationError as exc:
-        return _accounts_page(str(exc), 400)
+        return _accounts_page(_said(exc), 400)
     orgs.set_account_organisation(session, target, organisation)
     _record(
         "account-organisation",
@@ -1174,7 +1183,7 @@ def change_password() -> Any:
             acc.change_password(session, account, request.form.get("current", ""), new_password)
     except (LoginFailed, PasswordPolicyError) as exc:
         session.rollback()
-        return _me_page(error=str(exc).capitalize() + ".", status=400)
+        return _me_page(error=_said(exc), status=400)
     logins.end_all_sessions(session, account)
     session_id = logins.start_session(session, account, None)
     _record("change-password")
@@ -1220,9 +1229,7 @@ def totp_enable() -> Any:
             )
     except (LoginFailed, ValueError, CryptoError) as exc:
         session.rollback()
-        error = (
-            _identity_error(exc) if isinstance(exc, LoginFailed) else str(exc).capitalize() + "."
-        )
+        error = _identity_error(exc) if isinstance(exc, LoginFailed) else _said(exc)
         return _me_page(error=error, totp_secret=text, totp_uri=None, status=400)
     _record("totp-enable")
     session.commit()

@@ -26,7 +26,7 @@ from samleng.crypto.endorsement import (
     withdrawal_record,
 )
 from samleng.crypto.errors import EndorsementError as RecordError
-from samleng.service.platform.errors import Error, PetitionStateError
+from samleng.service.platform.errors import N_, Error, PetitionStateError
 from samleng.service.platform.models import (
     Endorsement,
     EndorsementStatus,
@@ -43,8 +43,8 @@ MAX_WAITING = 200
 class EndorsementInputError(Error, ValueError):
     """A field of an endorsement is not acceptable; ``field`` names it for the form."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, message: str, /, **values: object) -> None:
+        super().__init__(message, **values)
         self.field = field
 
 
@@ -64,12 +64,16 @@ class EndorsementFields:
 def check_fields(name_km: str, name_en: str, website: str) -> EndorsementFields:
     """Check what was typed; EndorsementInputError naming the first bad field."""
     checked: dict[str, str] = {}
+    missing = {
+        "name_km": N_("give the organisation's name in Khmer"),
+        "name_en": N_("give the organisation's name in English"),
+    }
     for field, value, lang in (("name_km", name_km, "Khmer"), ("name_en", name_en, "English")):
         name = " ".join(value.split())
         if not name:
-            raise EndorsementInputError(field, f"give the organisation's name in {lang}")
+            raise EndorsementInputError(field, missing[field])
         if len(name) > MAX_NAME:
-            raise EndorsementInputError(field, f"at most {MAX_NAME} characters")
+            raise EndorsementInputError(field, N_("at most %(most)s characters"), most=MAX_NAME)
         try:
             checked[field] = check_name(name, lang)
         except RecordError as exc:
@@ -88,8 +92,9 @@ def check_fields(name_km: str, name_en: str, website: str) -> EndorsementFields:
 def _require_open(petition: Petition) -> None:
     if petition.status != PetitionStatus.OPEN:
         raise PetitionStateError(
-            f"petition {petition.slug!r} is {petition.status}: endorsements are taken while it "
-            "is open"
+            N_("petition %(slug)s is %(status)s: endorsements are taken while it is open"),
+            slug=repr(petition.slug),
+            status=petition.status,
         )
 
 
@@ -100,7 +105,7 @@ def request_endorsement(
     _require_open(petition)
     contact = " ".join(contact.split())
     if len(contact) > MAX_CONTACT:
-        raise EndorsementInputError("contact", f"at most {MAX_CONTACT} characters")
+        raise EndorsementInputError("contact", N_("at most %(most)s characters"), most=MAX_CONTACT)
     waiting = session.scalar(
         select(func.count())
         .select_from(Endorsement)

@@ -18,7 +18,9 @@ from samleng.crypto.custody import MAX_KEYS, Custody, single_key_custody
 from samleng.crypto.keywrap import new_salt
 from samleng.crypto.tokens import Argon2Params
 from samleng.service.platform.errors import (
+    N_,
     ClosingDateInPast,
+    InputError,
     PetitionMisconfigured,
     PetitionStateError,
     SlugUnavailable,
@@ -130,7 +132,7 @@ def _check_photos(mode: str, verification_mode: str) -> None:
         raise ValueError(f"photos must be one of {', '.join(PHOTO_MODES)}")
     if mode != PhotoMode.OFF and verification_mode == VerificationMode.EMAIL:
         # A confirmation link carries the sealed record; a photo record is megabytes.
-        raise ValueError("photo pledges cannot be combined with email verification")
+        raise InputError(N_("photo pledges cannot be combined with email verification"))
 
 
 def set_photos(petition: Petition, mode: str) -> None:
@@ -139,7 +141,7 @@ def set_photos(petition: Petition, mode: str) -> None:
     draft (the setting is frozen in petition.json when it opens)."""
     _check_photos(mode, petition.verification_mode)
     if petition.status != PetitionStatus.DRAFT:
-        raise ValueError("the photo setting is frozen once the petition opens")
+        raise InputError(N_("the photo setting is frozen once the petition opens"))
     petition.photos = mode
     set_custody(petition, petition.custody())
 
@@ -171,8 +173,12 @@ def check_closing_date(closes_on: dt.date | None, today: dt.date | None = None) 
     today = today or utc_today()
     if closes_on is not None and closes_on < today:
         raise ClosingDateInPast(
-            f"the closing date {closes_on.isoformat()} is in the past (today is "
-            f"{today.isoformat()} in UTC); give today or a later date"
+            N_(
+                "the closing date %(date)s is in the past (today is %(today)s in UTC); give "
+                "today or a later date"
+            ),
+            date=closes_on.isoformat(),
+            today=today.isoformat(),
         )
 
 
@@ -282,8 +288,11 @@ def public_petitions(session: Session) -> Sequence[Petition]:
 def _transition(petition: Petition, allowed_from: str, to: str) -> None:
     if petition.status != allowed_from:
         raise PetitionStateError(
-            f"petition {petition.slug!r} is {petition.status}; it must be {allowed_from} "
-            f"to become {to}"
+            N_("petition %(slug)s is %(status)s; it must be %(allowed)s to become %(to)s"),
+            slug=repr(petition.slug),
+            status=petition.status,
+            allowed=allowed_from,
+            to=to,
         )
     petition.status = to
 
@@ -307,7 +316,9 @@ def open_petition(
     """
     today = today or utc_today()
     if petition.verification_mode == VerificationMode.EMAIL and not can_mail:
-        raise PetitionStateError("email verification needs mail: set SAMLENG_SMTP_URL")
+        raise PetitionStateError(
+            N_("email verification needs mail: the operator sets SAMLENG_SMTP_URL")
+        )
     if petition.status == PetitionStatus.DRAFT:
         check_closing_date(petition.closes_on, today)
     region_problem = phone_region_problem(petition.region)
@@ -344,8 +355,11 @@ def forget_petition(session: Session, petition: Petition, vault: Vault) -> int:
     """
     if petition.status == PetitionStatus.CLOSED and has_pending(session, petition):
         raise PetitionStateError(
-            f"petition {petition.slug!r} still has signatures waiting to be sealed; "
-            "run `samleng seal` first"
+            N_(
+                "petition %(slug)s still has signatures waiting to be sealed; wait for the "
+                "next seal, then try again"
+            ),
+            slug=repr(petition.slug),
         )
     _transition(petition, PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
     if petition.dedup_key_file is not None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from samleng.crypto.endorsement import check_name
 from samleng.crypto.endorsement import check_website as check_public_website
 from samleng.crypto.errors import EndorsementError
-from samleng.service.platform.errors import OrganisationError, PetitionStateError
+from samleng.service.platform.errors import N_, OrganisationError, PetitionStateError
 from samleng.service.platform.models import (
     Account,
     Organisation,
@@ -59,11 +59,15 @@ def create_organisation(
     handle = handle.strip().lower()
     if not HANDLE.match(handle):
         raise OrganisationError(
-            "a handle is 1-64 lower-case letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit"
+            N_(
+                "a handle is 1-64 lower-case letters, digits, '.', '_' or '-', starting with a "
+                "letter or digit"
+            )
         )
     if find_organisation(session, handle) is not None:
-        raise OrganisationError(f"an organisation with handle {handle!r} exists already")
+        raise OrganisationError(
+            N_("an organisation with handle %(handle)s exists already"), handle=repr(handle)
+        )
     organisation = Organisation(
         handle=handle,
         name_km=_name(name_km, "Khmer"),
@@ -86,7 +90,9 @@ def named_organisation(session: Session, handle: str) -> Organisation:
     """The organisation with this handle; OrganisationError naming it otherwise."""
     organisation = find_organisation(session, handle)
     if organisation is None:
-        raise OrganisationError(f"no organisation with handle {handle.strip()[:64]!r}")
+        raise OrganisationError(
+            N_("no organisation with handle %(handle)s"), handle=repr(handle.strip()[:64])
+        )
     return organisation
 
 
@@ -105,9 +111,11 @@ def set_organisers(
             "into petition.json when it opened"
         )
     if len({o.id for o in chosen}) != len(chosen):
-        raise OrganisationError("an organisation is named twice")
+        raise OrganisationError(N_("an organisation is named twice"))
     if len(chosen) > MAX_ORGANISERS:
-        raise OrganisationError(f"a petition has at most {MAX_ORGANISERS} organisers")
+        raise OrganisationError(
+            N_("a petition has at most %(most)s organisers"), most=MAX_ORGANISERS
+        )
     session.execute(delete(PetitionOrganiser).where(PetitionOrganiser.petition_id == petition.id))
     for position, organisation in enumerate(chosen):
         session.add(
@@ -123,7 +131,9 @@ def add_organiser(session: Session, petition: Petition, organisation: Organisati
     """Name one more organisation among a draft's organisers (last)."""
     current = organisers_of(session, petition.id)
     if any(o.id == organisation.id for o in current):
-        raise OrganisationError(f"{organisation.handle!r} already organises this petition")
+        raise OrganisationError(
+            N_("%(handle)s already organises this petition"), handle=repr(organisation.handle)
+        )
     set_organisers(session, petition, [*current, organisation])
 
 
@@ -134,9 +144,11 @@ def remove_organiser(
     their own organisation: they would lose the petition they are acting on."""
     current = organisers_of(session, petition.id)
     if not any(o.id == organisation.id for o in current):
-        raise OrganisationError(f"{organisation.handle!r} does not organise this petition")
+        raise OrganisationError(
+            N_("%(handle)s does not organise this petition"), handle=repr(organisation.handle)
+        )
     if by.role != "admin" and by.organisation_id == organisation.id:
-        raise OrganisationError("you cannot remove your own organisation from a petition")
+        raise OrganisationError(N_("you cannot remove your own organisation from a petition"))
     set_organisers(session, petition, [o for o in current if o.id != organisation.id])
 
 

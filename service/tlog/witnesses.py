@@ -40,7 +40,7 @@ from samleng.crypto.policy import (
     format_policy,
     parse_policy,
 )
-from samleng.service.platform.errors import Error, PetitionStateError
+from samleng.service.platform.errors import N_, Error, PetitionStateError
 from samleng.service.platform.models import (
     Cosignature,
     Petition,
@@ -98,8 +98,12 @@ def add_witness(session: Session, petition: Petition, *, name: str, url: str, vk
         raise PetitionStateError(f"petition {petition.slug!r} is {petition.status}: no witnesses")
     if not _NAME.fullmatch(name) or name in (GROUP, "none"):
         raise WitnessSetupError(
-            f"witness name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', starting "
-            f"with a letter or digit (not {GROUP!r} or 'none')"
+            N_(
+                "witness name %(name)s: use 1 to 64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit (not %(group)s or 'none')"
+            ),
+            name=repr(name),
+            group=repr(GROUP),
         )
     try:
         check_witness_url(url)
@@ -107,18 +111,22 @@ def add_witness(session: Session, petition: Petition, *, name: str, url: str, vk
     except (WitnessConfigError, CryptoError) as exc:
         raise WitnessSetupError(str(exc)) from None
     if len(url) > 300:
-        raise WitnessSetupError("witness URL: at most 300 characters")
+        raise WitnessSetupError(N_("witness URL: at most 300 characters"))
     if len(verifier.vkey) > 400:
-        raise WitnessSetupError("witness key: at most 400 characters")
+        raise WitnessSetupError(N_("witness key: at most 400 characters"))
     _check_policy_line(name, verifier, url)
     existing = witnesses_of(session, petition, removed=True)
     if sum(not w.removed for w in existing) >= MAX_WITNESSES:
-        raise WitnessSetupError(f"a petition has at most {MAX_WITNESSES} witnesses")
+        raise WitnessSetupError(N_("a petition has at most %(most)s witnesses"), most=MAX_WITNESSES)
     for other in existing:
         if other.name == name:
-            raise WitnessSetupError(f"this petition already has a witness named {name!r}")
+            raise WitnessSetupError(
+                N_("this petition already has a witness named %(name)s"), name=repr(name)
+            )
         if parse_witness_vkey(other.vkey).public_key == verifier.public_key:
-            raise WitnessSetupError(f"witness {other.name!r} already has this key")
+            raise WitnessSetupError(
+                N_("witness %(name)s already has this key"), name=repr(other.name)
+            )
     witness = Witness(
         petition_id=petition.id,
         name=name,
@@ -151,7 +159,11 @@ def remove_witness(session: Session, petition: Petition, name: str) -> Witness:
     """Stop asking a witness. Before opening it is deleted; after, its cosignatures stay."""
     witness = next((w for w in witnesses_of(session, petition) if w.name == name), None)
     if witness is None:
-        raise WitnessSetupError(f"petition {petition.slug!r} has no witness named {name!r}")
+        raise WitnessSetupError(
+            N_("petition %(slug)s has no witness named %(name)s"),
+            slug=repr(petition.slug),
+            name=repr(name),
+        )
     if petition.status == PetitionStatus.DRAFT:
         session.delete(witness)
     else:
@@ -166,7 +178,9 @@ def set_quorum(session: Session, petition: Petition, quorum: int | None) -> None
             f"petition {petition.slug!r} is {petition.status}: its quorum was frozen when it opened"
         )
     if quorum is not None and not 1 <= quorum <= MAX_WITNESSES:
-        raise WitnessSetupError(f"quorum {quorum}: between 1 and {MAX_WITNESSES}")
+        raise WitnessSetupError(
+            N_("quorum %(quorum)s: between 1 and %(most)s"), quorum=quorum, most=MAX_WITNESSES
+        )
     petition.witness_quorum = quorum
 
 
@@ -177,8 +191,12 @@ def check_quorum(session: Session, petition: Petition) -> int:
     quorum = count if petition.witness_quorum is None else petition.witness_quorum
     if quorum > count:
         raise WitnessSetupError(
-            f"the quorum is {quorum} but the petition has {count} witness(es): add witnesses "
-            "or lower the quorum before opening"
+            N_(
+                "the quorum is %(quorum)s but the petition has %(count)s witness(es): add "
+                "witnesses or lower the quorum before opening"
+            ),
+            quorum=quorum,
+            count=count,
         )
     return quorum
 

@@ -192,6 +192,33 @@ def test_errors_reach_the_organiser_in_khmer(app: Flask, khmer_admin: FlaskClien
     assert "ពាក្យសម្ងាត់ថ្មីទាំងពីរមិនដូចគ្នាទេ។" in refused.get_data(as_text=True)
 
 
+def test_refusals_of_the_service_layer_are_in_khmer(app: Flask, khmer_admin: FlaskClient) -> None:
+    """Refusals raised below the views (lifecycle, witnesses, organisations, accounts) are
+    shown in Khmer, their values put in; the command line keeps saying them in English."""
+    add_petition(app, slug="land", status="draft")
+    csrf = csrf_of(khmer_admin)
+    for path, form, khmer in (
+        ("/admin/p/land/close", {}, "ញត្តិ 'land' ស្ថិតក្នុងស្ថានភាព draft"),
+        ("/admin/p/land/witnesses/quorum", {"quorum": "99"}, "ចំនួនអប្បបរមា 99៖ ត្រូវនៅចន្លោះ"),
+        ("/admin/accounts", {"name": "Bad Name", "role": "organiser", "password": "x" * 16},
+         "ឈ្មោះគណនីមានពី ១ ដល់ ៦៤ តួ"),
+        ("/admin/organisations", {"handle": "-x", "name_km": "ក", "name_en": "X"},
+         "ឈ្មោះសម្គាល់មានពី ១ ដល់ ៦៤ តួ"),
+    ):  # fmt: skip
+        answer = khmer_admin.post(path, data={"csrf": csrf, **form})
+        assert answer.status_code in (400, 409), (path, answer.status_code)
+        page = html.unescape(answer.get_data(as_text=True))
+        assert khmer in page, (path, re.findall(r'class="errors"[^>]*>([^<]*)<', page))
+    with app.app_context():
+        session = get_session()
+        try:
+            witnesses.set_quorum(session, get_petition(session, "land"), 99)
+        except witnesses.WitnessSetupError as exc:
+            assert str(exc) == "quorum 99: between 1 and 16"
+        else:
+            raise AssertionError("the quorum was taken")
+
+
 def test_the_switch_keeps_the_page_and_the_browser_decides_first(app: Flask) -> None:
     add_petition(app, slug="land", status="draft")
     make_account(app, "sokha", "admin")

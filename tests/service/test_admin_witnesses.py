@@ -62,7 +62,7 @@ def test_a_drafts_witnesses_and_quorum(app: Flask) -> None:
     form = {"csrf": csrf_of(client, "/admin/p/draft-one")}
     refused = client.post("/admin/p/draft-one/open", data=form)
     assert refused.status_code == 409
-    assert "the quorum is 2 but the petition has 1 witness" in refused.get_data(as_text=True)
+    assert "The quorum is 2 but the petition has 1 witness" in refused.get_data(as_text=True)
     assert post(client, "draft-one", "quorum", quorum="")[0] == 302
     assert client.post("/admin/p/draft-one/open", data=form).status_code == 302
     actions = [e[1] for e in events(app)]
@@ -89,11 +89,11 @@ def test_bad_witnesses_are_refused_and_nothing_is_stored(app: Flask) -> None:
     client = admin(app)
     vkey = W1.verifier.vkey
     for form, message in (
-        ({"name": "a b", "url": "https://w.example", "vkey": vkey}, "witness name"),
+        ({"name": "a b", "url": "https://w.example", "vkey": vkey}, "Witness name"),
         ({"name": "w", "url": "ftp://w.example", "vkey": vkey}, "http(s)"),
         ({"name": "w", "url": "https://w.example", "vkey": "nonsense"}, "key"),
         ({"name": "w", "url": "https://w.example", "vkey": ""}, "key"),
-        ({"name": "w" * 300, "url": "https://w.example", "vkey": vkey}, "witness name"),
+        ({"name": "w" * 300, "url": "https://w.example", "vkey": vkey}, "Witness name"),
     ):
         status, page = post(client, "draft-two", "add", **form)
         assert status == 409 and message in page, (form, page[-500:])

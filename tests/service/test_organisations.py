@@ -266,7 +266,7 @@ def test_naming_an_unknown_organisation_is_refused(
     dara, _ = coalition
     answer = dara.post("/admin/p/river-draft/organisers/add", data={"csrf": csrf_of(dara), **data})
     assert answer.status_code == 409
-    assert "no organisation with handle" in answer.get_data(as_text=True)
+    assert "No organisation with handle" in answer.get_data(as_text=True)
     assert organisers(app, "river-draft") == ["river"]
 
 
@@ -332,7 +332,7 @@ def test_an_admin_adds_organisations_and_gives_accounts_one(app: Flask) -> None:
             "organisation": "nobody",
         },
     )
-    assert unknown.status_code == 400 and "no organisation with handle" in unknown.get_data(
+    assert unknown.status_code == 400 and "No organisation with handle" in unknown.get_data(
         as_text=True
     )
     assert (
