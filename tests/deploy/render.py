@@ -163,6 +163,7 @@ def render_nginx(
                 "\n    ".join(f"server 127.0.0.1:{port};" for port in upstreams),
             ),
             ("/run/samleng-nginx-cache", str(root / "cache")),
+            ("/run/samleng-nginx-tiles", str(root / "tiles")),
             ("listen 80 default_server;", f"listen 127.0.0.1:{ports.http} default_server;"),
             ("listen [::]:80 default_server;", ""),
             (

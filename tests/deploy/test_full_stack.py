@@ -382,6 +382,11 @@ def test_the_microcache_keeps_no_form_receipt_or_cookie(stack: Stack) -> None:
     # Public pages: the second circuit gets the first one's copy.
     for path in ("/km/", "/en/safety", "/p/viral/count.json", "/p/viral/checkpoint"):
         assert (get(reader, path).cache, get(writer, path).cache) == ("MISS", "HIT"), path
+    # The log's tiles too (in a cache of their own, where full ones stay for good).
+    size = json.loads(get(reader, "/p/viral/count.json").body)["size"]
+    assert 0 < size < 256
+    tile = f"/p/viral/tile/0/000.p/{size}"
+    assert (get(reader, tile).cache, get(writer, tile).cache) == ("MISS", "HIT")
     # The petition page carries the sign form: fetched by each visitor from the app.
     first = get(reader, "/en/p/stack")
     time.sleep(1.1)  # form tokens carry their issue time in seconds

@@ -31,6 +31,9 @@ ANSWERS = {
     "/km/safety": {"Cache-Control": "private"},
     "/p/demo/count.json": {"Cache-Control": "public, max-age=5"},
     "/p/demo/checkpoints/7": {"Cache-Control": "public, max-age=5"},
+    "/p/demo/tile/0/000": {"Cache-Control": "public, max-age=31536000, immutable"},
+    "/p/demo/tile/0/001.p/5": {"Cache-Control": "public, max-age=5"},
+    "/p/demo/tile/entries/000": {"Cache-Control": "public, max-age=31536000, immutable"},
     # Pages that must never be cached, even if the app forgot to say so.
     "/en/p/demo": {"Cache-Control": "public, max-age=60"},
     "/en/p/demo/receipt": {"Cache-Control": "public, max-age=60"},
@@ -120,7 +123,13 @@ def test_public_pages_are_cached_for_everyone_alike(site: NginxSite) -> None:
     # Another circuit gets the same copy: the cache key names no client.
     assert (first.cache, again.cache) == ("MISS", "HIT")
     assert again.serial == first.serial
-    for path in ("/p/demo/count.json", "/p/demo/checkpoints/7"):
+    for path in (
+        "/p/demo/count.json",
+        "/p/demo/checkpoints/7",
+        "/p/demo/tile/0/000",
+        "/p/demo/tile/0/001.p/5",
+        "/p/demo/tile/entries/000",
+    ):
         a, b = via_onion(site, path), via_onion(site, path, CIRCUIT_2)
         assert b.cache == "HIT" and b.serial == a.serial, path
 
