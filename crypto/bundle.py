@@ -37,7 +37,7 @@ import json
 import os
 import re
 import struct
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -486,13 +486,8 @@ def _scan_leaves(
     roots: dict[int, bytes] = {}
     pending = iter(sorted(s for s in wanted if 0 < s <= size))
     next_size = next(pending, None)
-    # Distinct commitments, checked on their first 8 bytes as ints: a set of a million ints
-    # costs about half as much as one of 32-byte strings. Only when a prefix repeats (always for
-    # a real duplicate; by chance, about 3 times in 10^8 for a million random commitments; or in
-    # a bundle made to) does _first_repeated_commitment compare whole commitments, in a second
-    # pass that costs what the check cost before.
-    prefixes: set[int] = set()
-    prefix_repeated = False
+    # Distinct commitments: see _Distinct.
+    distinct = _Distinct(size)
     count = 0
     index = 0
     endorsements: list[tuple[int, bytes, bytes]] = []
@@ -524,9 +519,7 @@ def _scan_leaves(
             count += kinds.count(LeafKind.SIGNATURE) + kinds.count(LeafKind.VERIFIED_SIGNATURE)
             endorsements += _leaves_of_kind(chunk, kinds, index, LeafKind.ENDORSEMENT)
             withdrawals += _leaves_of_kind(chunk, kinds, index, LeafKind.WITHDRAWAL)
-            seen = len(prefixes)
-            prefixes.update(_c_prefixes(n).unpack(chunk))
-            prefix_repeated = prefix_repeated or len(prefixes) != seen + n
+            distinct.add(_c_prefixes(n).unpack(chunk))
             hashes = [
                 sha256(b"\x00" + chunk[o : o + LEAF_SIZE]).digest()
                 for o in range(0, len(chunk), LEAF_SIZE)
@@ -543,8 +536,8 @@ def _scan_leaves(
                 on_progress(index, size)
     if index != size:
         raise BundleError(BundleCheck.LEAVES_LENGTH, "leaves.bin changed while reading")
-    if prefix_repeated:
-        repeated = _first_repeated_commitment(directory)
+    if distinct.may_repeat:
+        repeated = _first_repeated_commitment(directory, distinct.suspect_keys)
         if repeated is not None:
             raise BundleError(
                 BundleCheck.DISTINCT, f"leaf {repeated} repeats the commitment c of an earlier leaf"
@@ -619,19 +612,108 @@ def _c_prefixes(leaves: int) -> struct.Struct:
     return struct.Struct("<" + f"{C_OFFSET}xQ{LEAF_SIZE - C_OFFSET - 8}x" * leaves)
 
 
-def _first_repeated_commitment(directory: Path) -> int | None:
-    """Return the index of the first leaf whose whole c repeats an earlier one (slow path)."""
-    seen: set[bytes] = set()
-    index = 0
-    with (directory / LEAVES_FILE).open("rb") as f:
-        while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
-            for offset in range(C_OFFSET, len(chunk), LEAF_SIZE):
-                c = chunk[offset : offset + 32]
+# Up to this many leaves, commitments are checked for repeats in a set of their 8-byte
+# prefixes (C speed; about 70 bytes an entry). Above it, in a bitmap of 2^30 bits (128 MiB,
+# whatever the size), at the cost of a Python step per leaf: a set for 10 million leaves
+# would take 700 MB (bench/README.md, the 10-million-leaf verify).
+SET_LIMIT = 2_000_000
+_KEY_BITS = 30
+# At most this many whole commitments are held at once when suspects are compared.
+_COMPARED_AT_ONCE = 2_000_000
+
+
+class _Distinct:
+    """Whether a log's commitments may repeat, found in one pass in bounded memory.
+
+    A repeat is always caught: two equal commitments have equal prefixes and keys. A prefix
+    or key may also repeat by chance (for a million random commitments, prefixes about 3
+    times in 10^8; keys of 30 bits, about 50,000 times in 10 million), or in a bundle made to:
+    then _first_repeated_commitment compares the whole commitments of the suspects only.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._small = size <= SET_LIMIT
+        self._prefixes: set[int] = set()
+        self._bitmap = bytearray(0 if self._small else 1 << (_KEY_BITS - 3))
+        self._keys: set[int] = set()  # keys seen twice (large logs)
+        self._repeated = False  # a prefix seen twice (small logs)
+
+    def add(self, prefixes: tuple[int, ...]) -> None:
+        """Take the 8-byte prefixes of one chunk's commitments."""
+        if self._small:
+            seen = len(self._prefixes)
+            self._prefixes.update(prefixes)
+            self._repeated = self._repeated or len(self._prefixes) != seen + len(prefixes)
+            return
+        bitmap, keys, shift = self._bitmap, self._keys, 64 - _KEY_BITS
+        for prefix in prefixes:
+            key = prefix >> shift
+            byte, bit = key >> 3, 1 << (key & 7)
+            if bitmap[byte] & bit:
+                keys.add(key)
+            else:
+                bitmap[byte] |= bit
+
+    @property
+    def may_repeat(self) -> bool:
+        """Whether some commitments must be compared whole."""
+        return self._repeated or bool(self._keys)
+
+    @property
+    def suspect_keys(self) -> set[int] | None:
+        """The keys whose commitments are compared whole; None: every commitment."""
+        return None if self._small else self._keys
+
+
+def _first_repeated_commitment(directory: Path, keys: set[int] | None = None) -> int | None:
+    """Return the index of the first leaf whose whole c repeats an earlier one (slow path),
+    comparing the leaves whose key (_Distinct) is in ``keys`` (all leaves if None).
+
+    At most _COMPARED_AT_ONCE whole commitments are held at once: when there are more (in a
+    bundle made so, by commitments that share their prefixes), the comparison starts again
+    in passes split by a hash keyed afresh in each process (Python's SipHash of bytes), which
+    no bundle can be made to defeat.
+    """
+    leaves = directory / LEAVES_FILE
+    passes = 1
+    while True:
+        first: int | None = None
+        for part in range(passes):
+            seen: set[bytes] = set()
+            for index, c in _suspects(leaves, keys):
+                if passes > 1 and hash(c) % passes != part:
+                    continue
                 if c in seen:
-                    return index
+                    first = index if first is None else min(first, index)
+                    break
                 seen.add(c)
-                index += 1
-    return None
+                if len(seen) > _COMPARED_AT_ONCE:
+                    break
+            else:
+                continue
+            if len(seen) > _COMPARED_AT_ONCE:
+                break  # too many to hold: again, in more passes
+        else:
+            return first
+        passes *= 4
+
+
+def _suspects(leaves: Path, keys: set[int] | None) -> Iterator[tuple[int, bytes]]:
+    """``(index, c)`` of each leaf whose key is in ``keys`` (every leaf if None), in order."""
+    index, shift = 0, 64 - _KEY_BITS
+    with leaves.open("rb") as f:
+        while chunk := f.read(CHUNK_LEAVES * LEAF_SIZE):
+            n = len(chunk) // LEAF_SIZE
+            if keys is None:
+                for at in range(n):
+                    offset = at * LEAF_SIZE + C_OFFSET
+                    yield index + at, chunk[offset : offset + 32]
+            else:
+                for at, prefix in enumerate(_c_prefixes(n).unpack(chunk)):
+                    if prefix >> shift in keys:
+                        offset = at * LEAF_SIZE + C_OFFSET
+                        yield index + at, chunk[offset : offset + 32]
+            index += n
 
 
 def _verify_known_checkpoints(

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import samleng.crypto.bundle
 from samleng.crypto.bundle import (
@@ -249,6 +251,49 @@ def test_commitments_sharing_a_prefix_are_distinct(tmp_path: Path) -> None:
     c = log.leaves[2][17:25] + bytes(reversed(log.leaves[2][25:49]))
     log.append_leaf(encode_leaf(LeafKind.SIGNATURE, c, bytes(32)))
     assert verify_bundle(log.write_bundle(tmp_path / "b")).count == 6
+
+
+def _bundle_of(tmp_path: Path, commitments: list[bytes], name: str) -> Path:
+    log = make_log(0)
+    for c in commitments:
+        log.append_leaf(encode_leaf(LeafKind.SIGNATURE, c, bytes(32)))
+    return log.write_bundle(tmp_path / name)
+
+
+def _first_repeat(commitments: list[bytes]) -> int | None:
+    seen: set[bytes] = set()
+    for at, c in enumerate(commitments, start=1):  # leaf 0 is the header
+        if c in seen:
+            return at
+        seen.add(c)
+    return None
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    picks=st.lists(st.integers(0, 11), min_size=1, max_size=24),
+    large=st.booleans(),
+    passes=st.sampled_from([1, 3]),
+)
+def test_repeats_are_found_by_both_checks(
+    picks: list[int], large: bool, passes: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The set of prefixes (small logs) and the bitmap of keys (large logs, here forced) find
+    the same first repeat as a plain comparison; twelve commitments share their first 8 bytes
+    (all suspects), and the whole ones are compared all at once or 3 at a time (in passes)."""
+    stem = os.urandom(8)
+    pool = [stem + bytes([i]) * 24 for i in range(12)]
+    commitments = [pool[i] for i in picks]
+    tmp_path = tmp_path_factory.mktemp("repeats")
+    bundle = _bundle_of(tmp_path, commitments, "b")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(samleng.crypto.bundle, "SET_LIMIT", 0 if large else 10**9)
+        patch.setattr(samleng.crypto.bundle, "_COMPARED_AT_ONCE", 3 if passes == 3 else 10**9)
+        first = _first_repeat(commitments)
+        if first is None:
+            assert verify_bundle(bundle).count == len(commitments)
+        else:
+            fails(bundle, BundleCheck.DISTINCT, f"leaf {first} repeats the commitment")
 
 
 def test_photo_pledges_count_and_are_reported_apart(tmp_path: Path) -> None:
