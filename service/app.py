@@ -82,7 +82,9 @@ def _scheduler(app: Flask, config: Config, engine: Engine, vault: Vault) -> Seal
     if config.seal_interval <= 0 or config.testing:
         return None
     client = WitnessClient(timeout=config.witness_timeout, proxy=config.witness_proxy)
-    scheduler = SealScheduler(engine, vault, config.seal_interval, Witnessing(engine, client))
+    scheduler = SealScheduler(
+        engine, vault, config.seal_interval, Witnessing(engine, client), batch=config.seal_batch
+    )
     app.before_request(scheduler.start_once)
     return scheduler
 

@@ -27,9 +27,11 @@ from samleng.service.petitions.lifecycle import (
     parse_details_public_key,
 )
 from samleng.service.petitions.scheduler import (
+    SealTimer,
     Witnessing,
     close_expired_petitions,
     destroy_forgotten_keys,
+    waiting_signatures,
 )
 from samleng.service.platform import trail
 from samleng.service.platform.commands import named_petition, record_command
@@ -359,12 +361,16 @@ def _ask_witnesses_once() -> None:
 def seal_command(watch: bool) -> None:
     """Seal pending signatures into the logs and sign new checkpoints."""
     cfg, engine, vault = services().config, services().engine, services().vault
-    interval = max(cfg.seal_interval, 1)
+    timer = SealTimer(max(cfg.seal_interval, 1), cfg.seal_batch, due_now=True)
     witnessing = None
     if watch:
         witnessing = Witnessing(engine, _witness_client())
         witnessing.start()
     while True:
+        if watch and not timer.due(lambda: waiting_signatures(engine)):
+            time.sleep(timer.tick)
+            continue
+        timer.sealed()
         try:
             for slug in close_expired_petitions(engine):
                 click.echo(f"closed {slug}: its deadline has passed")
@@ -385,7 +391,7 @@ def seal_command(watch: bool) -> None:
             click.echo(f"sealing failed ({type(exc).__name__}); retrying", err=True)
         if not watch:
             return
-        time.sleep(interval)
+        time.sleep(timer.tick)
 
 
 @click.command("init")

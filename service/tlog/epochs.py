@@ -82,6 +82,21 @@ def epoch_private_key(vault: Vault, epoch_id: int) -> bytes:
     return vault.read(key_name(epoch_id))
 
 
+def waiting_in_current_epoch(session: Session) -> int:
+    """How many signatures the current epoch holds (what the next round would seal)."""
+    current = current_epoch(session)
+    if current is None:
+        return 0
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(PendingSignature)
+            .where(PendingSignature.epoch_id == current.id)
+        )
+        or 0
+    )
+
+
 def epochs_with_signatures(session: Session) -> set[int]:
     """The epochs that have pending signatures."""
     return set(session.scalars(select(PendingSignature.epoch_id).distinct()))
