@@ -50,7 +50,10 @@ ERROR_MESSAGES = {
     404: lazy_gettext("There is no page at this address."),
     405: lazy_gettext("This page cannot be used that way."),
     409: lazy_gettext("This petition is not accepting signatures."),
-    413: lazy_gettext("What you sent is too large. Please shorten your comment and try again."),
+    413: lazy_gettext(
+        "What you sent is too large. Please shorten your comment, or choose a smaller photo, "
+        "and try again."
+    ),
     429: lazy_gettext("Too many requests. Please wait a moment and try again."),
     500: lazy_gettext("Something went wrong on our side. Nothing you sent was kept."),
     503: lazy_gettext("The service is busy. Please try again in a minute."),

@@ -224,7 +224,8 @@ def test_a_photo_over_the_cap_is_told_so(app: Flask, client: FlaskClient) -> Non
     assert answer.status_code == 400
     assert "This photo is too large: at most 10 MB." in answer.get_data(as_text=True)
     far = files.jpeg() + bytes(12 * 1024 * 1024)
-    assert sign_with_photo(client, petition.slug, far, identifier="012 345 678").status_code == 413
+    refused = sign_with_photo(client, petition.slug, far, identifier="012 345 678")
+    assert refused.status_code == 413 and "choose a smaller photo" in refused.get_data(as_text=True)
     assert stored(app) == 0
 
 
