@@ -153,6 +153,11 @@ def click_and_wait(driver: webdriver.Chrome, by: str, selector: str) -> None:
     """Click a link or button and wait until the next page has replaced this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(by, selector).click()
+    wait_until_replaced(driver, page)
+
+
+def wait_until_replaced(driver: webdriver.Chrome, page: WebElement) -> None:
+    """Wait until the document whose ``html`` element is ``page`` has been replaced by the next."""
     WebDriverWait(driver, 30).until(_replaced(page))
 
 

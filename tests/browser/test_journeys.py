@@ -17,7 +17,6 @@ from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select
 
 from samleng.crypto.audit import main as audit
@@ -35,6 +34,7 @@ from tests.browser.conftest import (
     horizontal_overflow,
     screenshot,
     set_viewport,
+    wait_until_replaced,
 )
 from tests.petition_texts import LONG_TEXTS
 from tests.service import photofiles as files
@@ -246,11 +246,11 @@ def test_paper_forms_from_the_keyboard_alone(site: Site, browser: webdriver.Chro
     browser.get(site.url(f"/admin/p/{SLUG}/paper"))
     for number, (phone, name) in enumerate((("012 555 901", "Dara"), ("097 555 902", "")), 1):
         assert browser.switch_to.active_element.get_attribute("id") == "f-identifier"
+        page = browser.find_element(By.TAG_NAME, "html")
         keys = ActionChains(browser).send_keys(phone).send_keys(Keys.TAB).send_keys(name)
         keys.send_keys(Keys.ENTER).perform()
-        WebDriverWait(browser, 10).until(
-            lambda b, n=number: f"You have entered {n} form" in text_of(b)
-        )
+        wait_until_replaced(browser, page)
+        assert f"You have entered {number} form" in text_of(browser)
     screenshot(browser, "admin-paper")
     site.seal()
     after = site.app.test_client().get(f"/p/{SLUG}/count.json").get_json()
