@@ -222,15 +222,20 @@ def _pg_examination(database_url: str, start_lsn: str) -> tuple[set[int], set[in
         filenode = conn.execute("SELECT pg_relation_filenode('pending_signature')").fetchone()
         data_directory = conn.execute("SHOW data_directory").fetchone()
         end_lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert end_lsn is not None
         # The segment to start from, named: left to search the folder, pg_waldump may take
         # the segment size from a segment made ahead of time, still zeroed (wal_init_zero).
         first = conn.execute("SELECT pg_walfile_name(%s::pg_lsn)", (start_lsn,)).fetchone()
-    assert filenode is not None and data_directory is not None and end_lsn is not None
-    assert first is not None
+        # And the segment to end in: given only the first, pg_waldump refuses an end
+        # location in a later segment ("not inside file"), as when signing crossed one.
+        last = conn.execute("SELECT pg_walfile_name(%s::pg_lsn)", (end_lsn[0],)).fetchone()
+    assert filenode is not None and data_directory is not None
+    assert first is not None and last is not None
     wal = Path(data_directory[0]) / "pg_wal"
+    segments = [str(wal / first[0])] + ([str(wal / last[0])] if last[0] != first[0] else [])
     dump = subprocess.run(
         [pg_program("pg_waldump"), "-p", str(wal), "-s", start_lsn, "-e", end_lsn[0],
-         "-r", "Heap", str(wal / first[0])],
+         "-r", "Heap", *segments],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert dump.returncode == 0 or "end of WAL" in dump.stderr, dump.stderr
