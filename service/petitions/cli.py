@@ -43,6 +43,7 @@ from samleng.service.platform.errors import Error, OrganisationError, SlugUnavai
 from samleng.service.platform.keys import ensure_master_key
 from samleng.service.platform.models import PHOTO_MODES
 from samleng.service.signing.dedup import move_dedup_keys_to_files
+from samleng.service.signing.formtoken import nginx_form_key_conf
 from samleng.service.tlog.store import seal_all
 from samleng.service.tlog.witnesses import Backoff, set_quorum, witness_round
 from samleng.service.tlog.witnessing import WitnessClient
@@ -430,6 +431,15 @@ def keys_generate() -> None:
         click.echo(f"created {instance / 'master.key'} (mode 0600); back it up offline")
     else:
         click.echo(f"{instance / 'master.key'} exists; left unchanged")
+
+
+@keys_group.command("nginx-form")
+@with_appcontext
+def keys_nginx_form() -> None:
+    """Print nginx's include with the sign form's token key (for
+    /etc/nginx/samleng/samleng-form-key.conf, mode 0600): nginx mints the token of each
+    petition page it serves from its cache. The key only makes form tokens."""
+    click.echo(nginx_form_key_conf(services().form_tokens.key), nl=False)
 
 
 COMMANDS: tuple[click.Command, ...] = (

@@ -81,6 +81,23 @@ def check_form_token(
         raise FormTokenError("form token expired")
 
 
+# When nginx fronts the app (deploy/nginx), it keeps the petition page for a second and gives
+# every visitor's copy a token of its own, minted by deploy/nginx/samleng-form.js under the
+# same key and in the same format as issue_form_token. It asks for the page with this request
+# header; the app then puts NGINX_FORM_SLOT where the token goes and marks the answer with
+# NGINX_FORM_MARK, without which nginx keeps nothing. The slot is an entity reference, so no
+# text of a petition can put it in a page (Jinja writes "&" as "&amp;").
+NGINX_FORM_REQUEST = "X-Samleng-Form-Slot"
+NGINX_FORM_SLOT = "&samleng-form-token;"
+NGINX_FORM_MARK = ("X-Samleng-Form", "slot")
+
+
+def nginx_form_key_conf(key: bytes) -> str:
+    """The nginx include (/etc/nginx/samleng/samleng-form-key.conf) that gives
+    samleng-form.js the form-token key ``key``."""
+    return f'set $samleng_form_key "{key.hex()}";\n'
+
+
 def used_token_key(key: bytes, token: str) -> str:
     """The name under which a sent token is remembered: an HMAC of the token alone, so the
     store holds nothing that says which petition, when, or from whom."""

@@ -3,11 +3,12 @@
 A viral petition is read far more often than it changes: its text changes only through the
 admin, its count only when the sealer publishes a checkpoint. Rendering the petition page
 costs a few milliseconds (two queries, the Markdown body, about sixty translated strings);
-serving a kept copy costs a dictionary lookup. nginx cannot keep this page for us, because
-the sign form carries a fresh form token. So the worker keeps the page split around the one
-value that differs between requests and fills it in every time: the form token on the
-petition page, the receipt code on the "thank you" page (which is kept only as rendered
-around a placeholder, so no receipt code is ever kept).
+serving a kept copy costs a dictionary lookup. Where nginx fronts the app it keeps the
+petition page too and mints each visitor's form token itself (deploy/nginx/samleng-form.js);
+this cache serves its misses and every path without nginx. The worker keeps the page split
+around the one value that differs between requests and fills it in every time: the form
+token on the petition page, the receipt code on the "thank you" page (which is kept only as
+rendered around a placeholder, so no receipt code is ever kept).
 
 What a kept page depends on is all in its key: the page, the petition, the language, the
 address the request was made to (pages show their own address, and the transport warning
@@ -47,10 +48,11 @@ class PageCache:
         """The page for ``key`` with ``value`` in it; ``render(slot)`` makes it when needed.
 
         ``render`` may raise (a 404, say): nothing is kept then. With ``seconds`` at 0 every
-        call renders.
+        call renders. ``value`` goes in as it is, never escaped (a token, a receipt code, or
+        the entity that nginx replaces with a token).
         """
         if self.seconds <= 0:
-            return render(value)
+            return self._fresh(render, value)
         kept = self._pages.get(key)
         if kept is None or kept[0] <= self._clock():
             with self._lock:
@@ -66,9 +68,13 @@ class PageCache:
                         with self._lock:
                             self._rendering.discard(key)
             if kept is None:  # the page could not be kept (see _render)
-                return render(value)
+                return self._fresh(render, value)
         _, head, tail = kept
         return head if tail is None else head + value + tail
+
+    def _fresh(self, render: Callable[[str], str], value: str) -> str:
+        """``render``'s page made for this request alone, ``value`` filled in as when kept."""
+        return render(self._slot).replace(self._slot, value)
 
     def _render(self, key: Hashable, render: Callable[[str], str]) -> _Kept | None:
         html = render(self._slot)

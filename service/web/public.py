@@ -17,6 +17,7 @@ from flask import (
     current_app,
     g,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -83,7 +84,13 @@ from samleng.service.signing.forms import (
     parse_sign_form,
     typed_values,
 )
-from samleng.service.signing.formtoken import FormTokenError, FormTokenUsed
+from samleng.service.signing.formtoken import (
+    NGINX_FORM_MARK,
+    NGINX_FORM_REQUEST,
+    NGINX_FORM_SLOT,
+    FormTokenError,
+    FormTokenUsed,
+)
 from samleng.service.signing.photos import PhotoLimits, clean_photo
 from samleng.service.signing.signatures import (
     SigningMaterial,
@@ -274,13 +281,22 @@ def safety() -> Any:
 
 @bp.get("/p/<slug>")
 def petition(slug: str) -> Any:
-    """The petition's text, its count and goal, and the sign form (kept for a second)."""
-    return _kept_page(
+    """The petition's text, its count and goal, and the sign form (kept for a second).
+
+    Asked by nginx for its microcache, the page carries a slot where nginx puts each
+    visitor's own form token (service/signing/formtoken.py, NGINX_FORM_SLOT).
+    """
+    for_nginx = request.headers.get(NGINX_FORM_REQUEST) == "nginx"
+    html = _kept_page(
         "public/petition.html",
         slug,
         lambda slot: _petition_html(visible_petition(slug), None, slot),
-        services().form_tokens.issue(slug),
+        NGINX_FORM_SLOT if for_nginx else services().form_tokens.issue(slug),
     )
+    response = make_response(html)
+    if for_nginx:
+        response.headers[NGINX_FORM_MARK[0]] = NGINX_FORM_MARK[1]
+    return response
 
 
 @bp.post("/p/<slug>/sign")

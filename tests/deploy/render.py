@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from samleng.service.signing.formtoken import nginx_form_key_conf
 from tests.components import free_port
 
 __all__ = ["free_port"]
@@ -30,6 +31,8 @@ ONION_HOST = "samlengtestn3rwmdqyb4c5znclkz7qvsgmxtf2g5szzvz5ol7cqdwid.onion"
 # test run, as SAMLENG_ADMIN_LISTENER_SECRET wants it).
 ADMIN_ONION_HOST = "samlengadmintestq3v6e7kzt5b2fyxg4lm5o2h7wuc3jrnzd4ik6ayd.onion"
 ADMIN_SECRET = secrets.token_hex(32)
+# The form-token key nginx mints petition-page tokens under, unless a test gives the app's.
+FORM_KEY = secrets.token_bytes(32)
 # The header the stack tests add to see what the microcache did (not shipped: a visitor
 # has no need to learn whether someone else loaded a page in the last seconds).
 CACHE_STATUS_HEADER = "add_header X-Cache-Status $upstream_cache_status always;"
@@ -132,8 +135,10 @@ def render_nginx(
     cache_status: bool = False,
     ports: Ports | None = None,
     admin_secret: str = ADMIN_SECRET,
+    form_key: bytes = FORM_KEY,
 ) -> NginxSite:
-    """deploy/nginx/* under ``root``, proxying to ``upstreams`` (ports on 127.0.0.1)."""
+    """deploy/nginx/* under ``root``, proxying to ``upstreams`` (ports on 127.0.0.1);
+    nginx mints petition-page form tokens under ``form_key``."""
     conf_dir, logs = root / "conf", root / "logs"
     for folder in (conf_dir, logs, root / "temp"):
         folder.mkdir(parents=True, exist_ok=True)
@@ -195,12 +200,28 @@ def render_nginx(
                 "/etc/nginx/samleng/samleng-admin-secret.conf",
                 f"{include_dir}samleng-admin-secret.conf",
             ),
+            ("js_path /etc/nginx/samleng/;", f"js_path {include_dir};"),
         ],
         "samleng.conf",
     )
+    app = rewrite(
+        (DEPLOY / "nginx" / "samleng-app.conf").read_text(),
+        [
+            (
+                "/etc/nginx/samleng/samleng-form-key.conf",
+                f"{include_dir}samleng-form-key.conf",
+            )
+        ],
+        "samleng-app.conf",
+    )
     (conf_dir / "nginx.conf").write_text(main)
     (conf_dir / "samleng.conf").write_text(site)
-    (conf_dir / "samleng-app.conf").write_text((DEPLOY / "nginx" / "samleng-app.conf").read_text())
+    (conf_dir / "samleng-app.conf").write_text(app)
+    (conf_dir / "samleng-form.js").write_text((DEPLOY / "nginx" / "samleng-form.js").read_text())
+    # What `samleng keys nginx-form` writes for the operator.
+    form_key_file = conf_dir / "samleng-form-key.conf"
+    form_key_file.write_text(nginx_form_key_conf(form_key))
+    form_key_file.chmod(0o600)
     # What docs/operators.md has the operator write, with the secret the app is given.
     secret_file = conf_dir / "samleng-admin-secret.conf"
     secret_file.write_text(f'set $samleng_admin "{admin_secret}";\n')

@@ -16,6 +16,7 @@ import pytest
 
 from samleng.service.admin.views import MAX_ADMIN_REQUEST_BYTES
 from samleng.service.platform.config import Config
+from samleng.service.signing.formtoken import NGINX_FORM_SLOT
 from samleng.service.web.security import ADMIN_LISTENER_HEADER
 from tests.components import require, require_program
 from tests.deploy.render import (
@@ -66,9 +67,22 @@ def test_nginx_privacy_settings() -> None:
     assert key and key.group(1) == "$scheme://$host$request_uri"
     for client_variable in ("remote_addr", "proxy_protocol", "cookie", "circuit", "http_"):
         assert client_variable not in key.group(1)
-    # nginx's defaults keep Set-Cookie and no-store answers out of the cache; nothing here may
-    # switch that off.
-    assert "proxy_ignore_headers" not in every and "proxy_hide_header" not in every
+    # nginx's defaults keep Set-Cookie and no-store answers out of the cache; only the petition
+    # page's location switches no-store off, and there nginx keeps nothing the app did not
+    # mark as made with a slot for the form token.
+    petition = re.search(r'^location ~ "\^/\(\?:km\|en\)/p/[^\n]*\{\n(.*?)^\}', app, re.M | re.S)
+    assert petition, "samleng-app.conf has no petition-page location"
+    rules = petition.group(1)
+    assert "proxy_ignore_headers" not in every.replace(rules, "")
+    assert "proxy_hide_header" not in every.replace(rules, "")
+    assert "proxy_ignore_headers Cache-Control Expires;" in rules
+    assert "proxy_no_cache $http_x_tor2web $samleng_form_unmarked;" in rules
+    assert "set $samleng_form_slot nginx;" in rules
+    assert f'sub_filter "{NGINX_FORM_SLOT}" $samleng_form_token;' in rules
+    unmarked = re.search(
+        r"map \$upstream_http_x_samleng_form \$samleng_form_unmarked \{(.*?)\}", site, re.S
+    )
+    assert unmarked and unmarked.group(1).split() == ["slot", '"";', "default", "1;"]
     # The onion server forwards the circuit; the clearnet server clears a client's claim.
     assert "set $samleng_circuit $proxy_protocol_addr;" in site
     assert 'set $samleng_circuit "";' in site

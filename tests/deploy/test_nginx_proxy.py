@@ -16,9 +16,22 @@ from pathlib import Path
 
 import pytest
 
+from samleng.service.signing.formtoken import (
+    NGINX_FORM_MARK,
+    NGINX_FORM_REQUEST,
+    NGINX_FORM_SLOT,
+    FormTokenError,
+    check_form_token,
+)
 from tests.components import require_program
 from tests.deploy.clients import admin, clearnet, onion, run_nginx
-from tests.deploy.render import ADMIN_ONION_HOST, ADMIN_SECRET, NginxSite, render_nginx
+from tests.deploy.render import (
+    ADMIN_ONION_HOST,
+    ADMIN_SECRET,
+    FORM_KEY,
+    NginxSite,
+    render_nginx,
+)
 
 CIRCUIT_1 = "fc00:dead:beef:4dad::0:1"
 CIRCUIT_2 = "fc00:dead:beef:4dad::0:2"
@@ -34,7 +47,10 @@ ANSWERS = {
     "/p/demo/tile/0/000": {"Cache-Control": "public, max-age=31536000, immutable"},
     "/p/demo/tile/0/001.p/5": {"Cache-Control": "public, max-age=5"},
     "/p/demo/tile/entries/000": {"Cache-Control": "public, max-age=31536000, immutable"},
-    # Pages that must never be cached, even if the app forgot to say so.
+    # The petition page made for nginx: a slot where nginx puts each visitor's form token.
+    "/km/p/demo": {"Cache-Control": "no-store", NGINX_FORM_MARK[0]: NGINX_FORM_MARK[1]},
+    # Pages that must never be cached, even if the app forgot to say so (the petition page
+    # without the mark carries a token of its own).
     "/en/p/demo": {"Cache-Control": "public, max-age=60"},
     "/en/p/demo/receipt": {"Cache-Control": "public, max-age=60"},
     "/admin/": {"Cache-Control": "public, max-age=60"},
@@ -55,11 +71,15 @@ class Stub(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         received = len(self.rfile.read(length)) if length else 0
         seen = {"serial": serial, "headers": dict(self.headers.items()), "received": received}
+        answer = ANSWERS.get(self.path, {})
+        marked = answer.get(NGINX_FORM_MARK[0]) == NGINX_FORM_MARK[1]
+        if marked:  # what nginx fills in, in a page of the type it filters
+            seen["token"] = NGINX_FORM_SLOT
         body = json.dumps(seen).encode()
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/html" if marked else "application/json")
         self.send_header("Content-Length", str(len(body)))
-        for name, value in ANSWERS.get(self.path, {}).items():
+        for name, value in answer.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
@@ -145,6 +165,33 @@ def test_never_cached(site: NginxSite, path: str) -> None:
     assert second.cache != "HIT"
 
 
+def test_petition_page_kept_with_each_visitors_own_token(site: NginxSite) -> None:
+    """The page the app made for nginx is kept for a second, and every copy nginx serves
+    carries a token of its own that the app accepts; the browser is told "no-store"."""
+    answers = [
+        onion(site, CIRCUIT_1, "GET", "/km/p/demo"),
+        onion(site, CIRCUIT_2, "GET", "/km/p/demo"),
+    ]
+    answers.append(clearnet(site, "GET", "/km/p/demo"))
+    seen = [json.loads(answer.body) for answer in answers]
+    assert [answer.cache for answer in answers[:2]] == ["MISS", "HIT"]
+    assert seen[0]["serial"] == seen[1]["serial"]
+    assert {k.lower(): v for k, v in seen[0]["headers"].items()}["x-samleng-form-slot"] == "nginx"
+    tokens = [page["token"] for page in seen]
+    assert len(set(tokens)) == 3, tokens
+    for token in tokens:
+        check_form_token(FORM_KEY, "demo", token, min_seconds=0, max_age=60)
+        with pytest.raises(FormTokenError):
+            check_form_token(FORM_KEY, "other", token, min_seconds=0, max_age=60)
+    for answer in answers:
+        assert answer.headers["Cache-Control"] == "no-store"
+        assert NGINX_FORM_MARK[0] not in answer.headers
+    # The cache holds the slot, never a token.
+    cached = b"".join(p.read_bytes() for p in (site.root / "cache").rglob("*") if p.is_file())
+    assert NGINX_FORM_SLOT.encode() in cached
+    assert not any(token.encode() in cached for token in tokens)
+
+
 def test_posts_and_tor2web_bypass_the_cache(site: NginxSite) -> None:
     via_onion(site, "/p/demo/checkpoints/7")
     serials = set()
@@ -175,6 +222,10 @@ def test_what_the_app_is_told(site: NginxSite) -> None:
     assert seen["x-forwarded-host"] == seen["host"]
     assert seen["host"].endswith(".onion")
     assert "x-real-ip" not in seen and "forwarded" not in seen
+    # Only the petition pages ask for a page with a slot, whatever the client says.
+    claim = {NGINX_FORM_REQUEST.replace("-", "_"): "nginx"}
+    for path in ("/en/p/demo/receipt", "/p/demo/count.json", "/admin/login"):
+        assert NGINX_FORM_REQUEST.lower() not in via_onion(site, path, **claim).headers
     seen = via_clearnet(site, "/en/p/demo", **spoof).headers
     assert "x-samleng-circuit" not in seen
     assert seen["x-forwarded-for"] == "127.0.0.2"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import time
 from pathlib import Path
 
 from flask import Flask
@@ -11,8 +13,10 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
 from samleng.crypto.details import generate_details_keypair
+from samleng.service.platform.context import services
 from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import DedupToken, Petition
+from samleng.service.signing.formtoken import issue_form_token
 from tests.conftest import TEXTS, sign
 
 
@@ -75,3 +79,17 @@ def test_refusals(runner: FlaskCliRunner, tmp_path: Path) -> None:
 def test_init_is_idempotent(runner: FlaskCliRunner) -> None:
     assert runner.invoke(args=["init"]).exit_code == 0
     assert runner.invoke(args=["init"]).exit_code == 0
+
+
+def test_keys_nginx_form_prints_the_form_token_key_for_nginx(
+    app: Flask, runner: FlaskCliRunner
+) -> None:
+    """The include nginx reads: the form-token key (not the master key), as samleng-form.js
+    wants it; a token made under it is one the app accepts."""
+    result = runner.invoke(args=["keys", "nginx-form"])
+    assert result.exit_code == 0, result.output
+    match = re.fullmatch(r'set \$samleng_form_key "([0-9a-f]{64})";\n', result.output)
+    assert match
+    key = bytes.fromhex(match.group(1))
+    assert key == services(app).form_tokens.key and key != services(app).config.master_key
+    services(app).form_tokens.spend("demo", issue_form_token(key, "demo", time.time() - 10))
