@@ -24,6 +24,7 @@ from samleng.service.platform.config import Config, load_config
 from samleng.service.platform.context import EXTENSION, Services
 from samleng.service.platform.gate import Overloaded, WorkGate
 from samleng.service.platform.keys import derive_key
+from samleng.service.platform.replica import ReadReplica
 from samleng.service.platform.vault import Vault
 from samleng.service.signing.formtoken import FormTokens, UsedFormTokens
 from samleng.service.signing.limits import MailLimits, SigningLimits
@@ -134,6 +135,11 @@ def create_app(config: Config | None = None) -> Flask:
         config=config,
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
+        replica=(
+            None
+            if config.database_replica_url is None
+            else ReadReplica(db.make_replica_engine(config.database_replica_url))
+        ),
         vault=vault,
         rate_limits=rate_limits,
         signing_limits=SigningLimits(

@@ -212,6 +212,78 @@ class PrivatePostgres:
         return program_version([str(Path(self.pg_ctl).with_name("postgres")), "--version"])
 
 
+class PrivateReplica(PrivatePostgres):
+    """A hot standby of ``primary`` (a running PrivatePostgres): ``pg_basebackup -R`` over
+    loopback with a replication slot of its own, then the same settings on a port of its own.
+
+    The primary needs nothing added: ``wal_level = replica`` and ``max_wal_senders`` are
+    PostgreSQL's defaults, and initdb's trust pg_hba.conf lets loopback replicate.
+    """
+
+    SLOT = "samleng_test_replica"
+
+    def __init__(self, primary: PrivatePostgres) -> None:
+        super().__init__()
+        self.primary = primary
+        self.pg_basebackup = pg_program("pg_basebackup")
+
+    def init(self, extra_settings: str = "") -> None:
+        """Copy the primary (its postgresql.conf too) and give the copy its own port."""
+        self._run(
+            self.pg_basebackup, "-D", str(self.data), "-R", "-X", "stream", "-c", "fast",
+            "-C", "-S", self.SLOT, "-h", "127.0.0.1", "-p", str(self.primary.port),
+            "-U", "postgres",
+        )  # fmt: skip
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"\n# The test suite's replica\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.root}'\n{extra_settings}"
+            )
+
+    def destroy(self) -> None:
+        """Stop and delete the replica, and drop its slot, which keeps the primary's WAL."""
+        super().destroy()
+        if self.primary.running():
+            import psycopg
+
+            with psycopg.connect(self.primary.url(), autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                    "WHERE slot_name = %s",
+                    (self.SLOT,),
+                )
+
+    def _query(self, sql: str) -> object:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            row = conn.execute(sql).fetchone()
+        return None if row is None else row[0]
+
+    def caught_up(self, seconds: float = 30) -> None:
+        """Wait until the replica has replayed everything the primary has written so far."""
+        import psycopg
+
+        with psycopg.connect(self.primary.url(), autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._query(f"SELECT pg_last_wal_replay_lsn() >= '{row[0]}'::pg_lsn"):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"the replica did not replay up to {row[0]} within {seconds} s")
+
+    def pause_replay(self) -> None:
+        """Stop applying the WAL it receives (it keeps receiving it)."""
+        self._query("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        """Apply the WAL again, and wait until it has caught up."""
+        self._query("SELECT pg_wal_replay_resume()")
+        self.caught_up()
+
+
 class PostgresServer:
     """The PostgreSQL server the suite's database tests use: databases by name on it."""
 

@@ -30,6 +30,7 @@ NO_FLASK = (
     "samleng.service.platform.mail",
     "samleng.service.platform.markdown",
     "samleng.service.platform.models",
+    "samleng.service.platform.replica",
     "samleng.service.platform.trail",
     "samleng.service.platform.vault",
     "samleng.service.tlog.epochs",

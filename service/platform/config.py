@@ -18,6 +18,7 @@ from pathlib import Path
 import flask
 
 from samleng.crypto.tokens import DEFAULT_ARGON2, Argon2Params
+from samleng.service.platform.db import normalise_url
 from samleng.service.platform.errors import ConfigError
 from samleng.service.platform.keys import MASTER_KEY_FILE
 from samleng.service.platform.models import LANGUAGES
@@ -40,6 +41,9 @@ class Config:
     instance_path: Path
     database_url: str
     origin: str
+    # A streaming replica of the PostgreSQL primary for the public reads (pages, the log,
+    # receipt checks): service/platform/replica.py. None: everything on database_url.
+    database_replica_url: str | None = None
     master_key: bytes = field(repr=False)
     default_lang: str = "km"
     ratelimit_storage_uri: str = "memory://"
@@ -128,8 +132,19 @@ class Config:
                 "SAMLENG_WITNESS_PROXY must be socks5h://HOST:PORT (socks5h: Tor resolves the "
                 "onion names), e.g. socks5h://127.0.0.1:9050"
             )
+        if self.database_replica_url is not None and not (
+            _postgresql(self.database_url) and _postgresql(self.database_replica_url)
+        ):
+            raise ConfigError(
+                "SAMLENG_DATABASE_REPLICA_URL must be a postgresql:// URL, a streaming replica "
+                "of the PostgreSQL primary in SAMLENG_DATABASE_URL"
+            )
         if self.admin_listener_secret is not None:
             _check_admin_listener(self.admin_listener_secret, self.circuit_proxies)
+
+
+def _postgresql(url: str) -> bool:
+    return normalise_url(url).startswith("postgresql+")
 
 
 def _check_admin_listener(secret: str, proxies: tuple[str, ...]) -> None:
@@ -244,9 +259,11 @@ def load_config(*, demo: bool = False) -> Config:
     admin_secret = raw.get("ADMIN_LISTENER_SECRET") or None
     onion = raw.get("ONION_ADDRESS") or None
     smtp = raw.get("SMTP_URL") or None
+    replica = raw.get("DATABASE_REPLICA_URL") or None
     return Config(
         instance_path=instance_path,
         database_url=str(raw.get("DATABASE_URL", default_database_url(instance_path))),
+        database_replica_url=None if replica is None else str(replica),
         origin=origin,
         master_key=read_master_key(instance_path),
         default_lang=str(raw.get("DEFAULT_LANG", "km")),

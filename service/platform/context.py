@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from samleng.service.platform.gate import WorkGate
     from samleng.service.platform.mail import Mailer
     from samleng.service.platform.ratelimit import RateLimits
+    from samleng.service.platform.replica import ReadReplica
     from samleng.service.platform.vault import Vault
     from samleng.service.signing.formtoken import FormTokens
     from samleng.service.signing.limits import MailLimits, SigningLimits
@@ -40,6 +41,8 @@ class Services:
     config: Config
     engine: Engine
     sessions: sessionmaker[Session]
+    # The public reads' replica (SAMLENG_DATABASE_REPLICA_URL); None: all on the primary.
+    replica: ReadReplica | None
     vault: Vault
     rate_limits: RateLimits
     signing_limits: SigningLimits

@@ -11,12 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 EXCLUSIVE = "samleng_exclusive"
+# Seconds (libpq's connect_timeout, at least 2) a connection to the read replica may take.
+REPLICA_CONNECT_TIMEOUT = "2"
 
 
 def normalise_url(url: str) -> str:
@@ -63,7 +65,29 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if exclusive else "BEGIN")
 
         return engine
-    engine = create_engine(url, hide_parameters=True)
+    return _postgresql_engine(url)
+
+
+def make_replica_engine(url: str) -> Engine:
+    """An engine for a PostgreSQL read replica: the primary's settings, every transaction
+    read-only (even if the URL names a primary by mistake), and a connection attempt given up
+    after ``REPLICA_CONNECT_TIMEOUT`` seconds, so that a replica that does not answer delays a
+    read by that much before it goes to the primary (platform/replica.py)."""
+    parsed = make_url(normalise_url(url))
+    given = parsed.query.get("options", ())
+    options = [given] if isinstance(given, str) else list(given)
+    return _postgresql_engine(
+        parsed.update_query_dict(
+            {
+                "options": " ".join([*options, "-c default_transaction_read_only=on"]),
+                "connect_timeout": parsed.query.get("connect_timeout", REPLICA_CONNECT_TIMEOUT),
+            }
+        )
+    )
+
+
+def _postgresql_engine(url: str | URL) -> Engine:
+    engine = create_engine(url, hide_parameters=True)  # as above: no parameter in a log
     event.listen(engine, "checkout", _check_alive)
     return engine
 

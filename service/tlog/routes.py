@@ -10,8 +10,9 @@ import logging
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
+from sqlalchemy.orm import Session
 
-from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.dbsession import get_read_session, get_session, reads_replica
 from samleng.service.platform.errors import PetitionNotFound
 from samleng.service.platform.models import Petition, PetitionStatus, get_petition
 from samleng.service.tlog.delivery import DeliveryError
@@ -32,10 +33,10 @@ TREE_SIZE_HEADER = "Samleng-Tree-Size"
 logger = logging.getLogger(__name__)
 
 
-def _published(slug: str, statuses: tuple[str, ...] = PUBLISHED) -> Petition:
+def _published(session: Session, slug: str, statuses: tuple[str, ...] = PUBLISHED) -> Petition:
     """A petition whose log is public (and whose status is one of ``statuses``), or 404."""
     try:
-        petition = get_petition(get_session(), slug)
+        petition = get_petition(session, slug)
     except PetitionNotFound:
         abort(404)
     if petition.status not in statuses or petition.log_vkey is None:
@@ -50,30 +51,34 @@ def _text(body: bytes) -> Response:
 
 
 @bp.get("/checkpoint")
+@reads_replica
 def checkpoint(slug: str) -> Response:
     """The latest signed checkpoint."""
-    petition = _published(slug)
-    state = latest_checkpoint(get_session(), petition)
+    session = get_read_session()
+    state = latest_checkpoint(session, _published(session, slug))
     if state is None:  # opening a petition publishes its first checkpoint; never here
         abort(404)
     return _text(state.note)
 
 
 @bp.get("/checkpoints/<int:size>")
+@reads_replica
 def historical_checkpoint(slug: str, size: int) -> Response:
     """The checkpoint published when the log had ``size`` leaves."""
     if size > MAX_LOG_SIZE:  # no log is that large, and the database could not compare it
         abort(404)
-    note = checkpoint_note(get_session(), _published(slug), size)
+    session = get_read_session()
+    note = checkpoint_note(session, _published(session, slug), size)
     if note is None:
         abort(404)
     return _text(note)
 
 
 @bp.get("/vkey")
+@reads_replica
 def vkey(slug: str) -> Response:
     """The log's verifier key (also in petition.json)."""
-    petition = _published(slug)
+    petition = _published(get_read_session(), slug)
     vkey = petition.log_vkey or ""  # _published answers 404 when there is none
     return _text(vkey.encode() + b"\n")
 
@@ -96,11 +101,12 @@ def _size_argument(name: str, largest: int, default: int | None = None) -> int:
 
 
 @bp.get("/proof/consistency")
+@reads_replica
 def consistency_proof(slug: str) -> Response:
     """RFC 9162 consistency proof from size ``old`` to size ``new`` (a checkpoint's; the
     latest by default), one base64 hash a line; ``Samleng-Tree-Size`` says ``new``."""
-    petition = _published(slug)
-    session = get_session()
+    session = get_read_session()
+    petition = _published(session, slug)
     state = latest_checkpoint(session, petition)
     if state is None:
         abort(404)
@@ -116,11 +122,13 @@ def consistency_proof(slug: str) -> Response:
 
 
 @bp.get("/count.json")
+@reads_replica
 def count_json(slug: str) -> Response:
     """The count (online and on paper apart, and the photo pledges among the online ones),
     the goal and the log size of the latest checkpoint."""
-    petition = _published(slug)
-    state = latest_checkpoint(get_session(), petition)
+    session = get_read_session()
+    petition = _published(session, slug)
+    state = latest_checkpoint(session, petition)
     if state is None:  # opening a petition publishes its first checkpoint; never here
         abort(404)
     response = jsonify(
@@ -139,11 +147,15 @@ def count_json(slug: str) -> Response:
 
 @bp.get("/bundle.zip")
 def bundle_zip(slug: str) -> Response:
-    """The export bundle of a closed petition as a zip (what delivery.pdf's QR code opens)."""
-    petition = _published(slug, CLOSED)
+    """The export bundle of a closed petition as a zip (what delivery.pdf's QR code opens).
+
+    From the primary: the zip made replaces the petition's older ones, and a replica a batch
+    behind would make an older one again (writing a whole bundle, to delete the newer)."""
+    session = get_session()
+    petition = _published(session, slug, CLOSED)
     cache = Path(current_app.instance_path) / BUNDLE_CACHE_DIR
     try:
-        path = cached_bundle_zip(get_session(), petition, cache)
+        path = cached_bundle_zip(session, petition, cache)
     except DeliveryError as exc:
         logger.error("bundle.zip for %s: %s", petition.slug, exc)
         abort(503)

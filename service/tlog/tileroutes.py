@@ -12,7 +12,7 @@ from flask import Response, abort
 
 from samleng.crypto.errors import TileFormatError
 from samleng.crypto.tiles import parse_tile_path
-from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.dbsession import get_read_session, reads_replica
 from samleng.service.tlog.routes import CACHE, _published, bp
 from samleng.service.tlog.tiles import tile_bytes
 
@@ -22,6 +22,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 # Not merged into one: "tile//000" is no tile's spelling (a 404, not a redirect to another).
 @bp.get("/tile/<path:rest>", merge_slashes=False)
+@reads_replica
 def tile(slug: str, rest: str) -> Response:
     """One hash tile or entry bundle; 404 for any path not spelled as tlog-tiles spells it,
     and for a tile the latest checkpoint does not reach."""
@@ -29,7 +30,8 @@ def tile(slug: str, rest: str) -> Response:
         coordinates = parse_tile_path(f"tile/{rest}")
     except TileFormatError:
         abort(404)
-    data = tile_bytes(get_session(), _published(slug), coordinates)
+    session = get_read_session()
+    data = tile_bytes(session, _published(session, slug), coordinates)
     if data is None:
         abort(404)
     response = Response(data, mimetype="application/octet-stream")

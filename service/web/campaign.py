@@ -23,7 +23,7 @@ from samleng.service.petitions.timeline import (
     updates_of,
 )
 from samleng.service.platform.context import services
-from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.dbsession import get_read_session, get_session, reads_replica
 from samleng.service.platform.markdown import render_markdown
 from samleng.service.platform.models import Petition, PetitionUpdate, TimelineEvent
 from samleng.service.web.public import bp, root, visible_petition
@@ -42,12 +42,14 @@ def site_base() -> str:
 
 
 @bp.get("/p/<slug>/updates")
+@reads_replica
 def updates(slug: str) -> Any:
     """Every update of the petition, newest first."""
-    petition = visible_petition(slug)
+    session = get_read_session()
+    petition = visible_petition(session, slug)
     listed = [
         (u, update_text(u, g.lang), render_markdown(update_text(u, g.lang)["body"]))
-        for u in updates_of(get_session(), petition)
+        for u in updates_of(session, petition)
     ]
     return render_template(
         "public/updates.html", petition=petition, text=petition.text(g.lang), updates=listed
@@ -81,11 +83,13 @@ def _feed(
 
 
 @bp.get("/p/<slug>/updates.atom")
+@reads_replica
 def petition_feed(slug: str) -> Response:
     """The petition's updates as an Atom feed."""
-    petition = visible_petition(slug)
+    session = get_read_session()
+    petition = visible_petition(session, slug)
     base = site_base()
-    entries = [(petition, u) for u in updates_of(get_session(), petition)[:50]]
+    entries = [(petition, u) for u in updates_of(session, petition)[:50]]
     return _feed(
         petition.text(g.lang)["title"],
         base + url_for("public.petition", slug=slug),
@@ -95,9 +99,10 @@ def petition_feed(slug: str) -> Response:
 
 
 @bp.get("/updates.atom")
+@reads_replica
 def site_feed() -> Response:
     """Every petition's updates as one Atom feed."""
-    session = get_session()
+    session = get_read_session()
     base = site_base()
     entries = []
     for update in recent_updates(session):
@@ -115,8 +120,10 @@ def site_feed() -> Response:
 @root.get("/p/<slug>/attachments/<digest>")
 def attachment(slug: str, digest: str) -> Response:
     """A response's attachment, as a download (never shown inline)."""
-    petition = visible_petition(slug)
-    event = get_session().scalar(
+    # On the primary: the file arrives with the row, which a lagging replica may not have yet.
+    session = get_session()
+    petition = visible_petition(session, slug)
+    event = session.scalar(
         select(TimelineEvent).where(
             TimelineEvent.petition_id == petition.id, TimelineEvent.attachment_sha256 == digest
         )

@@ -25,6 +25,7 @@ from flask import (
 )
 from flask_babel import lazy_gettext
 from limits import parse_many
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
 from samleng.crypto.errors import ReceiptFormatError
@@ -51,7 +52,12 @@ from samleng.service.petitions.timeline import (
 )
 from samleng.service.platform.config import Config
 from samleng.service.platform.context import services
-from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.dbsession import (
+    get_read_session,
+    get_session,
+    on_replica,
+    reads_replica,
+)
 from samleng.service.platform.errors import (
     PetitionMisconfigured,
     PetitionNotFound,
@@ -99,7 +105,12 @@ from samleng.service.signing.signatures import (
     signing_material,
 )
 from samleng.service.tlog.growth import chart, daily_counts
-from samleng.service.tlog.store import find_receipt, latest_checkpoint, request_withdrawal
+from samleng.service.tlog.store import (
+    ReceiptStatus,
+    find_receipt,
+    latest_checkpoint,
+    request_withdrawal,
+)
 from samleng.service.tlog.witnesses import coverage
 from samleng.service.web.security import request_hostname, transport_warning
 
@@ -130,10 +141,10 @@ def _add_lang(_endpoint: str, values: dict[str, Any]) -> None:
 _PUBLIC_STATUSES = (PetitionStatus.OPEN, PetitionStatus.CLOSED, PetitionStatus.FORGOTTEN)
 
 
-def visible_petition(slug: str) -> Petition:
+def visible_petition(session: Session, slug: str) -> Petition:
     """A petition that the public may see (open, closed or forgotten), or 404 (drafts)."""
     try:
-        petition = get_petition(get_session(), slug)
+        petition = get_petition(session, slug)
     except PetitionNotFound:
         abort(404)
     if petition.status not in _PUBLIC_STATUSES:
@@ -160,9 +171,10 @@ def _share_links(url: str, title: str) -> dict[str, str]:
     }
 
 
-def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -> str:
+def _petition_html(
+    session: Session, petition: Petition, form: SignForm | None, form_token: str
+) -> str:
     """The petition page: text, progress, the sign form (with ``form``'s values and errors)."""
-    session = get_session()
     state = latest_checkpoint(session, petition)
     count = 0 if state is None else state.count
     text = petition.text(g.lang)
@@ -209,7 +221,7 @@ def _petition_html(petition: Petition, form: SignForm | None, form_token: str) -
 def _render_petition(petition: Petition, form: SignForm | None, status: int) -> Any:
     """The petition page again, after a refused signature."""
     token = services().form_tokens.issue(petition.slug)
-    return _petition_html(petition, form, token), status
+    return _petition_html(get_session(), petition, form, token), status
 
 
 def _kept_page(template: str, slug: str, render: Callable[[str], str], value: str) -> str:
@@ -235,10 +247,11 @@ def healthz() -> Response:
 
 
 @root.get("/petitions.json")
+@reads_replica
 def petitions_json() -> Response:
     """Open data: every public petition with its titles, status, goal and count, and where
     its log is (absolute URLs on the configured origin). Cacheable for a few seconds."""
-    session = get_session()
+    session = get_read_session()
     listed = []
     for petition in public_petitions(session):
         state = latest_checkpoint(session, petition)
@@ -266,9 +279,10 @@ def petitions_json() -> Response:
 
 
 @bp.get("/")
+@reads_replica
 def index() -> Any:
     """The open petitions."""
-    session = get_session()
+    session = get_read_session()
     petitions = [(p, p.text(g.lang), signature_count(session, p)) for p in open_petitions(session)]
     return render_template("public/index.html", petitions=petitions)
 
@@ -280,17 +294,23 @@ def safety() -> Any:
 
 
 @bp.get("/p/<slug>")
+@reads_replica
 def petition(slug: str) -> Any:
     """The petition's text, its count and goal, and the sign form (kept for a second).
 
     Asked by nginx for its microcache, the page carries a slot where nginx puts each
     visitor's own form token (service/signing/formtoken.py, NGINX_FORM_SLOT).
     """
+
+    def render(slot: str) -> str:
+        session = get_read_session()
+        return _petition_html(session, visible_petition(session, slug), None, slot)
+
     for_nginx = request.headers.get(NGINX_FORM_REQUEST) == "nginx"
     html = _kept_page(
         "public/petition.html",
         slug,
-        lambda slot: _petition_html(visible_petition(slug), None, slot),
+        render,
         NGINX_FORM_SLOT if for_nginx else services().form_tokens.issue(slug),
     )
     response = make_response(html)
@@ -361,7 +381,7 @@ def sign(slug: str) -> Any:
     return _kept_page(
         "public/signed.html",
         slug,
-        lambda slot: _signed_html(visible_petition(slug), slot),
+        lambda slot: _signed_html(visible_petition(get_session(), slug), slot),
         signed.receipt,
     )
 
@@ -380,7 +400,7 @@ def _signing_material(slug: str) -> SigningMaterial | None:
     kept = services().signing_material
     keys = kept.get(slug)
     if keys is None:
-        petition = visible_petition(slug)
+        petition = visible_petition(get_session(), slug)
         if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
             return None
         try:
@@ -398,7 +418,7 @@ def _accepting(slug: str) -> Petition | None:
     signing material dropped). A 404 for a petition the public may no longer see."""
     kept = services().signing_material
     try:
-        petition = visible_petition(slug)
+        petition = visible_petition(get_session(), slug)
     except NotFound:
         kept.drop(slug)
         raise
@@ -412,7 +432,7 @@ def _closed(slug: str) -> Any:
     """The petition page saying it is closed (409)."""
     kept = services().signing_material
     kept.drop(slug)
-    petition = visible_petition(slug)
+    petition = visible_petition(get_session(), slug)
     return _render_petition(petition, SignForm(values={}, errors={"form": _CLOSED}), 409)
 
 
@@ -522,7 +542,7 @@ def confirm(slug: str, link: str) -> Any:
     if request.method == "POST":
         # Confirming counts a signature: limited per client like signing.
         services().signing_limits.hit_confirmation(current_client())
-    petition = visible_petition(slug)
+    petition = visible_petition(get_session(), slug)
     cfg = config()
     text = petition.text(g.lang)
     try:
@@ -606,7 +626,7 @@ def endorse(slug: str) -> Any:
     """
     if request.method == "POST":
         services().signing_limits.hit_client(current_client())
-    petition = visible_petition(slug)
+    petition = visible_petition(get_session(), slug)
     if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
         return _endorse_page(petition, 409 if request.method == "POST" else 200, closed=True)
     if request.method == "GET":
@@ -640,9 +660,14 @@ def endorse(slug: str) -> Any:
 
 
 @bp.route("/p/<slug>/receipt", methods=["GET", "POST"])
+@reads_replica
 def receipt(slug: str) -> Any:
-    """Check a receipt code: counted (with a proof to download), waiting, or not found."""
-    petition = visible_petition(slug)
+    """Check a receipt code: counted (with a proof to download), waiting, or not found.
+
+    A check writes nothing, so it reads from the replica; a code not in the replica's log
+    is looked up on the primary (``_receipt_status``).
+    """
+    petition = visible_petition(get_read_session(), slug)
     if request.method == "GET":
         return render_template("public/receipt.html", petition=petition, text=petition.text(g.lang))
     code = request.form.get("receipt", "")
@@ -662,9 +687,7 @@ def receipt(slug: str) -> Any:
             ),
             400,
         )
-    status = find_receipt(
-        get_session(), petition, receipt_commitment(petition.origin, secret), secret
-    )
+    petition, status = _receipt_status(petition, secret)
     if status.proof is not None and request.form.get("format") == "proof":
         response = Response(status.proof, mimetype="text/plain")
         response.headers["Content-Disposition"] = (
@@ -678,6 +701,23 @@ def receipt(slug: str) -> Any:
         code=format_receipt(secret),
         status=status,
     )
+
+
+def _receipt_status(petition: Petition, secret: bytes) -> tuple[Petition, ReceiptStatus]:
+    """The receipt's status, and the petition as read by whoever answered.
+
+    The replica answers when its log has the code. Otherwise the primary answers: the
+    replica may not have replayed the batch that logged it yet (or the petition's closing),
+    and its "waiting" or "not found" would then be untrue. Only codes missing from the
+    replica's log reach the primary: those of signatures waiting for their batch, and mistakes.
+    """
+    commitment = receipt_commitment(petition.origin, secret)
+    status = find_receipt(get_read_session(), petition, commitment, secret)
+    if status.state == "counted" or not on_replica():
+        return petition, status
+    primary = get_session()
+    petition = visible_petition(primary, petition.slug)
+    return petition, find_receipt(primary, petition, commitment, secret)
 
 
 _WITHDRAWALS_OVER = lazy_gettext(
@@ -698,7 +738,7 @@ def withdraw(slug: str) -> Any:
     someone who watches the signer learns nothing more from withdrawing than from checking.
     """
     services().signing_limits.hit_client(current_client())
-    petition = visible_petition(slug)
+    petition = visible_petition(get_session(), slug)
     code = request.form.get("receipt", "")
     page = {"petition": petition, "text": petition.text(g.lang), "code": code[:200]}
     try:
@@ -732,7 +772,7 @@ def sign_again_page(slug: str) -> Any:
     """The petition page for a signature shed with a 503: it says nothing was counted and
     keeps the form, except the phone number and email addresses, which are never echoed."""
     try:
-        petition = visible_petition(slug)
+        petition = visible_petition(get_session(), slug)
     except NotFound:
         return None
     if petition.status != PetitionStatus.OPEN or petition.past_deadline(utc_today()):
