@@ -27,11 +27,12 @@ from samleng.crypto.receipts import (
 from samleng.service.app import create_app
 from samleng.service.petitions.lifecycle import close_petition
 from samleng.service.platform import replica as replica_module
-from samleng.service.platform.config import Config
+from samleng.service.platform.config import Config, load_config
 from samleng.service.platform.context import services
 from samleng.service.platform.db import upgrade
 from samleng.service.platform.dbsession import get_read_session, get_session
 from samleng.service.platform.errors import ConfigError
+from samleng.service.platform.keys import ensure_master_key
 from samleng.service.platform.models import get_petition
 from samleng.service.tlog.store import find_receipt
 from tests.components import USED, PostgresServer, PrivatePostgres, PrivateReplica
@@ -294,6 +295,19 @@ def test_a_replica_that_does_not_answer_costs_one_timeout(
     services(application).engine.dispose()
     assert 1.5 < first < 5, first
     assert second < 0.5, second
+
+
+def test_the_replica_url_is_read_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAMLENG_INSTANCE", str(tmp_path))
+    monkeypatch.setenv("SAMLENG_ORIGIN", "petitions.example.org")
+    monkeypatch.setenv("SAMLENG_DATABASE_URL", "postgresql://samleng@db1/samleng")
+    monkeypatch.delenv("SAMLENG_DATABASE_REPLICA_URL", raising=False)
+    ensure_master_key(tmp_path)
+    assert load_config().database_replica_url is None
+    monkeypatch.setenv("SAMLENG_DATABASE_REPLICA_URL", "postgresql://samleng@db2/samleng")
+    assert load_config().database_replica_url == "postgresql://samleng@db2/samleng"
 
 
 def test_without_a_replica_everything_is_on_the_primary(tmp_path: Path) -> None:
