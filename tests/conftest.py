@@ -73,6 +73,15 @@ def reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+def within_one_clock_minute(seconds: float) -> None:
+    """Wait, if need be, until the clock's minute has ``seconds`` left: for work that counts
+    hits within one window where the windows are the real clock's minutes (a server in
+    another process, or ``WINDOW_ORIGIN`` set back to 0)."""
+    left = 60 - time.time() % 60
+    if left < seconds:
+        time.sleep(left + 0.05)
+
+
 @pytest.fixture(autouse=True)
 def windows_start_with_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rate-limit windows counted from this test's start: a test that counts hits within a

@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -182,8 +183,18 @@ class Drill:
 
     def wait_signing(self) -> None:
         """Wait until signatures are being acknowledged."""
-        waited = self.load.first_acknowledged_after(time.monotonic(), RECOVERY_SECONDS)
-        assert waited is not None, "the stack does not acknowledge signatures"
+        since = time.monotonic()
+        waited = self.load.first_acknowledged_after(since, RECOVERY_SECONDS)
+        if waited is None:
+            # Say why: a client that raised stops them all; otherwise, what the stack answered.
+            recent = Counter(
+                (a.step, a.status) for a in self.load.snapshot() if a.start >= since - 5
+            )
+            raise AssertionError(
+                f"the stack does not acknowledge signatures: clients running "
+                f"{self.load.running}, errors {self.load.errors!r}, answers since 5 s before "
+                f"the wait {dict(recent)}"
+            )
 
     def wait_sealed_beyond(self, size: int, since: float) -> float:
         """Wait until the log grows beyond ``size``; seconds from ``since``."""

@@ -38,7 +38,14 @@ from samleng.service.platform.ratelimit import (
 )
 from samleng.service.signing.formtoken import RecentKeys, issue_form_token
 from tests.components import PrivateRedis, free_port
-from tests.conftest import FORM_TOKEN, MASTER_KEY, add_petition, make_config, sign
+from tests.conftest import (
+    FORM_TOKEN,
+    MASTER_KEY,
+    add_petition,
+    make_config,
+    sign,
+    within_one_clock_minute,
+)
 
 CIRCUITS = ["fc00:dead:beef:4dad::0:1", "fc00:dead:beef:4dad::0:2"]
 ADDRESSES = ["198.51.100.7", "198.51.100.8", "203.0.113.5", "127.0.0.1"]
@@ -445,6 +452,7 @@ def test_windows_are_aligned_on_the_clock(
 ) -> None:
     """A counter's expiry is its window's end, whenever its first hit came."""
     monkeypatch.setattr(ratelimit, "WINDOW_ORIGIN", 0)  # the real clock's minutes
+    within_one_clock_minute(10)
     storage: Any = (
         AlignedMemoryStorage() if kind == "memory" else storage_from(f"samleng+{private_redis.url}")
     )
@@ -640,6 +648,7 @@ def test_redis_keys_name_nobody_and_date_nothing(
     the master key (or anything else the instance keeps) recomputes for those addresses,
     and no expiry finer than its window, whenever the first request came."""
     monkeypatch.setattr(ratelimit, "WINDOW_ORIGIN", 0)  # the real clock's minutes
+    within_one_clock_minute(10)
     app = limited_app(tmp_path, private_redis.url)
     for n, address in enumerate(ADDRESSES[:3]):
         client = as_client(app, address)
