@@ -112,6 +112,7 @@ def bench_env(instance: Path, **settings: str) -> dict[str, str]:
     """The environment for a Samleng server: no inherited SAMLENG_*, demo mode, ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAMLENG_")}
     env.update(SAMLENG_INSTANCE=str(instance), SAMLENG_DEMO="true")
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # as deploy/systemd/samleng-web.service runs gunicorn
     env.update({f"SAMLENG_{k}": v for k, v in settings.items()})
     return env
 

@@ -40,6 +40,7 @@ from samleng.service.web import (
     public,
     security,
 )
+from samleng.service.web.keptpages import KeptPages
 from samleng.service.web.pagecache import PageCache
 from samleng.service.web.uploads import InMemoryRequest
 
@@ -129,6 +130,8 @@ def create_app(config: Config | None = None) -> Flask:
     engine = db.make_engine(config.database_url)
     dbsession.init_app(app)
     vault = Vault(config.instance_path, config.master_key)
+    # Inside ProxyFix (added by ratelimit.init_app): it sees the client the app sees.
+    app.wsgi_app = KeptPages(app, app.wsgi_app)  # type: ignore[method-assign]
     rate_limits = ratelimit.init_app(app, config)
     shared = rate_limits.shared
     app.extensions[EXTENSION] = Services(

@@ -11,8 +11,9 @@ stores and not in Redis.
 If the limiter's storage fails, every limit falls back to per-process memory limits: the
 service never fails open and never answers 500 because Redis is down.
 
-Signing counts its own limits on the same storage (signing.limits); its views are marked
-``own_limits`` so that the page limits pass them by.
+Signing counts its own limits on the same storage (signing.limits), and so does the busiest
+page, the petition page (ClientLimits); their views are marked ``own_limits`` so that
+flask-limiter passes them by.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from typing import Any, TypeVar
 
 from flask import Flask, request
 from flask_limiter import Limit, Limiter
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from limits.limits import TIME_TYPES
 from limits.storage import RedisStorage, Storage
+from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -251,6 +253,48 @@ class SharedStorage:
         return local()
 
 
+def hit_all(
+    strategy: FixedWindowRateLimiter, items: list[RateLimitItem], key: str, scope: str
+) -> None:
+    """Count one hit of ``key`` in ``scope`` against each of ``items``; TooManyRequests, with
+    the seconds until the refusing window ends as ``retry_after``, beyond one of them."""
+    for item in items:
+        if not strategy.hit(item, "samleng", key, scope):
+            reset = strategy.get_window_stats(item, "samleng", key, scope).reset_time
+            raise TooManyRequests(retry_after=max(1, int(reset - time.time()) + 1))
+
+
+class ClientLimits:
+    """Limits per client, counted by a view on the limiter's storage: ``per_client`` against
+    the client, and against an IPv6 client's /48 at the site factor; ``fallback`` per client
+    in this process's memory while the storage fails. Signing counts its limits so
+    (signing.limits), and the petition page its page limits (``RateLimits.pages``): for
+    either, flask-limiter's per-request resolving of a route's limits and exemptions cost
+    more CPU than the work (bench/README.md, sign_throughput.py and page_rps.py).
+    """
+
+    def __init__(
+        self, storage: SharedStorage, *, per_client: str, site_factor: int, fallback: str
+    ) -> None:
+        self._storage = storage
+        self._shared = FixedWindowRateLimiter(storage.storage)
+        self._local = FixedWindowRateLimiter(AlignedMemoryStorage())
+        self._per_client = parse_many(per_client)
+        self._per_site = parse_many(scaled_limits(per_client, site_factor))
+        self._fallback = parse_many(fallback)
+
+    def hit(self, client: Client, scope: str, *, site: bool = True) -> None:
+        """Count one request in ``scope`` (an endpoint) against ``client``, and against its
+        /48 unless ``site`` is False; TooManyRequests (with retry_after) beyond."""
+
+        def shared() -> None:
+            hit_all(self._shared, self._per_client, client.key, scope)
+            if site and client.site is not None:
+                hit_all(self._shared, self._per_site, client.site, scope)
+
+        self._storage.run(shared, lambda: hit_all(self._local, self._fallback, client.key, scope))
+
+
 def scaled_limits(limits: str, factor: int) -> str:
     """``limits`` (flask-limiter notation) with every amount multiplied by ``factor``."""
     return "; ".join(
@@ -339,23 +383,27 @@ def client_of(address: str, keys: ClientPseudonyms) -> Client:
     return Client(keys.pseudonym("ip", str(ip)))
 
 
-def current_client() -> Client:
-    """The client of the current request, worked out once per request."""
-    known: Client | None = request.environ.get("samleng.client")
+def client_in(environ: dict[str, Any], config: Config, keys: ClientPseudonyms) -> Client:
+    """The client of the request ``environ`` describes, worked out once per request (after
+    ProxyFix, if the app has one)."""
+    known: Client | None = environ.get("samleng.client")
     if known is not None:
         return known
-    cfg = services().config
-    keys = services().rate_limits.pseudonyms
     # The direct peer, before ProxyFix rewrote REMOTE_ADDR from X-Forwarded-For.
-    orig = request.environ.get("werkzeug.proxy_fix.orig", {})
-    peer = orig.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR", "")
-    circuit = request.headers.get(CIRCUIT_HEADER, "").strip()
-    if circuit and peer in cfg.circuit_proxies:
+    orig = environ.get("werkzeug.proxy_fix.orig", {})
+    peer = orig.get("REMOTE_ADDR") or environ.get("REMOTE_ADDR", "")
+    circuit = environ.get("HTTP_X_SAMLENG_CIRCUIT", "").strip()  # CIRCUIT_HEADER
+    if circuit and peer in config.circuit_proxies:
         client = Client(keys.pseudonym("circuit", circuit[:128]))
     else:
-        client = client_of(request.remote_addr or "", keys)
-    request.environ["samleng.client"] = client
+        client = client_of(environ.get("REMOTE_ADDR") or "", keys)
+    environ["samleng.client"] = client
     return client
+
+
+def current_client() -> Client:
+    """The client of the current request."""
+    return client_in(request.environ, services().config, services().rate_limits.pseudonyms)
 
 
 def client_key() -> str:
@@ -400,6 +448,7 @@ class RateLimits:
     shared: SharedStorage
     day_keys: DayKeys
     pseudonyms: ClientPseudonyms
+    pages: ClientLimits  # the petition page's page limits, counted by its view
 
 
 def init_app(app: Flask, config: Config) -> RateLimits:
@@ -446,4 +495,11 @@ def init_app(app: Flask, config: Config) -> RateLimits:
 
     limiter.request_filter(has_own_limits)
     day_keys = DayKeys(limiter.storage)
-    return RateLimits(limiter, SharedStorage(limiter.storage), day_keys, ClientPseudonyms(day_keys))
+    shared = SharedStorage(limiter.storage)
+    pages = ClientLimits(
+        shared,
+        per_client=config.ratelimit_pages,
+        site_factor=config.ratelimit_ipv6_site_factor,
+        fallback=config.ratelimit_fallback,
+    )
+    return RateLimits(limiter, shared, day_keys, ClientPseudonyms(day_keys), pages)

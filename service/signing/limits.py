@@ -4,27 +4,17 @@ The single use of each sign-form token is signing.formtoken's."""
 
 from __future__ import annotations
 
-import time
-
 from limits import RateLimitItem, parse_many
 from limits.strategies import FixedWindowRateLimiter
-from werkzeug.exceptions import TooManyRequests
 
 from samleng.service.platform.ratelimit import (
     AlignedMemoryStorage,
     Client,
+    ClientLimits,
     ClientPseudonyms,
     SharedStorage,
-    scaled_limits,
+    hit_all,
 )
-
-
-def _retry_after(
-    strategy: FixedWindowRateLimiter, item: RateLimitItem, key: str, scope: str
-) -> int:
-    reset = strategy.get_window_stats(item, "samleng", key, scope).reset_time
-    return max(1, int(reset - time.time()) + 1)
-
 
 CONFIRM_SCOPE = "public.confirm"
 
@@ -57,31 +47,22 @@ class SigningLimits:
         site_factor: int,
     ) -> None:
         self._storage = storage
+        self._clients = ClientLimits(
+            storage, per_client=per_client, site_factor=site_factor, fallback=fallback
+        )
         self._shared = FixedWindowRateLimiter(storage.storage)
         self._local = FixedWindowRateLimiter(AlignedMemoryStorage())
-        self._per_client = parse_many(per_client)
-        self._per_site = parse_many(scaled_limits(per_client, site_factor))
         self._per_petition = parse_many(per_petition)
-        self._fallback = parse_many(fallback)
 
     def hit_client(self, client: Client) -> None:
         """Count one request to sign against its client (and an IPv6 client's /48);
         TooManyRequests (with retry_after) beyond the limits."""
-
-        def shared() -> None:
-            self._count(self._shared, self._per_client, client.key)
-            if client.site is not None:
-                self._count(self._shared, self._per_site, client.site)
-
-        self._storage.run(shared, lambda: self._count(self._local, self._fallback, client.key))
+        self._clients.hit(client, self.SCOPE)
 
     def hit_confirmation(self, client: Client) -> None:
         """Count one confirmed link against its client, as many as signatures but counted
         apart (confirming one counts a signature); TooManyRequests beyond."""
-        self._storage.run(
-            lambda: self._count(self._shared, self._per_client, client.key, CONFIRM_SCOPE),
-            lambda: self._count(self._local, self._fallback, client.key, CONFIRM_SCOPE),
-        )
+        self._clients.hit(client, CONFIRM_SCOPE, site=False)
 
     def hit_petition(self, slug: str) -> None:
         """Count one checked submission against the petition's cap; TooManyRequests beyond."""
@@ -98,9 +79,7 @@ class SigningLimits:
         key: str,
         scope: str = SCOPE,
     ) -> None:
-        for item in items:
-            if not strategy.hit(item, "samleng", key, scope):
-                raise TooManyRequests(retry_after=_retry_after(strategy, item, key, scope))
+        hit_all(strategy, items, key, scope)
 
 
 class MailLimits:

@@ -19,18 +19,32 @@ colour profile, an MPO's second frame, PNG text chunks) is accepted and dropped.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import pillow_heif
 from flask_babel import LazyString, lazy_gettext
-from PIL import Image
 
 from samleng.service.platform.khmer import localized_number
 
-pillow_heif.register_heif_opener()
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+@functools.cache
+def _pillow() -> ModuleType:
+    """Pillow, able to open HEIF, imported with the first photo: a worker that never takes
+    one (most petitions have no photos) does not carry it and its decoders (about 12 MiB)."""
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    return Image
+
 
 MAX_SIDE = 2048
 DRAFT_SIDE = MAX_SIDE * 3 // 4
@@ -239,19 +253,20 @@ _CHECKS = {"jpeg": _check_jpeg, "png": _check_png, "webp": _check_webp, "heif": 
 
 # EXIF orientation -> the transposition that shows the picture upright (EXIF 2.32, tag 0x0112).
 _ORIENT = {
-    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
-    3: (Image.Transpose.ROTATE_180,),
-    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
-    5: (Image.Transpose.TRANSPOSE,),
-    6: (Image.Transpose.ROTATE_270,),
-    7: (Image.Transpose.TRANSVERSE,),
-    8: (Image.Transpose.ROTATE_90,),
+    2: ("FLIP_LEFT_RIGHT",),
+    3: ("ROTATE_180",),
+    4: ("FLIP_TOP_BOTTOM",),
+    5: ("TRANSPOSE",),
+    6: ("ROTATE_270",),
+    7: ("TRANSVERSE",),
+    8: ("ROTATE_90",),
 }
 
 
 def _decode(data: bytes, kind: str, limits: PhotoLimits) -> tuple[Image.Image, int]:
     """The first frame's pixels as RGB, and its EXIF orientation."""
-    with Image.open(io.BytesIO(data), formats=_FORMATS[kind]) as image:
+    pil = _pillow()
+    with pil.open(io.BytesIO(data), formats=_FORMATS[kind]) as image:
         width, height = image.size
         if max(width, height) > MAX_DIMENSION or width * height > limits.max_pixels:
             raise _refused("dimensions")
@@ -273,9 +288,9 @@ def _decode(data: bytes, kind: str, limits: PhotoLimits) -> tuple[Image.Image, i
         # is 120 MB of pixels once decoded; its copies would be as large).
         alpha = image.mode in ("RGBA", "LA", "PA", "P") or "transparency" in image.info
         picture = image.convert("RGBA") if image.mode in ("P", "PA", "1") or alpha else image
-        picture.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+        picture.thumbnail((MAX_SIDE, MAX_SIDE), pil.Resampling.LANCZOS)
         # A new image made of the pixels alone: no info, EXIF, profile or palette carried over.
-        clean = Image.new("RGB", picture.size, (255, 255, 255))
+        clean = pil.new("RGB", picture.size, (255, 255, 255))
         if picture.mode in ("RGBA", "LA"):
             rgba = picture.convert("RGBA")
             clean.paste(rgba, mask=rgba.getchannel("A"))
@@ -294,20 +309,21 @@ def clean_photo(data: bytes, limits: PhotoLimits | None = None) -> bytes:
     if kind is None:
         raise _refused("format")
     _CHECKS[kind](data)
+    pil = _pillow()
     try:
         with warnings.catch_warnings():
             # Pillow's own bomb check, stricter than its default, on top of ours.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("error", pil.DecompressionBombWarning)
             pixels, orientation = _decode(data, kind, limits)
     except PhotoRefused:
         raise
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
         # Truncated data, a broken stream, or a decoder's refusal: never a crash.
         raise _refused("damaged") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (pil.DecompressionBombError, pil.DecompressionBombWarning) as exc:
         raise _refused("dimensions") from exc
     for step in _ORIENT.get(orientation, ()):
-        pixels = pixels.transpose(step)
+        pixels = pixels.transpose(getattr(pil.Transpose, step))
     out = io.BytesIO()
     pixels.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
     return out.getvalue()

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from feedgen.feed import FeedGenerator
 from flask import Response, abort, current_app, g, render_template, send_file, url_for
 from sqlalchemy import select
 
@@ -59,6 +58,10 @@ def updates(slug: str) -> Any:
 def _feed(
     title: str, page: str, feed_url: str, entries: Sequence[tuple[Petition, PetitionUpdate]]
 ) -> Response:
+    # Imported with the first feed asked for: workers that serve none carry neither feedgen
+    # nor its lxml (9 MiB).
+    from feedgen.feed import FeedGenerator
+
     feed = FeedGenerator()
     feed.id(feed_url)
     feed.title(title)

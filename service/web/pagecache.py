@@ -14,6 +14,10 @@ What a kept page depends on is all in its key: the page, the petition, the langu
 address the request was made to (pages show their own address, and the transport warning
 depends on it). A change to the petition shows within ``seconds``. The number of kept pages
 is bounded, so that requests for many host names cannot grow the worker.
+
+The petition page is also kept whole, as the app answered it, headers and all
+(``KeptResponses``): web.keptpages answers the next requests for it before Flask, with the
+page limits counted and a fresh form token filled in, for the same ``seconds``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
 # When it runs out, the page before the form token, and the rest (None: no form on the page).
 _Kept = tuple[float, str, str | None]
@@ -33,16 +38,26 @@ class PageCache:
     def __init__(
         self, seconds: float, max_pages: int = 64, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.seconds = seconds
         self._max = max_pages
         self._clock = clock
         self._pages: dict[Hashable, _Kept] = {}
         self._rendering: set[Hashable] = set()
         self._lock = threading.Lock()
+        self.responses = KeptResponses(seconds, max_pages, clock)
+        self.seconds = seconds
         # What the template gets as the value while a page is rendered for keeping:
         # nothing Jinja escapes, and unknown outside this process, so that no petition text or
         # forged Host header can put it in a page a second time.
         self._slot = "slot" + secrets.token_hex(16)
+
+    @property
+    def seconds(self) -> float:
+        """How long a page is kept (0: not at all); its whole answers too."""
+        return self._seconds
+
+    @seconds.setter
+    def seconds(self, seconds: float) -> None:
+        self._seconds = self.responses.seconds = seconds
 
     def page(self, key: Hashable, render: Callable[[str], str], value: str) -> str:
         """The page for ``key`` with ``value`` in it; ``render(slot)`` makes it when needed.
@@ -93,3 +108,75 @@ class PageCache:
         """Forget every kept page (the admin changed a petition in this process)."""
         with self._lock:
             self._pages.clear()
+        self.responses.clear()
+
+
+@dataclass(frozen=True)
+class KeptResponse:
+    """A whole answer, split around its one per-request value: the form token of petition
+    ``slug`` (``None``: no form on the page), or nginx's slot for it (``for_nginx``)."""
+
+    until: float
+    status: str
+    headers: tuple[tuple[str, str], ...]  # without Content-Length
+    head: bytes
+    tail: bytes | None
+    slug: str
+    for_nginx: bool
+
+    def body(self, value: str) -> bytes:
+        """The page with ``value`` filled in."""
+        return self.head if self.tail is None else self.head + value.encode() + self.tail
+
+
+class KeptResponses:
+    """Whole answers kept for ``seconds`` under the parts of a request they depend on."""
+
+    def __init__(
+        self, seconds: float, max_pages: int = 64, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self._max = max_pages
+        self._clock = clock
+        self._kept: dict[Hashable, KeptResponse] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> KeptResponse | None:
+        """The answer kept for ``key``, if it has not run out."""
+        kept = self._kept.get(key)
+        return kept if kept is not None and kept.until > self._clock() else None
+
+    def keep(
+        self,
+        key: Hashable,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        value: str,
+        slug: str,
+        for_nginx: bool,
+    ) -> None:
+        """Keep the answer ``status``, ``headers``, ``body``, in which ``value`` (the request's
+        own form token or slot) appears once, or not at all; anything else is not kept."""
+        parts = body.split(value.encode())
+        if len(parts) > 2 or self.seconds <= 0:
+            return
+        headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+        kept = KeptResponse(
+            self._clock() + self.seconds,
+            status,
+            tuple(headers),
+            parts[0],
+            parts[1] if len(parts) == 2 else None,
+            slug,
+            for_nginx,
+        )
+        with self._lock:
+            if len(self._kept) >= self._max:
+                self._kept.clear()
+            self._kept[key] = kept
+
+    def clear(self) -> None:
+        """Forget every kept answer."""
+        with self._lock:
+            self._kept.clear()

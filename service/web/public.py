@@ -112,6 +112,7 @@ from samleng.service.tlog.store import (
     request_withdrawal,
 )
 from samleng.service.tlog.witnesses import coverage
+from samleng.service.web import keptpages
 from samleng.service.web.security import request_hostname, transport_warning
 
 bp = Blueprint("public", __name__, url_prefix="/<lang>")
@@ -294,25 +295,33 @@ def safety() -> Any:
 
 
 @bp.get("/p/<slug>")
-@reads_replica
+@own_limits  # the page limits, counted here (platform.ratelimit.ClientLimits)
 def petition(slug: str) -> Any:
     """The petition's text, its count and goal, and the sign form (kept for a second).
 
     Asked by nginx for its microcache, the page carries a slot where nginx puts each
     visitor's own form token (service/signing/formtoken.py, NGINX_FORM_SLOT).
     """
+    refused = request.environ.get(keptpages.REFUSED)  # counted already, and refused
+    if refused is not None:
+        raise refused
+    services().rate_limits.pages.hit(current_client(), keptpages.PAGE_SCOPE)
+    return _petition_page(slug)
+
+
+@reads_replica
+def _petition_page(slug: str) -> Any:
+    """The petition page, read on the replica if there is one."""
 
     def render(slot: str) -> str:
         session = get_read_session()
         return _petition_html(session, visible_petition(session, slug), None, slot)
 
     for_nginx = request.headers.get(NGINX_FORM_REQUEST) == "nginx"
-    html = _kept_page(
-        "public/petition.html",
-        slug,
-        render,
-        NGINX_FORM_SLOT if for_nginx else services().form_tokens.issue(slug),
-    )
+    value = NGINX_FORM_SLOT if for_nginx else services().form_tokens.issue(slug)
+    html = _kept_page("public/petition.html", slug, render, value)
+    if services().pages.seconds > 0:  # web.keptpages may answer the next requests with it
+        request.environ[keptpages.KEEP] = (slug, value, for_nginx)
     response = make_response(html)
     if for_nginx:
         response.headers[NGINX_FORM_MARK[0]] = NGINX_FORM_MARK[1]

@@ -44,6 +44,8 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # Set by nginx's admin listener only (deploy/nginx/samleng.conf), to the shared secret; every
 # public server of nginx clears whatever a client sent under this name.
 ADMIN_LISTENER_HEADER = "X-Samleng-Admin"
+# The header that tor2web proxies add to every request they forward.
+TOR2WEB_HEADER = "X-Tor2web"
 
 
 def request_hostname() -> str:
@@ -86,7 +88,7 @@ def transport_warning() -> str | None:
     A tor2web proxy decrypts everything between the visitor and the onion service, and plain
     HTTP on a public name shows every page and every typed word to the network.
     """
-    if "X-Tor2web" in request.headers:
+    if TOR2WEB_HEADER in request.headers:
         return "tor2web"
     if request.scheme == "http" and not is_onion_request():
         return None if request_hostname() in LOCAL_HOSTS else "http"
@@ -109,27 +111,38 @@ _PATH_SAFE = "/-._~!$&'()*+,;=:@"
 _QUERY_SAFE = _PATH_SAFE + "?"
 
 
-def init_app(app: Flask, stylesheet: str, onion_address: str | None) -> None:
-    """Set the security headers on every response, error pages included."""
-    csp = content_security_policy(stylesheet)
-
-    @app.after_request
-    def _headers(response: Response) -> Response:
-        response.headers["Content-Security-Policy"] = csp
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+def security_headers(stylesheet: str) -> list[tuple[str, str]]:
+    """The headers that every response carries, the same on all."""
+    return [
+        ("Content-Security-Policy", content_security_policy(stylesheet)),
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
         # No other site may load our pages or files into its own as a script, an image or a
         # style sheet, where side channels could read them (frames: frame-ancestors above);
         # tools and CORS reads are not affected.
-        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Permissions-Policy"] = "interest-cohort=()"
+        ("Cross-Origin-Resource-Policy", "same-origin"),
+        ("X-Frame-Options", "DENY"),
+        ("Permissions-Policy", "interest-cohort=()"),
+    ]
+
+
+def init_app(app: Flask, stylesheet: str, onion_address: str | None) -> None:
+    """Set the security headers on every response, error pages included."""
+    # Made once, and added rather than set: no view sets any of them (each is on every route
+    # exactly once, tests/service/test_pages.py), and replacing them one by one (a scan of
+    # the headers each) cost a kept petition page several per cent of its CPU.
+    fixed = security_headers(stylesheet)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        headers = response.headers
+        headers.extend(fixed)
         if request.endpoint in NO_STORE_ENDPOINTS or response.status_code >= 400:
-            response.headers["Cache-Control"] = "no-store"
+            headers["Cache-Control"] = "no-store"
         if onion_address and not is_onion_request():
-            response.headers["Onion-Location"] = f"http://{onion_address}{_same_place()}"
-        response.headers.pop("Server", None)
+            headers["Onion-Location"] = f"http://{onion_address}{_same_place()}"
+        headers.pop("Server", None)
         return response
 
     # base.html calls it: a function, not a context processor, because templates are also

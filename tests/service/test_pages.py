@@ -23,7 +23,7 @@ from samleng.service.platform.db import upgrade
 from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.models import get_petition
 from samleng.service.tlog.store import seal_all
-from samleng.service.web.security import content_security_policy
+from samleng.service.web.security import content_security_policy, security_headers
 from tests.conftest import (
     OpenPetition,
     add_petition,
@@ -255,6 +255,8 @@ def test_every_route_keeps_the_promises(onion_app: Flask) -> None:
         response, where = page.response, page.name
         assert response.status_code == page.status, where
         headers = response.headers
+        for name, _ in security_headers(""):  # added, never set: each once
+            assert len(headers.getlist(name)) == 1, (where, name)
         assert headers["Content-Security-Policy"] == csp, where
         assert headers["Referrer-Policy"] == "no-referrer", where
         assert headers["X-Content-Type-Options"] == "nosniff", where
