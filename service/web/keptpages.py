@@ -34,8 +34,6 @@ from samleng.service.web.security import ADMIN_LISTENER_HEADER, TOR2WEB_HEADER
 KEEP = "samleng.keep_page"
 # Set here: the page limits were counted, and refused the request (a TooManyRequests).
 REFUSED = "samleng.page_refused"
-# Set here: the page limits were counted and passed.
-COUNTED = "samleng.page_counted"
 PAGE_SCOPE = "public.petition"
 
 
