@@ -3,7 +3,7 @@
 A viral petition's page is asked for thousands of times a second, and within a second every
 answer is the same but for its form token (web.pagecache). Once the app has answered it,
 headers and all, this WSGI layer answers the next requests for the same page from that copy
-for ``SAMLENG_PAGE_CACHE_SECONDS``: it counts the page limits (platform.ratelimit.ClientLimits),
+for as long as that page is kept: it counts the page limits (platform.ratelimit.ClientLimits),
 fills in a fresh form token (or nginx's slot) and sends the kept status and headers. Flask's
 request context, routing and response hooks, which cost a kept page more than the page
 itself, run once a second instead of on every request (bench/README.md, page_rps.py).
@@ -30,7 +30,8 @@ from samleng.service.platform.ratelimit import client_in
 from samleng.service.signing.formtoken import NGINX_FORM_REQUEST, NGINX_FORM_SLOT
 from samleng.service.web.security import ADMIN_LISTENER_HEADER, TOR2WEB_HEADER
 
-# Set by the petition view on a page it kept: (slug, the value filled in, for nginx).
+# Set by the petition view on a page it kept: (slug, the value filled in, for nginx, when
+# the kept page runs out).
 KEEP = "samleng.keep_page"
 # Set here: the page limits were counted, and refused the request (a TooManyRequests).
 REFUSED = "samleng.page_refused"
@@ -119,8 +120,8 @@ class KeptPages:
             close = getattr(body, "close", None)
             if close is not None:
                 close()
-        slug, value, for_nginx = keep
+        slug, value, for_nginx, until = keep
         services(self._app).pages.responses.keep(
-            key, status, headers, whole, value, slug, for_nginx
+            key, status, headers, whole, value, slug, for_nginx, until
         )
         return [whole]

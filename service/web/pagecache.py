@@ -17,7 +17,7 @@ is bounded, so that requests for many host names cannot grow the worker.
 
 The petition page is also kept whole, as the app answered it, headers and all
 (``KeptResponses``): web.keptpages answers the next requests for it before Flask, with the
-page limits counted and a fresh form token filled in, for the same ``seconds``.
+page limits counted and a fresh form token filled in, until the page in it runs out.
 """
 
 from __future__ import annotations
@@ -38,26 +38,17 @@ class PageCache:
     def __init__(
         self, seconds: float, max_pages: int = 64, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        self.seconds = seconds
         self._max = max_pages
         self._clock = clock
         self._pages: dict[Hashable, _Kept] = {}
         self._rendering: set[Hashable] = set()
         self._lock = threading.Lock()
-        self.responses = KeptResponses(seconds, max_pages, clock)
-        self.seconds = seconds
+        self.responses = KeptResponses(max_pages, clock)
         # What the template gets as the value while a page is rendered for keeping:
         # nothing Jinja escapes, and unknown outside this process, so that no petition text or
         # forged Host header can put it in a page a second time.
         self._slot = "slot" + secrets.token_hex(16)
-
-    @property
-    def seconds(self) -> float:
-        """How long a page is kept (0: not at all); its whole answers too."""
-        return self._seconds
-
-    @seconds.setter
-    def seconds(self, seconds: float) -> None:
-        self._seconds = self.responses.seconds = seconds
 
     def page(self, key: Hashable, render: Callable[[str], str], value: str) -> str:
         """The page for ``key`` with ``value`` in it; ``render(slot)`` makes it when needed.
@@ -86,6 +77,11 @@ class PageCache:
                 return self._fresh(render, value)
         _, head, tail = kept
         return head if tail is None else head + value + tail
+
+    def expires(self, key: Hashable) -> float | None:
+        """When the page kept for ``key`` runs out (on this cache's clock); None if none is."""
+        kept = self._pages.get(key)
+        return kept[0] if kept is not None and kept[0] > self._clock() else None
 
     def _fresh(self, render: Callable[[str], str], value: str) -> str:
         """``render``'s page made for this request alone, ``value`` filled in as when kept."""
@@ -130,12 +126,10 @@ class KeptResponse:
 
 
 class KeptResponses:
-    """Whole answers kept for ``seconds`` under the parts of a request they depend on."""
+    """Whole answers, each kept as long as the page it carries, under the parts of a request
+    they depend on."""
 
-    def __init__(
-        self, seconds: float, max_pages: int = 64, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.seconds = seconds
+    def __init__(self, max_pages: int = 64, clock: Callable[[], float] = time.monotonic) -> None:
         self._max = max_pages
         self._clock = clock
         self._kept: dict[Hashable, KeptResponse] = {}
@@ -155,15 +149,17 @@ class KeptResponses:
         value: str,
         slug: str,
         for_nginx: bool,
+        until: float,
     ) -> None:
         """Keep the answer ``status``, ``headers``, ``body``, in which ``value`` (the request's
-        own form token or slot) appears once, or not at all; anything else is not kept."""
+        own form token or slot) appears once, or not at all, until ``until`` (when the page
+        in it runs out); anything else is not kept."""
         parts = body.split(value.encode())
-        if len(parts) > 2 or self.seconds <= 0:
+        if len(parts) > 2 or until <= self._clock():
             return
         headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
         kept = KeptResponse(
-            self._clock() + self.seconds,
+            until,
             status,
             tuple(headers),
             parts[0],

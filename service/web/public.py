@@ -225,13 +225,16 @@ def _render_petition(petition: Petition, form: SignForm | None, status: int) -> 
     return _petition_html(get_session(), petition, form, token), status
 
 
+def _page_key(template: str, slug: str) -> tuple[Any, ...]:
+    """What a kept page depends on besides the database: it shows its own address and warns
+    about the connection."""
+    where = (request.scheme, request.host, request.script_root, transport_warning())
+    return (template, slug, g.lang, where)
+
+
 def _kept_page(template: str, slug: str, render: Callable[[str], str], value: str) -> str:
     """``render``'s page, kept for a moment (service/web/pagecache.py), with ``value`` filled in."""
-    pages = services().pages
-    # What the page depends on besides the database: it shows its own address and warns
-    # about the connection.
-    where = (request.scheme, request.host, request.script_root, transport_warning())
-    return pages.page((template, slug, g.lang, where), render, value)
+    return services().pages.page(_page_key(template, slug), render, value)
 
 
 @root.get("/")
@@ -319,9 +322,11 @@ def _petition_page(slug: str) -> Any:
 
     for_nginx = request.headers.get(NGINX_FORM_REQUEST) == "nginx"
     value = NGINX_FORM_SLOT if for_nginx else services().form_tokens.issue(slug)
-    html = _kept_page("public/petition.html", slug, render, value)
-    if services().pages.seconds > 0:  # web.keptpages may answer the next requests with it
-        request.environ[keptpages.KEEP] = (slug, value, for_nginx)
+    pages, key = services().pages, _page_key("public/petition.html", slug)
+    html = pages.page(key, render, value)
+    until = pages.expires(key)
+    if until is not None:  # web.keptpages may answer the next requests with it until then
+        request.environ[keptpages.KEEP] = (slug, value, for_nginx, until)
     response = make_response(html)
     if for_nginx:
         response.headers[NGINX_FORM_MARK[0]] = NGINX_FORM_MARK[1]
