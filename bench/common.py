@@ -13,7 +13,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,9 @@ GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 if str(ROOT) not in sys.path:  # the service package, when run from anywhere
     sys.path.insert(0, str(ROOT))
+
+# The benches take their ports where the tests do (never the same port twice in a run).
+from tests.components import free_port as free_port  # noqa: E402
 
 
 def note(message: str) -> None:
@@ -64,13 +66,6 @@ def machine() -> str:
 def load_average() -> str:
     """The 1-minute load average now."""
     return Path("/proc/loadavg").read_text().split()[0]
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def median(values: list[float]) -> float:

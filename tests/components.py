@@ -61,11 +61,22 @@ def require_program(name: str, hint: str = "") -> str:
     return path
 
 
+# Ports free_port has handed out in this run. The kernel may offer a port again as soon as
+# the probing socket is closed, so two calls in a row could name the same port (one nginx
+# configuration once listened twice on one port, and nginx refused it).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on loopback that nothing listens on right now, and that no earlier call
+    in this run has returned."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for_port(

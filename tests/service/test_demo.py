@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
@@ -21,16 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.components import require_program
+from tests.components import free_port, require_program
 from tests.service.test_privacy import needles_in
 
 SAMLENG = Path(sys.executable).parent / "samleng"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_demo(instance: Path, port: int, log: Path) -> subprocess.Popen[bytes]:

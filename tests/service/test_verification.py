@@ -11,7 +11,6 @@ import base64
 import email
 import logging
 import re
-import socket
 import stat
 import subprocess
 import time
@@ -43,7 +42,7 @@ from samleng.service.platform.models import DedupToken, Leaf, PendingSignature, 
 from samleng.service.signing.confirmation import LINK_KEY_PURPOSE, request_confirmation
 from samleng.service.signing.signatures import Submission, petition_key, signing_material
 from samleng.service.tlog.store import seal_all
-from tests.components import PrivateRedis, require, require_program
+from tests.components import PrivateRedis, free_port, require, require_program
 from tests.conftest import (
     ORIGIN,
     RECEIPT,
@@ -62,12 +61,6 @@ except ImportError:  # pragma: no cover - reported by require() below
 
 ADDRESS = "Sok.Dara+petition@Example.org"
 LINK = re.compile(r"(https?://\S+/confirm/\S+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
