@@ -6,8 +6,8 @@ tile. For each public page a viral petition's readers ask for (the petition page
 the checkpoint, a full tile), a static file of the same size is served by the same nginx
 server; ``wrk`` loads the page and its static twin in turn, interleaved round by round, and
 the ratio of their rates is the figure (target >= 0.8). The petition page is the one that
-costs nginx something on a hit: njs mints a form token for every copy and sub_filter puts it
-in the page. Also printed: how much CPU the app spent while nginx served each page (the
+costs nginx something on a hit: set-misc mints a form token for every copy and sub_filter
+puts it in the page. Also printed: how much CPU the app spent while nginx served each page (the
 microcache's refills: about one request per second for the petition page, per 5 s for the
 rest), and a check that every copy of the petition page carried a token of its own.
 

@@ -82,7 +82,7 @@ def check_form_token(
 
 
 # When nginx fronts the app (deploy/nginx), it keeps the petition page for a second and gives
-# every visitor's copy a token of its own, minted by deploy/nginx/samleng-form.js under the
+# every visitor's copy a token of its own, minted by deploy/nginx/samleng-app.conf under the
 # same key and in the same format as issue_form_token. It asks for the page with this request
 # header; the app then puts NGINX_FORM_SLOT where the token goes and marks the answer with
 # NGINX_FORM_MARK, without which nginx keeps nothing. The slot is an entity reference, so no
@@ -94,7 +94,7 @@ NGINX_FORM_MARK = ("X-Samleng-Form", "slot")
 
 def nginx_form_key_conf(key: bytes) -> str:
     """The nginx include (/etc/nginx/samleng/samleng-form-key.conf) that gives
-    samleng-form.js the form-token key ``key``."""
+    samleng-app.conf's petition-page location the form-token key ``key``."""
     return f'set $samleng_form_key "{key.hex()}";\n'
 
 

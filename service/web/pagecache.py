@@ -4,7 +4,7 @@ A viral petition is read far more often than it changes: its text changes only t
 admin, its count only when the sealer publishes a checkpoint. Rendering the petition page
 costs a few milliseconds (two queries, the Markdown body, about sixty translated strings);
 serving a kept copy costs a dictionary lookup. Where nginx fronts the app it keeps the
-petition page too and mints each visitor's form token itself (deploy/nginx/samleng-form.js);
+petition page too and mints each visitor's form token itself (deploy/nginx/samleng-app.conf);
 this cache serves its misses and every path without nginx. The worker keeps the page split
 around the one value that differs between requests and fills it in every time: the form
 token on the petition page, the receipt code on the "thank you" page (which is kept only as

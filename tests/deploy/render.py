@@ -200,7 +200,6 @@ def render_nginx(
                 "/etc/nginx/samleng/samleng-admin-secret.conf",
                 f"{include_dir}samleng-admin-secret.conf",
             ),
-            ("js_path /etc/nginx/samleng/;", f"js_path {include_dir};"),
         ],
         "samleng.conf",
     )
@@ -217,7 +216,6 @@ def render_nginx(
     (conf_dir / "nginx.conf").write_text(main)
     (conf_dir / "samleng.conf").write_text(site)
     (conf_dir / "samleng-app.conf").write_text(app)
-    (conf_dir / "samleng-form.js").write_text((DEPLOY / "nginx" / "samleng-form.js").read_text())
     # What `samleng keys nginx-form` writes for the operator.
     form_key_file = conf_dir / "samleng-form-key.conf"
     form_key_file.write_text(nginx_form_key_conf(form_key))

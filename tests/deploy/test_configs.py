@@ -78,7 +78,8 @@ def test_nginx_privacy_settings() -> None:
     assert "proxy_ignore_headers Cache-Control Expires;" in rules
     assert "proxy_no_cache $http_x_tor2web $samleng_form_unmarked;" in rules
     assert "set $samleng_form_slot nginx;" in rules
-    assert f'sub_filter "{NGINX_FORM_SLOT}" $samleng_form_token;' in rules
+    token = "$samleng_form_issued.$samleng_form_nonce.$samleng_form_mac"
+    assert f'sub_filter "{NGINX_FORM_SLOT}" "{token}";' in rules
     unmarked = re.search(
         r"map \$upstream_http_x_samleng_form \$samleng_form_unmarked \{(.*?)\}", site, re.S
     )

@@ -84,8 +84,8 @@ def test_init_is_idempotent(runner: FlaskCliRunner) -> None:
 def test_keys_nginx_form_prints_the_form_token_key_for_nginx(
     app: Flask, runner: FlaskCliRunner
 ) -> None:
-    """The include nginx reads: the form-token key (not the master key), as samleng-form.js
-    wants it; a token made under it is one the app accepts."""
+    """The include nginx reads: the form-token key (not the master key), as nginx's
+    samleng-app.conf wants it; a token made under it is one the app accepts."""
     result = runner.invoke(args=["keys", "nginx-form"])
     assert result.exit_code == 0, result.output
     match = re.fullmatch(r'set \$samleng_form_key "([0-9a-f]{64})";\n', result.output)

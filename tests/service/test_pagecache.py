@@ -272,7 +272,7 @@ def test_nginx_gets_the_page_with_a_slot_for_the_token(kept: Flask) -> None:
             assert NGINX_FORM_MARK[0] not in page.headers
             assert NGINX_FORM_SLOT not in page.get_data(as_text=True)
             assert TOKEN.search(page.get_data(as_text=True))
-    # A form sent with the slot unfilled (nginx without its njs) is refused, not a 5xx.
+    # A form sent with the slot unfilled (nginx without set-misc) is refused, not a 5xx.
     answer = client.post(
         "/en/p/free-them/sign",
         data={"form_token": NGINX_FORM_SLOT, "identifier": "012 345 679", "consent": "yes"},
