@@ -30,6 +30,7 @@ from samleng.service.platform.keys import derive_key
 from samleng.service.platform.ratelimit import (
     CIRCUIT_HEADER,
     AlignedMemoryStorage,
+    BatchedRedisStorage,
     ClientPseudonyms,
     DayKeys,
     SharedStorage,
@@ -37,6 +38,7 @@ from samleng.service.platform.ratelimit import (
     window_seconds,
 )
 from samleng.service.signing.formtoken import RecentKeys, issue_form_token
+from samleng.service.web.keptpages import PAGE_SCOPE
 from tests.components import PrivateRedis, free_port
 from tests.conftest import (
     FORM_TOKEN,
@@ -470,6 +472,102 @@ def storage_from(uri: str) -> Any:
     from limits.storage import storage_from_string
 
     return storage_from_string(uri)
+
+
+# --- The page limits' batches --------------------------------------------------------------
+
+
+def batched(url: str) -> BatchedRedisStorage:
+    return BatchedRedisStorage(storage_from(f"samleng+{url}"))
+
+
+@pytest.fixture
+def one_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows on the clock's minutes, and the test's hits all in one of them."""
+    monkeypatch.setattr(ratelimit, "WINDOW_ORIGIN", 0)
+    within_one_clock_minute(10)
+
+
+def test_page_limits_count_in_batches_exactly_within_a_process(
+    tmp_path: Path, private_redis: PrivateRedis, one_window: None
+) -> None:
+    """The petition page's limit in Redis: one process refuses the hit after the limit even
+    when none of its hits has reached Redis yet, and what reaches Redis is the whole count."""
+    app = limited_app(tmp_path, private_redis.url, ratelimit_pages="3 per minute")
+    assert isinstance(services(app).rate_limits.pages.counters, BatchedRedisStorage)
+    client = as_client(app, ADDRESSES[0])
+    answers = [client.get("/en/p/free-them").status_code for _ in range(5)]
+    assert answers == [200, 200, 200, 429, 429]
+    time.sleep(BatchedRedisStorage.BATCH_SECONDS * 2)
+    assert client.get("/en/p/free-them").status_code == 429  # sends the batch
+    connection = redis.Redis.from_url(private_redis.url)
+    counts = [int(connection.get(name) or 0) for name in connection.scan_iter(f"*{PAGE_SCOPE}*")]
+    connection.close()
+    assert sum(counts) == 6
+
+
+def test_batches_bring_back_the_other_processes_hits(
+    private_redis: PrivateRedis, one_window: None
+) -> None:
+    """Two processes' counters on one Redis: each learns the other's hits with its next
+    round trip, at most BATCH_SECONDS after its last; in between it counts in memory."""
+    first, second = batched(private_redis.url), batched(private_redis.url)
+    limit = parse("100 per minute")
+    key = limit.key_for("client")
+    for _ in range(3):
+        first.incr(key, 60)
+        time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)  # each hit goes out at once
+    assert second.incr(key, 60) == 4  # its first hit goes out, and brings back first's 3
+    assert second.incr(key, 60) == 5  # in memory: no round trip yet
+    assert first.get(key) == 3  # first has not asked Redis since
+    time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)
+    assert first.incr(key, 60) == 5  # second's last hit is still in its memory
+    assert second.get(key) == 5 and first.get(key) == 5
+    time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)
+    assert second.incr(key, 60) == 7
+    connection = redis.Redis.from_url(private_redis.url)
+    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [7]
+    connection.close()
+
+
+def test_a_batch_that_fails_is_sent_when_redis_answers_again(
+    private_redis: PrivateRedis, one_window: None
+) -> None:
+    storage = batched(private_redis.url)
+    key = parse("100 per minute").key_for("client")
+    assert storage.incr(key, 60) == 1
+    storage.incr(key, 60)  # pending
+    private_redis.stop()
+    time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)
+    with pytest.raises(redis.RedisError):
+        storage.incr(key, 60)  # due: the round trip fails, and the batch is kept
+    assert storage.get(key) == 3
+    private_redis.start()  # empty, on the same port
+    assert storage.incr(key, 60) == 3  # the kept two and this one: the first left with Redis
+    connection = redis.Redis.from_url(private_redis.url)
+    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [3]
+    connection.close()
+
+
+def test_many_threads_lose_no_hit(private_redis: PrivateRedis, one_window: None) -> None:
+    """gunicorn's threads share one storage: every hit reaches Redis exactly once."""
+    storage = batched(private_redis.url)
+    key = parse("100000 per minute").key_for("client")
+
+    def hits() -> None:
+        for _ in range(200):
+            storage.incr(key, 60)
+
+    threads = [threading.Thread(target=hits) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)
+    assert storage.incr(key, 60) == 1601
+    connection = redis.Redis.from_url(private_redis.url)
+    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [1601]
+    connection.close()
 
 
 # --- IPv6: a client is its /64, and a /48 is bounded -----------------------------------------
