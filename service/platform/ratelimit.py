@@ -236,13 +236,22 @@ class BatchedRedisStorage(Storage):
     Counters and windows are :class:`AlignedRedisStorage`'s, under the same names. A failed
     round trip raises (for :class:`SharedStorage`, which then counts in memory) and keeps
     the batch, to be sent once Redis answers again.
+
+    Memory: of the totals Redis gives back, a process keeps only those of at least
+    ``keep_from`` (half the smallest limit: see :class:`ClientLimits`). The many clients far
+    below a limit cost nothing once their batch is sent (100,000 viewers a minute would be
+    100,000 counters). A client whose total was forgotten is counted from its hits since, for
+    one round trip, so the count that decides can be low by less than ``keep_from``: never
+    enough to let a client reach the limit unseen, unless it makes ``keep_from`` hits within
+    one batch.
     """
 
     BATCH_SECONDS = 0.05
 
-    def __init__(self, redis: AlignedRedisStorage) -> None:
+    def __init__(self, redis: AlignedRedisStorage, keep_from: int = 0) -> None:
         super().__init__(None)
         self._redis = redis
+        self._keep_from = keep_from
         self._lock = threading.Lock()
         # counter name -> (count, end of its window): the total Redis gave at the last round
         # trip; hits on their way in the round trip now; hits not yet sent.
@@ -295,10 +304,16 @@ class BatchedRedisStorage(Storage):
                 self._sending = {}
             raise
         with self._lock:
-            self._known = {n: held for n, held in self._known.items() if held[1] > now}
             for (name, (_, end)), total in zip(batch, totals, strict=True):
                 self._known[name] = (int(total), end)
+            keep = self._keep_from
+            self._known = {n: h for n, h in self._known.items() if h[1] > now and h[0] >= keep}
             self._sending = {}
+
+    def held(self) -> int:
+        """How many totals this process keeps now."""
+        with self._lock:
+            return len(self._known)
 
     def get(self, key: str) -> int:
         """``key``'s counter in its current window, as far as this process knows it."""
@@ -391,14 +406,16 @@ class ClientLimits:
         batched: bool = False,
     ) -> None:
         self._storage = storage
-        # In Redis, the busiest limits count in batches (BatchedRedisStorage).
-        self.counters = storage.storage
-        if batched and isinstance(self.counters, AlignedRedisStorage):
-            self.counters = BatchedRedisStorage(self.counters)
-        self._shared = FixedWindowRateLimiter(self.counters)
-        self._local = FixedWindowRateLimiter(AlignedMemoryStorage())
         self._per_client = parse_many(per_client)
         self._per_site = parse_many(scaled_limits(per_client, site_factor))
+        # In Redis, the busiest limits count in batches (BatchedRedisStorage), keeping the
+        # totals of clients past half a limit.
+        self.counters = storage.storage
+        if batched and isinstance(self.counters, AlignedRedisStorage):
+            half = min(item.amount for item in self._per_client + self._per_site) // 2
+            self.counters = BatchedRedisStorage(self.counters, keep_from=half)
+        self._shared = FixedWindowRateLimiter(self.counters)
+        self._local = FixedWindowRateLimiter(AlignedMemoryStorage())
         self._fallback = parse_many(fallback)
 
     def hit(self, client: Client, scope: str, *, site: bool = True) -> None:

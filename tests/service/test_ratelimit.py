@@ -549,6 +549,34 @@ def test_a_batch_that_fails_is_sent_when_redis_answers_again(
     connection.close()
 
 
+def test_batches_keep_only_the_totals_of_clients_past_half_a_limit(
+    private_redis: PrivateRedis, one_window: None
+) -> None:
+    """Totals far below the limit are forgotten once sent (memory stays small with many
+    viewers); a client paced slower than the batches is still refused at its limit."""
+    storage = BatchedRedisStorage(storage_from(f"samleng+{private_redis.url}"), keep_from=5)
+    limiter = FixedWindowRateLimiter(storage)
+    limit = parse("10 per minute")
+    for n in range(100):
+        assert limiter.hit(limit, f"viewer-{n}")
+    time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)
+    answers = []
+    for _ in range(12):
+        answers.append(limiter.hit(limit, "paced"))
+        time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)
+    assert answers == [True] * 10 + [False] * 2
+    assert storage.held() == 1  # the paced client's: every viewer's total was forgotten
+    assert storage.get(limit.key_for("paced")) == 12
+
+
+def test_the_page_limits_keep_from_half_the_smallest_limit(
+    tmp_path: Path, private_redis: PrivateRedis
+) -> None:
+    app = limited_app(tmp_path, private_redis.url, ratelimit_pages="40 per minute; 300 per hour")
+    counters = services(app).rate_limits.pages.counters
+    assert isinstance(counters, BatchedRedisStorage) and counters._keep_from == 20
+
+
 def test_many_threads_lose_no_hit(private_redis: PrivateRedis, one_window: None) -> None:
     """gunicorn's threads share one storage: every hit reaches Redis exactly once."""
     storage = batched(private_redis.url)
