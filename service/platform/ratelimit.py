@@ -288,6 +288,16 @@ class BatchedRedisStorage(Storage):
                 count = self._count(name)
         return count
 
+    def flush(self) -> None:
+        """Send the hits not yet sent now, unless a round trip is under way."""
+        now = time.time()
+        with self._lock:
+            if self._sending or not self._pending:
+                return
+            self._due = now + self.BATCH_SECONDS
+            self._sending, self._pending = self._pending, {}
+        self._send(now)
+
     def _send(self, now: float) -> None:
         batch = [(name, held) for name, held in self._sending.items() if held[1] > now]
         try:

@@ -506,46 +506,53 @@ def test_page_limits_count_in_batches_exactly_within_a_process(
     assert sum(counts) == 6
 
 
+def by_hand(url: str) -> BatchedRedisStorage:
+    """A batched storage that sends its first hit at once and then only when flushed."""
+    storage = batched(url)
+    storage.BATCH_SECONDS = 3600
+    return storage
+
+
 def test_batches_bring_back_the_other_processes_hits(
     private_redis: PrivateRedis, one_window: None
 ) -> None:
     """Two processes' counters on one Redis: each learns the other's hits with its next
-    round trip, at most BATCH_SECONDS after its last; in between it counts in memory."""
-    first, second = batched(private_redis.url), batched(private_redis.url)
-    limit = parse("100 per minute")
-    key = limit.key_for("client")
-    for _ in range(3):
-        first.incr(key, 60)
-        time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)  # each hit goes out at once
+    round trip; in between it counts in memory."""
+    first, second = by_hand(private_redis.url), by_hand(private_redis.url)
+    key = parse("100 per minute").key_for("client")
+    assert [first.incr(key, 60) for _ in range(3)] == [1, 2, 3]  # the first one sent
+    first.flush()
     assert second.incr(key, 60) == 4  # its first hit goes out, and brings back first's 3
     assert second.incr(key, 60) == 5  # in memory: no round trip yet
     assert first.get(key) == 3  # first has not asked Redis since
-    time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)
-    assert first.incr(key, 60) == 5  # second's last hit is still in its memory
-    assert second.get(key) == 5 and first.get(key) == 5
-    time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)
-    assert second.incr(key, 60) == 7
+    assert first.incr(key, 60) == 4
+    first.flush()
+    assert first.get(key) == 5  # second's last hit is still in its memory
+    assert second.get(key) == 5
+    second.flush()
+    assert second.get(key) == 6
     connection = redis.Redis.from_url(private_redis.url)
-    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [7]
+    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [6]
     connection.close()
 
 
 def test_a_batch_that_fails_is_sent_when_redis_answers_again(
     private_redis: PrivateRedis, one_window: None
 ) -> None:
-    storage = batched(private_redis.url)
+    storage = by_hand(private_redis.url)
     key = parse("100 per minute").key_for("client")
-    assert storage.incr(key, 60) == 1
-    storage.incr(key, 60)  # pending
+    assert storage.incr(key, 60) == 1  # sent
+    assert storage.incr(key, 60) == 2  # waiting
     private_redis.stop()
-    time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)
     with pytest.raises(redis.RedisError):
-        storage.incr(key, 60)  # due: the round trip fails, and the batch is kept
-    assert storage.get(key) == 3
+        storage.flush()  # the round trip fails, and the batch is kept
+    assert storage.get(key) == 2
     private_redis.start()  # empty, on the same port
-    assert storage.incr(key, 60) == 3  # the kept two and this one: the first left with Redis
+    assert storage.incr(key, 60) == 3
+    storage.flush()  # the kept hit and this one; the first left with Redis
+    assert storage.get(key) == 2
     connection = redis.Redis.from_url(private_redis.url)
-    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [3]
+    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [2]
     connection.close()
 
 
@@ -591,10 +598,10 @@ def test_many_threads_lose_no_hit(private_redis: PrivateRedis, one_window: None)
         thread.start()
     for thread in threads:
         thread.join()
-    time.sleep(BatchedRedisStorage.BATCH_SECONDS * 1.5)
-    assert storage.incr(key, 60) == 1601
+    storage.flush()
+    assert storage.get(key) == 1600
     connection = redis.Redis.from_url(private_redis.url)
-    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [1601]
+    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [1600]
     connection.close()
 
 
