@@ -48,6 +48,14 @@ from samleng.service.platform.context import services
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 CIRCUIT_HEADER = "X-Samleng-Circuit"
+
+
+def environ_name(header: str) -> str:
+    """Where a request header is in a WSGI environ."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+_CIRCUIT = environ_name(CIRCUIT_HEADER)
 # Storage calls must fail fast so that a dead Redis degrades to fallback limits quickly.
 _REDIS_OPTIONS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
 
@@ -278,12 +286,9 @@ class BatchedRedisStorage(Storage):
         with self._lock:
             self._pending[name] = (self._pending.get(name, (0, end))[0] + amount, end)
             count = self._count(name)
-            send = now >= self._due and not self._sending
-            if send:
-                self._due = now + self.BATCH_SECONDS
-                self._sending, self._pending = self._pending, {}
-        if send:  # and with it, the other processes' hits: this request counts them
-            self._send(now)
+            due = now >= self._due
+        if due:  # and with the round trip, the other processes' hits: this request counts them
+            self.flush()
             with self._lock:
                 count = self._count(name)
         return count
@@ -537,7 +542,7 @@ def client_in(environ: dict[str, Any], config: Config, keys: ClientPseudonyms) -
     # The direct peer, before ProxyFix rewrote REMOTE_ADDR from X-Forwarded-For.
     orig = environ.get("werkzeug.proxy_fix.orig", {})
     peer = orig.get("REMOTE_ADDR") or environ.get("REMOTE_ADDR", "")
-    circuit = environ.get("HTTP_X_SAMLENG_CIRCUIT", "").strip()  # CIRCUIT_HEADER
+    circuit = environ.get(_CIRCUIT, "").strip()
     if circuit and peer in config.circuit_proxies:
         client = Client(keys.pseudonym("circuit", circuit[:128]))
     else:

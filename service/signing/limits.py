@@ -4,7 +4,7 @@ The single use of each sign-form token is signing.formtoken's."""
 
 from __future__ import annotations
 
-from limits import RateLimitItem, parse_many
+from limits import parse_many
 from limits.strategies import FixedWindowRateLimiter
 
 from samleng.service.platform.ratelimit import (
@@ -68,18 +68,9 @@ class SigningLimits:
         """Count one checked submission against the petition's cap; TooManyRequests beyond."""
         key = "petition:" + slug
         self._storage.run(
-            lambda: self._count(self._shared, self._per_petition, key),
-            lambda: self._count(self._local, self._per_petition, key),
+            lambda: hit_all(self._shared, self._per_petition, key, self.SCOPE),
+            lambda: hit_all(self._local, self._per_petition, key, self.SCOPE),
         )
-
-    def _count(
-        self,
-        strategy: FixedWindowRateLimiter,
-        items: list[RateLimitItem],
-        key: str,
-        scope: str = SCOPE,
-    ) -> None:
-        hit_all(strategy, items, key, scope)
 
 
 class MailLimits:

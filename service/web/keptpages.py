@@ -26,7 +26,7 @@ from flask import Flask
 from werkzeug.exceptions import TooManyRequests
 
 from samleng.service.platform.context import services
-from samleng.service.platform.ratelimit import client_in
+from samleng.service.platform.ratelimit import client_in, environ_name
 from samleng.service.signing.formtoken import NGINX_FORM_REQUEST, NGINX_FORM_SLOT
 from samleng.service.web.security import ADMIN_LISTENER_HEADER, TOR2WEB_HEADER
 
@@ -36,11 +36,6 @@ KEEP = "samleng.keep_page"
 # Set here: the page limits were counted, and refused the request (a TooManyRequests).
 REFUSED = "samleng.page_refused"
 PAGE_SCOPE = "public.petition"
-
-
-def environ_name(header: str) -> str:
-    """Where a request header is in a WSGI environ."""
-    return "HTTP_" + header.upper().replace("-", "_")
 
 
 # What makes a request's answer depend on more than its key: then Flask answers it.

@@ -477,6 +477,15 @@ def storage_from(uri: str) -> Any:
 # --- The page limits' batches --------------------------------------------------------------
 
 
+def counters_in(server: PrivateRedis, pattern: str = "*") -> list[int]:
+    """The values of the counters in ``server`` whose names match ``pattern``."""
+    connection = redis.Redis.from_url(server.url)
+    try:
+        return [int(connection.get(name) or 0) for name in connection.scan_iter(pattern)]
+    finally:
+        connection.close()
+
+
 def batched(url: str) -> BatchedRedisStorage:
     return BatchedRedisStorage(storage_from(f"samleng+{url}"))
 
@@ -500,9 +509,7 @@ def test_page_limits_count_in_batches_exactly_within_a_process(
     assert answers == [200, 200, 200, 429, 429]
     time.sleep(BatchedRedisStorage.BATCH_SECONDS * 2)
     assert client.get("/en/p/free-them").status_code == 429  # sends the batch
-    connection = redis.Redis.from_url(private_redis.url)
-    counts = [int(connection.get(name) or 0) for name in connection.scan_iter(f"*{PAGE_SCOPE}*")]
-    connection.close()
+    counts = counters_in(private_redis, f"*{PAGE_SCOPE}*")
     assert sum(counts) == 6
 
 
@@ -531,9 +538,7 @@ def test_batches_bring_back_the_other_processes_hits(
     assert second.get(key) == 5
     second.flush()
     assert second.get(key) == 6
-    connection = redis.Redis.from_url(private_redis.url)
-    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [6]
-    connection.close()
+    assert counters_in(private_redis) == [6]
 
 
 def test_a_batch_that_fails_is_sent_when_redis_answers_again(
@@ -551,9 +556,7 @@ def test_a_batch_that_fails_is_sent_when_redis_answers_again(
     assert storage.incr(key, 60) == 3
     storage.flush()  # the kept hit and this one; the first left with Redis
     assert storage.get(key) == 2
-    connection = redis.Redis.from_url(private_redis.url)
-    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [2]
-    connection.close()
+    assert counters_in(private_redis) == [2]
 
 
 def test_batches_keep_only_the_totals_of_clients_past_half_a_limit(
@@ -600,9 +603,7 @@ def test_many_threads_lose_no_hit(private_redis: PrivateRedis, one_window: None)
         thread.join()
     storage.flush()
     assert storage.get(key) == 1600
-    connection = redis.Redis.from_url(private_redis.url)
-    assert [int(connection.get(name) or 0) for name in connection.scan_iter("*")] == [1600]
-    connection.close()
+    assert counters_in(private_redis) == [1600]
 
 
 # --- IPv6: a client is its /64, and a /48 is bounded -----------------------------------------
