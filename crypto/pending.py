@@ -109,11 +109,24 @@ def seal_pending_record(public_key: bytes, origin: str, pending: PendingRecord) 
     return DETAILS_SUITE.encrypt(encode_pending(pending), recipient, pending_info(origin))
 
 
-def open_pending_record(private_key: bytes, origin: str, sealed: bytes) -> PendingRecord:
-    """Open a sealed pending signature; PendingDecryptionError if it does not open."""
+# An epoch's private key, loaded (load_epoch_key).
+EpochKey = X25519PrivateKey
+
+
+def load_epoch_key(private_key: bytes) -> EpochKey:
+    """An epoch's raw X25519 private key, loaded once for the many records it opens (loading
+    derives the public key: a scalar multiplication, as costly as the opening's own)."""
     if len(private_key) != _KEY_BYTES:
         raise ValueError(f"epoch private key must be {_KEY_BYTES} bytes")
-    recipient = X25519PrivateKey.from_private_bytes(private_key)
+    return X25519PrivateKey.from_private_bytes(private_key)
+
+
+def open_pending_record(private_key: bytes | EpochKey, origin: str, sealed: bytes) -> PendingRecord:
+    """Open a sealed pending signature with an epoch's key (raw, or from load_epoch_key);
+    PendingDecryptionError if it does not open."""
+    recipient = (
+        private_key if isinstance(private_key, X25519PrivateKey) else load_epoch_key(private_key)
+    )
     try:
         plaintext = DETAILS_SUITE.decrypt(sealed, recipient, pending_info(origin))
     except (InvalidTag, ValueError):

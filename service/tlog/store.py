@@ -44,7 +44,13 @@ from samleng.crypto.merkle import (
     leaf_hash,
     root_from_subtrees,
 )
-from samleng.crypto.pending import PendingRecord, open_pending_record, seal_pending_record
+from samleng.crypto.pending import (
+    EpochKey,
+    PendingRecord,
+    load_epoch_key,
+    open_pending_record,
+    seal_pending_record,
+)
 from samleng.crypto.tlogproof import encode_receipt_extra, format_proof
 from samleng.service.platform.db import exclusive_session, vacuum_sqlite
 from samleng.service.platform.errors import PetitionStateError
@@ -391,11 +397,11 @@ def _open_pending(
         .where(_PENDING.c.petition_id == petition.id, _PENDING.c.epoch_id < before)
         .returning(_PENDING.c.epoch_id, _PENDING.c.sealed)
     ).all()
-    keys: dict[int, bytes] = {}
+    keys: dict[int, EpochKey] = {}
     records = []
     for epoch_id, sealed in rows:
         if epoch_id not in keys:
-            keys[epoch_id] = epoch_private_key(vault, epoch_id)
+            keys[epoch_id] = load_epoch_key(epoch_private_key(vault, epoch_id))
         records.append((epoch_id, open_pending_record(keys[epoch_id], petition.origin, sealed)))
     legacy = session.execute(
         delete(_LEGACY_PENDING)
@@ -472,11 +478,11 @@ def _carry_forward(session: Session, petition: Petition, vault: Vault, current: 
     if epoch is None or not rows:
         session.rollback()
         return
-    keys: dict[int, bytes] = {}
+    keys: dict[int, EpochKey] = {}
     carried = []
     for row_id, epoch_id, sealed in rows:
         if epoch_id not in keys:
-            keys[epoch_id] = epoch_private_key(vault, epoch_id)
+            keys[epoch_id] = load_epoch_key(epoch_private_key(vault, epoch_id))
         record = open_pending_record(keys[epoch_id], petition.origin, sealed)
         resealed = seal_pending_record(epoch.public_key, petition.origin, record)
         carried.append((row_id, petition.id, current, resealed))
