@@ -103,6 +103,16 @@ def private_schema(url: str) -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+# Settings that take the limits out of a bench's way: all its clients come from one address,
+# and its form tokens are made and spent at once.
+UNLIMITED = {
+    "RATELIMIT_SIGN": "100000000 per minute",
+    "RATELIMIT_PAGES": "100000000 per minute",
+    "RATELIMIT_PETITION": "100000000 per minute",
+    "FORM_MIN_SECONDS": "0",
+}
+
+
 def bench_env(instance: Path, **settings: str) -> dict[str, str]:
     """The environment for a Samleng server: no inherited SAMLENG_*, demo mode, ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAMLENG_")}
@@ -234,25 +244,42 @@ def server_cpu(server: Server) -> float:
     return total
 
 
-def postgres_cpu(url: str | None) -> float:
-    """CPU seconds so far of the PostgreSQL backends serving the database of ``url`` (their
-    process titles name it; 0 for SQLite). Background processes shared with other databases
-    are left out, and so is a backend that ended before the second reading."""
+@dataclass(frozen=True)
+class PostgresCpu:
+    """A reading of postgres_cpu: the CPU seconds so far of each backend. ``later - earlier``
+    is the CPU the backends spent in between: that of the backends alive at both readings,
+    and all of the ones that started meanwhile. A backend that ended meanwhile (a recycled
+    connection, an autovacuum worker) is left out rather than taken away from the total."""
+
+    seconds: Mapping[int, float]
+
+    def __sub__(self, earlier: PostgresCpu) -> float:
+        return sum(
+            cpu - earlier.seconds.get(pid, 0.0)
+            for pid, cpu in self.seconds.items()
+            if cpu >= earlier.seconds.get(pid, 0.0)  # else the pid was reused meanwhile
+        )
+
+
+def postgres_cpu(url: str | None) -> PostgresCpu:
+    """The CPU so far of the PostgreSQL backends serving the database of ``url`` (their
+    process titles name it; none for SQLite). Background processes shared with other
+    databases are left out."""
+    seconds: dict[int, float] = {}
     if not url:
-        return 0.0
+        return PostgresCpu(seconds)
     from sqlalchemy.engine import make_url
 
     name = f" {make_url(url).database} "
-    total = 0.0
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
                 if title.startswith("postgres: ") and name in title:
-                    total += cpu_seconds(int(proc.name))
+                    seconds[int(proc.name)] = cpu_seconds(int(proc.name))
             except (OSError, IndexError, UnicodeDecodeError):
                 pass  # the process ended meanwhile
-    return total
+    return PostgresCpu(seconds)
 
 
 def rss_mib(pid: int) -> float:

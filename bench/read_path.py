@@ -30,6 +30,7 @@ import urllib.parse
 from pathlib import Path
 
 from common import (
+    UNLIMITED,
     VENV_BIN,
     bench_env,
     form_tokens,
@@ -114,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     instance = work / "instance"
     env = bench_env(
         instance,
-        RATELIMIT_PAGES="100000000 per minute",
-        RATELIMIT_SIGN="100000000 per minute",
-        RATELIMIT_PETITION="100000000 per minute",
-        FORM_MIN_SECONDS="0",
+        **UNLIMITED,
         SEAL_INTERVAL="3600",
     )
     prepare_demo(env)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import psycopg
 from common import (
+    UNLIMITED,
     bench_env,
     form_tokens,
     gunicorn,
@@ -123,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         standby.start()
         settings = dict(
             DATABASE_URL=url,
-            RATELIMIT_PAGES="100000000 per minute",
-            RATELIMIT_SIGN="100000000 per minute",
-            RATELIMIT_PETITION="100000000 per minute",
-            FORM_MIN_SECONDS="0",
+            **UNLIMITED,
             PAGE_CACHE_SECONDS="0",
             SEAL_INTERVAL="1",
         )

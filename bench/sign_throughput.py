@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import (
+    UNLIMITED,
     bench_env,
     cores,
     form_tokens,
@@ -189,10 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             DATABASE_URL=url,
             ARGON2_CONCURRENCY=str(bound),
             ARGON2_WAIT=str(args.wait),
-            RATELIMIT_SIGN="10000000 per minute",
-            RATELIMIT_PAGES="10000000 per minute",
-            RATELIMIT_PETITION="10000000 per minute",
-            FORM_MIN_SECONDS="0",
+            **UNLIMITED,
             SEAL_INTERVAL=args.seal_interval,
         )
         prepare_demo(env)
@@ -249,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                     "db_cores": (d1 - d0) / wall,
                     # CPU seconds of a bare hash / CPU seconds (gunicorn + PostgreSQL) of a
                     # signature: independent of how much CPU other users of the machine took.
-                    "cpu_ratio": hash_cpu / ((s1 - s0 + d1 - d0) / max(1, len(ok))),
+                    "cpu_ratio": hash_cpu / ((s1 - s0 + (d1 - d0)) / max(1, len(ok))),
                     "machine_busy": (m1[0] - m0[0]) / (m1[1] - m0[1]),
                     "latency_ms": median([r[2] for r in ok]) * 1000 if ok else float("nan"),
                     "other": len(window) - len(ok),

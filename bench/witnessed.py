@@ -40,6 +40,7 @@ from pathlib import Path
 
 from common import (
     ROOT,
+    UNLIMITED,
     VENV_BIN,
     bench_env,
     cores,
@@ -229,10 +230,7 @@ def run_server(
     env = bench_env(
         work / "instance",
         DATABASE_URL=url,
-        RATELIMIT_SIGN="10000000 per minute",
-        RATELIMIT_PAGES="10000000 per minute",
-        RATELIMIT_PETITION="10000000 per minute",
-        FORM_MIN_SECONDS="0",
+        **UNLIMITED,
         SEAL_INTERVAL=str(seal_interval),
         ARGON2_CONCURRENCY="1",
         ARGON2_WAIT="0.5",
@@ -305,7 +303,7 @@ def run_server(
                 "server_cores": (s1 - s0) / (t1 - t0),
                 # CPU of a bare hash / CPU (gunicorn + PostgreSQL) of a signature: the figure
                 # the other tenants of the machine do not move.
-                "cpu_ratio": hash_cpu / ((s1 - s0 + d1 - d0) / max(1, len(ok))),
+                "cpu_ratio": hash_cpu / ((s1 - s0 + (d1 - d0)) / max(1, len(ok))),
             }
             rows.append(row)
             if acks is not None:
