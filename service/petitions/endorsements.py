@@ -17,16 +17,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from samleng.crypto.endorsement import (
-    MAX_NAME,
-    check_name,
-    check_website,
-    endorsement_record,
-    record_hash,
-    withdrawal_record,
-)
-from samleng.crypto.errors import EndorsementError as RecordError
-from samleng.service.platform.errors import N_, Error, PetitionStateError
+from samleng.crypto.endorsement import endorsement_record, record_hash, withdrawal_record
+from samleng.service.petitions.organisations import check_website, tidy_name
+from samleng.service.platform.errors import N_, Error, OrganisationError, PetitionStateError
 from samleng.service.platform.models import (
     Endorsement,
     EndorsementStatus,
@@ -64,29 +57,16 @@ class EndorsementFields:
 def check_fields(name_km: str, name_en: str, website: str) -> EndorsementFields:
     """Check what was typed; EndorsementInputError naming the first bad field."""
     checked: dict[str, str] = {}
-    missing = {
-        "name_km": N_("give the organisation's name in Khmer"),
-        "name_en": N_("give the organisation's name in English"),
-    }
     for field, value, lang in (("name_km", name_km, "Khmer"), ("name_en", name_en, "English")):
-        name = " ".join(value.split())
-        if not name:
-            raise EndorsementInputError(field, missing[field])
-        if len(name) > MAX_NAME:
-            raise EndorsementInputError(field, N_("at most %(most)s characters"), most=MAX_NAME)
         try:
-            checked[field] = check_name(name, lang)
-        except RecordError as exc:
-            raise EndorsementInputError(field, str(exc)) from None
-    site = website.strip()
-    if site:
-        try:
-            check_website(site)
-        except RecordError as exc:
-            raise EndorsementInputError("website", str(exc)) from None
-    return EndorsementFields(
-        name_km=checked["name_km"], name_en=checked["name_en"], website=site or None
-    )
+            checked[field] = tidy_name(value, lang)
+        except OrganisationError as exc:
+            raise EndorsementInputError(field, exc.message, **exc.values) from None
+    try:
+        site = check_website(website)
+    except OrganisationError as exc:
+        raise EndorsementInputError("website", exc.message, **exc.values) from None
+    return EndorsementFields(name_km=checked["name_km"], name_en=checked["name_en"], website=site)
 
 
 def _require_open(petition: Petition) -> None:

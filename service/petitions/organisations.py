@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from samleng.crypto.endorsement import check_name
+from samleng.crypto.endorsement import MAX_NAME, MAX_WEBSITE, check_name
 from samleng.crypto.endorsement import check_website as check_public_website
 from samleng.crypto.errors import EndorsementError
 from samleng.service.platform.errors import N_, OrganisationError, PetitionStateError
@@ -32,12 +32,35 @@ HANDLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_ORGANISERS = 64
 
 
-def _name(value: str, lang: str) -> str:
-    """A name as typed, its spaces tidied; the rule is an endorsement's (§23.1)."""
+# An organisation's name and website follow an endorsement record's rules (§23.1); they are
+# refused here in messages of our own, which the admin shows in Khmer (the crypto library
+# words its refusals in English only).
+_MISSING = {
+    "Khmer": N_("give the organisation's name in Khmer"),
+    "English": N_("give the organisation's name in English"),
+}
+_TOO_LONG = {
+    "Khmer": N_("the organisation's name in Khmer is longer than %(most)s characters"),
+    "English": N_("the organisation's name in English is longer than %(most)s characters"),
+}
+_UNREADABLE = {
+    "Khmer": N_("the organisation's name in Khmer has a character that cannot be shown"),
+    "English": N_("the organisation's name in English has a character that cannot be shown"),
+}
+
+
+def tidy_name(value: str, lang: str) -> str:
+    """A name as typed (``lang``: Khmer or English), its spaces tidied; OrganisationError
+    unless an endorsement record may hold it."""
+    name = " ".join(value.split())
+    if not name:
+        raise OrganisationError(_MISSING[lang])
+    if len(name) > MAX_NAME:
+        raise OrganisationError(_TOO_LONG[lang], most=MAX_NAME)
     try:
-        return check_name(" ".join(value.split()), lang)
-    except EndorsementError as exc:
-        raise OrganisationError(str(exc)) from None
+        return check_name(name, lang)
+    except EndorsementError:
+        raise OrganisationError(_UNREADABLE[lang]) from None
 
 
 def check_website(value: str) -> str | None:
@@ -48,8 +71,14 @@ def check_website(value: str) -> str | None:
         return None
     try:
         return check_public_website(website)
-    except EndorsementError as exc:
-        raise OrganisationError(str(exc)) from None
+    except EndorsementError:
+        raise OrganisationError(
+            N_(
+                "the website must be an address starting with https:// or http://, without "
+                "spaces, of at most %(most)s characters"
+            ),
+            most=MAX_WEBSITE,
+        ) from None
 
 
 def create_organisation(
@@ -70,8 +99,8 @@ def create_organisation(
         )
     organisation = Organisation(
         handle=handle,
-        name_km=_name(name_km, "Khmer"),
-        name_en=_name(name_en, "English"),
+        name_km=tidy_name(name_km, "Khmer"),
+        name_en=tidy_name(name_en, "English"),
         website=check_website(website),
     )
     session.add(organisation)

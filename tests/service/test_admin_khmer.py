@@ -19,6 +19,7 @@ from samleng.service.admin.views import LANGUAGE_COOKIE
 from samleng.service.petitions import endorsements
 from samleng.service.petitions import organisations as orgs
 from samleng.service.platform.dbsession import get_session
+from samleng.service.platform.errors import OrganisationError
 from samleng.service.platform.models import get_petition
 from samleng.service.tlog import witnesses
 from tests.conftest import add_petition, seal, sign
@@ -204,6 +205,12 @@ def test_refusals_of_the_service_layer_are_in_khmer(app: Flask, khmer_admin: Fla
          "ឈ្មោះគណនីមានពី ១ ដល់ ៦៤ តួ"),
         ("/admin/organisations", {"handle": "-x", "name_km": "ក", "name_en": "X"},
          "ឈ្មោះសម្គាល់មានពី ១ ដល់ ៦៤ តួ"),
+        # The record's own rules, which the crypto library words in English only.
+        ("/admin/organisations", {"handle": "ok", "name_km": "ក", "name_en": "bell\x07"},
+         "ឈ្មោះអង្គការជាភាសាអង់គ្លេសមានតួអក្សរដែលមិនអាចបង្ហាញបាន"),
+        ("/admin/p/land/endorsements/add",
+         {"name_km": "ក", "name_en": "X", "website": "javascript:alert(1)"},
+         "គេហទំព័រត្រូវតែជាអាសយដ្ឋានដែលចាប់ផ្ដើមដោយ https:// ឬ http://"),
     ):  # fmt: skip
         answer = khmer_admin.post(path, data={"csrf": csrf, **form})
         assert answer.status_code in (400, 409), (path, answer.status_code)
@@ -217,6 +224,12 @@ def test_refusals_of_the_service_layer_are_in_khmer(app: Flask, khmer_admin: Fla
             assert str(exc) == "quorum 99: between 1 and 16"
         else:
             raise AssertionError("the quorum was taken")
+        try:
+            orgs.create_organisation(session, "ok", name_km="ក", name_en="X", website="ftp://x")
+        except OrganisationError as exc:
+            assert "must be an address starting with https://" in str(exc)
+        else:
+            raise AssertionError("the website was taken")
 
 
 def test_the_switch_keeps_the_page_and_the_browser_decides_first(app: Flask) -> None:
