@@ -24,7 +24,7 @@ from samleng.service.petitions.lifecycle import (
     set_photos,
     validate_texts,
 )
-from samleng.service.platform.errors import N_, PetitionStateError
+from samleng.service.platform.errors import N_, Error, InputError, PetitionStateError
 from samleng.service.platform.models import (
     IDENTIFIER_MODES,
     LANGUAGES,
@@ -52,7 +52,8 @@ class DraftForm:
     """The parsed petition form: values to show again, an error per field, and the result."""
 
     values: Mapping[str, str]
-    errors: Mapping[str, str] = field(default_factory=dict)
+    # A message marked for the catalogue, or an error whose message and values the view says.
+    errors: Mapping[str, str | Error] = field(default_factory=dict)
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     goal: int = 0
     closes_on: dt.date | None = None
@@ -102,7 +103,7 @@ def parse_draft_form(
     (one key per line); ``current`` is the custody of the draft being changed, whose keys a
     form without any keeps."""
     values = {k: str(form.get(k, "")).strip() for k in _field_names()}
-    errors: dict[str, str] = {}
+    errors: dict[str, str | Error] = {}
     if new and not SLUG.match(values["slug"]):
         errors["slug"] = N_("Use 1-64 lower-case letters, digits and inner hyphens.")
     texts: dict[str, dict[str, str]] = {}
@@ -174,7 +175,7 @@ def whole_number(text: str, most: int) -> int | None:
 def _parse_custody(
     values: Mapping[str, str],
     key_file: bytes | None,
-    errors: dict[str, str],
+    errors: dict[str, str | Error],
     *,
     new: bool,
     current: Custody | None,
@@ -192,12 +193,13 @@ def _parse_custody(
             return None
     keys: list[bytes] = []
     if key_text:
+        if len(key_text) > MAX_KEY_FILE_BYTES:
+            errors["details_key"] = N_("This is too large for a list of details public keys.")
+            return None
         try:
-            if len(key_text) > MAX_KEY_FILE_BYTES:
-                raise ValueError("this is too large for a list of public keys")
             keys = parse_details_public_keys(key_text)
-        except ValueError as exc:
-            errors["details_key"] = f"The details public key: {exc}."
+        except InputError as exc:
+            errors["details_key"] = exc
             return None
     if not keys:
         if new:
@@ -214,10 +216,9 @@ def _parse_custody(
         keys = list(current.public_keys)
     try:
         return details_custody(keys, threshold)
-    except ValueError as exc:
-        message = str(exc)
-        field = "details_threshold" if "threshold" in message else "details_key"
-        errors[field] = f"{message[:1].upper()}{message[1:]}."
+    except InputError as exc:
+        field = "details_threshold" if "threshold" in exc.message else "details_key"
+        errors[field] = exc
         return None
 
 

@@ -10,7 +10,7 @@ own, scoped to /admin/), else the browser's preferred language, else English.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +58,7 @@ from samleng.service.platform.dbsession import get_session
 from samleng.service.platform.errors import (
     N_,
     ClosingDateInPast,
+    Error,
     InputError,
     OrganisationError,
     PetitionNotFound,
@@ -482,12 +483,20 @@ _TEXT_FIELD_NAMES = {
 }
 
 
-def _draft_page(form_values: dict[str, str], errors: dict[str, str], **context: Any) -> Any:
+def _draft_page(
+    form_values: dict[str, str], errors: Mapping[str, str | Error], **context: Any
+) -> Any:
     return render_template(
         "admin/draft.html",
         values=form_values,
-        # drafts.py loads no Flask: its messages are marked for the catalogue and said here.
-        errors={field: gettext(str(message)) for field, message in errors.items()},
+        # drafts.py loads no Flask: its messages are marked for the catalogue (or errors with
+        # their values) and said here.
+        errors={
+            field: translated(message, gettext)
+            if isinstance(message, Error)
+            else gettext(str(message))
+            for field, message in errors.items()
+        },
         languages=LANGUAGES,
         text_fields=drafts.TEXT_LIMITS,
         field_names=_TEXT_FIELD_NAMES,

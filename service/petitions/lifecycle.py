@@ -60,40 +60,74 @@ def details_custody(public_keys: Sequence[bytes], threshold: int | None) -> Cust
     """The custody of n organisations' keys, any ``threshold`` of which open the details.
 
     One key and no threshold (or 1) is the single-key custody of version 1 records, as
-    before coalition custody. ValueError, in words for the organiser, otherwise.
+    before coalition custody. InputError, in words for the organiser, otherwise.
     """
     if not public_keys:
-        raise ValueError("give at least one details public key")
+        raise InputError(N_("give at least one details public key"))
     if len(public_keys) == 1 and threshold in (None, 1):
         return single_key_custody(public_keys[0])
     if threshold is None:
-        raise ValueError(
-            f"with {len(public_keys)} details keys, say how many organisations must agree to "
-            "open the details (the threshold)"
+        raise InputError(
+            N_(
+                "with %(keys)s details keys, say how many organisations must agree to open the "
+                "details (the threshold)"
+            ),
+            keys=len(public_keys),
         )
     if len(set(public_keys)) != len(public_keys):
-        raise ValueError("a details public key is given twice")
+        raise InputError(N_("a details public key is given twice"))
     if len(public_keys) > MAX_KEYS:
-        raise ValueError(f"a petition has at most {MAX_KEYS} details keys, not {len(public_keys)}")
+        raise InputError(
+            N_("a petition has at most %(most)s details keys, not %(keys)s"),
+            most=MAX_KEYS,
+            keys=len(public_keys),
+        )
     if not 1 <= threshold <= len(public_keys):
-        raise ValueError(
-            f"the threshold must be between 1 and the number of keys ({len(public_keys)}), "
-            f"not {threshold}"
+        raise InputError(
+            N_("the threshold must be between 1 and the number of keys (%(keys)s), not %(given)s"),
+            keys=len(public_keys),
+            given=threshold,
         )
     return Custody(public_keys=tuple(public_keys), threshold=threshold)
 
 
-def parse_details_public_key(text: str) -> bytes:
+# What is wrong with a details public key: said of the only one, or of one line of several.
+_NOT_BASE64 = (
+    N_("the details public key is not base64"),
+    N_("the details public key on line %(line)s is not base64"),
+)
+_NOT_X25519 = (
+    N_("the details public key is not 32 bytes long (an X25519 public key)"),
+    N_("the details public key on line %(line)s is not 32 bytes long (an X25519 public key)"),
+)
+
+
+def parse_details_public_key(text: str, line: int | None = None) -> bytes:
     """The organisers' details public key from its file (what ``samleng-audit keygen`` writes:
-    one line of base64 of the raw 32-byte X25519 key). ValueError if it is not one."""
+    one line of base64 of the raw 32-byte X25519 key). InputError if it is not one, naming
+    ``line`` when given."""
     words = text.strip().split()
     try:
         key = base64.b64decode(words[-1], validate=True)
     except (binascii.Error, IndexError, ValueError):
-        raise ValueError("this is not a base64 public key") from None
+        raise _bad_key(_NOT_BASE64, line) from None
     if len(key) != 32:
-        raise ValueError("this is not a 32-byte X25519 public key")
+        raise _bad_key(_NOT_X25519, line)
     return key
+
+
+def _bad_key(messages: tuple[str, str], line: int | None) -> InputError:
+    return InputError(messages[0]) if line is None else InputError(messages[1], line=line)
+
+
+def parse_details_public_keys(text: str) -> list[bytes]:
+    """The details public keys of a coalition, one per line in share order (a single .pub
+    file is one line). InputError naming the line that is not a key."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return [
+        parse_details_public_key(line, number if len(lines) > 1 else None)
+        for number, line in enumerate(lines, start=1)
+    ]
 
 
 def custody_trail(custody: Custody) -> str:
@@ -102,19 +136,6 @@ def custody_trail(custody: Custody) -> str:
     if custody.version == 1:
         return ""
     return f"details sealed to {custody.threshold} of {custody.keys} keys"
-
-
-def parse_details_public_keys(text: str) -> list[bytes]:
-    """The details public keys of a coalition, one per line in share order (a single .pub
-    file is one line). ValueError naming the line that is not a key."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    keys = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            keys.append(parse_details_public_key(line))
-        except ValueError as exc:
-            raise ValueError(f"line {number}: {exc}" if len(lines) > 1 else str(exc)) from None
-    return keys
 
 
 def set_custody(petition: Petition, custody: Custody) -> None:

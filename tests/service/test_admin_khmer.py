@@ -31,6 +31,7 @@ from tests.service.test_admin import (
     login,
     make_account,
 )
+from tests.service.test_custody import pasted
 
 # What is data on the pages, and may be in Latin letters: the petition's texts (its English
 # title and body are data), technical names that are the same in every language.
@@ -208,6 +209,9 @@ def test_refusals_of_the_service_layer_are_in_khmer(app: Flask, khmer_admin: Fla
         # The record's own rules, which the crypto library words in English only.
         ("/admin/organisations", {"handle": "ok", "name_km": "ក", "name_en": "bell\x07"},
          "ឈ្មោះអង្គការជាភាសាអង់គ្លេសមានតួអក្សរដែលមិនអាចបង្ហាញបាន"),
+        ("/admin/new", draft_form(csrf, "river", details_key=None, details_threshold="4",
+                                  details_key_text=pasted(3)[0]),
+         "ចំនួនអប្បបរមាត្រូវនៅចន្លោះ ១ និងចំនួនកូនសោ (3) មិនមែន 4 ទេ"),
         ("/admin/p/land/endorsements/add",
          {"name_km": "ក", "name_en": "X", "website": "javascript:alert(1)"},
          "គេហទំព័រត្រូវតែជាអាសយដ្ឋានដែលចាប់ផ្ដើមដោយ https:// ឬ http://"),

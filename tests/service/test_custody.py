@@ -306,8 +306,7 @@ def test_the_admin_makes_a_coalition_draft_and_changes_it(
         (2, "1" * 5000, "details_threshold", "The threshold is a whole number from 1 to 16."),
         (17, "2", "details_key", "A petition has at most 16 details keys, not 17."),
         ("twice", "2", "details_key", "A details public key is given twice."),
-        ("garbled", "2", "details_key",
-         "The details public key: line 2: this is not a base64 public key."),
+        ("garbled", "2", "details_key", "The details public key on line 2 is not base64."),
     ],
 )  # fmt: skip
 def test_the_admin_form_refuses_a_custody_it_cannot_use(
