@@ -107,9 +107,16 @@ def add_witness(session: Session, petition: Petition, *, name: str, url: str, vk
         )
     try:
         check_witness_url(url)
+    except WitnessConfigError as exc:
+        raise WitnessSetupError(exc.message, **exc.values) from None
+    try:
         verifier = parse_witness_vkey(vkey)
-    except (WitnessConfigError, CryptoError) as exc:
-        raise WitnessSetupError(str(exc)) from None
+    except CryptoError as exc:
+        # The library's reason stays English: it names the key's technical parts.
+        raise WitnessSetupError(
+            N_("witness key: not an Ed25519 tlog-cosignature/v1 verifier key (%(reason)s)"),
+            reason=str(exc),
+        ) from None
     if len(url) > 300:
         raise WitnessSetupError(N_("witness URL: at most 300 characters"))
     if len(verifier.vkey) > 400:

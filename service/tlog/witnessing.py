@@ -50,9 +50,10 @@ from samleng.crypto.cosignature import (
     cosignature_timestamp,
     parse_signature_block,
 )
-from samleng.crypto.errors import Error, VerificationError
+from samleng.crypto.errors import VerificationError
 from samleng.crypto.merkle import HASH_SIZE, MAX_PROOF_LENGTH
 from samleng.crypto.note import split_signed_note
+from samleng.service.platform.errors import N_, Error
 
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 DEFAULT_TIMEOUT = 10.0
@@ -144,8 +145,11 @@ def check_witness_url(url: str) -> str:
     # quietly drop a tab or newline from what it parses but not from what is stored.
     if not _URL_CHARACTERS.fullmatch(url):
         raise WitnessConfigError(
-            f"witness URL {url!r} must be visible ASCII without spaces (write an "
-            "international domain name in its xn-- form)"
+            N_(
+                "witness URL %(url)s must be visible ASCII without spaces (write an "
+                "international domain name in its xn-- form)"
+            ),
+            url=repr(url),
         )
     try:
         parts = urlsplit(url)
@@ -153,11 +157,15 @@ def check_witness_url(url: str) -> str:
     except ValueError:
         port_ok = False
     if not port_ok:
-        raise WitnessConfigError(f"witness URL {url!r} is not a valid URL")
+        raise WitnessConfigError(N_("witness URL %(url)s is not a valid URL"), url=repr(url))
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WitnessConfigError(f"witness URL {url!r} is not an http(s) URL with a host")
+        raise WitnessConfigError(
+            N_("witness URL %(url)s is not an http(s) URL with a host"), url=repr(url)
+        )
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise WitnessConfigError(f"witness URL {url!r} must not carry a user, query or fragment")
+        raise WitnessConfigError(
+            N_("witness URL %(url)s must not carry a user, query or fragment"), url=repr(url)
+        )
     return url.rstrip("/") + "/add-checkpoint"
 
 
