@@ -27,13 +27,11 @@ each floor allows: hash / (hash + the floor).
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import shutil
 import tempfile
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -55,7 +53,7 @@ from common import (
     record,
     server_cpu,
 )
-from sign_throughput import RECEIPT, Tally, argon2_ceiling
+from sign_throughput import Tally, argon2_ceiling, client
 
 TARGET = 0.92  # signing with two witnesses, issue 21
 BENCH = ["--pythonpath", str(ROOT / "bench")]
@@ -65,37 +63,6 @@ HELLO, UNHASHED, SEALER = ("hello (any POST)", "unhashed, sealer off", "unhashed
 def total(row: dict[str, float]) -> float:
     """CPU of one request, server and database, ms."""
     return row["server_ms"] + row["db_ms"]
-
-
-def paced_client(
-    port: int,
-    path: str,
-    tokens: Callable[[], str],
-    tally: Tally,
-    period: float,
-    stop: threading.Event,
-) -> None:
-    """POST a signature to ``path`` every ``period`` seconds over one keep-alive connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    due = time.perf_counter()
-    while not stop.is_set():
-        body = urllib.parse.urlencode(
-            {"form_token": tokens(), "identifier": tally.next_number(), "consent": "yes"}
-        )
-        try:
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            ok = response.status == 200 and RECEIPT.search(response.read()) is not None
-        except (OSError, http.client.HTTPException):
-            ok = False
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        with tally.lock:
-            tally.results.append((time.perf_counter(), 200 if ok else -1, 0.0))
-        due += period
-        stop.wait(max(0.0, due - time.perf_counter()))
-    conn.close()
 
 
 def _hash_without_pause(stop_at: float) -> int:
@@ -124,9 +91,7 @@ def measure(
     tally, stop = Tally(), threading.Event()
     clients = 8
     threads = [
-        threading.Thread(
-            target=paced_client, args=(port, path, tokens, tally, clients / args.rate, stop)
-        )
+        threading.Thread(target=client, args=(port, tokens, tally, stop, path, clients / args.rate))
         for _ in range(clients)
     ]
     until = time.time() + args.warmup + args.seconds + 1

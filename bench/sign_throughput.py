@@ -114,17 +114,26 @@ class Tally:
         return f"{prefix} {n // 1000:03d} {n % 1000:03d}"
 
 
-def client(port: int, tokens: Callable[[], str], tally: Tally, stop: threading.Event) -> None:
-    """Sign over one keep-alive connection until ``stop`` is set."""
+def client(
+    port: int,
+    tokens: Callable[[], str],
+    tally: Tally,
+    stop: threading.Event,
+    path: str = "/en/p/demo/sign",
+    period: float = 0.0,
+) -> None:
+    """Sign ``path`` over one keep-alive connection until ``stop`` is set: as fast as the
+    answers come, or one request every ``period`` seconds."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    due = time.perf_counter()
     while not stop.is_set():
         body = urllib.parse.urlencode(
             {"form_token": tokens(), "identifier": tally.next_number(), "consent": "yes"}
         )
         started = time.perf_counter()
         try:
-            conn.request("POST", "/en/p/demo/sign", body=body, headers=headers)
+            conn.request("POST", path, body=body, headers=headers)
             response = conn.getresponse()
             page = response.read()
             status = response.status
@@ -137,6 +146,9 @@ def client(port: int, tokens: Callable[[], str], tally: Tally, stop: threading.E
         finished = time.perf_counter()
         with tally.lock:
             tally.results.append((finished, status, finished - started))
+        if period:
+            due += period
+            stop.wait(max(0.0, due - time.perf_counter()))
     conn.close()
 
 
