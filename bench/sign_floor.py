@@ -7,16 +7,19 @@ about what sign_throughput.py reaches) from keep-alive clients:
 
 1. ``hello``: the smallest Flask app answering the same POST (bench/hello_app.py): what any
    request through gunicorn costs at this rate, whatever the app does;
-2. ``unhashed``: Samleng with dedup_token's Argon2 replaced by BLAKE2b (bench/unhashed_app.py),
+2. ``least``: the least a signature can do on this stack (bench/least_sign_app.py): the form,
+   the token's HMAC, the gate's thread, two HPKE seals, one row written through SQLAlchemy
+   and psycopg, a page; what no implementation with these libraries can leave out;
+3. ``unhashed``: Samleng with dedup_token's Argon2 replaced by BLAKE2b (bench/unhashed_app.py),
    the in-process sealer off: the request, the form, sealing the details, the database write,
    the hand-off to the gate's thread, the receipt page;
-3. ``unhashed + sealer``: the same with the sealer on (every ``--seal-interval`` s).
+4. ``unhashed + sealer``: the same with the sealer on (every ``--seal-interval`` s).
 
 Each part runs beside one process per core hashing Argon2 without pause at the lowest
 priority, as a signature runs beside the other signatures' hashes: a request that wakes an
 idle core costs more than one on a busy core, and this way the part neither pays for that
 nor escapes Argon2's memory traffic. Measured: CPU of gunicorn (master and workers) and of the
-PostgreSQL backends of the run's database, per request, in rounds of the three parts. Then the
+PostgreSQL backends of the run's database, per request, in rounds of the four parts. Then the
 CPU of one bare hash, as sign_throughput.py measures it (all cores hashing), and the CPU ratio
 each floor allows: hash / (hash + the floor).
 
@@ -57,7 +60,9 @@ from sign_throughput import Tally, argon2_ceiling, client
 
 TARGET = 0.92  # signing with two witnesses, issue 21
 BENCH = ["--pythonpath", str(ROOT / "bench")]
-HELLO, UNHASHED, SEALER = ("hello (any POST)", "unhashed, sealer off", "unhashed + sealer")
+HELLO, LEAST = "hello (any POST)", "least a signature does"
+UNHASHED, SEALER = "unhashed, sealer off", "unhashed + sealer"
+PARTS = (HELLO, LEAST, UNHASHED, SEALER)
 
 
 def total(row: dict[str, float]) -> float:
@@ -154,13 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(1, args.rounds + 1):
             with gunicorn("hello_app:app", env, extra=BENCH) as server:
                 rows.append((HELLO, measure(server, url, "/sign", tokens, args, hogs)))
+            with gunicorn("least_sign_app:app", env, extra=BENCH) as server:
+                rows.append((LEAST, measure(server, url, "/sign", tokens, args, hogs)))
             with gunicorn("unhashed_app:app", env, extra=BENCH) as server:
                 rows.append((UNHASHED, measure(server, url, sign, tokens, args, hogs)))
             with gunicorn("unhashed_app:app", sealing, extra=BENCH) as server:
                 rows.append((SEALER, measure(server, url, sign, tokens, args, hogs)))
             note(
                 f"round {number}: "
-                + ", ".join(f"{name} {total(r):.2f} ms" for name, r in rows[-3:])
+                + ", ".join(f"{name} {total(r):.2f} ms" for name, r in rows[-len(PARTS) :])
             )
         after = argon2_ceiling(pool, cores(), args.ceiling_seconds)
     shutil.rmtree(work, ignore_errors=True)
@@ -182,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "part                         req/s  server  postgres  total                 "
         "cpu-ratio-it-allows",
     ]
-    for name in (HELLO, UNHASHED, SEALER):
+    for name in PARTS:
         mine = [r for n, r in rows if n == name]
         floor = median([total(r) for r in mine])
         rounds = " ".join(f"{total(r):.2f}" for r in mine)
