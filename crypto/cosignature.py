@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from samleng.crypto.checkpoint import Checkpoint, verify_checkpoint
-from samleng.crypto.errors import CosignatureError, KeyFormatError, NoteFormatError
+from samleng.crypto.errors import CosignatureError, KeyFormatError, KeyProblem, NoteFormatError
 from samleng.crypto.note import (
     ED25519_KEY_SIZE,
     ED25519_SIGNATURE_SIZE,
@@ -66,15 +66,19 @@ class WitnessVerifier:
     def __post_init__(self) -> None:
         """Refuse inconsistent fields (KeyFormatError)."""
         if not is_valid_key_name(self.name):
-            raise KeyFormatError("witness name is empty or contains a space or '+'")
+            raise KeyFormatError(
+                "witness name is empty or contains a space or '+'", KeyProblem.NAME
+            )
         if len(self.public_key) != ED25519_KEY_SIZE:
-            raise KeyFormatError("Ed25519 public key must be 32 bytes")
+            raise KeyFormatError("Ed25519 public key must be 32 bytes", KeyProblem.KEY)
         if self.key_id != key_id(self.name, self.public_key, ALG_COSIGNATURE_V1):
-            raise KeyFormatError("key ID does not match the witness name and public key")
+            raise KeyFormatError(
+                "key ID does not match the witness name and public key", KeyProblem.MISMATCH
+            )
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key)
         except ValueError:
-            raise KeyFormatError("not an Ed25519 public key") from None
+            raise KeyFormatError("not an Ed25519 public key", KeyProblem.KEY) from None
 
     @classmethod
     def from_public_key(cls, name: str, public_key: bytes) -> "WitnessVerifier":
@@ -111,7 +115,8 @@ def parse_witness_vkey(vkey: str) -> WitnessVerifier:
     if algorithm != ALG_COSIGNATURE_V1:
         raise KeyFormatError(
             f"witness key has signature type 0x{algorithm:02x}, not 0x04 "
-            "(an Ed25519 tlog-cosignature/v1 key)"
+            "(an Ed25519 tlog-cosignature/v1 key)",
+            KeyProblem.TYPE,
         )
     return WitnessVerifier(name=name, key_id=identifier, public_key=public_key)
 

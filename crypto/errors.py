@@ -1,5 +1,7 @@
 """The errors raised by the crypto package: one base class, one subclass per failure."""
 
+import enum
+
 
 class Error(Exception):
     """Base class of every error raised by this package."""
@@ -57,8 +59,25 @@ class LeafFormatError(VerificationError):
     """A log leaf that is not 81 bytes, lacks the v1 prefix or has a kind this verifier refuses."""
 
 
+class KeyProblem(enum.Enum):
+    """What is wrong with a key string, for a caller that says it in its own words."""
+
+    LAYOUT = "layout"  # not name+keyID+key (a signer key: not PRIVATE+KEY+…)
+    NAME = "name"  # the name is empty or has a space or '+'
+    KEY_ID = "key-id"  # the key ID is not 8 lower-case hex digits
+    BASE64 = "base64"  # the key is not canonical base64
+    TYPE = "type"  # no signature type byte, or another type than the caller wants
+    KEY = "key"  # not a 32-byte Ed25519 public key or seed
+    MISMATCH = "mismatch"  # the key ID does not match the name and the key
+
+
 class KeyFormatError(VerificationError):
-    """A signed-note verifier or signer key string that cannot be parsed."""
+    """A signed-note verifier or signer key string that cannot be parsed. ``problem`` says
+    which part is wrong (None where the key is fine but clashes with another)."""
+
+    def __init__(self, message: str, problem: KeyProblem | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 class NoteFormatError(VerificationError):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from samleng.crypto.errors import KeyFormatError, NoteFormatError, NoteSignatureError
+from samleng.crypto.errors import KeyFormatError, KeyProblem, NoteFormatError, NoteSignatureError
 
 ALG_ED25519 = 0x01
 KEY_ID_SIZE = 4
@@ -74,7 +74,7 @@ def _split_key_string(text: str, parts: int) -> list[str]:
     """
     fields = text.split("+", parts - 1)
     if len(fields) != parts:
-        raise KeyFormatError("key string has too few '+'-separated fields")
+        raise KeyFormatError("key string has too few '+'-separated fields", KeyProblem.LAYOUT)
     return fields
 
 
@@ -89,15 +89,17 @@ class NoteVerifier:
     def __post_init__(self) -> None:
         """Refuse inconsistent fields (KeyFormatError)."""
         if not is_valid_key_name(self.name):
-            raise KeyFormatError("key name is empty or contains a space or '+'")
+            raise KeyFormatError("key name is empty or contains a space or '+'", KeyProblem.NAME)
         if len(self.public_key) != ED25519_KEY_SIZE:
-            raise KeyFormatError("Ed25519 public key must be 32 bytes")
+            raise KeyFormatError("Ed25519 public key must be 32 bytes", KeyProblem.KEY)
         if self.key_id != key_id(self.name, self.public_key):
-            raise KeyFormatError("key ID does not match the key name and public key")
+            raise KeyFormatError(
+                "key ID does not match the key name and public key", KeyProblem.MISMATCH
+            )
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key)
         except ValueError:
-            raise KeyFormatError("not an Ed25519 public key") from None
+            raise KeyFormatError("not an Ed25519 public key", KeyProblem.KEY) from None
 
     @classmethod
     def from_public_key(cls, name: str, public_key: bytes) -> "NoteVerifier":
@@ -130,15 +132,15 @@ def split_vkey(vkey: str) -> tuple[str, bytes, int, bytes]:
     """
     name, hex_id, encoded = _split_key_string(vkey, 3)
     if not is_valid_key_name(name):
-        raise KeyFormatError("key name is empty or contains a space or '+'")
+        raise KeyFormatError("key name is empty or contains a space or '+'", KeyProblem.NAME)
     if not _HEX8.fullmatch(hex_id):
-        raise KeyFormatError("key ID must be 8 lower-case hex digits")
+        raise KeyFormatError("key ID must be 8 lower-case hex digits", KeyProblem.KEY_ID)
     try:
         key = b64decode_canonical(encoded)
     except ValueError:
-        raise KeyFormatError("verifier key is not canonical base64") from None
+        raise KeyFormatError("verifier key is not canonical base64", KeyProblem.BASE64) from None
     if not key:
-        raise KeyFormatError("verifier key has no signature type byte")
+        raise KeyFormatError("verifier key has no signature type byte", KeyProblem.TYPE)
     return name, bytes.fromhex(hex_id), key[0], key[1:]
 
 
@@ -146,7 +148,7 @@ def parse_vkey(vkey: str) -> NoteVerifier:
     """Parse a verifier key string; KeyFormatError if it is malformed or inconsistent."""
     name, identifier, algorithm, public_key = split_vkey(vkey)
     if algorithm != ALG_ED25519:
-        raise KeyFormatError("verifier key algorithm is not Ed25519 (0x01)")
+        raise KeyFormatError("verifier key algorithm is not Ed25519 (0x01)", KeyProblem.TYPE)
     return NoteVerifier(name=name, key_id=identifier, public_key=public_key)
 
 
@@ -180,21 +182,23 @@ class NoteSigner:
     def from_skey(cls, skey: str) -> "NoteSigner":
         """Parse Go's ``PRIVATE+KEY+name+hex(keyID)+base64(0x01 || seed)``; KeyFormatError."""
         if not skey.startswith(_PRIVATE_PREFIX):
-            raise KeyFormatError("signer key does not start with PRIVATE+KEY+")
+            raise KeyFormatError("signer key does not start with PRIVATE+KEY+", KeyProblem.LAYOUT)
         name, hex_id, encoded = _split_key_string(skey[len(_PRIVATE_PREFIX) :], 3)
         if not _HEX8.fullmatch(hex_id):
-            raise KeyFormatError("key ID must be 8 lower-case hex digits")
+            raise KeyFormatError("key ID must be 8 lower-case hex digits", KeyProblem.KEY_ID)
         try:
             key = b64decode_canonical(encoded)
         except ValueError:
-            raise KeyFormatError("signer key is not canonical base64") from None
+            raise KeyFormatError("signer key is not canonical base64", KeyProblem.BASE64) from None
         if len(key) != 1 + ED25519_KEY_SIZE or key[0] != ALG_ED25519:
-            raise KeyFormatError("signer key is not a 32-byte Ed25519 seed")
+            raise KeyFormatError("signer key is not a 32-byte Ed25519 seed", KeyProblem.KEY)
         if not is_valid_key_name(name):
-            raise KeyFormatError("key name is empty or contains a space or '+'")
+            raise KeyFormatError("key name is empty or contains a space or '+'", KeyProblem.NAME)
         signer = cls(name=name, seed=key[1:])
         if signer.key_id.hex() != hex_id:
-            raise KeyFormatError("key ID does not match the key name and public key")
+            raise KeyFormatError(
+                "key ID does not match the key name and public key", KeyProblem.MISMATCH
+            )
         return signer
 
     def __repr__(self) -> str:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from samleng.crypto.cosignature import WitnessVerifier, parse_witness_vkey
 from samleng.crypto.errors import Error as CryptoError
+from samleng.crypto.errors import KeyFormatError, KeyProblem
 from samleng.crypto.note import parse_vkey
 from samleng.crypto.policy import (
     Policy,
@@ -92,6 +93,29 @@ def witnesses_of(session: Session, petition: Petition, *, removed: bool = False)
     return list(session.scalars(query))
 
 
+# What is wrong with a witness key, in words the admin can translate (the crypto library's
+# own reasons are English).
+WITNESS_KEY_PROBLEMS = {
+    KeyProblem.LAYOUT: N_(
+        "witness key: write the witness's name, its key ID and its key, joined by '+' "
+        "(name+1234abcd+base64)"
+    ),
+    KeyProblem.NAME: N_("witness key: the name before the first '+' is empty or has a space"),
+    KeyProblem.KEY_ID: N_(
+        "witness key: the key ID after the name must be 8 digits or letters a-f, in lower case"
+    ),
+    KeyProblem.BASE64: N_("witness key: the part after the key ID is not base64"),
+    KeyProblem.TYPE: N_(
+        "witness key: this is not a witness's cosignature key (Ed25519 "
+        "tlog-cosignature/v1, type 0x04); a log's own key does not fit here"
+    ),
+    KeyProblem.KEY: N_("witness key: the part after the key ID does not hold an Ed25519 key"),
+    KeyProblem.MISMATCH: N_(
+        "witness key: the key ID does not match the name and the key; copy the whole key again"
+    ),
+}
+
+
 def add_witness(session: Session, petition: Petition, *, name: str, url: str, vkey: str) -> Witness:
     """Add a witness to the petition (frozen into its policy if it is still a draft)."""
     if petition.status not in (PetitionStatus.DRAFT, PetitionStatus.OPEN, PetitionStatus.CLOSED):
@@ -111,12 +135,13 @@ def add_witness(session: Session, petition: Petition, *, name: str, url: str, vk
         raise WitnessSetupError(exc.message, **exc.values) from None
     try:
         verifier = parse_witness_vkey(vkey)
-    except CryptoError as exc:
-        # The library's reason stays English: it names the key's technical parts.
-        raise WitnessSetupError(
-            N_("witness key: not an Ed25519 tlog-cosignature/v1 verifier key (%(reason)s)"),
-            reason=str(exc),
-        ) from None
+    except KeyFormatError as exc:
+        if exc.problem is None:
+            raise WitnessSetupError(
+                N_("witness key: not an Ed25519 tlog-cosignature/v1 verifier key (%(reason)s)"),
+                reason=str(exc),
+            ) from None
+        raise WitnessSetupError(WITNESS_KEY_PROBLEMS[exc.problem]) from None
     if len(url) > 300:
         raise WitnessSetupError(N_("witness URL: at most 300 characters"))
     if len(verifier.vkey) > 400:

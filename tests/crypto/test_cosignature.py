@@ -25,7 +25,7 @@ from samleng.crypto.cosignature import (
     verify_cosignatures,
     verify_cosigned_checkpoint,
 )
-from samleng.crypto.errors import CosignatureError, KeyFormatError, NoteFormatError
+from samleng.crypto.errors import CosignatureError, KeyFormatError, KeyProblem, NoteFormatError
 from samleng.crypto.note import MAX_SIGNATURES, parse_signature_line, parse_vkey
 from tests.crypto.logfactory import WITNESS_TIME, make_cosigners, make_log
 
@@ -75,21 +75,27 @@ _NAME, _ID, _KEY = _VKEY.split("+", 2)
 
 
 @pytest.mark.parametrize(
-    ("vkey", "message"),
+    ("vkey", "message", "problem"),
     [
-        (LOG.signer.vkey, "type 0x01, not 0x04"),  # a log's checkpoint key is not a witness key
-        (f"{_NAME}+00000000+{_KEY}", "key ID does not match"),
-        (f"{_NAME}+{_ID}+BA==", "32 bytes"),
-        (f"a b+{_ID}+{_KEY}", "name"),
-        (f"{_NAME}+{_ID.upper()}+{_KEY}", "8 lower-case hex"),
-        (f"{_NAME}+{_ID}+{_KEY}=", "canonical base64"),
-        (f"{_NAME}+{_ID}", "too few"),
-        (f"{_NAME}+{_ID}+", "no signature type"),
+        # a log's checkpoint key is not a witness key
+        (LOG.signer.vkey, "type 0x01, not 0x04", KeyProblem.TYPE),
+        (f"{_NAME}+00000000+{_KEY}", "key ID does not match", KeyProblem.MISMATCH),
+        (f"{_NAME}+{_ID}+BA==", "32 bytes", KeyProblem.KEY),
+        (f"a b+{_ID}+{_KEY}", "name", KeyProblem.NAME),
+        (f"{_NAME}+{_ID.upper()}+{_KEY}", "8 lower-case hex", KeyProblem.KEY_ID),
+        (f"{_NAME}+{_ID}+{_KEY}=", "canonical base64", KeyProblem.BASE64),
+        (f"{_NAME}+{_ID}", "too few", KeyProblem.LAYOUT),
+        (f"{_NAME}+{_ID}+", "no signature type", KeyProblem.TYPE),
     ],
 )
-def test_witness_vkeys_are_refused_when_malformed(vkey: str, message: str) -> None:
-    with pytest.raises(KeyFormatError, match=message):
+def test_witness_vkeys_are_refused_when_malformed(
+    vkey: str, message: str, problem: KeyProblem
+) -> None:
+    """Each refusal says what is wrong in English, and names the part for a caller that says
+    it in another language (the admin, in Khmer)."""
+    with pytest.raises(KeyFormatError, match=message) as refused:
         parse_witness_vkey(vkey)
+    assert refused.value.problem is problem
 
 
 def test_a_witness_key_is_not_a_log_key() -> None:
@@ -183,8 +189,9 @@ def test_at_most_a_hundred_signatures() -> None:
 
 
 def test_two_witness_keys_with_one_name_and_id_are_a_configuration_error() -> None:
-    with pytest.raises(KeyFormatError, match="share a key ID"):
+    with pytest.raises(KeyFormatError, match="share a key ID") as refused:
         verify_cosignatures(NOTE, [W1.verifier, W1.verifier])
+    assert refused.value.problem is None  # each key is fine; together they clash
 
 
 def test_witness_verifier_checks_its_fields() -> None:

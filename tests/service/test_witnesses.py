@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from samleng.crypto.errors import KeyProblem
 from samleng.crypto.policy import parse_policy
 from samleng.service.petitions.lifecycle import open_petition
 from samleng.service.petitions.scheduler import Witnessing
@@ -34,6 +35,7 @@ from samleng.service.platform.models import (
 )
 from samleng.service.tlog.store import seal_all
 from samleng.service.tlog.witnesses import (
+    WITNESS_KEY_PROBLEMS,
     Backoff,
     WitnessSetupError,
     add_witness,
@@ -199,6 +201,39 @@ def test_bad_witnesses_are_refused_and_nothing_is_stored(
             add_witness(session, draft, name=name, url=url, vkey=vkey or COSIGNER.verifier.vkey)
         session.rollback()
         assert session.scalars(select(Witness)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("vkey", "message"),
+    [
+        ("not a key", "joined by '+'"),
+        ("+12345678+AAAA", "the name before the first '+'"),
+        ("w+1234ABCD+AAAA", "8 digits or letters a-f"),
+        ("w+1234abcd+@@", "not base64"),
+        ("w+1234abcd+", "not a witness's cosignature key"),
+        ("petitions.example.org+12345678+ASmsuuFBvMrwsi4alNNNC8c2HlJtC/4SyJeUvJMilm3X",
+         "a log's own key does not fit here"),
+        ("w+1234abcd+BAAA", "does not hold an Ed25519 key"),
+        ("w+1234abcd+" + COSIGNER.verifier.vkey.split("+", 2)[2], "copy the whole key again"),
+    ],
+)  # fmt: skip
+def test_a_bad_witness_key_is_refused_saying_which_part_is_wrong(
+    app: Flask, vkey: str, message: str
+) -> None:
+    petition = add_petition(app, status="draft")
+    with app.app_context():
+        session = get_session()
+        draft = get_petition(session, petition.slug)
+        with pytest.raises(WitnessSetupError) as refused:
+            add_witness(session, draft, name="w", url="https://w.example", vkey=vkey)
+        assert message in str(refused.value)
+        assert refused.value.message in WITNESS_KEY_PROBLEMS.values()
+        session.rollback()
+        assert session.scalars(select(Witness)).all() == []
+
+
+def test_every_key_problem_has_words_of_its_own() -> None:
+    assert set(WITNESS_KEY_PROBLEMS) == set(KeyProblem)
 
 
 def test_a_name_or_key_is_used_once_per_petition(app: Flask) -> None:
