@@ -188,6 +188,7 @@ class SealScheduler:
         self._started = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start_once(self) -> None:
         """Start the sealing (and witnessing) threads unless they run already."""
@@ -195,16 +196,23 @@ class SealScheduler:
             return
         with self._lock:
             if not self._started:
-                threading.Thread(target=self._run, name="samleng-sealer", daemon=True).start()
+                self._thread = threading.Thread(
+                    target=self._run, name="samleng-sealer", daemon=True
+                )
+                self._thread.start()
                 if self._witnessing is not None:
                     self._witnessing.start()
                 self._started = True
 
-    def stop(self) -> None:
-        """Ask the threads to finish after their current round."""
+    def stop(self, timeout: float = 0) -> None:
+        """Ask the threads to finish after their current round; with a ``timeout``, wait up
+        to that long for the sealing thread's round to end, for a caller about to close the
+        engine (a round cut off by that would hand its connection back to a closed pool)."""
         self._stop.set()
         if self._witnessing is not None:
             self._witnessing.stop()
+        if timeout and self._thread is not None:
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         timer = self._timer
